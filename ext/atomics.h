@@ -1,0 +1,8 @@
+/* Atomic helpers on int words living in shared memory (GCC/Clang builtins). */
+#ifndef FASTRETRO_ATOMICS_H
+#define FASTRETRO_ATOMICS_H
+static inline int fr_atomic_sub_fetch(int *p, int v) { return __atomic_sub_fetch(p, v, __ATOMIC_ACQ_REL); }
+static inline int fr_atomic_add_fetch(int *p, int v) { return __atomic_add_fetch(p, v, __ATOMIC_ACQ_REL); }
+static inline void fr_atomic_store(int *p, int v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+static inline int fr_atomic_load(int *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+#endif

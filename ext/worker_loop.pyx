@@ -1,0 +1,217 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
+"""The worker's hot loop: wait for a command, run one emulator for it, write results to shared memory.
+
+Everything here runs in a worker process, once per agent step, so it is compiled: the frame loop,
+the sticky-action draw, the action decoding and the writes into shared memory are C; the only
+Python calls left are stable-retro's own (``em.step``, ``data.update_ram``, ``em.get_screen``) and
+the preprocessing kernel, if any.
+"""
+
+import numpy as np
+
+# Command codes written by the parent into ``cmd[worker]`` (mirrored in fastretro/worker.py).
+CMD_STEP = 1
+CMD_RESET = 2
+CMD_CLOSE = 3
+
+# Autoreset modes (mirrored in fastretro/pool.py).
+AUTORESET_NEXT_STEP = 0
+AUTORESET_SAME_STEP = 1
+AUTORESET_DISABLED = 2
+
+
+cdef class EnvStepper:
+    """One emulator and its slice of the shared buffers.
+
+    The stepper owns the per-episode state (step count, the previous action for sticky frames,
+    whether a next-step autoreset is due) and writes its env's row of every shared array.
+    """
+
+    cdef int index, num_buttons, frameskip, autoreset
+    cdef double sticky_prob
+    cdef bint max_pool, per_frame, have_prev, needs_reset
+    cdef long long episode_steps, max_episode_steps
+    cdef object env, em, data, rng, rng_random, set_mask, em_step, update_ram, get_screen
+    cdef object current_reward, is_done, lookup_all
+    cdef object info_names, write_obs, write_final_obs
+    cdef object buttons_new_np, buttons_prev_np
+    cdef unsigned char[::1] buttons_new, buttons_prev
+    cdef const unsigned char[:, ::1] filter_table
+    cdef const unsigned char[:, ::1] actions
+    cdef double[::1] rewards
+    cdef unsigned char[::1] terminated, truncated
+    cdef long long[:, ::1] info, final_info
+
+    def __init__(self, int index, env, rng, dict opts, dict views, write_obs, write_final_obs):
+        """Bind one stable-retro env to its rows of the shared arrays.
+
+        Args:
+            index: this worker's env index.
+            env: a ``stable_retro.RetroEnv`` created in this process.
+            rng: ``numpy.random.Generator`` for the sticky-frame draws.
+            opts: frameskip, sticky_prob, max_pool, per_frame_reward, max_episode_steps,
+                autoreset, info_names, filter_table.
+            views: the shared arrays (actions, rewards, terminated, truncated, info, final_info).
+            write_obs: ``write_obs(screen, prev_screen_or_None)`` writes this env's observation.
+            write_final_obs: copies the current observation into the final-observation slot.
+        """
+        self.index = index
+        self.env = env
+        self.em = env.em
+        self.data = env.data
+        self.set_mask = self.em.set_button_mask
+        self.em_step = self.em.step
+        self.update_ram = self.data.update_ram
+        self.get_screen = self.em.get_screen
+        self.current_reward = self.data.current_reward
+        self.is_done = self.data.is_done
+        self.lookup_all = self.data.lookup_all
+        self.set_rng(rng)
+        self.frameskip = opts["frameskip"]
+        self.sticky_prob = opts["sticky_prob"]
+        self.max_pool = opts["max_pool"]
+        self.per_frame = opts["per_frame_reward"]
+        self.max_episode_steps = opts["max_episode_steps"] or 0
+        self.autoreset = opts["autoreset"]
+        self.info_names = tuple(opts["info_names"])
+        self.filter_table = opts["filter_table"]
+        self.num_buttons = self.filter_table.shape[1]
+        self.buttons_new_np = np.zeros(self.num_buttons, np.uint8)
+        self.buttons_prev_np = np.zeros(self.num_buttons, np.uint8)
+        self.buttons_new = self.buttons_new_np
+        self.buttons_prev = self.buttons_prev_np
+        self.actions = views["actions"]
+        self.rewards = views["rewards"]
+        self.terminated = views["terminated"]
+        self.truncated = views["truncated"]
+        self.info = views["info"]
+        self.final_info = views["final_info"]
+        self.write_obs = write_obs
+        self.write_final_obs = write_final_obs
+        self.have_prev = False
+        self.needs_reset = False
+        self.episode_steps = 0
+
+    def set_rng(self, rng):
+        self.rng = rng
+        self.rng_random = rng.random
+
+    cdef void _decode_action(self):
+        # The action row holds one 0/1 per button; the filter table maps the button mask to
+        # the mask stable-retro's FILTERED mode would send (data.filter_action, precomputed).
+        cdef int b, mask = 0
+        cdef const unsigned char[:] row = self.actions[self.index]
+        for b in range(self.num_buttons):
+            if row[b]:
+                mask |= 1 << b
+        for b in range(self.num_buttons):
+            self.buttons_new[b] = self.filter_table[mask, b]
+
+    cdef void _write_info(self, long long[:, ::1] info) except *:
+        cdef dict values = self.lookup_all()
+        cdef Py_ssize_t j
+        for j in range(len(self.info_names)):
+            info[self.index, j] = values.get(self.info_names[j], 0)
+
+    def reset(self):
+        """Reset the emulator to its start state and write the first observation."""
+        self.env.reset()
+        self.write_obs(self.get_screen(), None)
+        self._write_info(self.info)
+        self.episode_steps = 0
+        self.have_prev = False
+        self.needs_reset = False
+        self.rewards[self.index] = 0.0
+        self.terminated[self.index] = 0
+        self.truncated[self.index] = 0
+
+    def step(self):
+        """Run one agent step (``frameskip`` emulator frames) and write its results."""
+        cdef int f
+        cdef bint keep_prev, done = False, trunc
+        cdef double total = 0.0
+        cdef object prev_screen = None
+        cdef int i = self.index
+
+        if self.needs_reset:
+            # Next-step autoreset: this step's action is ignored, as in gymnasium.
+            self.reset()
+            return
+
+        self._decode_action()
+        # Sticky frame timing exactly as the Retro Contest's StochasticFrameSkip: on the first
+        # frame of a step, keep the previous action with probability sticky_prob.
+        keep_prev = (self.sticky_prob > 0.0 and self.have_prev
+                     and not (self.rng_random() > self.sticky_prob))
+        self.set_mask(self.buttons_prev_np if keep_prev else self.buttons_new_np, 0)
+        for f in range(self.frameskip):
+            if f == 1 and keep_prev:
+                self.set_mask(self.buttons_new_np, 0)
+            self.em_step()
+            if self.max_pool and f == self.frameskip - 2:
+                prev_screen = self.get_screen()
+            if self.per_frame:
+                self.update_ram()
+                total += self.current_reward()
+                if self.is_done():
+                    done = True
+                    break
+        if not self.per_frame:
+            # The scenario's reward is a sum of per-frame deltas of RAM variables, so one read
+            # per agent step gives the same total (tests/test_pool.py pins this).
+            self.update_ram()
+            total = self.current_reward()
+            done = self.is_done()
+        self.buttons_prev[:] = self.buttons_new
+        self.have_prev = True
+        self.episode_steps += 1
+        trunc = self.max_episode_steps > 0 and self.episode_steps >= self.max_episode_steps
+
+        self.write_obs(self.get_screen(), prev_screen)
+        self._write_info(self.info)
+        self.rewards[i] = total
+        self.terminated[i] = done
+        self.truncated[i] = trunc
+        if done or trunc:
+            if self.autoreset == AUTORESET_NEXT_STEP:
+                self.needs_reset = True
+            elif self.autoreset == AUTORESET_SAME_STEP:
+                self.write_final_obs()
+                self.final_info[i, :] = self.info[i, :]
+                self.env.reset()
+                self.write_obs(self.get_screen(), None)
+                self._write_info(self.info)
+                self.episode_steps = 0
+                self.have_prev = False
+
+
+def run_loop(EnvStepper stepper, handshake, int[::1] cmd, long long[::1] arg, int index,
+             double poll_s, parent_alive, on_reset_seed):
+    """Serve commands until CLOSE, or until ``parent_alive()`` turns False between polls.
+
+    Returns:
+        "closed" or "orphaned".
+    """
+    cdef int c
+    wait = handshake.wait_worker
+    done = handshake.done
+    step = stepper.step
+    while True:
+        if not wait(index, poll_s):
+            if not parent_alive():
+                return "orphaned"
+            continue
+        c = cmd[index]
+        if c == CMD_STEP:
+            step()
+        elif c == CMD_RESET:
+            if arg[index] >= 0:
+                on_reset_seed(arg[index])
+            stepper.reset()
+        elif c == CMD_CLOSE:
+            cmd[index] = 0
+            done()
+            return "closed"
+        # Clearing the command tells the parent which workers are still busy on a timeout.
+        cmd[index] = 0
+        done()

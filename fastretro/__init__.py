@@ -1,0 +1,48 @@
+"""fastretro: vectorized classic-console emulation for reinforcement learning."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from fastretro.errors import (  # noqa: E402
+    ActionError,
+    ClosedError,
+    FastRetroError,
+    GameNotFoundError,
+    InvalidArgumentError,
+    ScenarioNotFoundError,
+    StateMachineError,
+    StateNotFoundError,
+    WorkerDiedError,
+    WorkerError,
+    WorkerTimeoutError,
+)
+
+DEFAULT_GAME = "Airstriker-Genesis-v0"
+
+__all__ = [
+    "DEFAULT_GAME",
+    "ActionError",
+    "ClosedError",
+    "FastRetroError",
+    "GameNotFoundError",
+    "InvalidArgumentError",
+    "ScenarioNotFoundError",
+    "StateMachineError",
+    "StateNotFoundError",
+    "VecRetroEnv",
+    "WorkerDiedError",
+    "WorkerError",
+    "WorkerTimeoutError",
+    "__version__",
+]
+
+
+def __getattr__(name: str):
+    # VecRetroEnv pulls in the compiled handshake; import it lazily so `import fastretro`
+    # (and fastretro.kernels) stays cheap in worker processes and in tools that need no pool.
+    if name == "VecRetroEnv":
+        from fastretro.pool import VecRetroEnv
+
+        return VecRetroEnv
+    raise AttributeError(f"module 'fastretro' has no attribute {name!r}")

@@ -1,0 +1,659 @@
+"""VecRetroEnv: N stable-retro emulators in worker processes, stepped in lock-step over shared memory.
+
+The parent never creates an emulator (stable-retro allows one per process). Each worker owns one
+emulator and one row of every shared array; a step is: the parent writes the actions, wakes the
+workers (``fastretro._ext.handshake``), and sleeps until the last one has written its results.
+Nothing is pickled on that path.
+
+The public state machine has three states, as gymnasium's ``AsyncVectorEnv``: IDLE,
+WAITING_RESET and WAITING_STEP. Each ``*_async`` call checks and sets it, each ``*_wait`` checks
+and resets it; misuse raises :class:`~fastretro.errors.StateMachineError` naming the pending call.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import multiprocessing as mp
+import os
+import pickle
+import signal
+import sys
+import time
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium
+import numpy as np
+from gymnasium.vector import AutoresetMode
+from gymnasium.vector.utils import batch_space
+
+from fastretro import DEFAULT_GAME
+from fastretro.errors import (
+    ActionError,
+    ClosedError,
+    InvalidArgumentError,
+    RemoteTraceback,
+    StateMachineError,
+    WorkerDiedError,
+    WorkerError,
+    WorkerTimeoutError,
+)
+from fastretro.shm import Layout, SharedBuffers
+from fastretro.spec import EnvSpec, resolve_all
+
+log = logging.getLogger("fastretro.pool")
+
+# Command codes and autoreset codes shared with ext/worker_loop.pyx.
+CMD_STEP, CMD_RESET, CMD_CLOSE = 1, 2, 3
+_AUTORESET_CODES = {
+    AutoresetMode.NEXT_STEP: 0,
+    AutoresetMode.SAME_STEP: 1,
+    AutoresetMode.DISABLED: 2,
+}
+_SEM_STRIDE = 64  # fastretro._ext.handshake.SEM_STRIDE, checked at construction
+# A waiting parent wakes this often to check that its workers are alive: it bounds how long a
+# killed worker goes unnoticed, and costs nothing while steps complete sooner than this.
+_LIVENESS_POLL_S = 0.05
+
+
+class State(enum.Enum):
+    """Where the pool is in its call protocol."""
+
+    IDLE = "idle"
+    WAITING_RESET = "reset"
+    WAITING_STEP = "step"
+
+
+class VecRetroEnv(gymnasium.vector.VectorEnv):
+    """N stable-retro emulators, one per worker process, with observations in shared memory.
+
+    Args:
+        game: a stable-retro game ID (``"Airstriker-Genesis-v0"``), or one per env.
+        num_envs: number of emulators (and worker processes), >= 1.
+        state: save state to start episodes from (name or path), or one per env; ``None`` for
+            the game's default.
+        scenario: scenario (reward/done definition) name or ``.json`` path, or one per env.
+        frameskip: emulator frames per agent step (>= 1). Frames are counted the EnvPool way:
+            agent steps x frameskip.
+        sticky_prob: the Retro Contest's sticky frame timing: on the first frame of each step,
+            the previous action is repeated with this probability. Seeded per env.
+        max_pool: observe the pixel-wise max of the step's last two frames (needs frameskip >= 2).
+        max_episode_steps: agent steps after which an episode is ``truncated``; ``None``: never.
+        per_frame_reward: read RAM, reward and done after every frame (True) or once per agent
+            step (False). Once per step gives the same reward where the scenario's reward is a
+            sum of per-frame RAM deltas, and saves ~59 us per skipped frame; the episode end is
+            then seen at the end of the step rather than on its frame. ``None`` (default):
+            per step, unless the scenario computes reward or done in a Lua script.
+        autoreset_mode: gymnasium's ``AutoresetMode`` (or its string): NEXT_STEP (default),
+            SAME_STEP (``final_obs``/``final_info`` in infos) or DISABLED (reset done envs
+            with ``reset(options={"reset_mask": mask})``).
+        seed: seed for the first ``reset`` when that call gives none.
+        copy: return a copy of the observation batch. By default (False) the observation is a
+            read-only view of the shared buffer, overwritten by the next ``step``/``reset``.
+        start_method: multiprocessing start method ("fork", "forkserver" or "spawn");
+            ``None`` picks "fork" on Linux (workers start in milliseconds and the parent has no
+            emulator to duplicate), else the platform default.
+        step_timeout: default seconds a ``step_wait``/``reset_wait`` waits before raising
+            :class:`~fastretro.errors.WorkerTimeoutError`.
+        startup_timeout: seconds the constructor waits for every worker to start.
+
+    Observations are uint8 arrays of shape ``(num_envs, H, W, 3)``; actions are uint8 button
+    arrays of shape ``(num_envs, num_buttons)`` (stable-retro's FILTERED MultiBinary).
+    """
+
+    metadata: dict[str, Any] = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(
+        self,
+        game: str | Sequence[str] = DEFAULT_GAME,
+        num_envs: int = 1,
+        state: str | None | Sequence[str | None] = None,
+        scenario: str | None | Sequence[str | None] = None,
+        *,
+        frameskip: int = 1,
+        sticky_prob: float = 0.0,
+        max_pool: bool = False,
+        max_episode_steps: int | None = None,
+        per_frame_reward: bool | None = None,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+        seed: int | None = None,
+        copy: bool = False,
+        start_method: str | None = None,
+        step_timeout: float = 60.0,
+        startup_timeout: float = 120.0,
+    ) -> None:
+        self._closed = True  # until construction succeeds; close() is then a no-op
+        self._resources: _Resources | None = None
+        num_envs = _check_int("num_envs", num_envs, minimum=1)
+        frameskip = _check_int("frameskip", frameskip, minimum=1)
+        if max_episode_steps is not None:
+            max_episode_steps = _check_int("max_episode_steps", max_episode_steps, minimum=1)
+        if not isinstance(sticky_prob, (int, float)) or not 0.0 <= sticky_prob <= 1.0:
+            raise InvalidArgumentError(
+                f"Expected sticky_prob to be a float in [0, 1], got {sticky_prob!r}"
+            )
+        if max_pool and frameskip < 2:
+            raise InvalidArgumentError(
+                f"max_pool needs at least two frames per step: expected frameskip >= 2, "
+                f"got {frameskip}"
+            )
+        self.autoreset_mode = _autoreset_mode(autoreset_mode)
+        for name, value in (("step_timeout", step_timeout), ("startup_timeout", startup_timeout)):
+            if not isinstance(value, (int, float)) or value <= 0:
+                raise InvalidArgumentError(f"Expected {name} > 0 seconds, got {value!r}")
+        if seed is not None:
+            _check_int("seed", seed, minimum=0)
+        ctx = _context(start_method)
+
+        self.specs: list[EnvSpec] = resolve_all(game, num_envs, state, scenario)
+        buttons = {s.buttons for s in self.specs}
+        if len(buttons) != 1:
+            raise InvalidArgumentError(
+                "Expected every env's console to have the same buttons, got "
+                f"{sorted(buttons)}: run games of one console per pool"
+            )
+        self.buttons: tuple[str, ...] = self.specs[0].buttons
+        self.info_names: tuple[str, ...] = tuple(
+            sorted({n for s in self.specs for n in s.info_names})
+        )
+
+        self.num_envs = num_envs
+        self.frameskip = frameskip
+        self.sticky_prob = float(sticky_prob)
+        self.max_pool = bool(max_pool)
+        self.max_episode_steps = max_episode_steps
+        self.copy = bool(copy)
+        self.step_timeout = float(step_timeout)
+        self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
+        self.render_mode = None
+        self._seed = seed
+        self._state = State.IDLE
+        self._env_has_info = np.array(
+            [[n in s.info_names for n in self.info_names] for s in self.specs], dtype=bool
+        ).reshape(num_envs, len(self.info_names))
+        self._needs_reset = np.zeros(num_envs, dtype=bool)
+        self._failure: str | None = None
+
+        from fastretro import logs
+        from fastretro.worker import WorkerOptions, worker_main
+
+        opts = WorkerOptions(
+            frameskip=frameskip,
+            sticky_prob=self.sticky_prob,
+            max_pool=self.max_pool,
+            per_frame_reward=per_frame_reward,
+            max_episode_steps=max_episode_steps,
+            autoreset=_AUTORESET_CODES[self.autoreset_mode],
+            info_names=self.info_names,
+            num_buttons=len(self.buttons),
+        )
+        res = self._resources = _Resources()
+        self._finalizer = weakref.finalize(self, res.shutdown, 5.0)
+        self._closed = False
+        try:
+            log_queue = logs.worker_log_queue()
+            for i, spec in enumerate(self.specs):
+                parent_conn, child_conn = ctx.Pipe()
+                proc = ctx.Process(
+                    target=worker_main,
+                    name=f"fastretro-worker-{i}",
+                    args=(i, spec, opts, child_conn, log_queue, os.getpid()),
+                    daemon=True,
+                )
+                proc.start()
+                child_conn.close()
+                res.procs.append(proc)
+                res.conns.append(parent_conn)
+            deadline = time.monotonic() + startup_timeout
+            shapes = self._gather("ready", deadline)
+            if len(set(shapes)) != 1:
+                raise InvalidArgumentError(
+                    f"Expected every env to have the same screen shape, got {sorted(set(shapes))}"
+                    ": run games of one resolution per pool"
+                )
+            obs_shape = shapes[0]
+            self._create_buffers(obs_shape)
+            for conn in res.conns:
+                conn.send(("attach", res.buffers.layout, res.buffers.name))
+            self._gather("attached", deadline)
+        except BaseException:
+            self.close()
+            raise
+
+        self.single_observation_space = gymnasium.spaces.Box(0, 255, obs_shape, np.uint8)
+        self.single_action_space = gymnasium.spaces.MultiBinary(len(self.buttons))
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+
+    # -- construction helpers -------------------------------------------------------------
+
+    def _create_buffers(self, obs_shape: tuple[int, ...]) -> None:
+        from fastretro._ext.handshake import SEM_STRIDE, Handshake
+
+        assert SEM_STRIDE == _SEM_STRIDE
+        n, k = self.num_envs, len(self.info_names)
+        same_step = self.autoreset_mode == AutoresetMode.SAME_STEP
+        layout = Layout.build(
+            [
+                ("obs", (n, *obs_shape), "u1"),
+                ("final_obs", (n, *obs_shape) if same_step else (n, 0), "u1"),
+                ("actions", (n, len(self.buttons)), "u1"),
+                ("rewards", (n,), "f8"),
+                ("terminated", (n,), "u1"),
+                ("truncated", (n,), "u1"),
+                ("info", (n, k), "i8"),
+                ("final_info", (n, k), "i8"),
+                ("cmd", (n,), "i4"),
+                ("arg", (n,), "i8"),
+                ("status", (n,), "i4"),
+                ("counter", (1,), "i4"),
+                ("sems", (n + 1, _SEM_STRIDE), "u1"),
+            ]
+        )
+        res = self._resources
+        res.buffers = SharedBuffers.create(layout)
+        a = res.buffers.arrays
+        res.handshake = Handshake(a["sems"], a["counter"])
+        res.handshake.init()
+        self._a = a
+        self._obs_view = a["obs"].view()
+        self._obs_view.flags.writeable = False
+
+    def _gather(self, kind: str, deadline: float) -> list:
+        """Collect one ``kind`` message from every worker during startup."""
+        res = self._resources
+        answers: dict[int, Any] = {}
+        waiting = dict(enumerate(res.conns))
+        while waiting:
+            ready = mp.connection.wait(list(waiting.values()), timeout=_LIVENESS_POLL_S)
+            for conn in ready:
+                i = next(j for j, c in waiting.items() if c is conn)
+                try:
+                    msg = conn.recv()
+                except EOFError:
+                    raise self._died(i, f"while starting (waiting for {kind!r})") from None
+                if msg[0] == "error":
+                    raise _reraise(msg)
+                answers[i] = msg[2] if len(msg) > 2 else None
+                del waiting[i]
+            for i in list(waiting):
+                if res.procs[i].exitcode is not None and not res.conns[i].poll():
+                    raise self._died(i, "while starting")
+            if waiting and time.monotonic() > deadline:
+                raise WorkerTimeoutError(
+                    f"Workers {sorted(waiting)} did not start within the startup timeout",
+                    index=min(waiting),
+                )
+        return [answers[i] for i in range(len(res.conns))]
+
+    # -- the gymnasium / baselines interface -----------------------------------------------
+
+    def reset(
+        self, *, seed: int | Sequence[int] | None = None, options: dict | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Reset every env (or those in ``options["reset_mask"]``).
+
+        Args:
+            seed: an int seeds env ``i`` with ``seed + i``; a list gives one seed per env.
+                The seed drives the sticky-frame draws; the emulators are deterministic.
+            options: ``{"reset_mask": bool array of shape (num_envs,)}`` resets only those envs.
+
+        Returns:
+            ``(obs, infos)``; ``obs`` aliases shared memory unless ``copy=True``.
+        """
+        self.reset_async(seed=seed, options=options)
+        return self.reset_wait()
+
+    def reset_async(
+        self, seed: int | Sequence[int] | None = None, options: dict | None = None
+    ) -> None:
+        """Send the reset command and return at once; ``reset_wait`` collects the result."""
+        self._check_idle("reset_async")
+        mask = self._reset_mask(options)
+        seeds = self._seeds(seed)
+        a = self._a
+        idx = np.flatnonzero(mask)
+        a["arg"][idx] = seeds[idx]
+        a["cmd"][idx] = CMD_RESET
+        self._dispatch(idx)
+        self._pending_mask = mask
+        self._state = State.WAITING_RESET
+
+    def reset_wait(self, timeout: float | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """Wait for the reset sent by ``reset_async``."""
+        self._check_waiting(State.WAITING_RESET, "reset_wait", "reset_async")
+        self._wait(timeout, "reset")
+        self._state = State.IDLE
+        self._needs_reset[self._pending_mask] = False
+        return self._observations(), self._infos(done=None)
+
+    def step(
+        self, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Step every env with its row of ``actions``.
+
+        Args:
+            actions: buttons, shape ``(num_envs, num_buttons)``, values 0 or 1, any integer or
+                bool dtype.
+
+        Returns:
+            ``(obs, rewards, terminated, truncated, infos)``: obs ``(num_envs, H, W, 3)`` uint8
+            (a read-only view of shared memory unless ``copy=True``: it changes on the next
+            call), rewards float64, terminated/truncated bool, and infos as a dict of arrays
+            with ``_name`` masks (gymnasium's convention).
+        """
+        self.step_async(actions)
+        return self.step_wait()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        """Send the actions and return at once; ``step_wait`` collects the results."""
+        self._check_idle("step_async")
+        a = self._a
+        np.copyto(a["actions"], self._check_actions(actions), casting="unsafe")
+        if self.autoreset_mode == AutoresetMode.DISABLED and self._needs_reset.any():
+            done = np.flatnonzero(self._needs_reset).tolist()
+            raise StateMachineError(
+                f"Envs {done} ended their episode and autoreset is DISABLED: reset them with "
+                "reset(options={'reset_mask': mask}) before stepping"
+            )
+        a["cmd"][:] = CMD_STEP
+        self._dispatch(None)
+        self._state = State.WAITING_STEP
+
+    def step_wait(
+        self, timeout: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Wait for the step sent by ``step_async``; see :meth:`step` for what it returns."""
+        self._check_waiting(State.WAITING_STEP, "step_wait", "step_async")
+        self._wait(timeout, "step")
+        self._state = State.IDLE
+        a = self._a
+        terminated = a["terminated"].astype(bool)
+        truncated = a["truncated"].astype(bool)
+        done = terminated | truncated
+        if self.autoreset_mode == AutoresetMode.DISABLED:
+            self._needs_reset |= done
+        return (
+            self._observations(),
+            a["rewards"].copy(),
+            terminated,
+            truncated,
+            self._infos(done if self.autoreset_mode == AutoresetMode.SAME_STEP else None),
+        )
+
+    def close(self, **kwargs: Any) -> None:
+        """Stop every worker and free the shared memory. Idempotent; bounded in time."""
+        if self._closed:
+            return
+        self._closed = True
+        self._state = State.IDLE
+        self._obs_view = None
+        self._a = {}
+        if self._resources is not None:
+            self._finalizer.detach()
+            self._resources.shutdown(timeout=kwargs.get("timeout", 5.0))
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has run (or construction failed)."""
+        return self._closed
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _dispatch(self, idx: np.ndarray | None) -> None:
+        hs = self._resources.handshake
+        if idx is None:
+            hs.begin(self.num_envs)
+            hs.post_all()
+        else:
+            hs.begin(len(idx))
+            hs.post_many(idx.astype(np.int64))
+
+    def _wait(self, timeout: float | None, what: str) -> None:
+        res = self._resources
+        timeout = self.step_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        try:
+            while not res.handshake.wait_parent(_LIVENESS_POLL_S):
+                for i, proc in enumerate(res.procs):
+                    if proc.exitcode is not None:
+                        raise self._died(i, f"during {what}")
+                if time.monotonic() > deadline:
+                    busy = np.flatnonzero(self._a["cmd"] != 0).tolist()
+                    raise WorkerTimeoutError(
+                        f"Workers {busy} did not finish {what} within {timeout:g} s; "
+                        "the pool has been closed",
+                        index=busy[0] if busy else None,
+                    )
+            failed = np.flatnonzero(self._a["status"])
+            if failed.size:
+                i = int(failed[0])
+                msg = res.conns[i].recv() if res.conns[i].poll(1.0) else None
+                if msg is None:
+                    raise WorkerError(f"Worker {i} failed during {what}", index=i)
+                raise _reraise(msg)
+        except BaseException as exc:
+            # KeyboardInterrupt included: a half-finished batch leaves the pool unusable, so
+            # free the workers and the shared memory now rather than at exit.
+            self._failure = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            self.close()
+            raise
+
+    def _died(self, i: int, when: str) -> WorkerDiedError:
+        code = self._resources.procs[i].exitcode
+        if code is None:
+            how = "closed its pipe"
+        elif code < 0:
+            how = f"was killed by {signal.Signals(-code).name}"
+        else:
+            how = f"exited with code {code}"
+        pid = self._resources.procs[i].pid
+        return WorkerDiedError(f"Worker {i} (pid {pid}) {how} {when}; the pool has been closed", i)
+
+    def _observations(self) -> np.ndarray:
+        return self._a["obs"].copy() if self.copy else self._obs_view
+
+    def _infos(self, done: np.ndarray | None) -> dict[str, Any]:
+        a = self._a
+        infos: dict[str, Any] = {}
+        for j, name in enumerate(self.info_names):
+            infos[name] = a["info"][:, j].copy()
+            infos[f"_{name}"] = self._env_has_info[:, j].copy()
+        if done is not None and done.any():
+            final_obs = np.empty(self.num_envs, dtype=object)
+            final_info: dict[str, Any] = {}
+            for i in np.flatnonzero(done):
+                final_obs[i] = a["final_obs"][i].copy()
+            for j, name in enumerate(self.info_names):
+                final_info[name] = a["final_info"][:, j].copy()
+                final_info[f"_{name}"] = self._env_has_info[:, j] & done
+            infos["final_obs"] = final_obs
+            infos["_final_obs"] = done.copy()
+            infos["final_info"] = final_info
+            infos["_final_info"] = done.copy()
+        return infos
+
+    def _check_actions(self, actions: Any) -> np.ndarray:
+        expected = (self.num_envs, len(self.buttons))
+        arr = np.asarray(actions)
+        if arr.shape != expected:
+            raise ActionError(
+                f"Expected actions of shape {expected} (num_envs, buttons), got {arr.shape}"
+            )
+        if arr.dtype.kind not in "biu":
+            raise ActionError(
+                f"Expected an integer or bool dtype for button actions (0 or 1), got {arr.dtype}"
+            )
+        if arr.dtype.kind != "b" and (arr.max() > 1 or arr.min() < 0):
+            bad = np.argwhere((arr < 0) | (arr > 1))[0]
+            raise ActionError(
+                f"Expected button actions of 0 or 1, got {arr[tuple(bad)]} at env {bad[0]}, "
+                f"button {bad[1]} ({self.buttons[bad[1]]})"
+            )
+        return arr
+
+    def _check_open(self, call: str) -> None:
+        if self._closed:
+            why = f" after a failure ({self._failure})" if self._failure else ""
+            raise ClosedError(f"Cannot call {call}: the pool is closed{why}")
+
+    def _check_idle(self, call: str) -> None:
+        self._check_open(call)
+        if self._state is not State.IDLE:
+            pending = f"{self._state.value}_wait"
+            raise StateMachineError(
+                f"Cannot call {call} while a {self._state.value} is pending: call {pending} first"
+            )
+
+    def _check_waiting(self, state: State, call: str, sender: str) -> None:
+        self._check_open(call)
+        if self._state is not state:
+            raise StateMachineError(f"Cannot call {call} without a pending {sender}")
+
+    def _reset_mask(self, options: dict | None) -> np.ndarray:
+        if options is None or "reset_mask" not in options:
+            return np.ones(self.num_envs, dtype=bool)
+        mask = options["reset_mask"]
+        if (
+            not isinstance(mask, np.ndarray)
+            or mask.dtype != np.bool_
+            or mask.shape != (self.num_envs,)
+        ):
+            got = (
+                f"{mask.dtype} array of shape {mask.shape}"
+                if isinstance(mask, np.ndarray)
+                else type(mask).__name__
+            )
+            raise InvalidArgumentError(
+                f"Expected options['reset_mask'] to be a bool array of shape ({self.num_envs},), "
+                f"got {got}"
+            )
+        if not mask.any():
+            raise InvalidArgumentError("Expected options['reset_mask'] to select at least one env")
+        return mask
+
+    def _seeds(self, seed: int | Sequence[int] | None) -> np.ndarray:
+        if seed is None and self._seed is not None:
+            seed, self._seed = self._seed, None
+        if seed is None:
+            return np.full(self.num_envs, -1, dtype=np.int64)
+        if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+            if seed < 0:
+                raise InvalidArgumentError(f"Expected seed >= 0, got {seed}")
+            return np.arange(self.num_envs, dtype=np.int64) + int(seed)
+        seeds = list(seed) if isinstance(seed, (list, tuple, np.ndarray)) else None
+        if seeds is None or len(seeds) != self.num_envs:
+            raise InvalidArgumentError(
+                f"Expected seed to be None, an int or a list of num_envs={self.num_envs} ints, "
+                f"got {seed!r}"
+            )
+        out = np.asarray(seeds, dtype=np.int64)
+        if (out < 0).any():
+            raise InvalidArgumentError(f"Expected seeds >= 0, got {seeds}")
+        return out
+
+    def __repr__(self) -> str:
+        games = sorted({s.game for s in self.specs}) if hasattr(self, "specs") else []
+        return f"VecRetroEnv({', '.join(games)}, num_envs={getattr(self, 'num_envs', '?')})"
+
+    def __del__(self) -> None:
+        # The finalizer does the work; this only keeps gymnasium's VectorEnv.__del__ away
+        # from a half-constructed object.
+        pass
+
+
+class _Resources:
+    """What a pool must free: worker processes, their pipes, the segment and the semaphores.
+
+    Kept apart from the pool so that ``weakref.finalize`` can free them when the pool is
+    garbage-collected or the interpreter exits without ``close()``.
+    """
+
+    def __init__(self) -> None:
+        self.procs: list = []
+        self.conns: list = []
+        self.buffers: SharedBuffers | None = None
+        self.handshake = None
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        if self.handshake is not None and all(p.exitcode is None for p in self.procs):
+            a = self.buffers.arrays
+            a["cmd"][:] = CMD_CLOSE
+            a["status"][:] = 0
+            self.handshake.drain_parent()
+            self.handshake.begin(len(self.procs))
+            self.handshake.post_all()
+            try:
+                self.handshake.wait_parent(max(0.0, deadline - time.monotonic()))
+            except BaseException:  # noqa: BLE001 - a second Ctrl-C must not leak workers
+                pass
+        for proc in self.procs:
+            proc.join(max(0.0, deadline - time.monotonic()))
+        for proc in self.procs:
+            if proc.exitcode is None:
+                proc.kill()
+                proc.join(1.0)
+        for conn in self.conns:
+            conn.close()
+        self.procs, self.conns = [], []
+        if self.handshake is not None:
+            self.handshake.destroy()
+            self.handshake = None
+        if self.buffers is not None:
+            self.buffers.close()
+            self.buffers = None
+
+
+def _reraise(msg: tuple) -> BaseException:
+    """Rebuild a worker's exception in the parent, with the worker index and its traceback."""
+    _, index, blob, type_name, text, tb = msg
+    exc: BaseException | None = None
+    if blob is not None:
+        try:
+            exc = pickle.loads(blob)
+        except Exception:
+            exc = None
+    if exc is None:
+        exc = WorkerError(f"{type_name}: {text}", index=index)
+    exc.__cause__ = RemoteTraceback(tb)
+    if sys.version_info >= (3, 11):
+        exc.add_note(f"Raised in fastretro worker {index} (env {index}); the pool has been closed")
+    if isinstance(exc, WorkerError) and exc.index is None:
+        exc.index = index
+    return exc
+
+
+def _context(start_method: str | None):
+    methods = mp.get_all_start_methods()
+    if start_method is None:
+        start_method = "fork" if sys.platform.startswith("linux") else methods[0]
+    if start_method not in methods:
+        raise InvalidArgumentError(
+            f"Expected start_method to be one of {methods} or None, got {start_method!r}"
+        )
+    return mp.get_context(start_method)
+
+
+def _autoreset_mode(mode: AutoresetMode | str) -> AutoresetMode:
+    if isinstance(mode, AutoresetMode):
+        return mode
+    for m in AutoresetMode:
+        if isinstance(mode, str) and mode.lower().replace("_", "") in (
+            m.value.lower(),
+            m.name.lower().replace("_", ""),
+        ):
+            return m
+    raise InvalidArgumentError(
+        f"Expected autoreset_mode to be one of {[m.name for m in AutoresetMode]}, got {mode!r}"
+    )
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InvalidArgumentError(f"Expected {name} to be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise InvalidArgumentError(f"Expected {name} >= {minimum}, got {value}")
+    return int(value)

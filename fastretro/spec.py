@@ -1,0 +1,185 @@
+"""Per-env configuration: which game, state and scenario each worker runs, validated once in the parent.
+
+Nothing here creates an emulator (stable-retro allows one per process, and the parent has none):
+games, ROMs, states and scenarios are checked against stable-retro's integration data on disk.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from fastretro.errors import (
+    GameNotFoundError,
+    InvalidArgumentError,
+    ScenarioNotFoundError,
+    StateNotFoundError,
+)
+
+IMPORT_HINT = "import your ROMs with `python -m stable_retro.import DIR`"
+
+
+@lru_cache(maxsize=1)
+def _retro_data():
+    import stable_retro.data  # imported lazily: it loads every core's metadata
+
+    return stable_retro.data
+
+
+def integrations():
+    """stable-retro's integration flag that covers every integration type (stable, contrib, ...)."""
+    return _retro_data().Integrations.ALL
+
+
+@lru_cache(maxsize=1)
+def known_games() -> tuple[str, ...]:
+    return tuple(_retro_data().list_games(integrations()))
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """One env's resolved configuration.
+
+    Attributes:
+        game: stable-retro game ID, e.g. ``"Airstriker-Genesis-v0"``.
+        state: save-state name without ``.state`` (or a path), ``None`` for the game's default.
+        scenario: scenario name (or a ``.json`` path), ``None`` for ``"scenario"``.
+        scripted: the scenario computes reward or done in Lua, which may keep state of its own,
+            so its reward cannot be read once per agent step in place of every frame.
+        info_names: the integration's info variables (``data.json``), e.g. ``("lives", "score")``.
+        buttons: the console's button names, in the order of the action array.
+    """
+
+    game: str
+    state: str | None
+    scenario: str | None
+    scripted: bool
+    info_names: tuple[str, ...]
+    buttons: tuple[str, ...]
+
+
+def resolve(game: str, state: str | None = None, scenario: str | None = None) -> EnvSpec:
+    """Validate one (game, state, scenario) triple and return its :class:`EnvSpec`.
+
+    Raises:
+        GameNotFoundError: unknown game, or its ROM is not imported.
+        StateNotFoundError: unknown state.
+        ScenarioNotFoundError: unknown scenario.
+    """
+    data = _retro_data()
+    inttype = integrations()
+    if not isinstance(game, str):
+        raise InvalidArgumentError(f"Expected game to be a str, got {type(game).__name__}")
+    if game not in known_games():
+        hint = ""
+        if f"{game}-v0" in known_games():
+            hint = f" Game IDs end in -v0: did you mean {game}-v0?"
+        else:
+            close = difflib.get_close_matches(game, known_games(), n=3)
+            if close:
+                hint = f" Did you mean {', '.join(close)}?"
+        raise GameNotFoundError(
+            f"Unknown game {game!r}: stable-retro has no integration of that name.{hint} "
+            "`fastretro games` lists them."
+        )
+    try:
+        data.get_romfile_path(game, inttype)
+    except FileNotFoundError:
+        raise GameNotFoundError(
+            f"The ROM of {game} is not imported: {IMPORT_HINT}. "
+            "Only Airstriker-Genesis-v0 ships with stable-retro."
+        ) from None
+
+    if state is not None:
+        if not isinstance(state, str):
+            raise InvalidArgumentError(
+                f"Expected state to be a str or None, got {type(state).__name__}"
+            )
+        name = state[: -len(".state")] if state.endswith(".state") else state
+        if not os.path.isfile(state) and name not in data.list_states(game, inttype):
+            states = data.list_states(game, inttype)
+            raise StateNotFoundError(
+                f"Unknown state {state!r} for {game}; expected one of {sorted(states)} "
+                "or the path of a .state file."
+            )
+        state = state if os.path.isfile(state) else name
+
+    scenario_path = _scenario_path(game, scenario)
+    with open(scenario_path) as f:
+        scenario_json = json.load(f)
+    scripted = any(
+        isinstance(scenario_json.get(key), dict) and "script" in scenario_json[key]
+        for key in ("reward", "done")
+    )
+
+    info_path = data.get_file_path(game, "data.json", inttype)
+    info_names: tuple[str, ...] = ()
+    if info_path:
+        with open(info_path) as f:
+            info_names = tuple(sorted(json.load(f).get("info", {})))
+
+    rom = data.get_romfile_path(game, inttype)
+    import stable_retro
+
+    system = stable_retro.get_romfile_system(rom)
+    buttons = tuple(b or "" for b in stable_retro.get_system_info(system)["buttons"])
+    return EnvSpec(game, state, scenario, scripted, info_names, buttons)
+
+
+def _scenario_path(game: str, scenario: str | None) -> str:
+    data = _retro_data()
+    if scenario is None:
+        path = data.get_file_path(game, "scenario.json", integrations())
+        if not path:
+            raise ScenarioNotFoundError(f"{game} has no default scenario.json")
+        return path
+    if not isinstance(scenario, str):
+        raise InvalidArgumentError(
+            f"Expected scenario to be a str or None, got {type(scenario).__name__}"
+        )
+    if scenario.endswith(".json"):
+        if os.path.isfile(scenario):
+            return scenario
+        raise ScenarioNotFoundError(f"Scenario file {scenario!r} does not exist")
+    path = data.get_file_path(game, f"{scenario}.json", integrations())
+    if not path:
+        raise ScenarioNotFoundError(
+            f"Unknown scenario {scenario!r} for {game}; expected one of "
+            f"{sorted(data.list_scenarios(game, integrations()))} or the path of a .json file."
+        )
+    return path
+
+
+def per_env(value, num_envs: int, name: str) -> list:
+    """Broadcast a scalar to ``num_envs`` entries, or check a per-env list's length."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != num_envs:
+            raise InvalidArgumentError(
+                f"Expected {name} to be one value or a list of num_envs={num_envs} values, "
+                f"got a list of {len(value)}"
+            )
+        return list(value)
+    return [value] * num_envs
+
+
+def resolve_all(
+    game: str | Sequence[str],
+    num_envs: int,
+    state: str | None | Sequence[str | None] = None,
+    scenario: str | None | Sequence[str | None] = None,
+) -> list[EnvSpec]:
+    """Resolve every env's spec; the same triple is validated only once."""
+    games = per_env(game, num_envs, "game")
+    states = per_env(state, num_envs, "state")
+    scenarios = per_env(scenario, num_envs, "scenario")
+    cache: dict[tuple, EnvSpec] = {}
+    specs = []
+    for triple in zip(games, states, scenarios):
+        if triple not in cache:
+            cache[triple] = resolve(*triple)
+        specs.append(cache[triple])
+    return specs
