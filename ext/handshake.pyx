@@ -1,18 +1,20 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
-"""The parent/worker handshake: process-shared semaphores and one atomic counter in shared memory.
+"""The parent/worker handshake: futexes, one process-shared semaphore and an atomic counter in shared memory.
 
-Why semaphores: measured on this project's 2-core machine (bench/bench_handshake.py), a
-round trip through a process-shared ``sem_t`` costs a futex wake plus a futex wait, with no
-syscall at all when the other side is already waiting or has already posted; pipes and
-eventfd always pay a read and a write syscall, and ``multiprocessing`` pipes add pickling on
-top. Blocking (never spinning) matters as much: with 32 workers on 2 cores, a spinning waiter
-steals the core from the emulator it is waiting for.
+Why these primitives (measured on this project's 2-core machine, see bench/README.md): a futex
+round trip between two processes costs ~9.5 us, with no syscall at all on the side that finds
+the word already changed; pipes and eventfd always pay a read and a write syscall, and
+``multiprocessing`` pipes add pickling on top. Waking N workers with N semaphore posts cost
+~3.3 us per post, so lock-step batches wake every worker with ONE ``FUTEX_WAKE`` on a shared
+epoch word instead. Blocking (never spinning) matters as much: with 32 workers on 2 cores, a
+spinning waiter steals the core from the emulator it is waiting for.
 
-Protocol for a batch of ``count`` workers: the parent stores ``pending = count`` and posts each
-worker's semaphore; each worker does its command, then decrements ``pending``; the one that
-brings it to zero posts the parent's semaphore. So the parent wakes once per batch, not once per
-worker. ``sem_post``/``sem_wait`` are full memory barriers, and the counter is acquire-release,
-so every worker's writes to shared memory are visible to the parent when it wakes.
+Protocol for a batch of ``count`` workers: the parent writes each target's command word and
+``pending = count``, bumps the epoch and wakes all waiters; a worker woken by a new epoch runs
+its command if it has one, then decrements ``pending``; the one that brings it to zero posts the
+parent's semaphore. So the parent wakes once per batch, not once per worker. The epoch and the
+counter are acquire-release atomics and ``sem_post``/``sem_wait`` are full barriers, so every
+write to shared memory made before a wake is visible to the woken side.
 """
 
 from cpython.exc cimport PyErr_CheckSignals
@@ -20,6 +22,10 @@ from libc.errno cimport EINTR, ETIMEDOUT, errno
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from sync cimport (
+    FUTEX_WAIT,
+    FUTEX_WAKE,
+    SYS_futex,
+    fr_atomic_add_fetch,
     fr_atomic_load,
     fr_atomic_store,
     fr_atomic_sub_fetch,
@@ -30,10 +36,10 @@ from sync cimport (
     sem_post,
     sem_t,
     sem_trywait,
+    syscall,
 )
 
-# Each semaphore gets its own cache line, so workers posting their neighbours' semaphores do
-# not bounce one line between cores.
+# The semaphore gets a cache line of its own (the layout aligns every field to 64 bytes).
 cdef enum:
     _SEM_STRIDE = 64
 SEM_STRIDE = _SEM_STRIDE
@@ -73,47 +79,68 @@ cdef int _wait(sem_t* sem, double timeout) except -1:
         raise OSError(err, "sem_clockwait failed")
 
 
+cdef int _wait_epoch(int* epoch, int seen, double timeout) except -1:
+    """Wait until ``*epoch != seen``, GIL released; 1 if it changed, 0 after ``timeout`` seconds."""
+    cdef timespec ts
+    cdef long rc
+    cdef int err
+    if fr_atomic_load(epoch) != seen:
+        return 1
+    ts.tv_sec = <long>timeout
+    ts.tv_nsec = <long>((timeout - ts.tv_sec) * 1e9)
+    while fr_atomic_load(epoch) == seen:
+        with nogil:
+            # FUTEX_WAIT sleeps only if the word still equals ``seen``: no lost wake-up.
+            rc = syscall(SYS_futex, epoch, FUTEX_WAIT, seen, &ts, NULL, 0)
+            err = errno
+        if rc == -1:
+            if err == ETIMEDOUT:
+                return fr_atomic_load(epoch) != seen
+            if err == EINTR:
+                PyErr_CheckSignals()
+            # EAGAIN: the epoch changed before we slept; the loop condition sees it.
+    return 1
+
+
 cdef class Handshake:
     """Semaphores and the pending counter of one pool, viewed over shared memory.
 
     Args:
-        sems: uint8 array of shape (num_workers + 1, SEM_STRIDE); row ``num_workers`` is the
-            parent's semaphore.
-        counter: int32 array of shape (>= 1,); element 0 is the pending-worker counter.
+        sem: uint8 array of SEM_STRIDE bytes holding the parent's semaphore.
+        counter: int32 array of shape (>= 32,): element 0 is the pending-worker counter,
+            element 16 (its own cache line) the wake-up epoch.
     """
 
-    cdef unsigned char* _sems
+    cdef sem_t* _parent
     cdef int* _pending
-    cdef readonly int num_workers
-    cdef object _sems_buf
+    cdef int* _epoch
+    cdef int _seen
+    cdef object _sem_buf
     cdef object _counter_buf
 
-    def __cinit__(self, unsigned char[:, ::1] sems, int[::1] counter):
-        if sems.shape[1] != SEM_STRIDE:
-            raise ValueError(f"Expected semaphore rows of {SEM_STRIDE} bytes, got {sems.shape[1]}")
-        self._sems = &sems[0, 0]
+    def __cinit__(self, unsigned char[::1] sem, int[::1] counter):
+        if sem.shape[0] != SEM_STRIDE:
+            raise ValueError(f"Expected a semaphore of {SEM_STRIDE} bytes, got {sem.shape[0]}")
+        self._parent = <sem_t*>&sem[0]
+        if counter.shape[0] < 32:
+            raise ValueError(f"Expected a counter array of >= 32 int32, got {counter.shape[0]}")
         self._pending = &counter[0]
-        self.num_workers = sems.shape[0] - 1
+        self._epoch = &counter[16]
+        self._seen = fr_atomic_load(self._epoch)
         # Hold the buffers so the memory outlives this object's pointers.
-        self._sems_buf = sems
+        self._sem_buf = sem
         self._counter_buf = counter
 
-    cdef inline sem_t* _sem(self, int i) noexcept nogil:
-        return <sem_t*>(self._sems + i * _SEM_STRIDE)
-
     def init(self):
-        """Initialise every semaphore to zero (the parent does this once, before any worker attaches)."""
-        cdef int i
-        for i in range(self.num_workers + 1):
-            if sem_init(self._sem(i), 1, 0) != 0:
-                raise OSError(errno, "sem_init failed")
+        """Initialise the semaphore and counters (the parent, once, before any worker attaches)."""
+        if sem_init(self._parent, 1, 0) != 0:
+            raise OSError(errno, "sem_init failed")
         fr_atomic_store(self._pending, 0)
+        fr_atomic_store(self._epoch, 0)
 
     def destroy(self):
-        """Destroy every semaphore (the parent does this once, after every worker has stopped)."""
-        cdef int i
-        for i in range(self.num_workers + 1):
-            sem_destroy(self._sem(i))
+        """Destroy the semaphore (the parent, once, after every worker has stopped)."""
+        sem_destroy(self._parent)
 
     # -- parent side -------------------------------------------------------------------------
 
@@ -121,27 +148,15 @@ cdef class Handshake:
         """Arm the batch: the parent will be woken once ``count`` workers have called ``done``."""
         fr_atomic_store(self._pending, count)
 
-    def post(self, int worker):
-        """Wake one worker."""
-        sem_post(self._sem(worker))
-
-    def post_all(self):
-        """Wake every worker (lock-step batches)."""
-        cdef int i
+    def wake(self):
+        """Wake every waiting worker with one syscall; each runs its command word, if set."""
+        fr_atomic_add_fetch(self._epoch, 1)
         with nogil:
-            for i in range(self.num_workers):
-                sem_post(self._sem(i))
-
-    def post_many(self, const long[::1] workers):
-        """Wake the listed workers."""
-        cdef Py_ssize_t k
-        with nogil:
-            for k in range(workers.shape[0]):
-                sem_post(self._sem(<int>workers[k]))
+            syscall(SYS_futex, self._epoch, FUTEX_WAKE, 0x7FFFFFFF, NULL, NULL, 0)
 
     def wait_parent(self, double timeout):
         """Wait until the armed batch completes; True if it did, False after ``timeout`` seconds."""
-        return _wait(self._sem(self.num_workers), timeout) == 1
+        return _wait(self._parent, timeout) == 1
 
     def pending(self):
         """Workers of the armed batch that have not finished yet."""
@@ -149,20 +164,20 @@ cdef class Handshake:
 
     def drain_parent(self):
         """Consume a stale parent post (after a timeout, before the pool is torn down)."""
-        while sem_trywait(self._sem(self.num_workers)) == 0:
+        while sem_trywait(self._parent) == 0:
             pass
 
     # -- worker side -------------------------------------------------------------------------
 
-    def wait_worker(self, int worker, double timeout):
-        """Wait for the parent to post this worker; True if posted, False after ``timeout``."""
-        return _wait(self._sem(worker), timeout) == 1
+    def wait_command(self, double timeout):
+        """Wait for the parent's next wake-up; True if woken, False after ``timeout`` seconds."""
+        if _wait_epoch(self._epoch, self._seen, timeout):
+            self._seen = fr_atomic_load(self._epoch)
+            return True
+        return False
 
     def done(self):
         """Mark this worker's command finished; the last worker of the batch wakes the parent."""
         if fr_atomic_sub_fetch(self._pending, 1) == 0:
-            sem_post(self._sem(self.num_workers))
+            sem_post(self._parent)
 
-    cdef void done_nogil(self) noexcept nogil:
-        if fr_atomic_sub_fetch(self._pending, 1) == 0:
-            sem_post(self._sem(self.num_workers))

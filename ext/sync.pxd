@@ -17,3 +17,13 @@ cdef extern from "atomics.h" nogil:
     int fr_atomic_add_fetch(int* p, int v)
     void fr_atomic_store(int* p, int v)
     int fr_atomic_load(int* p)
+
+cdef extern from "<linux/futex.h>" nogil:
+    int FUTEX_WAIT
+    int FUTEX_WAKE
+
+cdef extern from "<sys/syscall.h>" nogil:
+    long SYS_futex
+
+cdef extern from "<unistd.h>" nogil:
+    long syscall(long number, ...)

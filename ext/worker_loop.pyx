@@ -193,15 +193,17 @@ def run_loop(EnvStepper stepper, handshake, int[::1] cmd, long long[::1] arg, in
         "closed" or "orphaned".
     """
     cdef int c
-    wait = handshake.wait_worker
+    wait = handshake.wait_command
     done = handshake.done
     step = stepper.step
     while True:
-        if not wait(index, poll_s):
+        if not wait(poll_s):
             if not parent_alive():
                 return "orphaned"
             continue
         c = cmd[index]
+        if c == 0:
+            continue  # woken for a batch that does not include this worker
         if c == CMD_STEP:
             step()
         elif c == CMD_RESET:

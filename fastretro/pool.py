@@ -248,14 +248,14 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
                 ("cmd", (n,), "i4"),
                 ("arg", (n,), "i8"),
                 ("status", (n,), "i4"),
-                ("counter", (1,), "i4"),
-                ("sems", (n + 1, _SEM_STRIDE), "u1"),
+                ("counter", (32,), "i4"),
+                ("sem", (_SEM_STRIDE,), "u1"),
             ]
         )
         res = self._resources
         res.buffers = SharedBuffers.create(layout)
         a = res.buffers.arrays
-        res.handshake = Handshake(a["sems"], a["counter"])
+        res.handshake = Handshake(a["sem"], a["counter"])
         res.handshake.init()
         self._a = a
         self._obs_view = a["obs"].view()
@@ -404,12 +404,8 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
 
     def _dispatch(self, idx: np.ndarray | None) -> None:
         hs = self._resources.handshake
-        if idx is None:
-            hs.begin(self.num_envs)
-            hs.post_all()
-        else:
-            hs.begin(len(idx))
-            hs.post_many(idx.astype(np.int64))
+        hs.begin(self.num_envs if idx is None else len(idx))
+        hs.wake()
 
     def _wait(self, timeout: float | None, what: str) -> None:
         res = self._resources
@@ -585,7 +581,7 @@ class _Resources:
             a["status"][:] = 0
             self.handshake.drain_parent()
             self.handshake.begin(len(self.procs))
-            self.handshake.post_all()
+            self.handshake.wake()
             try:
                 self.handshake.wait_parent(max(0.0, deadline - time.monotonic()))
             except BaseException:  # noqa: BLE001 - a second Ctrl-C must not leak workers
