@@ -1,31 +1,51 @@
-"""Worker log records reach the parent's handlers through one multiprocessing-logging receiver."""
+"""Worker log records reach the parent's own handlers, whatever the start method.
+
+Workers put records on a queue (``logging.handlers.QueueHandler``); one listener thread per
+start method in the parent hands each record to the parent logger of the same name, so the
+parent's handlers (files, pytest's caplog, ...) see worker lines as their own.
+multiprocessing-logging does the same for the fork start method only (it asserts that), and
+pools here also run under forkserver and spawn.
+"""
 
 from __future__ import annotations
 
+import atexit
 import logging
+import logging.handlers
 import threading
 
-import multiprocessing_logging
-
 _lock = threading.Lock()
-_receiver: multiprocessing_logging.MultiProcessingHandler | None = None
+_listeners: dict[str, tuple[object, logging.handlers.QueueListener]] = {}
 
 
 class _ToParentLoggers(logging.Handler):
     """Re-dispatches a worker's record to the parent logger of the same name."""
 
-    def emit(self, record: logging.LogRecord) -> None:
+    def handle(self, record: logging.LogRecord) -> bool:
         logger = logging.getLogger(record.name)
         if logger.isEnabledFor(record.levelno):
             logger.handle(record)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:  # pragma: no cover - handle() overrides
+        self.handle(record)
 
 
-def worker_log_queue():
-    """The queue workers put their records on; starts the parent's receiver thread once."""
-    global _receiver
+def worker_log_queue(ctx):
+    """The queue that ``ctx``'s workers put their records on; starts its listener once."""
+    method = ctx.get_start_method()
     with _lock:
-        if _receiver is None:
-            _receiver = multiprocessing_logging.MultiProcessingHandler(
-                "fastretro-worker-logs", sub_handler=_ToParentLoggers()
-            )
-        return _receiver.queue
+        if method not in _listeners:
+            queue = ctx.Queue(-1)
+            listener = logging.handlers.QueueListener(queue, _ToParentLoggers())
+            listener.start()
+            _listeners[method] = (queue, listener)
+        return _listeners[method][0]
+
+
+@atexit.register
+def _stop_listeners() -> None:
+    with _lock:
+        for _, listener in _listeners.values():
+            listener.stop()
+        _listeners.clear()

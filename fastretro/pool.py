@@ -193,7 +193,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self._finalizer = weakref.finalize(self, res.shutdown, 5.0)
         self._closed = False
         try:
-            log_queue = logs.worker_log_queue()
+            log_queue = logs.worker_log_queue(ctx)
             for i, spec in enumerate(self.specs):
                 parent_conn, child_conn = ctx.Pipe()
                 proc = ctx.Process(
@@ -394,6 +394,12 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         if self._resources is not None:
             self._finalizer.detach()
             self._resources.shutdown(timeout=kwargs.get("timeout", 5.0))
+
+    def __enter__(self) -> VecRetroEnv:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
 
     @property
     def closed(self) -> bool:

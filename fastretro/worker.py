@@ -210,7 +210,7 @@ def _recv_or_orphaned(conn, parent_pid: int):
 
 
 def _route_logs(log_queue) -> None:
-    # Records go to the parent, where multiprocessing-logging's receiver hands them to the
+    # Records go to the parent, where a listener thread hands them to the
     # parent's own handlers (fastretro/logs.py); forked copies of those handlers are dropped.
     logger = logging.getLogger("fastretro")
     for h in list(logger.handlers):
