@@ -383,8 +383,13 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             self._infos(done if self.autoreset_mode == AutoresetMode.SAME_STEP else None),
         )
 
-    def close(self, **kwargs: Any) -> None:
-        """Stop every worker and free the shared memory. Idempotent; bounded in time."""
+    def close(self, *, timeout: float = 5.0, **kwargs: Any) -> None:
+        """Stop every worker and free the shared memory. Idempotent.
+
+        Args:
+            timeout: seconds to wait for the workers to exit on their own before they are
+                killed; close returns within about ``timeout + 1`` seconds.
+        """
         if self._closed:
             return
         self._closed = True
@@ -393,7 +398,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self._a = {}
         if self._resources is not None:
             self._finalizer.detach()
-            self._resources.shutdown(timeout=kwargs.get("timeout", 5.0))
+            self._resources.shutdown(timeout=timeout)
 
     def __enter__(self) -> VecRetroEnv:
         return self
@@ -440,7 +445,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             # KeyboardInterrupt included: a half-finished batch leaves the pool unusable, so
             # free the workers and the shared memory now rather than at exit.
             self._failure = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            self.close()
+            self.close(timeout=1.0)  # a worker may be hung: do not wait the full 5 s for it
             raise
 
     def _died(self, i: int, when: str) -> WorkerDiedError:

@@ -1,0 +1,338 @@
+"""Bad input gets a clear error before any worker starts; faults raise, never hang, never leak."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+from conftest import DATA, GAME, own_segments
+from gymnasium.vector import AutoresetMode
+
+from fastretro import (
+    ActionError,
+    ClosedError,
+    GameNotFoundError,
+    InvalidArgumentError,
+    ScenarioNotFoundError,
+    StateMachineError,
+    StateNotFoundError,
+    VecRetroEnv,
+    WorkerDiedError,
+    WorkerTimeoutError,
+    shm,
+)
+from fastretro.errors import RemoteTraceback
+
+
+def no_workers():
+    return [p for p in mp.active_children() if p.name.startswith("fastretro-worker")] == []
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (
+            {"game": "Airstriker-Genesis"},
+            GameNotFoundError,
+            "Unknown game 'Airstriker-Genesis': stable-retro has no integration of that name. "
+            "Game IDs end in -v0: did you mean Airstriker-Genesis-v0?",
+        ),
+        ({"game": "NoSuchGame-v0"}, GameNotFoundError, "Unknown game 'NoSuchGame-v0'"),
+        (
+            {"game": "SonicTheHedgehog-Genesis-v0"},
+            GameNotFoundError,
+            "The ROM of SonicTheHedgehog-Genesis-v0 is not imported: import your ROMs with "
+            "`python -m stable_retro.import DIR`.",
+        ),
+        (
+            {"state": "Level9"},
+            StateNotFoundError,
+            "Unknown state 'Level9' for Airstriker-Genesis-v0; expected one of ['Level1']",
+        ),
+        (
+            {"scenario": "contest"},
+            ScenarioNotFoundError,
+            "Unknown scenario 'contest' for Airstriker-Genesis-v0; expected one of ['scenario']",
+        ),
+        (
+            {"scenario": "/nonexistent/scenario.json"},
+            ScenarioNotFoundError,
+            "Scenario file '/nonexistent/scenario.json' does not exist",
+        ),
+        ({"num_envs": 0}, InvalidArgumentError, "Expected num_envs >= 1, got 0"),
+        ({"num_envs": 2.0}, InvalidArgumentError, "Expected num_envs to be an int, got float"),
+        ({"frameskip": 0}, InvalidArgumentError, "Expected frameskip >= 1, got 0"),
+        (
+            {"sticky_prob": 1.5},
+            InvalidArgumentError,
+            "Expected sticky_prob to be a float in [0, 1], got 1.5",
+        ),
+        (
+            {"max_pool": True},
+            InvalidArgumentError,
+            "max_pool needs at least two frames per step: expected frameskip >= 2, got 1",
+        ),
+        (
+            {"max_episode_steps": 0},
+            InvalidArgumentError,
+            "Expected max_episode_steps >= 1, got 0",
+        ),
+        (
+            {"autoreset_mode": "sometimes"},
+            InvalidArgumentError,
+            "Expected autoreset_mode to be one of ['NEXT_STEP', 'SAME_STEP', 'DISABLED'], "
+            "got 'sometimes'",
+        ),
+        ({"start_method": "teleport"}, InvalidArgumentError, "Expected start_method to be one"),
+        (
+            {"state": ["Level1"], "num_envs": 2},
+            InvalidArgumentError,
+            "Expected state to be one value or a list of num_envs=2 values, got a list of 1",
+        ),
+        ({"step_timeout": 0}, InvalidArgumentError, "Expected step_timeout > 0 seconds, got 0"),
+    ],
+)
+def test_bad_constructor_arguments_raise_before_any_worker_starts(kwargs, error, message):
+    kwargs = {"game": GAME, "num_envs": 1, **kwargs}
+    with pytest.raises(error, match=re.escape(message)):
+        VecRetroEnv(**kwargs)
+    assert no_workers()
+
+
+def test_errors_are_value_errors_for_bad_input():
+    with pytest.raises(ValueError):
+        VecRetroEnv("NoSuchGame-v0", 1)
+
+
+@pytest.fixture
+def env2():
+    env = VecRetroEnv(GAME, 2)
+    env.reset(seed=0)
+    yield env
+    env.close()
+
+
+@pytest.mark.parametrize(
+    "actions, message",
+    [
+        (np.zeros((3, 12), np.uint8), "Expected actions of shape (2, 12) (num_envs, buttons), "
+         "got (3, 12)"),
+        (np.zeros((2,), np.int64), "Expected actions of shape (2, 12) (num_envs, buttons), got (2,)"),
+        (np.zeros((2, 12), np.float64), "Expected an integer or bool dtype for button actions "
+         "(0 or 1), got float64"),
+        (np.full((2, 12), 2, np.int64), "Expected button actions of 0 or 1, got 2 at env 0, "
+         "button 0 (B)"),
+        (-np.eye(2, 12, dtype=np.int8), "Expected button actions of 0 or 1, got -1 at env 0, "
+         "button 0 (B)"),
+        ([[0] * 12], "Expected actions of shape (2, 12) (num_envs, buttons), got (1, 12)"),
+    ],
+)
+def test_bad_actions_raise_in_the_parent(env2, actions, message):
+    with pytest.raises(ActionError, match=re.escape(message)):
+        env2.step(actions)
+    # The pool is untouched and still works.
+    obs, *_ = env2.step(np.zeros((2, 12), bool))
+    assert obs.shape[0] == 2
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"reset_mask": [True, False]}, "Expected options['reset_mask'] to be a bool array of "
+         "shape (2,), got list"),
+        ({"reset_mask": np.ones(3, bool)}, "Expected options['reset_mask'] to be a bool array of "
+         "shape (2,), got bool array of shape (3,)"),
+        ({"reset_mask": np.zeros(2, bool)}, "Expected options['reset_mask'] to select at least "
+         "one env"),
+    ],
+)
+def test_bad_reset_mask(env2, options, message):
+    with pytest.raises(InvalidArgumentError, match=re.escape(message)):
+        env2.reset(options=options)
+
+
+@pytest.mark.parametrize(
+    "seed, message",
+    [
+        (-1, "Expected seed >= 0, got -1"),
+        ([1, 2, 3], "Expected seed to be None, an int or a list of num_envs=2 ints, got [1, 2, 3]"),
+        ("7", "Expected seed to be None, an int or a list of num_envs=2 ints, got '7'"),
+    ],
+)
+def test_bad_seed(env2, seed, message):
+    with pytest.raises(InvalidArgumentError, match=re.escape(message)):
+        env2.reset(seed=seed)
+
+
+def test_calls_out_of_order_raise_and_name_the_pending_call(env2):
+    with pytest.raises(StateMachineError, match=re.escape("Cannot call step_wait without a "
+                                                          "pending step_async")):
+        env2.step_wait()
+    env2.step_async(np.zeros((2, 12), np.uint8))
+    with pytest.raises(StateMachineError, match=re.escape("Cannot call step_async while a step "
+                                                          "is pending: call step_wait first")):
+        env2.step_async(np.zeros((2, 12), np.uint8))
+    with pytest.raises(StateMachineError, match=re.escape("Cannot call reset_async while a step "
+                                                          "is pending")):
+        env2.reset()
+    env2.step_wait()
+    env2.reset_async()
+    with pytest.raises(StateMachineError, match=re.escape("Cannot call step_wait without a "
+                                                          "pending step_async")):
+        env2.step_wait()
+    env2.reset_wait()
+
+
+def test_close_is_idempotent_and_step_after_close_raises():
+    env = VecRetroEnv(GAME, 2)
+    env.reset()
+    env.close()
+    env.close()
+    assert env.closed
+    with pytest.raises(ClosedError, match=re.escape("Cannot call step_async: the pool is closed")):
+        env.step(np.zeros((2, 12), np.uint8))
+    with pytest.raises(ClosedError, match=re.escape("Cannot call reset_async: the pool is closed")):
+        env.reset()
+    assert own_segments() == [] and no_workers()
+
+
+def test_close_while_a_step_is_pending():
+    env = VecRetroEnv(GAME, 2)
+    env.reset()
+    env.step_async(np.zeros((2, 12), np.uint8))
+    env.close()
+    assert own_segments() == [] and no_workers()
+
+
+def test_worker_exception_is_reraised_with_index_and_traceback():
+    env = VecRetroEnv(GAME, 2, scenario=os.path.join(DATA, "boom.json"))
+    env.reset()
+    with pytest.raises(RuntimeError, match="boom at frame") as info:
+        for _ in range(10):
+            env.step(np.zeros((2, 12), np.uint8))
+    exc = info.value
+    assert isinstance(exc.__cause__, RemoteTraceback)
+    assert "boom.lua" in str(exc.__cause__)
+    assert any(re.match(r"Raised in fastretro worker [01] \(env [01]\)", n) for n in exc.__notes__)
+    # The pool closed itself: nothing leaks, and later calls say why.
+    assert env.closed and own_segments() == [] and no_workers()
+    with pytest.raises(ClosedError, match=re.escape("the pool is closed after a failure "
+                                                    "(RuntimeError: Lua call failed")):
+        env.step(np.zeros((2, 12), np.uint8))
+
+
+def test_worker_exception_during_startup_is_reraised(tmp_path):
+    bad_state = tmp_path / "garbage.state"
+    bad_state.write_bytes(b"not a gzip file")
+    with pytest.raises(Exception, match="Not a gzipped file") as info:
+        VecRetroEnv(GAME, 2, state=str(bad_state))
+    assert any("Raised in fastretro worker" in n for n in info.value.__notes__)
+    assert own_segments() == [] and no_workers()
+
+
+def test_killed_worker_raises_naming_it_and_never_hangs():
+    env = VecRetroEnv(GAME, 3, step_timeout=120)
+    env.reset()
+    victim = env._resources.procs[1]
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.join(10)
+    message = f"Worker 1 (pid {victim.pid}) was killed by SIGKILL during step; the pool has been"
+    with pytest.raises(WorkerDiedError, match=re.escape(message)) as info:
+        env.step(np.zeros((3, 12), np.uint8))
+    assert info.value.index == 1
+    assert env.closed and own_segments() == [] and no_workers()
+
+
+def test_stuck_worker_times_out_naming_it():
+    env = VecRetroEnv(GAME, 2)
+    env.reset()
+    stuck = env._resources.procs[0]
+    os.kill(stuck.pid, signal.SIGSTOP)  # alive but not running: a core stuck in a loop
+    try:
+        with pytest.raises(WorkerTimeoutError, match=re.escape("Workers [0] did not finish step "
+                                                               "within 0.5 s")):
+            env.step_async(np.zeros((2, 12), np.uint8))
+            env.step_wait(timeout=0.5)
+    finally:
+        if _alive(stuck.pid):
+            os.kill(stuck.pid, signal.SIGCONT)
+    assert env.closed and own_segments() == [] and no_workers()
+
+
+_CHILD = textwrap.dedent(
+    """
+    import os, sys, time
+    import numpy as np
+    from fastretro import VecRetroEnv
+    env = VecRetroEnv("Airstriker-Genesis-v0", 2)
+    env.reset()
+    env.step(np.zeros((2, 12), np.uint8))
+    print(os.getpid(), *[p.pid for p in env._resources.procs], flush=True)
+    if sys.argv[1] == "wait":
+        time.sleep(60)
+    """
+)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie has exited; only its parent has not reaped it yet.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _wait_gone(pids, seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.1)
+    return [p for p in pids if _alive(p)]
+
+
+def test_parent_exit_without_close_leaves_nothing():
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, "exit"], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    parent, *workers = map(int, out.stdout.split())
+    assert _wait_gone(workers, 10) == []
+    assert [n for n in shm.list_segments() if n.startswith(f"{shm.PREFIX}{parent}_")] == []
+
+
+def test_parent_killed_workers_exit_and_segments_are_reclaimed():
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, "wait"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        parent, *workers = map(int, proc.stdout.readline().split())
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        # Workers poll for their parent every 0.5 s.
+        assert _wait_gone(workers, 10) == []
+        time.sleep(0.5)
+        leftover = [n for n in shm.list_segments() if n.startswith(f"{shm.PREFIX}{parent}_")]
+        # Python's resource tracker normally unlinks them; `fastretro cleanup` catches the rest.
+        removed = shm.cleanup_orphans()
+        assert set(leftover) <= set(removed)
+        assert [n for n in shm.list_segments() if n.startswith(f"{shm.PREFIX}{parent}_")] == []
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_disabled_mode_value_from_enum_and_string_agree():
+    with VecRetroEnv(GAME, 1, autoreset_mode="DISABLED") as env:
+        assert env.autoreset_mode == AutoresetMode.DISABLED
