@@ -1,0 +1,83 @@
+"""The ``fastretro`` command: bench (the main job), games, cleanup."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _games(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="fastretro games", description="List stable-retro's games and which ROMs are present."
+    )
+    parser.add_argument("--all", action="store_true", help="also list games whose ROM is missing")
+    parser.add_argument("--states", action="store_true", help="list each game's states")
+    args = parser.parse_args(argv)
+    from fastretro.spec import _retro_data, integrations, known_games
+
+    data = _retro_data()
+    present = 0
+    for game in known_games():
+        try:
+            data.get_romfile_path(game, integrations())
+            has_rom = True
+        except FileNotFoundError:
+            has_rom = False
+        present += has_rom
+        if has_rom or args.all:
+            line = f"{'rom ' if has_rom else '    '} {game}"
+            if args.states:
+                line += f"  states: {', '.join(data.list_states(game, integrations()))}"
+            print(line)
+    print(
+        f"\n{present} of {len(known_games())} integrated games have a ROM. "
+        "Import your own with `python -m stable_retro.import DIR`."
+    )
+    return 0
+
+
+def _cleanup(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="fastretro cleanup",
+        description="Remove shared-memory segments left by fastretro processes that no longer exist.",
+    )
+    parser.parse_args(argv)
+    from fastretro.shm import cleanup_orphans, list_segments
+
+    removed = cleanup_orphans()
+    for name in removed:
+        print(f"removed /dev/shm/{name}")
+    print(f"{len(removed)} orphaned segment(s) removed; {len(list_segments())} in use.")
+    return 0
+
+
+def _bench(argv: list[str]) -> int:
+    from fastretro import bench
+
+    return bench.main(argv)
+
+
+COMMANDS = {
+    "bench": (_bench, "measure emulator frames/s against the peers and the physical limit"),
+    "games": (_games, "list integrated games, ROMs present, and how to import ROMs"),
+    "cleanup": (_cleanup, "remove shared memory left behind by killed fastretro processes"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``fastretro`` console script."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        width = max(map(len, COMMANDS))
+        lines = [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+        print("usage: fastretro COMMAND [options]\n\ncommands:\n" + "\n".join(lines))
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"\nfastretro: unknown command {argv[0]!r}", file=sys.stderr)
+            return 2
+        return 0
+    func, _ = COMMANDS[argv[0]]
+    return func(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""The backends ``fastretro bench`` measures, each run inside its own fresh subprocess.
+
+Every function here is the body of one measurement: it builds its env, warms up, steps with
+random actions for a fixed wall time and returns agent steps per second. The peers are set up the
+way users set them up today: plain stable-retro envs, the Retro Contest's frame-skip wrapper, in
+gymnasium's ``AsyncVectorEnv(shared_memory=True)`` or SB3's ``SubprocVecEnv``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import gymnasium
+import numpy as np
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """One environment configuration, applied identically to every backend."""
+
+    name: str
+    frameskip: int = 1
+    sticky_prob: float = 0.0
+    max_pool: bool = False
+
+
+CONFIGS = {
+    "rgb-fs1": BenchConfig("rgb-fs1"),
+    "rgb-fs4-sticky": BenchConfig("rgb-fs4-sticky", frameskip=4, sticky_prob=0.25),
+}
+
+
+class StochasticFrameSkip(gymnasium.Wrapper):
+    """The Retro Contest's sticky frame skip (retro_contest / retro-baselines), for the peers."""
+
+    def __init__(self, env, n: int, stickprob: float, max_pool: bool = False, seed: int = 0):
+        super().__init__(env)
+        self.n, self.stickprob, self.max_pool = n, stickprob, max_pool
+        self.curac = None
+        self.rng = np.random.default_rng(seed)
+
+    def reset(self, **kwargs):
+        self.curac = None
+        return self.env.reset(**kwargs)
+
+    def step(self, ac):
+        done, truncated, total, info = False, False, 0.0, {}
+        frames = []
+        for i in range(self.n):
+            if self.curac is None:
+                self.curac = ac
+            elif i == 0:
+                if self.rng.random() > self.stickprob:
+                    self.curac = ac
+            elif i == 1:
+                self.curac = ac
+            ob, rew, done, truncated, info = self.env.step(self.curac)
+            total += rew
+            if self.max_pool:
+                frames = [*frames[-1:], ob]
+            if done or truncated:
+                break
+        if self.max_pool and len(frames) == 2:
+            ob = np.maximum(frames[0], frames[1])
+        return ob, total, done, truncated, info
+
+
+def make_plain_env(game: str, config: BenchConfig, seed: int = 0):
+    """A plain stable-retro env with the config's frame timing (picklable, module level)."""
+    import stable_retro
+
+    env = stable_retro.make(game, render_mode=None)
+    if config.frameskip > 1 or config.sticky_prob > 0:
+        env = StochasticFrameSkip(env, config.frameskip, config.sticky_prob, config.max_pool, seed)
+    return env
+
+
+class _EnvFn:
+    """Picklable env factory for the vector-env peers."""
+
+    def __init__(self, game: str, config: BenchConfig, seed: int) -> None:
+        self.game, self.config, self.seed = game, config, seed
+
+    def __call__(self):
+        return make_plain_env(self.game, self.config, self.seed)
+
+
+def _timed_loop(step, actions: np.ndarray, seconds: float, warmup: float) -> float:
+    """Step for ``warmup`` then ``seconds`` of wall time; return agent steps per second."""
+    k, end = 0, time.perf_counter() + warmup
+    while time.perf_counter() < end:
+        step(actions[k % len(actions)])
+        k += 1
+    steps, start = 0, time.perf_counter()
+    end = start + seconds
+    while True:
+        step(actions[k % len(actions)])
+        k += 1
+        steps += 1
+        now = time.perf_counter()
+        if now >= end:
+            return steps / (now - start)
+
+
+def _random_actions(num_envs: int | None, seed: int = 0) -> np.ndarray:
+    shape = (1024, 12) if num_envs is None else (256, num_envs, 12)
+    return np.random.default_rng(seed).integers(0, 2, shape, dtype=np.uint8)
+
+
+def measure_limit(game: str, config: BenchConfig, num_envs: int, seconds: float, warmup: float):
+    """Frames/s of one process calling only the bare core (``em.step``), no input, no RAM."""
+    import stable_retro
+
+    env = stable_retro.make(game, render_mode=None)
+    env.reset()
+    em = env.em
+    try:
+        return _timed_loop(lambda _: em.step(), _random_actions(None), seconds, warmup)
+    finally:
+        env.close()
+
+
+def measure_single(game: str, config: BenchConfig, num_envs: int, seconds: float, warmup: float):
+    """Agent steps/s of one plain env in a plain loop."""
+    env = make_plain_env(game, config)
+    env.reset(seed=0)
+
+    def step(a):
+        _, _, term, trunc, _ = env.step(a)
+        if term or trunc:
+            env.reset()
+
+    try:
+        return _timed_loop(step, _random_actions(None), seconds, warmup)
+    finally:
+        env.close()
+
+
+def measure_gymnasium(game, config, num_envs, seconds, warmup):
+    """Agent steps/s (all envs) of gymnasium's AsyncVectorEnv with shared memory."""
+    fns = [_EnvFn(game, config, i) for i in range(num_envs)]
+    env = gymnasium.vector.AsyncVectorEnv(fns, shared_memory=True)
+    try:
+        env.reset(seed=0)
+        return num_envs * _timed_loop(env.step, _random_actions(num_envs), seconds, warmup)
+    finally:
+        env.close()
+
+
+def measure_sb3(game, config, num_envs, seconds, warmup):
+    """Agent steps/s (all envs) of Stable-Baselines3's SubprocVecEnv."""
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    env = SubprocVecEnv([_EnvFn(game, config, i) for i in range(num_envs)])
+    try:
+        env.reset()
+        return num_envs * _timed_loop(env.step, _random_actions(num_envs), seconds, warmup)
+    finally:
+        env.close()
+
+
+def measure_fastretro(game, config, num_envs, seconds, warmup):
+    """Agent steps/s (all envs) of fastretro's VecRetroEnv."""
+    from fastretro import VecRetroEnv
+
+    env = VecRetroEnv(
+        game,
+        num_envs,
+        frameskip=config.frameskip,
+        sticky_prob=config.sticky_prob,
+        max_pool=config.max_pool,
+    )
+    try:
+        env.reset(seed=0)
+        return num_envs * _timed_loop(env.step, _random_actions(num_envs), seconds, warmup)
+    finally:
+        env.close()
+
+
+#: name -> (measure function, whether the figure depends on num_envs)
+BACKENDS = {
+    "limit": (measure_limit, False),
+    "single": (measure_single, False),
+    "gymnasium": (measure_gymnasium, True),
+    "sb3": (measure_sb3, True),
+    "fastretro": (measure_fastretro, True),
+}
+
+
+def cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
