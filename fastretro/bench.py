@@ -25,8 +25,9 @@ from fastretro.peers import BACKENDS, CONFIGS, cores
 DEFAULT_NUM_ENVS = (1, 2, 4, 8, 16)
 
 
-def _run_one(backend: str, game: str, config_name: str, num_envs: int, seconds: float,
-             warmup: float, queue) -> None:
+def _run_one(
+    backend: str, game: str, config_name: str, num_envs: int, seconds: float, warmup: float, queue
+) -> None:
     try:
         measure, _ = BACKENDS[backend]
         queue.put(("ok", measure(game, CONFIGS[config_name], num_envs, seconds, warmup)))
@@ -57,7 +58,7 @@ def _plan(configs, num_envs, backends):
     plan = []
     for config in configs:
         for backend in backends:
-            for n in (num_envs if BACKENDS[backend][1] else (1,)):
+            for n in num_envs if BACKENDS[backend][1] else (1,):
                 plan.append((config, backend, n))
     return plan
 
@@ -109,10 +110,10 @@ def run_bench(
     for config, backend, n in bar:
         bar.set_postfix_str(f"{config} {backend} x{n}")
         status, value = _measure(backend, game, config, n, seconds, warmup)
-        fs = CONFIGS[config].frameskip
-        fps = value * fs if status == "ok" else None
-        if backend == "limit" and fps is not None:
-            fps *= cores()  # cores x one process
+        fps = None
+        if status == "ok":
+            # The limit loop counts frames (bare em.step calls); the others count agent steps.
+            fps = value * cores() if backend == "limit" else value * CONFIGS[config].frameskip
         results.append(
             {
                 "config": config,
@@ -156,6 +157,7 @@ def _installed(dist: str) -> bool:
 
 
 def machine_info() -> dict:
+    """CPU, cores, platform and package versions, for the report."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -223,7 +225,7 @@ def format_table(report, markdown: bool = False) -> str:
 
 
 def plot_report(report, path: str) -> None:
-    """Frames/s vs num_envs, one line per backend, L dashed, single env dotted; one panel per config."""
+    """Frames/s vs num_envs: a line per backend, L dashed, single env dotted; a panel per config."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -266,11 +268,16 @@ def main(argv: list[str] | None = None) -> int:
     """``fastretro bench [options]``."""
     parser = argparse.ArgumentParser(prog="fastretro bench", description=__doc__.splitlines()[0])
     parser.add_argument("--game", default=DEFAULT_GAME, help="stable-retro game ID")
-    parser.add_argument("--configs", nargs="+", default=["rgb-fs1", "rgb-fs4-sticky"],
-                        help=f"configurations among {list(CONFIGS)}")
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        default=["rgb-fs1", "rgb-fs4-sticky"],
+        help=f"configurations among {list(CONFIGS)}",
+    )
     parser.add_argument("--num-envs", nargs="+", type=int, default=list(DEFAULT_NUM_ENVS))
-    parser.add_argument("--backends", nargs="+", default=list(BACKENDS),
-                        help=f"backends among {list(BACKENDS)}")
+    parser.add_argument(
+        "--backends", nargs="+", default=list(BACKENDS), help=f"backends among {list(BACKENDS)}"
+    )
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per run")
     parser.add_argument("--out", default="bench/out", help="folder for bench.json and bench.png")
     parser.add_argument("--no-plot", action="store_true")
@@ -292,13 +299,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fastretro bench: {exc}", file=sys.stderr)
         return 2
     m = report["machine"]
-    print(f"\n{report['settings']['game']} on {m['cpu']} ({m['cores']} cores), "
-          f"{args.seconds:g} s per run. Frames = agent steps x frameskip; L = cores x bare em.step().")
+    print(
+        f"\n{report['settings']['game']} on {m['cpu']} ({m['cores']} cores), "
+        f"{args.seconds:g} s per run. Frames = agent steps x frameskip; L = cores x bare em.step()."
+    )
     print(format_table(report, markdown=args.markdown))
     failed = [r for r in report["results"] if r["error"]]
     for r in failed:
         print(f"failed: {r['config']} {r['backend']} x{r['num_envs']}: {r['error']}")
     if args.out:
-        print(f"\nwrote {os.path.join(args.out, 'bench.json')}"
-              + ("" if args.no_plot else f" and {os.path.join(args.out, 'bench.png')}"))
+        print(
+            f"\nwrote {os.path.join(args.out, 'bench.json')}"
+            + ("" if args.no_plot else f" and {os.path.join(args.out, 'bench.png')}")
+        )
     return 1 if failed else 0

@@ -39,7 +39,7 @@ def _games(argv: list[str]) -> int:
 def _cleanup(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="fastretro cleanup",
-        description="Remove shared-memory segments left by fastretro processes that no longer exist.",
+        description="Remove shared memory left by fastretro processes that no longer exist.",
     )
     parser.parse_args(argv)
     from fastretro.shm import cleanup_orphans, list_segments

@@ -28,7 +28,7 @@ class ActionError(InvalidArgumentError):
 
 
 class StateMachineError(FastRetroError, RuntimeError):
-    """A call came out of order: e.g. ``step_wait`` without ``step_async``, or ``step`` after ``close``."""
+    """A call came out of order: ``step_wait`` without ``step_async``, ``step`` after ``close``."""
 
 
 class ClosedError(StateMachineError):
@@ -59,4 +59,4 @@ class RemoteTraceback(Exception):
         self.tb = tb
 
     def __str__(self) -> str:
-        return f"\n\"\"\"\n{self.tb}\"\"\""
+        return f'\n"""\n{self.tb}"""'

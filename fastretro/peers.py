@@ -42,10 +42,12 @@ class StochasticFrameSkip(gymnasium.Wrapper):
         self.rng = np.random.default_rng(seed)
 
     def reset(self, **kwargs):
+        """Reset, forgetting the previous action."""
         self.curac = None
         return self.env.reset(**kwargs)
 
     def step(self, ac):
+        """Run ``n`` frames with the sticky first frame; sum rewards, stop at the end."""
         done, truncated, total, info = False, False, 0.0, {}
         frames = []
         for i in range(self.n):

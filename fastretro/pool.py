@@ -1,4 +1,4 @@
-"""VecRetroEnv: N stable-retro emulators in worker processes, stepped in lock-step over shared memory.
+"""VecRetroEnv: N stable-retro emulators in worker processes, in lock-step over shared memory.
 
 The parent never creates an emulator (stable-retro allows one per process). Each worker owns one
 emulator and one row of every shared array; a step is: the parent writes the actions, wakes the
@@ -389,6 +389,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         Args:
             timeout: seconds to wait for the workers to exit on their own before they are
                 killed; close returns within about ``timeout + 1`` seconds.
+            **kwargs: accepted for compatibility with ``VectorEnv.close``; unused.
         """
         if self._closed:
             return

@@ -35,6 +35,7 @@ class Field:
 
     @property
     def nbytes(self) -> int:
+        """Size of the array in bytes."""
         return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
 
 
@@ -47,6 +48,7 @@ class Layout:
 
     @classmethod
     def build(cls, specs: list[tuple[str, tuple[int, ...], str]]) -> Layout:
+        """Lay out (name, shape, dtype) arrays one after another, each cache-line aligned."""
         fields, offset = [], 0
         for name, shape, dtype in specs:
             f = Field(name, tuple(int(s) for s in shape), np.dtype(dtype).str, offset)
@@ -75,10 +77,12 @@ class SharedBuffers:
 
     @property
     def owner(self) -> bool:
+        """True in the process that created (and will unlink) the segment."""
         return self._segment is not None
 
     @classmethod
     def create(cls, layout: Layout) -> SharedBuffers:
+        """Create a new segment for ``layout``; the caller owns it."""
         name = f"{PREFIX}{os.getpid()}_{secrets.token_hex(4)}"
         segment = shared_memory.SharedMemory(name=name, create=True, size=layout.size)
         # Views come from our own mapping (below), so SharedMemory's can go now, while nothing
@@ -88,6 +92,7 @@ class SharedBuffers:
 
     @classmethod
     def attach(cls, layout: Layout, name: str) -> SharedBuffers:
+        """Map an existing segment without taking ownership."""
         return cls(layout, name, None)
 
     def close(self) -> None:

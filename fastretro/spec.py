@@ -1,4 +1,4 @@
-"""Per-env configuration: which game, state and scenario each worker runs, validated once in the parent.
+"""Per-env configuration: each worker's game, state and scenario, validated once in the parent.
 
 Nothing here creates an emulator (stable-retro allows one per process, and the parent has none):
 games, ROMs, states and scenarios are checked against stable-retro's integration data on disk.
@@ -37,6 +37,7 @@ def integrations():
 
 @lru_cache(maxsize=1)
 def known_games() -> tuple[str, ...]:
+    """Every game ID stable-retro integrates (with or without its ROM)."""
     return tuple(_retro_data().list_games(integrations()))
 
 

@@ -1,4 +1,4 @@
-"""The worker subprocess: one emulator, its slice of the shared buffers, and the compiled command loop.
+"""The worker subprocess: one emulator, its slice of the shared buffers, the compiled loop.
 
 Life of a worker: create the stable-retro env (``render_mode=None``: the default "human" mode
 needs a display) -> report the observation shape on the pipe -> attach the parent's shared
@@ -93,10 +93,12 @@ class ScreenWriter:
         self.rotated = env._rotation_steps() != 0
 
     def view(self, screen: np.ndarray) -> np.ndarray:
+        """The cropped, rotated screen (a view where no rotation is needed)."""
         screen = screen[self.window]
         return self.env._apply_rotation(screen) if self.rotated else screen
 
     def __call__(self, screen: np.ndarray, prev: np.ndarray | None) -> None:
+        """Write ``screen`` (max-pooled with ``prev`` if given) into the observation row."""
         if prev is None:
             np.copyto(self.out, self.view(screen))
         else:
@@ -105,6 +107,7 @@ class ScreenWriter:
 
 
 def observation_shape(env) -> tuple[int, ...]:
+    """Shape of the observation this env produces (after crop and rotation)."""
     return ScreenWriter(env, np.empty(0)).view(env.em.get_screen()).shape
 
 

@@ -123,15 +123,26 @@ def env2():
 @pytest.mark.parametrize(
     "actions, message",
     [
-        (np.zeros((3, 12), np.uint8), "Expected actions of shape (2, 12) (num_envs, buttons), "
-         "got (3, 12)"),
-        (np.zeros((2,), np.int64), "Expected actions of shape (2, 12) (num_envs, buttons), got (2,)"),
-        (np.zeros((2, 12), np.float64), "Expected an integer or bool dtype for button actions "
-         "(0 or 1), got float64"),
-        (np.full((2, 12), 2, np.int64), "Expected button actions of 0 or 1, got 2 at env 0, "
-         "button 0 (B)"),
-        (-np.eye(2, 12, dtype=np.int8), "Expected button actions of 0 or 1, got -1 at env 0, "
-         "button 0 (B)"),
+        (
+            np.zeros((3, 12), np.uint8),
+            "Expected actions of shape (2, 12) (num_envs, buttons), got (3, 12)",
+        ),
+        (
+            np.zeros((2,), np.int64),
+            "Expected actions of shape (2, 12) (num_envs, buttons), got (2,)",
+        ),
+        (
+            np.zeros((2, 12), np.float64),
+            "Expected an integer or bool dtype for button actions (0 or 1), got float64",
+        ),
+        (
+            np.full((2, 12), 2, np.int64),
+            "Expected button actions of 0 or 1, got 2 at env 0, button 0 (B)",
+        ),
+        (
+            -np.eye(2, 12, dtype=np.int8),
+            "Expected button actions of 0 or 1, got -1 at env 0, button 0 (B)",
+        ),
         ([[0] * 12], "Expected actions of shape (2, 12) (num_envs, buttons), got (1, 12)"),
     ],
 )
@@ -146,12 +157,19 @@ def test_bad_actions_raise_in_the_parent(env2, actions, message):
 @pytest.mark.parametrize(
     "options, message",
     [
-        ({"reset_mask": [True, False]}, "Expected options['reset_mask'] to be a bool array of "
-         "shape (2,), got list"),
-        ({"reset_mask": np.ones(3, bool)}, "Expected options['reset_mask'] to be a bool array of "
-         "shape (2,), got bool array of shape (3,)"),
-        ({"reset_mask": np.zeros(2, bool)}, "Expected options['reset_mask'] to select at least "
-         "one env"),
+        (
+            {"reset_mask": [True, False]},
+            "Expected options['reset_mask'] to be a bool array of shape (2,), got list",
+        ),
+        (
+            {"reset_mask": np.ones(3, bool)},
+            "Expected options['reset_mask'] to be a bool array of "
+            "shape (2,), got bool array of shape (3,)",
+        ),
+        (
+            {"reset_mask": np.zeros(2, bool)},
+            "Expected options['reset_mask'] to select at least one env",
+        ),
     ],
 )
 def test_bad_reset_mask(env2, options, message):
@@ -173,20 +191,25 @@ def test_bad_seed(env2, seed, message):
 
 
 def test_calls_out_of_order_raise_and_name_the_pending_call(env2):
-    with pytest.raises(StateMachineError, match=re.escape("Cannot call step_wait without a "
-                                                          "pending step_async")):
+    with pytest.raises(
+        StateMachineError, match=re.escape("Cannot call step_wait without a pending step_async")
+    ):
         env2.step_wait()
     env2.step_async(np.zeros((2, 12), np.uint8))
-    with pytest.raises(StateMachineError, match=re.escape("Cannot call step_async while a step "
-                                                          "is pending: call step_wait first")):
+    with pytest.raises(
+        StateMachineError,
+        match=re.escape("Cannot call step_async while a step is pending: call step_wait first"),
+    ):
         env2.step_async(np.zeros((2, 12), np.uint8))
-    with pytest.raises(StateMachineError, match=re.escape("Cannot call reset_async while a step "
-                                                          "is pending")):
+    with pytest.raises(
+        StateMachineError, match=re.escape("Cannot call reset_async while a step is pending")
+    ):
         env2.reset()
     env2.step_wait()
     env2.reset_async()
-    with pytest.raises(StateMachineError, match=re.escape("Cannot call step_wait without a "
-                                                          "pending step_async")):
+    with pytest.raises(
+        StateMachineError, match=re.escape("Cannot call step_wait without a pending step_async")
+    ):
         env2.step_wait()
     env2.reset_wait()
 
@@ -224,8 +247,10 @@ def test_worker_exception_is_reraised_with_index_and_traceback():
     assert any(re.match(r"Raised in fastretro worker [01] \(env [01]\)", n) for n in exc.__notes__)
     # The pool closed itself: nothing leaks, and later calls say why.
     assert env.closed and own_segments() == [] and no_workers()
-    with pytest.raises(ClosedError, match=re.escape("the pool is closed after a failure "
-                                                    "(RuntimeError: Lua call failed")):
+    with pytest.raises(
+        ClosedError,
+        match=re.escape("the pool is closed after a failure (RuntimeError: Lua call failed"),
+    ):
         env.step(np.zeros((2, 12), np.uint8))
 
 
@@ -257,8 +282,9 @@ def test_stuck_worker_times_out_naming_it():
     stuck = env._resources.procs[0]
     os.kill(stuck.pid, signal.SIGSTOP)  # alive but not running: a core stuck in a loop
     try:
-        with pytest.raises(WorkerTimeoutError, match=re.escape("Workers [0] did not finish step "
-                                                               "within 0.5 s")):
+        with pytest.raises(
+            WorkerTimeoutError, match=re.escape("Workers [0] did not finish step within 0.5 s")
+        ):
             env.step_async(np.zeros((2, 12), np.uint8))
             env.step_wait(timeout=0.5)
     finally:

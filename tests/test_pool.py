@@ -1,4 +1,4 @@
-"""VecRetroEnv: the gymnasium interface, bit-exactness against plain stable-retro, autoreset modes."""
+"""VecRetroEnv: gymnasium interface, bit-exactness against plain stable-retro, autoreset."""
 
 from __future__ import annotations
 

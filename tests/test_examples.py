@@ -1,0 +1,27 @@
+"""Examples run as users run them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_random_agent_example_runs():
+    out = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(ROOT, "examples", "random_agent.py"),
+            "--steps",
+            "50",
+            "--num-envs",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "frames/s" in out.stdout
