@@ -1,0 +1,92 @@
+"""Plain-numpy references for every kernel in fastretro.kernels: slow, obvious, independent.
+
+Each one follows the textbook definition rather than the kernel's algorithm (float luma, dense
+overlap matrices for the area average, a deque for the frame stack), so that agreeing with them
+means something.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+
+def rgb_to_gray(src: np.ndarray) -> np.ndarray:
+    """ITU-R 601 luma, ``0.299 R + 0.587 G + 0.114 B``, rounded: (H, W, 3) -> (H, W) uint8."""
+    luma = src[..., 0] * 0.299 + src[..., 1] * 0.587 + src[..., 2] * 0.114
+    return np.floor(luma + 0.5).astype(np.uint8)
+
+
+def overlap_matrix(src_len: int, dst_len: int) -> np.ndarray:
+    """(dst_len, src_len): the fraction of each destination cell covered by each source pixel."""
+    scale = src_len / dst_len
+    m = np.zeros((dst_len, src_len))
+    for d in range(dst_len):
+        lo, hi = d * scale, (d + 1) * scale
+        for s in range(int(np.floor(lo)), min(src_len, int(np.ceil(hi)))):
+            m[d, s] = max(0.0, min(hi, s + 1) - max(lo, s)) / scale
+    return m
+
+
+def area_resize(src: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Area-average resize of (H, W) or (H, W, C) uint8, computed with dense matrices."""
+    my, mx = overlap_matrix(src.shape[0], height), overlap_matrix(src.shape[1], width)
+    img = src.astype(np.float64)
+    if img.ndim == 2:
+        out = my @ img @ mx.T
+    else:
+        out = np.stack([my @ img[..., c] @ mx.T for c in range(img.shape[2])], axis=-1)
+    return np.floor(out + 0.5).clip(0, 255).astype(np.uint8)
+
+
+def crop(src: np.ndarray, top: int, bottom: int, left: int, right: int) -> np.ndarray:
+    """``src`` without ``top``/``bottom`` rows and ``left``/``right`` columns at its edges."""
+    return src[top : src.shape[0] - bottom, left : src.shape[1] - right]
+
+
+def max_pool(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Element-wise maximum of two frames."""
+    return np.maximum(a, b)
+
+
+def preprocess(
+    frame: np.ndarray,
+    prev: np.ndarray | None = None,
+    *,
+    grayscale: bool = False,
+    resize: tuple[int, int] | None = None,
+    crop_margins: tuple[int, int, int, int] = (0, 0, 0, 0),
+) -> np.ndarray:
+    """The whole per-frame pipeline, step by step: max-pool, crop, gray, resize -> (h, w, C)."""
+    if prev is not None:
+        frame = max_pool(frame, prev)
+    frame = crop(frame, *crop_margins)
+    if grayscale:
+        frame = rgb_to_gray(frame)[..., None]
+    if resize is not None:
+        out = area_resize(frame, *resize)
+        frame = out if out.ndim == 3 else out[..., None]
+    return frame
+
+
+class FrameStack:
+    """The last ``k`` frames concatenated on the channel axis, newest last; reset repeats one."""
+
+    def __init__(self, k: int) -> None:
+        self.frames: deque[np.ndarray] = deque(maxlen=k)
+
+    def reset(self, frame: np.ndarray) -> np.ndarray:
+        """Fill the stack with ``frame`` and return it."""
+        for _ in range(self.frames.maxlen):
+            self.frames.append(frame)
+        return self.observation()
+
+    def push(self, frame: np.ndarray) -> np.ndarray:
+        """Add the newest frame and return the stack."""
+        self.frames.append(frame)
+        return self.observation()
+
+    def observation(self) -> np.ndarray:
+        """(H, W, k * C)."""
+        return np.concatenate(list(self.frames), axis=-1)

@@ -1,0 +1,152 @@
+"""Every kernel against its plain-numpy reference (tests/naive.py) and against OpenCV."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fastretro import kernels
+from tests import naive
+
+cv2 = pytest.importorskip("cv2", reason="OpenCV (opencv-python-headless) is a test extra")
+
+# (source height, width) -> (destination height, width): the contest's 224x320 -> 84x84, Atari's
+# 210x160, odd and prime sizes, integer factors (OpenCV's fast path), no-op and 1-pixel results.
+RESIZES = [
+    ((224, 320), (84, 84)),
+    ((210, 160), (84, 84)),
+    ((37, 53), (11, 7)),
+    ((31, 17), (31, 17)),
+    ((64, 96), (32, 48)),
+    ((5, 9), (1, 1)),
+    ((100, 3), (7, 2)),
+]
+
+
+def frames(shape, seed=0):
+    """Random, all-black and all-white uint8 frames of ``shape``."""
+    rng = np.random.default_rng(seed)
+    return {
+        "random": rng.integers(0, 256, shape, dtype=np.uint8),
+        "black": np.zeros(shape, np.uint8),
+        "white": np.full(shape, 255, np.uint8),
+    }
+
+
+def resize_cv2(img, h, w):
+    return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+
+
+@pytest.mark.parametrize("shape", [(224, 320, 3), (7, 13, 3), (1, 1, 3)])
+def test_rgb_to_gray_is_opencv_exactly(shape):
+    for name, src in frames(shape).items():
+        out = np.empty(shape[:2], np.uint8)
+        kernels.rgb_to_gray_into(src, out)
+        np.testing.assert_array_equal(out, cv2.cvtColor(src, cv2.COLOR_RGB2GRAY), err_msg=name)
+        assert np.abs(out.astype(int) - naive.rgb_to_gray(src)).max() <= 1
+
+
+def test_gray_of_every_pure_channel_value_matches_opencv():
+    src = np.zeros((3, 256, 3), np.uint8)
+    for c in range(3):
+        src[c, :, c] = np.arange(256)
+    out = np.empty((3, 256), np.uint8)
+    kernels.rgb_to_gray_into(src, out)
+    np.testing.assert_array_equal(out, cv2.cvtColor(src, cv2.COLOR_RGB2GRAY))
+
+
+def test_area_table_weights_sum_to_one_per_destination():
+    for (sh, sw), (dh, dw) in RESIZES:
+        for n, m in ((sh, dh), (sw, dw)):
+            t = kernels.area_table(n, m)
+            np.testing.assert_allclose(t.taps.sum(axis=1), 1.0, rtol=1e-5)
+            per_dst = np.zeros(m)
+            np.add.at(per_dst, t.dst0, t.weight0)
+            np.add.at(per_dst, t.dst1, t.weight1)
+            np.testing.assert_allclose(per_dst, 1.0, rtol=1e-5)
+
+
+def test_area_table_rejects_enlarging():
+    with pytest.raises(ValueError, match=r"Expected a destination length in \[1, 10\], got 11"):
+        kernels.area_table(10, 11)
+
+
+@pytest.mark.parametrize(("src_hw", "dst_hw"), RESIZES)
+@pytest.mark.parametrize("pool", [False, True])
+def test_fused_gray_resize_matches_opencv_and_naive(src_hw, dst_hw, pool):
+    (sh, sw), (dh, dw) = src_hw, dst_hw
+    ty, tx = kernels.area_table(sh, dh), kernels.area_table(sw, dw)
+    prev = np.random.default_rng(99).integers(0, 256, (sh, sw, 3), dtype=np.uint8)
+    for name, src in frames((sh, sw, 3)).items():
+        out = np.empty((dh, dw, 1), np.uint8)
+        kernels.gray_area_resize_into(src, prev, pool, 0, 0, ty, tx, out)
+        frame = np.maximum(src, prev) if pool else src
+        expected = resize_cv2(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), dh, dw).reshape(dh, dw)
+        assert np.abs(out[..., 0].astype(int) - expected).max() <= 1, name
+        ref = naive.preprocess(src, prev if pool else None, grayscale=True, resize=(dh, dw))
+        assert np.abs(out.astype(int) - ref).max() <= 1, name
+        if name != "random" and not pool:
+            np.testing.assert_array_equal(out, ref)  # flat frames stay exactly flat
+
+
+@pytest.mark.parametrize(("src_hw", "dst_hw"), RESIZES)
+def test_rgb_area_resize_matches_opencv_and_naive(src_hw, dst_hw):
+    (sh, sw), (dh, dw) = src_hw, dst_hw
+    ty, tx = kernels.area_table(sh, dh), kernels.area_table(sw, dw)
+    for name, src in frames((sh, sw, 3), seed=1).items():
+        out = np.empty((dh, dw, 3), np.uint8)
+        kernels.area_resize_into(src, src, False, 0, 0, ty, tx, out)
+        expected = resize_cv2(src, dh, dw).reshape(dh, dw, 3)
+        assert np.abs(out.astype(int) - expected).max() <= 1, name
+        assert np.abs(out.astype(int) - naive.area_resize(src, dh, dw)).max() <= 1, name
+
+
+def test_fused_kernels_crop_a_window_of_the_whole_frame():
+    src = frames((40, 50, 3), seed=2)["random"]
+    prev = frames((40, 50, 3), seed=3)["random"]
+    top, bottom, left, right = 3, 5, 7, 2
+    window = (40 - top - bottom, 50 - left - right)
+    ty, tx = kernels.area_table(window[0], 9), kernels.area_table(window[1], 13)
+    out = np.empty((9, 13, 1), np.uint8)
+    kernels.gray_area_resize_into(src, prev, True, top, left, ty, tx, out)
+    ref = naive.preprocess(
+        src, prev, grayscale=True, resize=(9, 13), crop_margins=(top, bottom, left, right)
+    )
+    assert np.abs(out.astype(int) - ref).max() <= 1
+    rgb = np.empty((9, 13, 3), np.uint8)
+    kernels.area_resize_into(src, prev, True, top, left, ty, tx, rgb)
+    ref = naive.preprocess(src, prev, resize=(9, 13), crop_margins=(top, bottom, left, right))
+    assert np.abs(rgb.astype(int) - ref).max() <= 1
+    gray = np.empty((*window, 1), np.uint8)
+    kernels.gray_crop_into(src, prev, True, top, left, gray)
+    ref = naive.preprocess(src, prev, grayscale=True, crop_margins=(top, bottom, left, right))
+    assert np.abs(gray.astype(int) - ref).max() <= 1
+    np.testing.assert_array_equal(
+        gray[..., 0],
+        cv2.cvtColor(
+            np.ascontiguousarray(naive.crop(np.maximum(src, prev), top, bottom, left, right)),
+            cv2.COLOR_RGB2GRAY,
+        ),
+    )
+
+
+def test_kernels_write_into_strided_outputs():
+    # The frame stack hands the kernels a channel slice of a wider buffer.
+    src = frames((30, 40, 3), seed=4)["random"]
+    ty, tx = kernels.area_table(30, 10), kernels.area_table(40, 12)
+    ring = np.zeros((10, 12, 8), np.uint8)
+    kernels.gray_area_resize_into(src, src, False, 0, 0, ty, tx, ring[:, :, 5:6])
+    expected = np.empty((10, 12, 1), np.uint8)
+    kernels.gray_area_resize_into(src, src, False, 0, 0, ty, tx, expected)
+    np.testing.assert_array_equal(ring[:, :, 5:6], expected)
+    assert not ring[:, :, [0, 1, 2, 3, 4, 6, 7]].any()
+
+
+def test_max_into_and_crop_into_match_numpy():
+    a, b = frames((9, 11, 3), seed=5)["random"], frames((9, 11, 3), seed=6)["random"]
+    out = np.empty_like(a)
+    kernels.max_into(a, b, out)
+    np.testing.assert_array_equal(out, naive.max_pool(a, b))
+    window = np.empty((4, 5, 3), np.uint8)
+    kernels.crop_into(a, 2, 3, window)
+    np.testing.assert_array_equal(window, naive.crop(a, 2, 3, 3, 3))
