@@ -19,6 +19,11 @@ AUTORESET_NEXT_STEP = 0
 AUTORESET_SAME_STEP = 1
 AUTORESET_DISABLED = 2
 
+# Action decoding modes (mirrored in fastretro/actions.py).
+MODE_BITS = 0
+MODE_INDEX = 1
+MODE_GROUPS = 2
+
 
 cdef class EnvStepper:
     """One emulator and its slice of the shared buffers.
@@ -27,17 +32,17 @@ cdef class EnvStepper:
     whether a next-step autoreset is due) and writes its env's row of every shared array.
     """
 
-    cdef int index, num_buttons, frameskip, autoreset
-    cdef double sticky_prob
-    cdef bint max_pool, per_frame, have_prev, needs_reset
+    cdef int index, num_buttons, frameskip, autoreset, action_mode
+    cdef double sticky_prob, reward_scale, clip_reward, x_now, x_max
+    cdef bint max_pool, per_frame, have_prev, needs_reset, backtracking, observe
     cdef long long episode_steps, max_episode_steps
     cdef object env, em, data, rng, rng_random, set_mask, em_step, update_ram, get_screen
     cdef object current_reward, is_done, lookup_all
     cdef object info_names, write_obs, write_final_obs
     cdef object buttons_new_np, buttons_prev_np
     cdef unsigned char[::1] buttons_new, buttons_prev
-    cdef const unsigned char[:, ::1] filter_table
-    cdef const unsigned char[:, ::1] actions
+    cdef const long long[::1] action_masks, action_offsets
+    cdef const long long[:, ::1] actions
     cdef double[::1] rewards
     cdef unsigned char[::1] terminated, truncated
     cdef long long[:, ::1] info, final_info
@@ -50,9 +55,12 @@ cdef class EnvStepper:
             env: a ``stable_retro.RetroEnv`` created in this process.
             rng: ``numpy.random.Generator`` for the sticky-frame draws.
             opts: frameskip, sticky_prob, max_pool, per_frame_reward, max_episode_steps,
-                autoreset, info_names, filter_table.
+                autoreset, info_names, num_buttons, the action table (action_mode,
+                action_masks, action_offsets; see fastretro/actions.py) and the reward
+                transforms (allow_backtracking, reward_scale, clip_reward).
             views: the shared arrays (actions, rewards, terminated, truncated, info, final_info).
-            write_obs: ``write_obs(screen, prev_screen_or_None)`` writes this env's observation.
+            write_obs: ``write_obs(screen, prev_screen_or_None, fill)`` writes this env's
+                observation (``fill``: after a reset); ``None``: no observations at all.
             write_final_obs: copies the current observation into the final-observation slot.
         """
         self.index = index
@@ -74,8 +82,14 @@ cdef class EnvStepper:
         self.max_episode_steps = opts["max_episode_steps"] or 0
         self.autoreset = opts["autoreset"]
         self.info_names = tuple(opts["info_names"])
-        self.filter_table = opts["filter_table"]
-        self.num_buttons = self.filter_table.shape[1]
+        self.action_mode = opts["action_mode"]
+        self.action_masks = opts["action_masks"]
+        self.action_offsets = opts["action_offsets"]
+        self.num_buttons = opts["num_buttons"]
+        self.backtracking = opts["allow_backtracking"]
+        self.reward_scale = opts["reward_scale"]
+        self.clip_reward = opts["clip_reward"] or 0.0
+        self.observe = write_obs is not None
         self.buttons_new_np = np.zeros(self.num_buttons, np.uint8)
         self.buttons_prev_np = np.zeros(self.num_buttons, np.uint8)
         self.buttons_new = self.buttons_new_np
@@ -97,15 +111,45 @@ cdef class EnvStepper:
         self.rng_random = rng.random
 
     cdef void _decode_action(self):
-        # The action row holds one 0/1 per button; the filter table maps the button mask to
-        # the mask stable-retro's FILTERED mode would send (data.filter_action, precomputed).
-        cdef int b, mask = 0
-        cdef const unsigned char[:] row = self.actions[self.index]
+        # Every action set is one lookup into a table of button masks (fastretro/actions.py).
+        cdef int b, g
+        cdef long long mask = 0
+        cdef const long long[:] row = self.actions[self.index]
+        if self.action_mode == MODE_BITS:
+            # One 0/1 per button; the table holds data.filter_action of each pressed mask.
+            for b in range(self.num_buttons):
+                if row[b]:
+                    mask |= 1 << b
+            mask = self.action_masks[mask]
+        elif self.action_mode == MODE_INDEX:
+            mask = self.action_masks[row[0]]
+        else:
+            for g in range(self.action_offsets.shape[0]):
+                mask |= self.action_masks[self.action_offsets[g] + row[g]]
         for b in range(self.num_buttons):
-            if row[b]:
-                mask |= 1 << b
-        for b in range(self.num_buttons):
-            self.buttons_new[b] = self.filter_table[mask, b]
+            self.buttons_new[b] = (mask >> b) & 1
+
+    cdef double _transform_reward(self, double r):
+        # retro-baselines' AllowBacktracking: reward only progress beyond the episode's best.
+        if self.backtracking:
+            self.x_now += r
+            r = self.x_now - self.x_max if self.x_now > self.x_max else 0.0
+            if self.x_now > self.x_max:
+                self.x_max = self.x_now
+        r *= self.reward_scale
+        if self.clip_reward > 0.0:
+            r = min(max(r, -self.clip_reward), self.clip_reward)
+        return r
+
+    cdef void _begin_episode(self) except *:
+        self.env.reset()
+        if self.observe:
+            self.write_obs(self.get_screen(), None, True)
+        self._write_info(self.info)
+        self.episode_steps = 0
+        self.have_prev = False
+        self.x_now = 0.0
+        self.x_max = 0.0
 
     cdef void _write_info(self, long long[:, ::1] info) except *:
         cdef dict values = self.lookup_all()
@@ -115,11 +159,7 @@ cdef class EnvStepper:
 
     def reset(self):
         """Reset the emulator to its start state and write the first observation."""
-        self.env.reset()
-        self.write_obs(self.get_screen(), None)
-        self._write_info(self.info)
-        self.episode_steps = 0
-        self.have_prev = False
+        self._begin_episode()
         self.needs_reset = False
         self.rewards[self.index] = 0.0
         self.terminated[self.index] = 0
@@ -148,7 +188,7 @@ cdef class EnvStepper:
             if f == 1 and keep_prev:
                 self.set_mask(self.buttons_new_np, 0)
             self.em_step()
-            if self.max_pool and f == self.frameskip - 2:
+            if self.observe and self.max_pool and f == self.frameskip - 2:
                 prev_screen = self.get_screen()
             if self.per_frame:
                 self.update_ram()
@@ -167,22 +207,20 @@ cdef class EnvStepper:
         self.episode_steps += 1
         trunc = self.max_episode_steps > 0 and self.episode_steps >= self.max_episode_steps
 
-        self.write_obs(self.get_screen(), prev_screen)
+        if self.observe:
+            self.write_obs(self.get_screen(), prev_screen, False)
         self._write_info(self.info)
-        self.rewards[i] = total
+        self.rewards[i] = self._transform_reward(total)
         self.terminated[i] = done
         self.truncated[i] = trunc
         if done or trunc:
             if self.autoreset == AUTORESET_NEXT_STEP:
                 self.needs_reset = True
             elif self.autoreset == AUTORESET_SAME_STEP:
-                self.write_final_obs()
+                if self.observe:
+                    self.write_final_obs()
                 self.final_info[i, :] = self.info[i, :]
-                self.env.reset()
-                self.write_obs(self.get_screen(), None)
-                self._write_info(self.info)
-                self.episode_steps = 0
-                self.have_prev = False
+                self._begin_episode()
 
 
 def run_loop(EnvStepper stepper, handshake, int[::1] cmd, long long[::1] arg, int index,

@@ -35,6 +35,7 @@ __all__ = [
     "WorkerError",
     "WorkerTimeoutError",
     "__version__",
+    "contest_env",
 ]
 
 
@@ -45,4 +46,8 @@ def __getattr__(name: str):
         from fastretro.pool import VecRetroEnv
 
         return VecRetroEnv
+    if name == "contest_env":
+        from fastretro.contest import contest_env
+
+        return contest_env
     raise AttributeError(f"module 'fastretro' has no attribute {name!r}")

@@ -30,6 +30,7 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from fastretro import DEFAULT_GAME
+from fastretro import actions as fr_actions
 from fastretro.errors import (
     ActionError,
     ClosedError,
@@ -40,6 +41,7 @@ from fastretro.errors import (
     WorkerError,
     WorkerTimeoutError,
 )
+from fastretro.preprocess import FrameWriter, Preprocessing, stack_views
 from fastretro.shm import Layout, SharedBuffers
 from fastretro.spec import EnvSpec, resolve_all
 
@@ -79,7 +81,25 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             agent steps x frameskip.
         sticky_prob: the Retro Contest's sticky frame timing: on the first frame of each step,
             the previous action is repeated with this probability. Seeded per env.
+        actions: the action set: ``"filtered"`` (default; stable-retro's MultiBinary over the
+            buttons, filtered), ``"discrete"``/``"multi_discrete"`` (stable-retro's button
+            combos), ``"sonic7"`` (retro-baselines' SonicDiscretizer), ``"sonic10"`` (sonic7
+            plus no-op, LEFT+B, RIGHT+B), or a list of button combos (``[["LEFT"], ["RIGHT",
+            "B"], []]`` or ``["LEFT", "RIGHT+B", ""]``). See :mod:`fastretro.actions`.
+        grayscale: observe ITU-R 601 luma (``cv2.cvtColor(RGB2GRAY)``), 1 channel.
+        resize: ``(height, width)`` to shrink the frame to by area averaging
+            (``cv2.resize(INTER_AREA)``).
+        crop: pixels to cut from the ``(top, bottom, left, right)`` edges before resizing.
         max_pool: observe the pixel-wise max of the step's last two frames (needs frameskip >= 2).
+        frame_stack: observe the last ``k`` frames concatenated on the channel axis, newest
+            last (a view of a ring in shared memory: no copying per step).
+        reward_scale: multiply rewards by this.
+        clip_reward: clip (scaled) rewards to ``[-clip_reward, clip_reward]``; ``None``: no clip.
+        allow_backtracking: reward only progress beyond the episode's best cumulative reward,
+            ``max(0, x - max_x)`` (retro-baselines' AllowBacktracking, used on the contest's
+            x-progress reward), applied before scaling and clipping.
+        observe: produce observations. ``False`` grabs no frame at all (agents such as JERK
+            that never look at pixels); observations are then of shape ``(num_envs, 0)``.
         max_episode_steps: agent steps after which an episode is ``truncated``; ``None``: never.
         per_frame_reward: read RAM, reward and done after every frame (True) or once per agent
             step (False). Once per step gives the same reward where the scenario's reward is a
@@ -99,8 +119,9 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             :class:`~fastretro.errors.WorkerTimeoutError`.
         startup_timeout: seconds the constructor waits for every worker to start.
 
-    Observations are uint8 arrays of shape ``(num_envs, H, W, 3)``; actions are uint8 button
-    arrays of shape ``(num_envs, num_buttons)`` (stable-retro's FILTERED MultiBinary).
+    Observations are uint8 arrays of shape ``(num_envs, H, W, C)``: the screen's (H, W, 3) by
+    default, or what the preprocessing options make of it, computed inside each worker by the
+    kernels of :mod:`fastretro.kernels`. Actions follow ``single_action_space``.
     """
 
     metadata: dict[str, Any] = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
@@ -114,7 +135,16 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         *,
         frameskip: int = 1,
         sticky_prob: float = 0.0,
+        actions: str | Sequence = "filtered",
+        grayscale: bool = False,
+        resize: tuple[int, int] | None = None,
+        crop: tuple[int, int, int, int] | None = None,
         max_pool: bool = False,
+        frame_stack: int = 1,
+        reward_scale: float = 1.0,
+        clip_reward: float | None = None,
+        allow_backtracking: bool = False,
+        observe: bool = True,
         max_episode_steps: int | None = None,
         per_frame_reward: bool | None = None,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
@@ -145,6 +175,17 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
                 raise InvalidArgumentError(f"Expected {name} > 0 seconds, got {value!r}")
         if seed is not None:
             _check_int("seed", seed, minimum=0)
+        prep = Preprocessing.from_options(grayscale, resize, crop, max_pool, frame_stack)
+        if not isinstance(reward_scale, (int, float)) or not np.isfinite(reward_scale):
+            raise InvalidArgumentError(
+                f"Expected reward_scale to be a finite number, got {reward_scale!r}"
+            )
+        if clip_reward is not None and (
+            not isinstance(clip_reward, (int, float)) or not clip_reward > 0
+        ):
+            raise InvalidArgumentError(
+                f"Expected clip_reward to be None or a number > 0, got {clip_reward!r}"
+            )
         ctx = _context(start_method)
 
         self.specs: list[EnvSpec] = resolve_all(game, num_envs, state, scenario)
@@ -155,6 +196,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
                 f"{sorted(buttons)}: run games of one console per pool"
             )
         self.buttons: tuple[str, ...] = self.specs[0].buttons
+        action_choice = fr_actions.choose(actions, self.buttons)
         self.info_names: tuple[str, ...] = tuple(
             sorted({n for s in self.specs for n in s.info_names})
         )
@@ -162,7 +204,9 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self.num_envs = num_envs
         self.frameskip = frameskip
         self.sticky_prob = float(sticky_prob)
-        self.max_pool = bool(max_pool)
+        self.max_pool = prep.max_pool
+        self.preprocessing = prep
+        self.observe = bool(observe)
         self.max_episode_steps = max_episode_steps
         self.copy = bool(copy)
         self.step_timeout = float(step_timeout)
@@ -182,12 +226,17 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         opts = WorkerOptions(
             frameskip=frameskip,
             sticky_prob=self.sticky_prob,
-            max_pool=self.max_pool,
+            prep=prep,
+            observe=self.observe,
+            action_choice=action_choice,
             per_frame_reward=per_frame_reward,
             max_episode_steps=max_episode_steps,
             autoreset=_AUTORESET_CODES[self.autoreset_mode],
             info_names=self.info_names,
-            num_buttons=len(self.buttons),
+            buttons=self.buttons,
+            allow_backtracking=bool(allow_backtracking),
+            reward_scale=float(reward_scale),
+            clip_reward=None if clip_reward is None else float(clip_reward),
         )
         res = self._resources = _Resources()
         self._finalizer = weakref.finalize(self, res.shutdown, 5.0)
@@ -207,14 +256,25 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
                 res.procs.append(proc)
                 res.conns.append(parent_conn)
             deadline = time.monotonic() + startup_timeout
-            shapes = self._gather("ready", deadline)
-            if len(set(shapes)) != 1:
+            ready = self._gather("ready", deadline)
+            shapes = {r[0] for r in ready}
+            if len(shapes) != 1:
                 raise InvalidArgumentError(
-                    f"Expected every env to have the same screen shape, got {sorted(set(shapes))}"
+                    f"Expected every env to have the same screen shape, got {sorted(shapes)}"
                     ": run games of one resolution per pool"
                 )
-            obs_shape = shapes[0]
-            self._create_buffers(obs_shape)
+            tables = {r[1:] for r in ready}
+            if len(tables) != 1:
+                raise InvalidArgumentError(
+                    f"Expected every env to have the same {action_choice.name!r} action space, "
+                    f"got {sorted(tables)}: run games with the same button combos per pool"
+                )
+            (self.screen_shape,) = shapes
+            ((action_mode, action_sizes),) = tables
+            self._action_mode, self._action_sizes = action_mode, action_sizes
+            self._create_buffers(self.screen_shape)
+            if self.observe and (prep.grayscale or prep.resize is not None):
+                _compile_kernels(prep, self.screen_shape, res.buffers.arrays["obs"][0])
             for conn in res.conns:
                 conn.send(("attach", res.buffers.layout, res.buffers.name))
             self._gather("attached", deadline)
@@ -222,24 +282,31 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             self.close()
             raise
 
-        self.single_observation_space = gymnasium.spaces.Box(0, 255, obs_shape, np.uint8)
-        self.single_action_space = gymnasium.spaces.MultiBinary(len(self.buttons))
+        self.single_observation_space = gymnasium.spaces.Box(0, 255, self._obs_shape, np.uint8)
+        self.single_action_space = fr_actions.space(action_mode, action_sizes)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
 
     # -- construction helpers -------------------------------------------------------------
 
-    def _create_buffers(self, obs_shape: tuple[int, ...]) -> None:
+    def _create_buffers(self, screen_shape: tuple[int, ...]) -> None:
         from fastretro._ext.handshake import SEM_STRIDE, Handshake
 
         assert SEM_STRIDE == _SEM_STRIDE
         n, k = self.num_envs, len(self.info_names)
+        prep = self.preprocessing
+        if self.observe:
+            self._obs_shape = prep.observation_shape(screen_shape)
+            buffer_shape = prep.buffer_shape(screen_shape)
+        else:
+            self._obs_shape = buffer_shape = (0,)
         same_step = self.autoreset_mode == AutoresetMode.SAME_STEP
         layout = Layout.build(
             [
-                ("obs", (n, *obs_shape), "u1"),
-                ("final_obs", (n, *obs_shape) if same_step else (n, 0), "u1"),
-                ("actions", (n, len(self.buttons)), "u1"),
+                ("obs", (n, *buffer_shape), "u1"),
+                ("final_obs", (n, *self._obs_shape) if same_step else (n, 0), "u1"),
+                ("slot", (n,), "i4"),
+                ("actions", (n, len(self._action_sizes)), "i8"),
                 ("rewards", (n,), "f8"),
                 ("terminated", (n,), "u1"),
                 ("truncated", (n,), "u1"),
@@ -258,8 +325,12 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         res.handshake = Handshake(a["sem"], a["counter"])
         res.handshake.init()
         self._a = a
-        self._obs_view = a["obs"].view()
-        self._obs_view.flags.writeable = False
+        channels = prep.frame_shape(screen_shape)[2] if self.observe else 0
+        views = stack_views(a["obs"], prep.frame_stack, channels) if self.observe else [a["obs"]]
+        for v in views:
+            v.flags.writeable = False
+        self._stack_views = views
+        self._slot = 0
 
     def _gather(self, kind: str, deadline: float) -> list:
         """Collect one ``kind`` message from every worker during startup."""
@@ -351,13 +422,17 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         """Send the actions and return at once; ``step_wait`` collects the results."""
         self._check_idle("step_async")
         a = self._a
-        np.copyto(a["actions"], self._check_actions(actions), casting="unsafe")
+        checked = self._check_actions(actions)
         if self.autoreset_mode == AutoresetMode.DISABLED and self._needs_reset.any():
             done = np.flatnonzero(self._needs_reset).tolist()
             raise StateMachineError(
                 f"Envs {done} ended their episode and autoreset is DISABLED: reset them with "
                 "reset(options={'reset_mask': mask}) before stepping"
             )
+        np.copyto(a["actions"], checked, casting="unsafe")
+        # The frame stack's ring advances one slot per step (fastretro/preprocess.py).
+        self._slot = (self._slot + 1) % len(self._stack_views)
+        a["slot"][:] = self._slot
         a["cmd"][:] = CMD_STEP
         self._dispatch(None)
         self._state = State.WAITING_STEP
@@ -395,7 +470,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             return
         self._closed = True
         self._state = State.IDLE
-        self._obs_view = None
+        self._stack_views = []
         self._a = {}
         if self._resources is not None:
             self._finalizer.detach()
@@ -461,7 +536,8 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         return WorkerDiedError(f"Worker {i} (pid {pid}) {how} {when}; the pool has been closed", i)
 
     def _observations(self) -> np.ndarray:
-        return self._a["obs"].copy() if self.copy else self._obs_view
+        view = self._stack_views[self._slot]
+        return view.copy() if self.copy else view  # copy() is C-contiguous
 
     def _infos(self, done: np.ndarray | None) -> dict[str, Any]:
         a = self._a
@@ -484,8 +560,33 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         return infos
 
     def _check_actions(self, actions: Any) -> np.ndarray:
-        expected = (self.num_envs, len(self.buttons))
+        """Validate one batch of actions; return it shaped like the shared action array."""
         arr = np.asarray(actions)
+        if self._action_mode == fr_actions.MODE_BITS:
+            return self._check_buttons(arr)
+        n = self.num_envs
+        if self._action_mode == fr_actions.MODE_INDEX:
+            expected, what = (n,), "(num_envs,)"
+        else:
+            expected, what = (n, len(self._action_sizes)), "(num_envs, groups)"
+        if arr.shape != expected:
+            raise ActionError(f"Expected actions of shape {expected} {what}, got {arr.shape}")
+        if arr.dtype.kind not in "iu":
+            raise ActionError(f"Expected an integer dtype for action indices, got {arr.dtype}")
+        arr = arr.reshape(n, -1)
+        high = np.asarray(self._action_sizes)
+        bad = (arr < 0) | (arr >= high)
+        if bad.any():
+            env, col = np.argwhere(bad)[0]
+            where = f"env {env}" if arr.shape[1] == 1 else f"env {env}, group {col}"
+            raise ActionError(
+                f"Expected actions in [0, {high[col]}) for this action set, got "
+                f"{arr[env, col]} at {where}"
+            )
+        return arr
+
+    def _check_buttons(self, arr: np.ndarray) -> np.ndarray:
+        expected = (self.num_envs, len(self.buttons))
         if arr.shape != expected:
             raise ActionError(
                 f"Expected actions of shape {expected} (num_envs, buttons), got {arr.shape}"
@@ -632,6 +733,17 @@ def _reraise(msg: tuple) -> BaseException:
     if isinstance(exc, WorkerError) and exc.index is None:
         exc.index = index
     return exc
+
+
+def _compile_kernels(prep: Preprocessing, screen_shape: tuple[int, ...], row: np.ndarray) -> None:
+    # Numba compiles on first call; doing that once here, with the same array types as the
+    # workers (a zero screen, a scratch row shaped like a shared one), fills numba's on-disk
+    # cache, so every worker then loads machine code in milliseconds instead of compiling.
+    scratch = np.zeros_like(row)
+    slot = np.zeros(1, np.int32)
+    window = (0, 0, *screen_shape[:2])
+    writer = FrameWriter(prep, screen_shape, window, None, scratch, slot)
+    writer.warm_up(np.zeros(screen_shape, np.uint8))
 
 
 def _context(start_method: str | None):

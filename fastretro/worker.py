@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fastretro import actions
+from fastretro.preprocess import FrameWriter, Preprocessing
 from fastretro.spec import EnvSpec, integrations
 
 log = logging.getLogger("fastretro.worker")
@@ -37,12 +39,17 @@ class WorkerOptions:
 
     frameskip: int
     sticky_prob: float
-    max_pool: bool
+    prep: Preprocessing
+    observe: bool
+    action_choice: actions.ActionChoice
     per_frame_reward: bool | None
     max_episode_steps: int | None
     autoreset: int
     info_names: tuple[str, ...]
-    num_buttons: int
+    buttons: tuple[str, ...]
+    allow_backtracking: bool
+    reward_scale: float
+    clip_reward: float | None
 
 
 def error_payload(index: int, exc: BaseException) -> tuple:
@@ -71,44 +78,27 @@ def make_retro_env(spec: EnvSpec):
     return stable_retro.RetroEnv(spec.game, state, **kwargs)
 
 
-def filter_table(data, num_buttons: int) -> np.ndarray:
-    """For every button mask, the buttons stable-retro's FILTERED action mode would press."""
-    masks = np.arange(1 << num_buttons)
-    filtered = np.array([data.filter_action(int(m)) for m in masks], dtype=np.int64)
-    return ((filtered[:, None] >> np.arange(num_buttons)) & 1).astype(np.uint8)
+def screen_window(env) -> tuple[int, int, int, int]:
+    """The integration's crop of the screen, ``(top, left, height, width)``."""
+    h, w = env.em.get_screen().shape[:2]
+    x, y, cw, ch = env.data.crop_info(0)
+    x1 = w if (not cw or x + cw > w) else x + cw
+    y1 = h if (not ch or y + ch > h) else y + ch
+    return y, x, y1 - y, x1 - x
 
 
-class ScreenWriter:
-    """Writes one env's observation row from the emulator's screen (crop and rotation applied)."""
-
-    def __init__(self, env, out: np.ndarray) -> None:
-        self.env = env
-        self.out = out
-        screen = env.em.get_screen()
-        h, w = screen.shape[:2]
-        x, y, cw, ch = env.data.crop_info(0)
-        x1 = w if (not cw or x + cw > w) else x + cw
-        y1 = h if (not ch or y + ch > h) else y + ch
-        self.window = (slice(y, y1), slice(x, x1))
-        self.rotated = env._rotation_steps() != 0
-
-    def view(self, screen: np.ndarray) -> np.ndarray:
-        """The cropped, rotated screen (a view where no rotation is needed)."""
-        screen = screen[self.window]
-        return self.env._apply_rotation(screen) if self.rotated else screen
-
-    def __call__(self, screen: np.ndarray, prev: np.ndarray | None) -> None:
-        """Write ``screen`` (max-pooled with ``prev`` if given) into the observation row."""
-        if prev is None:
-            np.copyto(self.out, self.view(screen))
-        else:
-            # Max-pool the last two frames: sprites that flicker on alternate frames stay visible.
-            np.maximum(self.view(screen), self.view(prev), out=self.out)
+def frame_writer(env, prep: Preprocessing, row: np.ndarray, slot: np.ndarray) -> FrameWriter:
+    """The :class:`~fastretro.preprocess.FrameWriter` of this process's env."""
+    rotate = env._apply_rotation if env._rotation_steps() != 0 else None
+    return FrameWriter(prep, env.em.get_screen().shape, screen_window(env), rotate, row, slot)
 
 
-def observation_shape(env) -> tuple[int, ...]:
-    """Shape of the observation this env produces (after crop and rotation)."""
-    return ScreenWriter(env, np.empty(0)).view(env.em.get_screen()).shape
+def screen_shape(env) -> tuple[int, ...]:
+    """Shape of the screen this env shows (after the integration's crop and rotation)."""
+    top, left, h, w = screen_window(env)
+    if env._rotation_steps() == 0:
+        return (h, w, 3)
+    return env._apply_rotation(np.zeros((h, w, 3), np.uint8)).shape
 
 
 def worker_main(
@@ -127,7 +117,8 @@ def worker_main(
     buffers = env = handshake = None
     try:
         env = make_retro_env(spec)
-        conn.send(("ready", index, observation_shape(env)))
+        table = actions.build_table(opts.action_choice, env.data, opts.buttons)
+        conn.send(("ready", index, (screen_shape(env), table.mode, table.sizes)))
         msg = _recv_or_orphaned(conn, parent_pid)
         if msg is None:
             return
@@ -136,10 +127,15 @@ def worker_main(
         a = buffers.arrays
         handshake = Handshake(a["sem"], a["counter"])
         rng = np.random.default_rng()
-        write_obs = ScreenWriter(env, a["obs"][index])
+        write_obs = write_final_obs = None
+        if opts.observe:
+            write_obs = frame_writer(env, opts.prep, a["obs"][index], a["slot"][index : index + 1])
+            # Load the kernels now (from numba's cache, which the parent filled) so the first
+            # step does not compile.
+            write_obs.warm_up(env.em.get_screen())
 
-        def write_final_obs():
-            np.copyto(a["final_obs"][index], a["obs"][index])
+            def write_final_obs():
+                np.copyto(a["final_obs"][index], write_obs.stack())
 
         stepper = worker_loop.EnvStepper(
             index,
@@ -148,14 +144,20 @@ def worker_main(
             {
                 "frameskip": opts.frameskip,
                 "sticky_prob": opts.sticky_prob,
-                "max_pool": opts.max_pool,
+                "max_pool": opts.prep.max_pool,
                 "per_frame_reward": (
                     spec.scripted if opts.per_frame_reward is None else opts.per_frame_reward
                 ),
                 "max_episode_steps": opts.max_episode_steps,
                 "autoreset": opts.autoreset,
                 "info_names": opts.info_names,
-                "filter_table": filter_table(env.data, opts.num_buttons),
+                "num_buttons": len(opts.buttons),
+                "action_mode": table.mode,
+                "action_masks": table.masks,
+                "action_offsets": table.offsets,
+                "allow_backtracking": opts.allow_backtracking,
+                "reward_scale": opts.reward_scale,
+                "clip_reward": opts.clip_reward,
             },
             a,
             write_obs,

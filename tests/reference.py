@@ -12,10 +12,12 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 
 
-def _rollout(game, actions, frameskip, sticky_prob, seed, max_pool, scenario, state):
+def _rollout(game, actions, frameskip, sticky_prob, seed, max_pool, scenario, state, restricted):
     import stable_retro
 
     kwargs = {"render_mode": None}
+    if restricted is not None:
+        kwargs["use_restricted_actions"] = getattr(stable_retro.Actions, restricted.upper())
     if scenario is not None:
         kwargs["scenario"] = scenario
     if state is not None:
@@ -61,9 +63,23 @@ def plain_rollout(
     max_pool=False,
     scenario=None,
     state=None,
+    restricted=None,
 ):
-    """Observations (first is the reset's), rewards and dones of one plain stable-retro env."""
+    """Observations (first is the reset's), rewards and dones of one plain stable-retro env.
+
+    ``restricted`` names stable-retro's action mode (``"discrete"``, ``"multi_discrete"``);
+    ``None`` is its default, FILTERED.
+    """
     with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as ex:
         return ex.submit(
-            _rollout, game, actions, frameskip, sticky_prob, seed, max_pool, scenario, state
+            _rollout,
+            game,
+            actions,
+            frameskip,
+            sticky_prob,
+            seed,
+            max_pool,
+            scenario,
+            state,
+            restricted,
         ).result(timeout=300)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import naive
 import numpy as np
 import pytest
 
 from fastretro import kernels
-from tests import naive
 
 cv2 = pytest.importorskip("cv2", reason="OpenCV (opencv-python-headless) is a test extra")
 

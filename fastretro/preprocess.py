@@ -1,0 +1,216 @@
+"""Observation preprocessing inside the worker: crop, gray, resize, max-pool, frame stack.
+
+A worker turns the emulator's screen into its observation with one fused kernel call
+(``fastretro.kernels``) that writes straight into shared memory: the full RGB frame never
+crosses a process boundary.
+
+The frame stack is a mirrored ring in shared memory, so stacking costs one frame write, not a
+shift of the whole stack. Each env's row holds ``2k`` frame slots on the channel axis; at step
+``t`` (slot ``s = t mod k``) the new frame goes to slots ``s`` and ``s + k``, and the stack is
+the contiguous run of slots ``s + 1 .. s + k``, oldest first: a view. Every env of a pool steps
+together, so one slot index (kept by the parent, read by the workers) serves all rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from fastretro import kernels
+from fastretro.errors import InvalidArgumentError
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What a worker does to each frame (all off: the raw RGB screen).
+
+    Attributes:
+        grayscale: ITU-R 601 luma, as ``cv2.cvtColor(RGB2GRAY)``; 1 channel.
+        resize: ``(height, width)`` by area averaging, as ``cv2.resize(INTER_AREA)``;
+            shrinking only.
+        crop: pixels cut from the ``(top, bottom, left, right)`` edges before resizing.
+        max_pool: the pixel-wise max of the step's last two frames.
+        frame_stack: the last ``k`` frames concatenated on the channel axis, newest last.
+    """
+
+    grayscale: bool = False
+    resize: tuple[int, int] | None = None
+    crop: tuple[int, int, int, int] = (0, 0, 0, 0)
+    max_pool: bool = False
+    frame_stack: int = 1
+
+    @classmethod
+    def from_options(
+        cls,
+        grayscale: bool,
+        resize: Sequence[int] | None,
+        crop: Sequence[int] | None,
+        max_pool: bool,
+        frame_stack: int,
+    ) -> Preprocessing:
+        """Validate the pool's options (the parts that do not depend on the screen size)."""
+        if resize is not None:
+            if not _ints(resize, 2) or min(resize) < 1:
+                raise InvalidArgumentError(
+                    f"Expected resize to be (height, width) with both >= 1, got {resize!r}"
+                )
+            resize = (int(resize[0]), int(resize[1]))
+        if crop is None:
+            crop = (0, 0, 0, 0)
+        if not _ints(crop, 4) or min(crop) < 0:
+            raise InvalidArgumentError(
+                f"Expected crop to be (top, bottom, left, right) pixel counts >= 0, got {crop!r}"
+            )
+        if isinstance(frame_stack, bool) or not isinstance(frame_stack, (int, np.integer)):
+            raise InvalidArgumentError(
+                f"Expected frame_stack to be an int, got {type(frame_stack).__name__}"
+            )
+        if frame_stack < 1:
+            raise InvalidArgumentError(f"Expected frame_stack >= 1, got {frame_stack}")
+        return cls(
+            bool(grayscale), resize, tuple(int(c) for c in crop), bool(max_pool), int(frame_stack)
+        )
+
+    def frame_shape(self, screen_shape: tuple[int, ...]) -> tuple[int, int, int]:
+        """Shape of one preprocessed frame, (h, w, channels), from the screen's (H, W, 3).
+
+        Raises:
+            InvalidArgumentError: the crop leaves nothing, or resize would enlarge.
+        """
+        height, width = screen_shape[:2]
+        top, bottom, left, right = self.crop
+        h, w = height - top - bottom, width - left - right
+        if h < 1 or w < 1:
+            raise InvalidArgumentError(
+                f"crop={self.crop} leaves no pixels of the {height}x{width} screen"
+            )
+        if self.resize is not None:
+            if self.resize[0] > h or self.resize[1] > w:
+                raise InvalidArgumentError(
+                    f"Expected resize to shrink the {h}x{w} (cropped) screen, got "
+                    f"{self.resize}: area averaging does not enlarge"
+                )
+            h, w = self.resize
+        return h, w, 1 if self.grayscale else 3
+
+    def observation_shape(self, screen_shape: tuple[int, ...]) -> tuple[int, int, int]:
+        """Shape of one env's observation: the frame with ``frame_stack`` times the channels."""
+        h, w, c = self.frame_shape(screen_shape)
+        return h, w, c * self.frame_stack
+
+    def buffer_shape(self, screen_shape: tuple[int, ...]) -> tuple[int, int, int]:
+        """Shape of one env's row in shared memory: the mirrored ring holds ``2k`` frames."""
+        h, w, c = self.frame_shape(screen_shape)
+        return h, w, c * (2 * self.frame_stack if self.frame_stack > 1 else 1)
+
+
+def stack_views(obs: np.ndarray, frame_stack: int, channels: int) -> list[np.ndarray]:
+    """For each ring slot ``s``, the view of ``obs`` (the ring buffer) that is the stack.
+
+    ``obs`` is (..., 2k * C); each view is (..., k * C), oldest frame first. With
+    ``frame_stack == 1`` the buffer is the observation.
+    """
+    if frame_stack == 1:
+        return [obs]
+    k, c = frame_stack, channels
+    return [obs[..., (s + 1) * c : (s + 1 + k) * c] for s in range(k)]
+
+
+class FrameWriter:
+    """Writes one env's observation row from the emulator's screen (runs in the worker).
+
+    Args:
+        prep: the preprocessing options.
+        screen_shape: the emulator screen's (H, W, 3), before the integration's crop.
+        window: the integration's crop of the screen, ``(top, left, height, width)``.
+        rotate: function applied to the (cropped) screen for games whose integration rotates
+            it, or ``None``.
+        row: this env's row of the shared observation buffer (:meth:`buffer_shape`).
+        slot: the shared one-element array holding the current ring slot.
+    """
+
+    def __init__(self, prep, screen_shape, window, rotate, row: np.ndarray, slot) -> None:
+        self.prep = prep
+        self.rotate = rotate
+        wtop, wleft, wh, ww = window
+        top, bottom, left, right = prep.crop
+        if rotate is None:
+            base = (wh, ww)
+            self.top, self.left = wtop + top, wleft + left
+        else:
+            base = rotate(np.zeros((wh, ww, 3), np.uint8)).shape[:2]
+            self.top, self.left = top, left
+        self.window = window
+        self.height, self.width = base[0] - top - bottom, base[1] - left - right
+        h, w, c = prep.frame_shape((*base, 3))
+        self.channels = c
+        self.k = prep.frame_stack
+        self.row = row
+        self.slot = slot
+        if prep.resize is not None:
+            self.ty = kernels.area_table(self.height, h)
+            self.tx = kernels.area_table(self.width, w)
+        self._frames = [row[..., j * c : (j + 1) * c] for j in range(row.shape[-1] // c)]
+
+    def _source(self, screen: np.ndarray) -> np.ndarray:
+        if self.rotate is None:
+            return screen
+        top, left, h, w = self.window
+        return np.ascontiguousarray(self.rotate(screen[top : top + h, left : left + w]))
+
+    def write_frame(self, screen: np.ndarray, prev: np.ndarray | None, out: np.ndarray) -> None:
+        """Preprocess ``screen`` (max-pooled with ``prev`` when given) into ``out`` (h, w, C)."""
+        src = self._source(screen)
+        pool = prev is not None
+        other = self._source(prev) if pool else src
+        top, left = self.top, self.left
+        if self.prep.grayscale and self.prep.resize is not None:
+            kernels.gray_area_resize_into(src, other, pool, top, left, self.ty, self.tx, out)
+        elif self.prep.grayscale:
+            kernels.gray_crop_into(src, other, pool, top, left, out)
+        elif self.prep.resize is not None:
+            kernels.area_resize_into(src, other, pool, top, left, self.ty, self.tx, out)
+        else:
+            window = (slice(top, top + self.height), slice(left, left + self.width))
+            if pool:
+                np.maximum(src[window], other[window], out=out)
+            else:
+                np.copyto(out, src[window])
+
+    def __call__(self, screen: np.ndarray, prev: np.ndarray | None, fill: bool) -> None:
+        """Write the newest frame; ``fill`` (after a reset) repeats it through the whole stack."""
+        if self.k == 1:
+            self.write_frame(screen, prev, self.row)
+            return
+        s = int(self.slot[0])
+        first = self._frames[s]
+        self.write_frame(screen, prev, first)
+        if fill:
+            for j, frame in enumerate(self._frames):
+                if j != s:
+                    np.copyto(frame, first)
+        else:
+            np.copyto(self._frames[s + self.k], first)
+
+    def stack(self) -> np.ndarray:
+        """This env's current observation (a view of its row)."""
+        return stack_views(self.row, self.k, self.channels)[int(self.slot[0])]
+
+    def warm_up(self, screen: np.ndarray) -> None:
+        """Run every kernel this writer uses once, so no compilation happens during a step.
+
+        Writes into the row, which the first reset overwrites.
+        """
+        self.write_frame(screen, None, self._frames[0])
+        if self.prep.max_pool:
+            self.write_frame(screen, screen, self._frames[0])
+
+
+def _ints(value, n: int) -> bool:
+    return (
+        isinstance(value, (tuple, list))
+        and len(value) == n
+        and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value)
+    )
