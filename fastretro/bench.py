@@ -20,8 +20,9 @@ from importlib import metadata
 
 from fastretro import DEFAULT_GAME
 from fastretro.errors import InvalidArgumentError
-from fastretro.peers import BACKENDS, CONFIGS, cores
+from fastretro.peers import BACKENDS, CONFIGS, OPENCV, cores
 
+DEFAULT_CONFIGS = ("rgb-fs1", "rgb-fs4-sticky", "contest")
 DEFAULT_NUM_ENVS = (1, 2, 4, 8, 16)
 
 
@@ -82,7 +83,7 @@ def _check(game, configs, num_envs, backends, seconds):
 
 def run_bench(
     game: str = DEFAULT_GAME,
-    configs=("rgb-fs1", "rgb-fs4-sticky"),
+    configs=DEFAULT_CONFIGS,
     num_envs=DEFAULT_NUM_ENVS,
     backends=tuple(BACKENDS),
     seconds: float = 3.0,
@@ -134,6 +135,7 @@ def run_bench(
             "warmup": warmup,
             "frames": "agent steps x frameskip, summed over envs (the EnvPool convention)",
             "limit": "cores x frames/s of one process calling only em.step()",
+            "peer_preprocessing": "OpenCV" if OPENCV else "fastretro.kernels (no OpenCV)",
             "command": " ".join(["fastretro", "bench", *sys.argv[2:]]),
             "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         },
@@ -271,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--configs",
         nargs="+",
-        default=["rgb-fs1", "rgb-fs4-sticky"],
+        default=list(DEFAULT_CONFIGS),
         help=f"configurations among {list(CONFIGS)}",
     )
     parser.add_argument("--num-envs", nargs="+", type=int, default=list(DEFAULT_NUM_ENVS))

@@ -8,12 +8,17 @@ gymnasium's ``AsyncVectorEnv(shared_memory=True)`` or SB3's ``SubprocVecEnv``.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
+from collections import deque
 from dataclasses import dataclass
 
 import gymnasium
 import numpy as np
+
+#: Whether the peers preprocess with OpenCV, as baselines did (else with fastretro's kernels).
+OPENCV = importlib.util.find_spec("cv2") is not None
 
 
 @dataclass(frozen=True)
@@ -24,11 +29,36 @@ class BenchConfig:
     frameskip: int = 1
     sticky_prob: float = 0.0
     max_pool: bool = False
+    grayscale: bool = False
+    resize: tuple[int, int] | None = None
+    frame_stack: int = 1
+
+    def pool_options(self) -> dict:
+        """The same configuration as VecRetroEnv options."""
+        return {
+            "frameskip": self.frameskip,
+            "sticky_prob": self.sticky_prob,
+            "max_pool": self.max_pool,
+            "grayscale": self.grayscale,
+            "resize": self.resize,
+            "frame_stack": self.frame_stack,
+        }
 
 
 CONFIGS = {
     "rgb-fs1": BenchConfig("rgb-fs1"),
     "rgb-fs4-sticky": BenchConfig("rgb-fs4-sticky", frameskip=4, sticky_prob=0.25),
+    # The Retro Contest's timing with the baselines' observation: 84x84 gray, max-pooled over
+    # the step's last two frames, stacked 4 deep.
+    "contest": BenchConfig(
+        "contest",
+        frameskip=4,
+        sticky_prob=0.25,
+        max_pool=True,
+        grayscale=True,
+        resize=(84, 84),
+        frame_stack=4,
+    ),
 }
 
 
@@ -69,6 +99,68 @@ class StochasticFrameSkip(gymnasium.Wrapper):
         return ob, total, done, truncated, info
 
 
+class WarpFrame(gymnasium.ObservationWrapper):
+    """baselines' WarpFrame: gray and area-resize each observation, as users write it.
+
+    With OpenCV (``cv2.cvtColor`` + ``cv2.resize(INTER_AREA)``, what baselines used); without
+    it, with fastretro's kernels called from the wrapper (``fastretro bench`` says which ran).
+    """
+
+    def __init__(self, env, grayscale: bool, size: tuple[int, int] | None) -> None:
+        super().__init__(env)
+        h, w, c = env.observation_space.shape
+        self.grayscale, self.size = grayscale, size
+        if size is not None:
+            h, w = size
+        c = 1 if grayscale else c
+        self.observation_space = gymnasium.spaces.Box(0, 255, (h, w, c), np.uint8)
+        self._writer = None
+        if not OPENCV:
+            from fastretro.preprocess import FrameWriter, Preprocessing
+
+            screen = env.observation_space.shape
+            prep = Preprocessing(grayscale=grayscale, resize=size)
+            out = np.empty(self.observation_space.shape, np.uint8)
+            self._writer = FrameWriter(prep, screen, (0, 0, *screen[:2]), None, out, None)
+
+    def observation(self, obs):
+        """The preprocessed frame (a new array)."""
+        if self._writer is not None:
+            out = np.empty(self.observation_space.shape, np.uint8)
+            self._writer.write_frame(np.ascontiguousarray(obs), None, out)
+            return out
+        import cv2
+
+        if self.grayscale:
+            obs = cv2.cvtColor(obs, cv2.COLOR_RGB2GRAY)
+        if self.size is not None:
+            obs = cv2.resize(obs, self.size[::-1], interpolation=cv2.INTER_AREA)
+        return obs.reshape(self.observation_space.shape)
+
+
+class FrameStack(gymnasium.Wrapper):
+    """baselines' FrameStack: the last ``k`` observations concatenated on the channel axis."""
+
+    def __init__(self, env, k: int) -> None:
+        super().__init__(env)
+        self.frames: deque = deque(maxlen=k)
+        h, w, c = env.observation_space.shape
+        self.observation_space = gymnasium.spaces.Box(0, 255, (h, w, c * k), np.uint8)
+
+    def reset(self, **kwargs):
+        """Reset and fill the stack with the first observation."""
+        obs, info = self.env.reset(**kwargs)
+        for _ in range(self.frames.maxlen):
+            self.frames.append(obs)
+        return np.concatenate(self.frames, axis=-1), info
+
+    def step(self, action):
+        """Step and push the new observation."""
+        obs, rew, term, trunc, info = self.env.step(action)
+        self.frames.append(obs)
+        return np.concatenate(self.frames, axis=-1), rew, term, trunc, info
+
+
 def make_plain_env(game: str, config: BenchConfig, seed: int = 0):
     """A plain stable-retro env with the config's frame timing (picklable, module level)."""
     import stable_retro
@@ -76,6 +168,10 @@ def make_plain_env(game: str, config: BenchConfig, seed: int = 0):
     env = stable_retro.make(game, render_mode=None)
     if config.frameskip > 1 or config.sticky_prob > 0:
         env = StochasticFrameSkip(env, config.frameskip, config.sticky_prob, config.max_pool, seed)
+    if config.grayscale or config.resize is not None:
+        env = WarpFrame(env, config.grayscale, config.resize)
+    if config.frame_stack > 1:
+        env = FrameStack(env, config.frame_stack)
     return env
 
 
@@ -167,13 +263,7 @@ def measure_fastretro(game, config, num_envs, seconds, warmup):
     """Agent steps/s (all envs) of fastretro's VecRetroEnv."""
     from fastretro import VecRetroEnv
 
-    env = VecRetroEnv(
-        game,
-        num_envs,
-        frameskip=config.frameskip,
-        sticky_prob=config.sticky_prob,
-        max_pool=config.max_pool,
-    )
+    env = VecRetroEnv(game, num_envs, **config.pool_options())
     try:
         env.reset(seed=0)
         return num_envs * _timed_loop(env.step, _random_actions(num_envs), seconds, warmup)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import re
 
+import gymnasium
+import numpy as np
 import pytest
 from conftest import GAME
 
-from fastretro import bench
+from fastretro import bench, peers
 from fastretro.errors import GameNotFoundError, InvalidArgumentError
 
 
@@ -49,7 +51,7 @@ def test_run_bench_writes_json_png_and_table(tmp_path):
         (
             {"configs": ("rgb-fs9",)},
             InvalidArgumentError,
-            "Unknown config 'rgb-fs9'; expected one of ['rgb-fs1', 'rgb-fs4-sticky']",
+            "Unknown config 'rgb-fs9'; expected one of ['rgb-fs1', 'rgb-fs4-sticky', 'contest']",
         ),
         (
             {"backends": ("envpool",)},
@@ -70,3 +72,40 @@ def test_bad_bench_arguments(kwargs, error, message, tmp_path):
 def test_cli_bench_reports_bad_input_with_exit_code_2(capsys):
     assert bench.main(["--configs", "nope", "--out", ""]) == 2
     assert "fastretro bench: Unknown config 'nope'" in capsys.readouterr().err
+
+
+def test_contest_config_runs_on_every_backend(tmp_path):
+    report = bench.run_bench(
+        GAME,
+        configs=("contest",),
+        num_envs=(2,),
+        backends=("single", "gymnasium", "fastretro"),
+        seconds=0.2,
+        warmup=0.05,
+        out_dir=str(tmp_path),
+        progress=False,
+        plot=False,
+    )
+    assert all(r["error"] is None and r["frames_per_s"] > 0 for r in report["results"])
+    assert report["settings"]["configs"]["contest"]["frame_stack"] == 4
+
+
+def test_peer_wrappers_preprocess_like_the_pool(monkeypatch):
+    # The peers' WarpFrame (OpenCV, or fastretro's kernels without it) gives what VecRetroEnv
+    # gives for the contest config, so the bench compares like with like.
+    frame = np.random.default_rng(0).integers(0, 256, (224, 320, 3), dtype=np.uint8)
+    results = []
+    for opencv in (True, False):
+        monkeypatch.setattr(peers, "OPENCV", opencv)
+        warp = peers.WarpFrame(_Screen(), grayscale=True, size=(84, 84))
+        assert warp.observation_space.shape == (84, 84, 1)
+        results.append(warp.observation(frame).astype(int))
+    assert results[0].shape == (84, 84, 1)
+    assert np.abs(results[0] - results[1]).max() <= 1
+
+
+class _Screen(gymnasium.Env):
+    """An env that only has a screen-shaped observation space."""
+
+    observation_space = gymnasium.spaces.Box(0, 255, (224, 320, 3), np.uint8)
+    action_space = gymnasium.spaces.MultiBinary(12)
