@@ -200,6 +200,50 @@ def _reduce_rows_into(rows, tx, channels, out):
 
 
 @numba.njit(**_JIT)
+def _gray_accumulate(src, prev, pool, y, left, w0, w1, cur, nxt):
+    # Gray of source row y, added with weight w0 into cur and w1 into nxt (the two destination
+    # rows it overlaps). Slicing the row at the window, rather than adding `left` to every
+    # index, is what lets LLVM vectorize these loops (4x faster, measured).
+    a = src.reshape(src.shape[0], src.shape[1] * 3)[y, 3 * left :]
+    b = prev.reshape(prev.shape[0], prev.shape[1] * 3)[y, 3 * left :]
+    n = cur.shape[0]
+    if pool and w1 != 0:
+        for x in range(n):
+            i = 3 * x
+            g = np.float32(_luma(max(a[i], b[i]), max(a[i + 1], b[i + 1]), max(a[i + 2], b[i + 2])))
+            cur[x] += w0 * g
+            nxt[x] += w1 * g
+    elif pool:
+        for x in range(n):
+            i = 3 * x
+            g = np.float32(_luma(max(a[i], b[i]), max(a[i + 1], b[i + 1]), max(a[i + 2], b[i + 2])))
+            cur[x] += w0 * g
+    elif w1 != 0:
+        for x in range(n):
+            i = 3 * x
+            g = np.float32(_luma(a[i], a[i + 1], a[i + 2]))
+            cur[x] += w0 * g
+            nxt[x] += w1 * g
+    else:
+        for x in range(n):
+            i = 3 * x
+            cur[x] += w0 * np.float32(_luma(a[i], a[i + 1], a[i + 2]))
+
+
+@numba.njit(**_JIT)
+def _reduce_line_into(line, tx, acc, out, i):
+    # Horizontal area average of one vertically-summed gray row into out[i, :, 0]. The tap
+    # loop is outside so that the w sums advance independently: summing each destination's
+    # taps in turn was one long dependency chain (30 us per frame, measured, vs ~10).
+    acc[:] = 0
+    for k in range(tx.taps.shape[1]):
+        for j in range(acc.shape[0]):
+            acc[j] += tx.taps[j, k] * line[tx.start[j] + k]
+    for j in range(acc.shape[0]):
+        out[i, j, 0] = _round_u8(acc[j])
+
+
+@numba.njit(**_JIT)
 def gray_area_resize_into(src, prev, pool, top, left, ty, tx, out):
     """Fused crop + gray + area resize (+ max-pool) in one pass over the source frame.
 
@@ -207,9 +251,10 @@ def gray_area_resize_into(src, prev, pool, top, left, ty, tx, out):
     where ``frame`` is the window of ``src`` (or of ``np.maximum(src, prev)`` when ``pool``)
     at ``(top, left)`` of size ``(len(ty.dst0), len(tx.dst0))``.
 
-    Each source row is converted to gray once and added, weighted, into the (at most two)
-    destination rows it overlaps, at full width: those loops run over contiguous memory and
-    vectorize. The horizontal reduction then runs on ``h`` rows instead of ``H``.
+    Each source row is converted to gray and added, weighted, into the (at most two)
+    destination rows it overlaps, kept as two full-width float lines; a destination row is
+    reduced horizontally and written as soon as no later source row touches it. Everything the
+    loop touches stays in L1 cache.
 
     Args:
         src: uint8 (H, W, 3), C-contiguous, the newest RGB frame.
@@ -222,12 +267,19 @@ def gray_area_resize_into(src, prev, pool, top, left, ty, tx, out):
         tx: :func:`area_table` of the window's width to ``w``.
         out: uint8 (h, w, C), any strides; channel 0 is written.
     """
-    line = np.empty(tx.dst0.shape[0], np.float32)
-    rows = np.zeros((out.shape[0], line.shape[0]), np.float32)
+    width = tx.dst0.shape[0]
+    cur = np.zeros(width, np.float32)
+    nxt = np.zeros(width, np.float32)
+    acc = np.empty(out.shape[1], np.float32)
+    i = 0
     for y in range(ty.dst0.shape[0]):
-        _gray_line(src, prev, pool, top + y, left, line)
-        _accumulate(rows, line, ty, y)
-    _reduce_rows_into(rows, tx, 1, out)
+        while ty.dst0[y] > i:  # destination row i is complete
+            _reduce_line_into(cur, tx, acc, out, i)
+            cur, nxt = nxt, cur
+            nxt[:] = 0
+            i += 1
+        _gray_accumulate(src, prev, pool, top + y, left, ty.weight0[y], ty.weight1[y], cur, nxt)
+    _reduce_line_into(cur, tx, acc, out, i)
 
 
 @numba.njit(**_JIT)
