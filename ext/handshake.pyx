@@ -26,6 +26,7 @@ from sync cimport (
     FUTEX_WAKE,
     SYS_futex,
     fr_atomic_add_fetch,
+    fr_atomic_fetch_add,
     fr_atomic_load,
     fr_atomic_store,
     fr_atomic_sub_fetch,
@@ -107,29 +108,46 @@ cdef class Handshake:
 
     Args:
         sem: uint8 array of SEM_STRIDE bytes holding the parent's semaphore.
-        counter: int32 array of shape (>= 32,): element 0 is the pending-worker counter,
-            element 16 (its own cache line) the wake-up epoch.
+        counter: int32 array of shape (>= 48,): element 0 is the pending-worker counter,
+            element 16 (its own cache line) the wake-up epoch, element 32 the tail of the
+            completion queue.
+        queue: int32 array of shape (num_envs,), the completion queue of the async mode
+            (workers append ``index + 1`` as they finish, so the parent can take the first M
+            finishers in order); empty in lock-step mode, where nobody touches it.
     """
 
     cdef sem_t* _parent
     cdef int* _pending
     cdef int* _epoch
+    cdef int* _tail
+    cdef int* _queue
+    cdef int _queue_len, _index
+    # Completions taken so far; unsigned, so it wraps at 2^32 exactly as the workers' tail
+    # does and both keep agreeing on slot = count % queue_len after days of running.
+    cdef unsigned int _head
     cdef int _seen
     cdef object _sem_buf
     cdef object _counter_buf
+    cdef object _queue_buf
 
-    def __cinit__(self, unsigned char[::1] sem, int[::1] counter):
+    def __cinit__(self, unsigned char[::1] sem, int[::1] counter, int[::1] queue=None):
         if sem.shape[0] != SEM_STRIDE:
             raise ValueError(f"Expected a semaphore of {SEM_STRIDE} bytes, got {sem.shape[0]}")
         self._parent = <sem_t*>&sem[0]
-        if counter.shape[0] < 32:
-            raise ValueError(f"Expected a counter array of >= 32 int32, got {counter.shape[0]}")
+        if counter.shape[0] < 48:
+            raise ValueError(f"Expected a counter array of >= 48 int32, got {counter.shape[0]}")
         self._pending = &counter[0]
         self._epoch = &counter[16]
+        self._tail = &counter[32]
+        self._queue_len = 0 if queue is None else queue.shape[0]
+        self._queue = &queue[0] if self._queue_len > 0 else NULL
+        self._head = 0
+        self._index = -1
         self._seen = fr_atomic_load(self._epoch)
         # Hold the buffers so the memory outlives this object's pointers.
         self._sem_buf = sem
         self._counter_buf = counter
+        self._queue_buf = queue
 
     def init(self):
         """Initialise the semaphore and counters (the parent, once, before any worker attaches)."""
@@ -137,6 +155,8 @@ cdef class Handshake:
             raise OSError(errno, "sem_init failed")
         fr_atomic_store(self._pending, 0)
         fr_atomic_store(self._epoch, 0)
+        fr_atomic_store(self._tail, 0)
+        self._head = 0
 
     def destroy(self):
         """Destroy the semaphore (the parent, once, after every worker has stopped)."""
@@ -158,6 +178,34 @@ cdef class Handshake:
         """Wait until the armed batch completes; True if it did, False after ``timeout`` seconds."""
         return _wait(self._parent, timeout) == 1
 
+    def arm(self, int count):
+        """Async mode: also wake the parent after ``count`` more completions.
+
+        Completions that arrived beyond the previous batch count towards this one. Returns True
+        if ``count`` completions are already in the queue (``wait_parent`` must then not be
+        called: nobody will post).
+        """
+        return fr_atomic_add_fetch(self._pending, count) <= 0
+
+    def take(self, int count, int[::1] out):
+        """Async mode: move the next ``count`` finished worker indices from the queue to ``out``.
+
+        Call only once ``count`` completions are known (``arm`` returned True or
+        ``wait_parent`` did).
+        """
+        cdef int i, value
+        cdef unsigned int slot
+        for i in range(count):
+            slot = (self._head + <unsigned int>i) % <unsigned int>self._queue_len
+            # A worker reserves its queue slot just before writing it: if this one is still
+            # being written, the wait is a few instructions long.
+            value = fr_atomic_load(&self._queue[slot])
+            while value == 0:
+                value = fr_atomic_load(&self._queue[slot])
+            fr_atomic_store(&self._queue[slot], 0)
+            out[i] = value - 1
+        self._head += <unsigned int>count
+
     def pending(self):
         """Workers of the armed batch that have not finished yet."""
         return fr_atomic_load(self._pending)
@@ -169,6 +217,10 @@ cdef class Handshake:
 
     # -- worker side -------------------------------------------------------------------------
 
+    def bind(self, int index):
+        """Worker: remember this worker's index, for the completion queue."""
+        self._index = index
+
     def wait_command(self, double timeout):
         """Wait for the parent's next wake-up; True if woken, False after ``timeout`` seconds."""
         if _wait_epoch(self._epoch, self._seen, timeout):
@@ -178,6 +230,10 @@ cdef class Handshake:
 
     def done(self):
         """Mark this worker's command finished; the last worker of the batch wakes the parent."""
+        cdef unsigned int slot
+        if self._queue_len > 0:
+            slot = <unsigned int>fr_atomic_fetch_add(self._tail, 1) % <unsigned int>self._queue_len
+            fr_atomic_store(&self._queue[slot], self._index + 1)
         if fr_atomic_sub_fetch(self._pending, 1) == 0:
             sem_post(self._parent)
 

@@ -15,6 +15,8 @@ cdef extern from "<semaphore.h>" nogil:
 cdef extern from "atomics.h" nogil:
     int fr_atomic_sub_fetch(int* p, int v)
     int fr_atomic_add_fetch(int* p, int v)
+    int fr_atomic_fetch_add(int* p, int v)
+    int fr_atomic_cas(int* p, int expected, int desired)
     void fr_atomic_store(int* p, int v)
     int fr_atomic_load(int* p)
 

@@ -9,6 +9,8 @@ the preprocessing kernel, if any.
 
 import numpy as np
 
+from sync cimport fr_atomic_cas
+
 # Command codes written by the parent into ``cmd[worker]`` (mirrored in fastretro/worker.py).
 CMD_STEP = 1
 CMD_RESET = 2
@@ -252,6 +254,8 @@ def run_loop(EnvStepper stepper, handshake, int[::1] cmd, long long[::1] arg, in
             cmd[index] = 0
             done()
             return "closed"
-        # Clearing the command tells the parent which workers are still busy on a timeout.
-        cmd[index] = 0
+        # Clearing the command tells the parent which workers are still busy on a timeout. It is
+        # a compare-and-swap so that a CLOSE the parent wrote meanwhile (closing an async pool
+        # with steps in flight) is not erased: the next wait sees it.
+        fr_atomic_cas(&cmd[index], c, 0)
         done()

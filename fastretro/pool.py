@@ -115,6 +115,10 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         start_method: multiprocessing start method ("fork", "forkserver" or "spawn");
             ``None`` picks "fork" on Linux (workers start in milliseconds and the parent has no
             emulator to duplicate), else the platform default.
+        batch_size: async mode (EnvPool's): ``recv()`` returns the first ``batch_size`` envs
+            to finish, with their ``env_id``, while the others keep running, and ``send(actions,
+            env_ids)`` starts those envs again; the agent computes on one batch while the
+            emulators run the rest. ``None`` (default): lock-step ``step``/``reset``.
         step_timeout: default seconds a ``step_wait``/``reset_wait`` waits before raising
             :class:`~fastretro.errors.WorkerTimeoutError`.
         startup_timeout: seconds the constructor waits for every worker to start.
@@ -151,6 +155,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         seed: int | None = None,
         copy: bool = False,
         start_method: str | None = None,
+        batch_size: int | None = None,
         step_timeout: float = 60.0,
         startup_timeout: float = 120.0,
     ) -> None:
@@ -170,6 +175,11 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
                 f"got {frameskip}"
             )
         self.autoreset_mode = _autoreset_mode(autoreset_mode)
+        if batch_size is not None and self.autoreset_mode == AutoresetMode.DISABLED:
+            raise InvalidArgumentError(
+                "Expected autoreset_mode NEXT_STEP or SAME_STEP with batch_size (async mode), "
+                "got DISABLED"
+            )
         for name, value in (("step_timeout", step_timeout), ("startup_timeout", startup_timeout)):
             if not isinstance(value, (int, float)) or value <= 0:
                 raise InvalidArgumentError(f"Expected {name} > 0 seconds, got {value!r}")
@@ -186,6 +196,12 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             raise InvalidArgumentError(
                 f"Expected clip_reward to be None or a number > 0, got {clip_reward!r}"
             )
+        if batch_size is not None:
+            batch_size = _check_int("batch_size", batch_size, minimum=1)
+            if batch_size > num_envs:
+                raise InvalidArgumentError(
+                    f"Expected batch_size <= num_envs={num_envs}, got {batch_size}"
+                )
         ctx = _context(start_method)
 
         self.specs: list[EnvSpec] = resolve_all(game, num_envs, state, scenario)
@@ -209,6 +225,10 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self.observe = bool(observe)
         self.max_episode_steps = max_episode_steps
         self.copy = bool(copy)
+        self.batch_size = batch_size
+        self._in_flight = np.zeros(num_envs, dtype=bool)
+        self._slots = np.zeros(num_envs, dtype=np.int32)
+        self._batch_ready = False
         self.step_timeout = float(step_timeout)
         self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
         self.render_mode = None
@@ -312,17 +332,18 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
                 ("truncated", (n,), "u1"),
                 ("info", (n, k), "i8"),
                 ("final_info", (n, k), "i8"),
+                ("queue", (n if self.batch_size is not None else 0,), "i4"),
                 ("cmd", (n,), "i4"),
                 ("arg", (n,), "i8"),
                 ("status", (n,), "i4"),
-                ("counter", (32,), "i4"),
+                ("counter", (48,), "i4"),
                 ("sem", (_SEM_STRIDE,), "u1"),
             ]
         )
         res = self._resources
         res.buffers = SharedBuffers.create(layout)
         a = res.buffers.arrays
-        res.handshake = Handshake(a["sem"], a["counter"])
+        res.handshake = Handshake(a["sem"], a["counter"], a["queue"] if a["queue"].size else None)
         res.handshake.init()
         self._a = a
         channels = prep.frame_shape(screen_shape)[2] if self.observe else 0
@@ -382,6 +403,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
     ) -> None:
         """Send the reset command and return at once; ``reset_wait`` collects the result."""
         self._check_idle("reset_async")
+        self._check_lock_step("reset")
         mask = self._reset_mask(options)
         seeds = self._seeds(seed)
         a = self._a
@@ -421,6 +443,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
     def step_async(self, actions: np.ndarray) -> None:
         """Send the actions and return at once; ``step_wait`` collects the results."""
         self._check_idle("step_async")
+        self._check_lock_step("step")
         a = self._a
         checked = self._check_actions(actions)
         if self.autoreset_mode == AutoresetMode.DISABLED and self._needs_reset.any():
@@ -457,6 +480,121 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             truncated,
             self._infos(done if self.autoreset_mode == AutoresetMode.SAME_STEP else None),
         )
+
+    # -- async mode (batch_size): EnvPool's send/recv ----------------------------------------
+
+    def async_reset(self, seed: int | Sequence[int] | None = None) -> None:
+        """Async mode: reset every env; each then shows up in a ``recv`` batch.
+
+        Args:
+            seed: as in :meth:`reset`.
+        """
+        self._check_async("async_reset")
+        if self._in_flight.any():
+            raise StateMachineError(
+                f"Cannot call async_reset while envs {np.flatnonzero(self._in_flight).tolist()} "
+                "are running: recv them first"
+            )
+        a = self._a
+        a["arg"][:] = self._seeds(seed)
+        a["cmd"][:] = CMD_RESET
+        self._in_flight[:] = True
+        self._batch_ready = self._resources.handshake.arm(self.batch_size)
+        self._resources.handshake.wake()
+
+    def send(self, actions: np.ndarray, env_ids: Sequence[int] | np.ndarray) -> None:
+        """Async mode: start one step of each env in ``env_ids`` with its row of ``actions``.
+
+        Args:
+            actions: one action per env in ``env_ids``, in the same order (shapes as in
+                :meth:`step`, with ``len(env_ids)`` rows).
+            env_ids: envs returned by ``recv`` and not sent since.
+        """
+        self._check_async("send")
+        ids = self._check_env_ids(env_ids)
+        checked = self._check_actions(actions, len(ids))
+        a = self._a
+        a["actions"][ids] = checked
+        k = len(self._stack_views)
+        self._slots[ids] = (self._slots[ids] + 1) % k
+        a["slot"][ids] = self._slots[ids]
+        a["cmd"][ids] = CMD_STEP
+        self._in_flight[ids] = True
+        self._resources.handshake.wake()
+
+    def recv(
+        self, timeout: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Async mode: wait for the first ``batch_size`` envs to finish; return their results.
+
+        Returns:
+            ``(obs, rewards, terminated, truncated, infos)`` for ``batch_size`` envs, with
+            ``infos["env_id"]`` saying which, in the order they finished. All arrays are new
+            (not views of shared memory): the workers keep writing while you hold them.
+        """
+        self._check_async("recv")
+        m = self.batch_size
+        running = int(self._in_flight.sum())
+        if running < m:
+            raise StateMachineError(
+                f"Cannot call recv with {running} envs running and batch_size={m}: send actions "
+                "for the envs of the last batch first"
+            )
+        hs = self._resources.handshake
+        if not self._batch_ready:
+            self._wait(timeout, "recv")
+        ids = np.empty(m, dtype=np.int32)
+        hs.take(m, ids)
+        self._batch_ready = hs.arm(m)
+        self._in_flight[ids] = False
+        a = self._a
+        if len(self._stack_views) == 1:
+            obs = a["obs"][ids]
+        else:
+            obs = np.empty((m, *self._obs_shape), np.uint8)
+            for j, i in enumerate(ids):
+                obs[j] = self._stack_views[self._slots[i]][i]
+        terminated = a["terminated"][ids].astype(bool)
+        truncated = a["truncated"][ids].astype(bool)
+        done = terminated | truncated
+        infos = self._infos(done if self.autoreset_mode == AutoresetMode.SAME_STEP else None, ids)
+        infos["env_id"] = ids.astype(np.int64)
+        return obs, a["rewards"][ids], terminated, truncated, infos
+
+    def _check_lock_step(self, call: str) -> None:
+        if self.batch_size is not None:
+            raise StateMachineError(
+                f"Cannot call {call}: this pool is in async mode (batch_size={self.batch_size}); "
+                "use async_reset, send and recv"
+            )
+
+    def _check_async(self, call: str) -> None:
+        self._check_open(call)
+        if self.batch_size is None:
+            raise StateMachineError(
+                f"Cannot call {call}: this pool is in lock-step mode; create it with "
+                "batch_size=M for send/recv"
+            )
+
+    def _check_env_ids(self, env_ids: Any) -> np.ndarray:
+        ids = np.asarray(env_ids)
+        if ids.ndim != 1 or ids.dtype.kind not in "iu" or ids.size == 0:
+            raise InvalidArgumentError(
+                f"Expected env_ids to be a non-empty 1-D array of ints, got {ids.dtype} array "
+                f"of shape {ids.shape}"
+            )
+        if ids.min() < 0 or ids.max() >= self.num_envs:
+            raise InvalidArgumentError(
+                f"Expected env_ids in [0, {self.num_envs}), got {ids.tolist()}"
+            )
+        if len(np.unique(ids)) != len(ids):
+            raise InvalidArgumentError(f"Expected distinct env_ids, got {ids.tolist()}")
+        busy = ids[self._in_flight[ids]]
+        if busy.size:
+            raise StateMachineError(
+                f"Cannot send to envs {busy.tolist()}: they are still running (recv them first)"
+            )
+        return ids.astype(np.intp)
 
     def close(self, *, timeout: float = 5.0, **kwargs: Any) -> None:
         """Stop every worker and free the shared memory. Idempotent.
@@ -539,36 +677,42 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         view = self._stack_views[self._slot]
         return view.copy() if self.copy else view  # copy() is C-contiguous
 
-    def _infos(self, done: np.ndarray | None) -> dict[str, Any]:
+    def _infos(self, done: np.ndarray | None, ids: np.ndarray | None = None) -> dict[str, Any]:
+        """Infos of every env, or of the envs ``ids`` (async batches); ``done`` is per row."""
+        rows = slice(None) if ids is None else ids
         a = self._a
+        has = self._env_has_info[rows]
+        info, final = a["info"][rows], a["final_info"][rows]
         infos: dict[str, Any] = {}
         for j, name in enumerate(self.info_names):
-            infos[name] = a["info"][:, j].copy()
-            infos[f"_{name}"] = self._env_has_info[:, j].copy()
+            infos[name] = info[:, j].copy()
+            infos[f"_{name}"] = has[:, j].copy()
         if done is not None and done.any():
-            final_obs = np.empty(self.num_envs, dtype=object)
+            final_obs = np.empty(len(done), dtype=object)
             final_info: dict[str, Any] = {}
+            all_final_obs = a["final_obs"][rows]
             for i in np.flatnonzero(done):
-                final_obs[i] = a["final_obs"][i].copy()
+                final_obs[i] = all_final_obs[i].copy()
             for j, name in enumerate(self.info_names):
-                final_info[name] = a["final_info"][:, j].copy()
-                final_info[f"_{name}"] = self._env_has_info[:, j] & done
+                final_info[name] = final[:, j].copy()
+                final_info[f"_{name}"] = has[:, j] & done
             infos["final_obs"] = final_obs
             infos["_final_obs"] = done.copy()
             infos["final_info"] = final_info
             infos["_final_info"] = done.copy()
         return infos
 
-    def _check_actions(self, actions: Any) -> np.ndarray:
-        """Validate one batch of actions; return it shaped like the shared action array."""
+    def _check_actions(self, actions: Any, n: int | None = None) -> np.ndarray:
+        """Validate ``n`` rows of actions (default: one per env); shape them as the shared array."""
         arr = np.asarray(actions)
+        n = self.num_envs if n is None else n
         if self._action_mode == fr_actions.MODE_BITS:
-            return self._check_buttons(arr)
-        n = self.num_envs
+            return self._check_buttons(arr, n)
+        rows = "num_envs" if n == self.num_envs and self.batch_size is None else "len(env_ids)"
         if self._action_mode == fr_actions.MODE_INDEX:
-            expected, what = (n,), "(num_envs,)"
+            expected, what = (n,), f"({rows},)"
         else:
-            expected, what = (n, len(self._action_sizes)), "(num_envs, groups)"
+            expected, what = (n, len(self._action_sizes)), f"({rows}, groups)"
         if arr.shape != expected:
             raise ActionError(f"Expected actions of shape {expected} {what}, got {arr.shape}")
         if arr.dtype.kind not in "iu":
@@ -585,11 +729,12 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             )
         return arr
 
-    def _check_buttons(self, arr: np.ndarray) -> np.ndarray:
-        expected = (self.num_envs, len(self.buttons))
+    def _check_buttons(self, arr: np.ndarray, n: int) -> np.ndarray:
+        expected = (n, len(self.buttons))
+        rows = "num_envs" if n == self.num_envs and self.batch_size is None else "len(env_ids)"
         if arr.shape != expected:
             raise ActionError(
-                f"Expected actions of shape {expected} (num_envs, buttons), got {arr.shape}"
+                f"Expected actions of shape {expected} ({rows}, buttons), got {arr.shape}"
             )
         if arr.dtype.kind not in "biu":
             raise ActionError(

@@ -125,7 +125,8 @@ def worker_main(
         _, layout, shm_name = msg
         buffers = SharedBuffers.attach(layout, shm_name)
         a = buffers.arrays
-        handshake = Handshake(a["sem"], a["counter"])
+        handshake = Handshake(a["sem"], a["counter"], a["queue"] if a["queue"].size else None)
+        handshake.bind(index)
         rng = np.random.default_rng()
         write_obs = write_final_obs = None
         if opts.observe:
