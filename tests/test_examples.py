@@ -25,3 +25,14 @@ def test_random_agent_example_runs():
     )
     assert out.returncode == 0, out.stderr
     assert "frames/s" in out.stdout
+
+
+def test_async_agent_example_runs():
+    out = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", "async_agent.py"), "--steps", "20"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "returns so far per env" in out.stdout
