@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import naive
 import numpy as np
 import pytest
@@ -150,3 +155,30 @@ def test_max_into_and_crop_into_match_numpy():
     window = np.empty((4, 5, 3), np.uint8)
     kernels.crop_into(a, 2, 3, window)
     np.testing.assert_array_equal(window, naive.crop(a, 2, 3, 3, 3))
+
+
+def test_kernels_agree_with_their_pure_python_selves():
+    # NUMBA_DISABLE_JIT=1 runs the kernels as plain Python: coverage tools see their lines, and
+    # any difference between compiled and interpreted integer/float semantics shows up here.
+    code = """
+import json, numpy as np
+from fastretro import kernels
+rng = np.random.default_rng(7)
+src, prev = rng.integers(0, 256, (2, 23, 31, 3), dtype=np.uint8)
+ty, tx = kernels.area_table(20, 9), kernels.area_table(27, 8)
+gray = np.empty((9, 8, 1), np.uint8)
+kernels.gray_area_resize_into(src, prev, True, 2, 3, ty, tx, gray)
+rgb = np.empty((9, 8, 3), np.uint8)
+kernels.area_resize_into(src, prev, False, 2, 3, ty, tx, rgb)
+crop = np.empty((20, 27, 1), np.uint8)
+kernels.gray_crop_into(src, prev, True, 2, 3, crop)
+print(json.dumps([gray.tolist(), rgb.tolist(), crop.tolist()]))
+"""
+    results = []
+    for disable in ("1", "0"):
+        env = {**os.environ, "NUMBA_DISABLE_JIT": disable}
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+        )
+        results.append(json.loads(out.stdout))
+    assert results[0] == results[1]
