@@ -1,6 +1,6 @@
 """Async mode: the agent acts on whichever envs finish first while the others keep running.
 
-    python examples/async_agent.py --steps 200
+python examples/async_agent.py --steps 200
 """
 
 from __future__ import annotations
