@@ -41,7 +41,7 @@ from fastretro.errors import (
     WorkerError,
     WorkerTimeoutError,
 )
-from fastretro.preprocess import FrameWriter, Preprocessing, stack_views
+from fastretro.preprocess import FrameWriter, Preprocessing, copy_into, stack_views
 from fastretro.shm import Layout, SharedBuffers
 from fastretro.spec import EnvSpec, resolve_all
 
@@ -553,7 +553,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         else:
             obs = np.empty((m, *self._obs_shape), np.uint8)
             for j, i in enumerate(ids):
-                obs[j] = self._stack_views[self._slots[i]][i]
+                copy_into(self._stack_views[self._slots[i]][i], obs[j])
         terminated = a["terminated"][ids].astype(bool)
         truncated = a["truncated"][ids].astype(bool)
         done = terminated | truncated
@@ -675,7 +675,11 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
 
     def _observations(self) -> np.ndarray:
         view = self._stack_views[self._slot]
-        return view.copy() if self.copy else view  # copy() is C-contiguous
+        if not self.copy:
+            return view
+        out = np.empty(view.shape, np.uint8)
+        copy_into(view, out)
+        return out
 
     def _infos(self, done: np.ndarray | None, ids: np.ndarray | None = None) -> dict[str, Any]:
         """Infos of every env, or of the envs ``ids`` (async batches); ``done`` is per row."""
@@ -844,6 +848,14 @@ class _Resources:
                 self.handshake.wait_parent(max(0.0, deadline - time.monotonic()))
             except BaseException:  # noqa: BLE001 - a second Ctrl-C must not leak workers
                 pass
+        elif self.handshake is None:
+            # Workers that never attached wait for the parent's message on their pipe. Closing
+            # it would not reach them (forked siblings hold copies of its end): say so instead.
+            for conn in self.conns:
+                try:
+                    conn.send(("close",))
+                except (BrokenPipeError, OSError):
+                    pass
         for proc in self.procs:
             proc.join(max(0.0, deadline - time.monotonic()))
         for proc in self.procs:

@@ -118,6 +118,19 @@ def stack_views(obs: np.ndarray, frame_stack: int, channels: int) -> list[np.nda
     return [obs[..., (s + 1) * c : (s + 1 + k) * c] for s in range(k)]
 
 
+def copy_into(src: np.ndarray, out: np.ndarray) -> None:
+    """Copy ``src`` into the C-contiguous ``out``; fast also for a frame stack (a strided view).
+
+    A stack is a channel slice of the wider ring: numpy copies it a few bytes at a time (270 us
+    for 8 x 84x84x4, measured); viewed as one opaque element per pixel it is 20 us.
+    """
+    if not src.flags.c_contiguous and src.strides[-1] == src.itemsize:
+        pixel = np.dtype((np.void, src.shape[-1] * src.itemsize))
+        np.copyto(out.view(pixel), src.view(pixel))
+    else:
+        np.copyto(out, src)
+
+
 class FrameWriter:
     """Writes one env's observation row from the emulator's screen (runs in the worker).
 

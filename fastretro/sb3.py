@@ -25,6 +25,7 @@ from stable_baselines3.common.vec_env.base_vec_env import (
 )
 
 from fastretro.errors import ActionError, ClosedError, InvalidArgumentError, StateMachineError
+from fastretro.preprocess import copy_into
 from fastretro.render import tile_frames, to_rgb
 
 # Attributes the pool reads on every call, so that setting them takes effect; everything else
@@ -429,19 +430,8 @@ class SB3VecEnv(VecEnv):
     def _own(self, obs: np.ndarray) -> np.ndarray:
         self._current = obs
         out = np.empty(obs.shape, dtype=obs.dtype)
-        _copy_into(obs, out)
+        copy_into(obs, out)
         return out
-
-
-def _copy_into(src: np.ndarray, out: np.ndarray) -> None:
-    """Copy ``src`` into the C-contiguous ``out``, fast also for a frame stack's strided view."""
-    if not src.flags.c_contiguous and src.strides[-1] == src.itemsize:
-        # The pool's frame stack is a channel slice of a wider ring: numpy would copy it a few
-        # bytes at a time (270 us for 8 x 84x84x4); as one void element per pixel it is 20 us.
-        pixel = np.dtype((np.void, src.shape[-1] * src.itemsize))
-        np.copyto(out.view(pixel), src.view(pixel))
-    else:
-        np.copyto(out, src)
 
 
 def _as_pool_actions(actions: Any) -> Any:

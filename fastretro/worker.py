@@ -120,8 +120,8 @@ def worker_main(
         table = actions.build_table(opts.action_choice, env.data, opts.buttons)
         conn.send(("ready", index, (screen_shape(env), table.mode, table.sizes)))
         msg = _recv_or_orphaned(conn, parent_pid)
-        if msg is None:
-            return
+        if msg is None or msg[0] != "attach":
+            return  # orphaned, or the pool gave up before attaching (("close",))
         _, layout, shm_name = msg
         buffers = SharedBuffers.attach(layout, shm_name)
         a = buffers.arrays

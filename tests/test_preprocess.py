@@ -261,3 +261,13 @@ def test_options_that_do_not_fit_the_screen_raise_and_stop_the_workers(options, 
     # before raising (the autouse fixture checks that none is left).
     with pytest.raises(InvalidArgumentError, match=re.escape(message)):
         VecRetroEnv(GAME, 2, **options)
+
+
+def test_copy_into_copies_stack_views_and_plain_arrays():
+    from fastretro.preprocess import copy_into, stack_views
+
+    ring = np.random.default_rng(0).integers(0, 256, (3, 5, 7, 8), dtype=np.uint8)
+    for view in [*stack_views(ring, 4, 1), ring[:, 1:4], ring]:
+        out = np.empty(view.shape, np.uint8)
+        copy_into(view, out)
+        np.testing.assert_array_equal(out, view)
