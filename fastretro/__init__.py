@@ -27,6 +27,7 @@ __all__ = [
     "FastRetroError",
     "GameNotFoundError",
     "InvalidArgumentError",
+    "SB3VecEnv",
     "ScenarioNotFoundError",
     "StateMachineError",
     "StateNotFoundError",
@@ -46,6 +47,10 @@ def __getattr__(name: str):
         from fastretro.pool import VecRetroEnv
 
         return VecRetroEnv
+    if name == "SB3VecEnv":
+        from fastretro.sb3 import SB3VecEnv
+
+        return SB3VecEnv
     if name == "contest_env":
         from fastretro.contest import contest_env
 
