@@ -712,11 +712,10 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         n = self.num_envs if n is None else n
         if self._action_mode == fr_actions.MODE_BITS:
             return self._check_buttons(arr, n)
-        rows = "num_envs" if n == self.num_envs and self.batch_size is None else "len(env_ids)"
         if self._action_mode == fr_actions.MODE_INDEX:
-            expected, what = (n,), f"({rows},)"
+            expected, what = (n,), f"({self._rows_name()},)"
         else:
-            expected, what = (n, len(self._action_sizes)), f"({rows}, groups)"
+            expected, what = (n, len(self._action_sizes)), f"({self._rows_name()}, groups)"
         if arr.shape != expected:
             raise ActionError(f"Expected actions of shape {expected} {what}, got {arr.shape}")
         if arr.dtype.kind not in "iu":
@@ -733,12 +732,16 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             )
         return arr
 
+    def _rows_name(self) -> str:
+        # What one row of actions stands for, in error messages.
+        return "num_envs" if self.batch_size is None else "len(env_ids)"
+
     def _check_buttons(self, arr: np.ndarray, n: int) -> np.ndarray:
         expected = (n, len(self.buttons))
-        rows = "num_envs" if n == self.num_envs and self.batch_size is None else "len(env_ids)"
         if arr.shape != expected:
             raise ActionError(
-                f"Expected actions of shape {expected} ({rows}, buttons), got {arr.shape}"
+                f"Expected actions of shape {expected} ({self._rows_name()}, buttons), "
+                f"got {arr.shape}"
             )
         if arr.dtype.kind not in "biu":
             raise ActionError(
