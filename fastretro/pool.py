@@ -93,6 +93,9 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         max_pool: observe the pixel-wise max of the step's last two frames (needs frameskip >= 2).
         frame_stack: observe the last ``k`` frames concatenated on the channel axis, newest
             last (a view of a ring in shared memory: no copying per step).
+        channels_first: observations of shape (C, H, W) instead of (H, W, C), as PyTorch
+            convolutions take them (SB3's CnnPolicy then needs no ``VecTransposeImage``), and
+            frame stacks are then contiguous per env.
         reward_scale: multiply rewards by this.
         clip_reward: clip (scaled) rewards to ``[-clip_reward, clip_reward]``; ``None``: no clip.
         allow_backtracking: reward only progress beyond the episode's best cumulative reward,
@@ -145,6 +148,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         crop: tuple[int, int, int, int] | None = None,
         max_pool: bool = False,
         frame_stack: int = 1,
+        channels_first: bool = False,
         reward_scale: float = 1.0,
         clip_reward: float | None = None,
         allow_backtracking: bool = False,
@@ -185,7 +189,9 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
                 raise InvalidArgumentError(f"Expected {name} > 0 seconds, got {value!r}")
         if seed is not None:
             _check_int("seed", seed, minimum=0)
-        prep = Preprocessing.from_options(grayscale, resize, crop, max_pool, frame_stack)
+        prep = Preprocessing.from_options(
+            grayscale, resize, crop, max_pool, frame_stack, channels_first
+        )
         if not isinstance(reward_scale, (int, float)) or not np.isfinite(reward_scale):
             raise InvalidArgumentError(
                 f"Expected reward_scale to be a finite number, got {reward_scale!r}"
@@ -347,7 +353,11 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         res.handshake.init()
         self._a = a
         channels = prep.frame_shape(screen_shape)[2] if self.observe else 0
-        views = stack_views(a["obs"], prep.frame_stack, channels) if self.observe else [a["obs"]]
+        views = (
+            stack_views(a["obs"], prep.frame_stack, channels, prep.channels_first)
+            if self.observe
+            else [a["obs"]]
+        )
         for v in views:
             v.flags.writeable = False
         self._stack_views = views

@@ -33,6 +33,8 @@ class Preprocessing:
         crop: pixels cut from the ``(top, bottom, left, right)`` edges before resizing.
         max_pool: the pixel-wise max of the step's last two frames.
         frame_stack: the last ``k`` frames concatenated on the channel axis, newest last.
+        channels_first: observations are (channels, h, w), as PyTorch's convolutions (and SB3's
+            CnnPolicy without ``VecTransposeImage``) take them; default (h, w, channels).
     """
 
     grayscale: bool = False
@@ -40,6 +42,7 @@ class Preprocessing:
     crop: tuple[int, int, int, int] = (0, 0, 0, 0)
     max_pool: bool = False
     frame_stack: int = 1
+    channels_first: bool = False
 
     @classmethod
     def from_options(
@@ -49,6 +52,7 @@ class Preprocessing:
         crop: Sequence[int] | None,
         max_pool: bool,
         frame_stack: int,
+        channels_first: bool = False,
     ) -> Preprocessing:
         """Validate the pool's options (the parts that do not depend on the screen size)."""
         if resize is not None:
@@ -70,7 +74,12 @@ class Preprocessing:
         if frame_stack < 1:
             raise InvalidArgumentError(f"Expected frame_stack >= 1, got {frame_stack}")
         return cls(
-            bool(grayscale), resize, tuple(int(c) for c in crop), bool(max_pool), int(frame_stack)
+            bool(grayscale),
+            resize,
+            tuple(int(c) for c in crop),
+            bool(max_pool),
+            int(frame_stack),
+            bool(channels_first),
         )
 
     def frame_shape(self, screen_shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -97,24 +106,31 @@ class Preprocessing:
 
     def observation_shape(self, screen_shape: tuple[int, ...]) -> tuple[int, int, int]:
         """Shape of one env's observation: the frame with ``frame_stack`` times the channels."""
-        h, w, c = self.frame_shape(screen_shape)
-        return h, w, c * self.frame_stack
+        return self._layout(screen_shape, self.frame_stack)
 
     def buffer_shape(self, screen_shape: tuple[int, ...]) -> tuple[int, int, int]:
         """Shape of one env's row in shared memory: the mirrored ring holds ``2k`` frames."""
+        return self._layout(screen_shape, 2 * self.frame_stack if self.frame_stack > 1 else 1)
+
+    def _layout(self, screen_shape: tuple[int, ...], frames: int) -> tuple[int, int, int]:
         h, w, c = self.frame_shape(screen_shape)
-        return h, w, c * (2 * self.frame_stack if self.frame_stack > 1 else 1)
+        return (c * frames, h, w) if self.channels_first else (h, w, c * frames)
 
 
-def stack_views(obs: np.ndarray, frame_stack: int, channels: int) -> list[np.ndarray]:
+def stack_views(
+    obs: np.ndarray, frame_stack: int, channels: int, channels_first: bool = False
+) -> list[np.ndarray]:
     """For each ring slot ``s``, the view of ``obs`` (the ring buffer) that is the stack.
 
-    ``obs`` is (..., 2k * C); each view is (..., k * C), oldest frame first. With
-    ``frame_stack == 1`` the buffer is the observation.
+    ``obs`` is (..., h, w, 2k * C), or (..., 2k * C, h, w) with ``channels_first``; each view
+    holds k * C channels, oldest frame first (channels-first, each env's view is contiguous).
+    With ``frame_stack == 1`` the buffer is the observation.
     """
     if frame_stack == 1:
         return [obs]
     k, c = frame_stack, channels
+    if channels_first:
+        return [obs[..., (s + 1) * c : (s + 1 + k) * c, :, :] for s in range(k)]
     return [obs[..., (s + 1) * c : (s + 1 + k) * c] for s in range(k)]
 
 
@@ -165,7 +181,13 @@ class FrameWriter:
         if prep.resize is not None:
             self.ty = kernels.area_table(self.height, h)
             self.tx = kernels.area_table(self.width, w)
-        self._frames = [row[..., j * c : (j + 1) * c] for j in range(row.shape[-1] // c)]
+        # Each ring slot as an (h, w, C) view, whatever the layout: kernels write any strides.
+        if prep.channels_first:
+            self._frames = [
+                np.moveaxis(row[j * c : (j + 1) * c], 0, -1) for j in range(row.shape[0] // c)
+            ]
+        else:
+            self._frames = [row[..., j * c : (j + 1) * c] for j in range(row.shape[-1] // c)]
 
     def _source(self, screen: np.ndarray) -> np.ndarray:
         if self.rotate is None:
@@ -195,7 +217,7 @@ class FrameWriter:
     def __call__(self, screen: np.ndarray, prev: np.ndarray | None, fill: bool) -> None:
         """Write the newest frame; ``fill`` (after a reset) repeats it through the whole stack."""
         if self.k == 1:
-            self.write_frame(screen, prev, self.row)
+            self.write_frame(screen, prev, self._frames[0])
             return
         s = int(self.slot[0])
         first = self._frames[s]
@@ -209,7 +231,8 @@ class FrameWriter:
 
     def stack(self) -> np.ndarray:
         """This env's current observation (a view of its row)."""
-        return stack_views(self.row, self.k, self.channels)[int(self.slot[0])]
+        views = stack_views(self.row, self.k, self.channels, self.prep.channels_first)
+        return views[int(self.slot[0]) if self.k > 1 else 0]
 
     def warm_up(self, screen: np.ndarray) -> None:
         """Run every kernel this writer uses once, so no compilation happens during a step.

@@ -127,6 +127,7 @@ class SB3VecEnv(VecEnv):
         # pool's options which it is, and guesses from the shape only for other producers.
         prep = getattr(pool, "preprocessing", None)
         self._frame_channels = None if prep is None else (1 if prep.grayscale else 3)
+        self._channels_first = bool(getattr(prep, "channels_first", False))
         # The array the pool returned last: with copy=False a view that follows the shared
         # buffer, so get_images always shows the newest frame.
         self._current: np.ndarray | None = None
@@ -401,8 +402,9 @@ class SB3VecEnv(VecEnv):
             raise ClosedError("Cannot call get_images: the pool is closed")
         if self._current is None:
             raise StateMachineError("Cannot call get_images before reset: no observation yet")
-        rgb = to_rgb(self._current, self._frame_channels)
-        return list(rgb.copy() if rgb is self._current else rgb)
+        current = np.moveaxis(self._current, 1, -1) if self._channels_first else self._current
+        rgb = to_rgb(current, self._frame_channels)
+        return list(rgb.copy() if np.shares_memory(rgb, self._current) else rgb)
 
     def render(self, mode: str | None = None) -> np.ndarray | None:
         """Tile :meth:`get_images` into one image (SB3's layout: ``tile_images``).

@@ -271,3 +271,29 @@ def test_copy_into_copies_stack_views_and_plain_arrays():
         out = np.empty(view.shape, np.uint8)
         copy_into(view, out)
         np.testing.assert_array_equal(out, view)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"grayscale": True, "resize": (42, 42), "frame_stack": 4, "max_pool": True},
+        {"resize": (56, 80), "frame_stack": 2},
+        {"grayscale": True},
+        {},
+    ],
+)
+def test_channels_first_is_the_channels_last_observation_transposed(options):
+    acts = buttons(8, 2, seed=9)
+    with (
+        VecRetroEnv(GAME, 2, frameskip=2, channels_first=True, **options) as chw,
+        VecRetroEnv(GAME, 2, frameskip=2, **options) as hwc,
+    ):
+        h, w, c = hwc.single_observation_space.shape
+        assert chw.single_observation_space.shape == (c, h, w)
+        pairs = [(chw.reset(seed=0)[0], hwc.reset(seed=0)[0])]
+        for a in acts:
+            pairs.append((chw.step(a)[0], hwc.step(a)[0]))
+            first, last = pairs[-1]
+            # A channels-first stack is contiguous per env (what PyTorch wants).
+            assert first[0].flags.c_contiguous
+            np.testing.assert_array_equal(first, np.moveaxis(last, -1, 1))

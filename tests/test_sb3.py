@@ -851,3 +851,26 @@ def test_sb3_ppo_example_runs():
     )
     assert out.returncode == 0, out.stderr
     assert "32 timesteps in" in out.stdout
+
+
+def test_channels_first_pool_trains_without_vec_transpose_image():
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.preprocessing import is_image_space_channels_first
+
+    pool = VecRetroEnv(
+        GAME,
+        2,
+        autoreset_mode="same_step",
+        frameskip=4,
+        grayscale=True,
+        resize=(84, 84),
+        frame_stack=4,
+        channels_first=True,
+        actions="sonic7",
+    )
+    with SB3VecEnv(pool) as env:
+        assert is_image_space_channels_first(env.observation_space)
+        model = PPO("CnnPolicy", env, n_steps=64, batch_size=64, n_epochs=1, device="cpu")
+        model.learn(128)
+        images = env.get_images()
+        assert images[0].shape == (84, 84, 3)
