@@ -5,6 +5,7 @@ step, sticky 0.25, max-pool) and 84x84 gray frames stacked 4 deep. fastretro pre
 workers; the peer runs the same preprocessing as wrappers (OpenCV WarpFrame + FrameStack) inside
 its subprocesses, as users do today. The rollout phase is SB3's ``collect_rollouts`` (env steps
 plus the policy's forward pass), timed by a callback; the rest of ``learn`` is the updates.
+``fastretro-chw`` is the same pool with ``channels_first=True`` (no ``VecTransposeImage``).
 Each backend runs in a fresh process. Prints one JSON line per backend and a markdown table.
 
 Run: ``python bench/bench_sb3_ppo.py [--timesteps 8192]``
@@ -35,18 +36,28 @@ PPO_KWARGS = {  # retro-baselines' PPO2 values, with shorter rollouts so the ben
 
 
 def _env(backend: str, game: str, num_envs: int):
+    """The backend's SB3 VecEnv, channels-first (what CnnPolicy takes)."""
+    from stable_baselines3.common.vec_env import VecTransposeImage
+
     config = CONFIGS["contest"]
-    if backend == "fastretro":
+    if backend.startswith("fastretro"):
         from fastretro import VecRetroEnv
         from fastretro.sb3 import SB3VecEnv
 
-        pool = VecRetroEnv(game, num_envs, autoreset_mode="same_step", **config.pool_options())
-        return SB3VecEnv(pool)
+        chw = backend == "fastretro-chw"  # the pool writes (C, H, W): no transpose needed
+        pool = VecRetroEnv(
+            game,
+            num_envs,
+            autoreset_mode="same_step",
+            channels_first=chw,
+            **config.pool_options(),
+        )
+        return SB3VecEnv(pool) if chw else VecTransposeImage(SB3VecEnv(pool))
     from stable_baselines3.common.vec_env import SubprocVecEnv
 
     from fastretro.peers import _EnvFn
 
-    return SubprocVecEnv([_EnvFn(game, config, i) for i in range(num_envs)])
+    return VecTransposeImage(SubprocVecEnv([_EnvFn(game, config, i) for i in range(num_envs)]))
 
 
 def _run(backend: str, game: str, num_envs: int, timesteps: int, passive: bool, queue) -> None:
@@ -56,7 +67,6 @@ def _run(backend: str, game: str, num_envs: int, timesteps: int, passive: bool, 
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.vec_env import VecTransposeImage
 
     class RolloutTimer(BaseCallback):
         def __init__(self):
@@ -74,7 +84,7 @@ def _run(backend: str, game: str, num_envs: int, timesteps: int, passive: bool, 
             return True
 
     torch.manual_seed(0)
-    env = VecTransposeImage(_env(backend, game, num_envs))
+    env = _env(backend, game, num_envs)
     model = PPO("CnnPolicy", env, seed=0, verbose=0, device="cpu", **PPO_KWARGS)
     model.learn(PPO_KWARGS["n_steps"] * num_envs)  # warm-up: workers, numba, torch
     timer = RolloutTimer()
@@ -119,15 +129,15 @@ def main() -> None:
     )
     args = parser.parse_args()
     rows = {}
-    for backend in ("sb3-subproc", "fastretro"):
+    for backend in ("sb3-subproc", "fastretro", "fastretro-chw"):
         rows[backend] = measure(backend, args.game, args.num_envs, args.timesteps, args.omp_passive)
         line = {"bench": "sb3_ppo", "num_envs": args.num_envs, "omp_passive": args.omp_passive}
         print(json.dumps({**line, **rows[backend]}))
-    peer, ours = rows["sb3-subproc"], rows["fastretro"]
+    peer = rows["sb3-subproc"]
     print(
         f"\n{args.game}, contest config, {args.num_envs} envs, PPO CnnPolicy, "
         f"{args.timesteps} timesteps, {platform.machine()}, {cores()} cores, "
-        f"torch threads {ours['torch_threads']}"
+        f"torch threads {peer['torch_threads']}"
         + (", OMP_WAIT_POLICY=PASSIVE" if args.omp_passive else "")
     )
     print("| backend | rollout env steps/s | training env steps/s | rollout share of time |")
@@ -137,10 +147,12 @@ def main() -> None:
             f"| {name} | {r['rollout_steps_per_s']:,.0f} | {r['train_steps_per_s']:,.0f} "
             f"| {r['rollout_share']:.0%} |"
         )
-    print(
-        f"| fastretro / subproc | {ours['rollout_steps_per_s'] / peer['rollout_steps_per_s']:.2f}x "
-        f"| {ours['train_steps_per_s'] / peer['train_steps_per_s']:.2f}x | |"
-    )
+    for name in ("fastretro", "fastretro-chw"):
+        r = rows[name]
+        print(
+            f"| {name} / subproc | {r['rollout_steps_per_s'] / peer['rollout_steps_per_s']:.2f}x "
+            f"| {r['train_steps_per_s'] / peer['train_steps_per_s']:.2f}x | |"
+        )
 
 
 if __name__ == "__main__":
