@@ -169,7 +169,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         frameskip = _check_int("frameskip", frameskip, minimum=1)
         if max_episode_steps is not None:
             max_episode_steps = _check_int("max_episode_steps", max_episode_steps, minimum=1)
-        if not isinstance(sticky_prob, (int, float)) or not 0.0 <= sticky_prob <= 1.0:
+        if not _is_number(sticky_prob) or not 0.0 <= sticky_prob <= 1.0:
             raise InvalidArgumentError(
                 f"Expected sticky_prob to be a float in [0, 1], got {sticky_prob!r}"
             )
@@ -185,20 +185,18 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
                 "got DISABLED"
             )
         for name, value in (("step_timeout", step_timeout), ("startup_timeout", startup_timeout)):
-            if not isinstance(value, (int, float)) or value <= 0:
+            if not _is_number(value) or not value > 0:
                 raise InvalidArgumentError(f"Expected {name} > 0 seconds, got {value!r}")
         if seed is not None:
             _check_int("seed", seed, minimum=0)
         prep = Preprocessing.from_options(
             grayscale, resize, crop, max_pool, frame_stack, channels_first
         )
-        if not isinstance(reward_scale, (int, float)) or not np.isfinite(reward_scale):
+        if not _is_number(reward_scale) or not np.isfinite(reward_scale):
             raise InvalidArgumentError(
                 f"Expected reward_scale to be a finite number, got {reward_scale!r}"
             )
-        if clip_reward is not None and (
-            not isinstance(clip_reward, (int, float)) or not clip_reward > 0
-        ):
+        if clip_reward is not None and (not _is_number(clip_reward) or not clip_reward > 0):
             raise InvalidArgumentError(
                 f"Expected clip_reward to be None or a number > 0, got {clip_reward!r}"
             )
@@ -939,6 +937,11 @@ def _autoreset_mode(mode: AutoresetMode | str) -> AutoresetMode:
     raise InvalidArgumentError(
         f"Expected autoreset_mode to be one of {[m.name for m in AutoresetMode]}, got {mode!r}"
     )
+
+
+def _is_number(value: Any) -> bool:
+    # bool is an int to Python, but True is no probability or scale anyone means.
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:

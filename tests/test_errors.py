@@ -362,3 +362,20 @@ def test_parent_killed_workers_exit_and_segments_are_reclaimed():
 def test_disabled_mode_value_from_enum_and_string_agree():
     with VecRetroEnv(GAME, 1, autoreset_mode="DISABLED") as env:
         assert env.autoreset_mode == AutoresetMode.DISABLED
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"sticky_prob": True}, "Expected sticky_prob to be a float in [0, 1], got True"),
+        ({"reward_scale": False}, "Expected reward_scale to be a finite number, got False"),
+        ({"clip_reward": True}, "Expected clip_reward to be None or a number > 0, got True"),
+        ({"step_timeout": float("nan")}, "Expected step_timeout > 0 seconds, got nan"),
+        ({"startup_timeout": True}, "Expected startup_timeout > 0 seconds, got True"),
+    ],
+)
+def test_bools_and_nan_are_not_numbers_here(kwargs, message):
+    # Found by tests/test_properties.py: Python counts True as 1.
+    with pytest.raises(InvalidArgumentError, match=re.escape(message)):
+        VecRetroEnv(GAME, 1, **kwargs)
+    assert no_workers()
