@@ -379,3 +379,45 @@ def test_bools_and_nan_are_not_numbers_here(kwargs, message):
     with pytest.raises(InvalidArgumentError, match=re.escape(message)):
         VecRetroEnv(GAME, 1, **kwargs)
     assert no_workers()
+
+
+_STEPPING_CHILD = textwrap.dedent(
+    """
+    import os, sys
+    import numpy as np
+    from fastretro import VecRetroEnv
+    env = VecRetroEnv("Airstriker-Genesis-v0", 2)
+    env.reset()
+    print(os.getpid(), *[p.pid for p in env._resources.procs], flush=True)
+    while True:  # the signal lands during a step (or between two)
+        env.step(np.zeros((2, 12), np.uint8))
+    """
+)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_to_a_stepping_parent_leaves_no_process_and_no_segment(sig):
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _STEPPING_CHILD],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        parent, *workers = map(int, proc.stdout.readline().split())
+        time.sleep(0.5)  # stepping by now
+        proc.send_signal(sig)
+        proc.wait(15)
+        if sig == signal.SIGINT:
+            # The usual Ctrl-C: a KeyboardInterrupt traceback, and the pool closed on the way out.
+            assert "KeyboardInterrupt" in proc.stderr.read()
+        assert _wait_gone(workers, 10) == []
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and [
+            n for n in shm.list_segments() if n.startswith(f"{shm.PREFIX}{parent}_")
+        ]:
+            time.sleep(0.1)  # after SIGTERM the resource tracker unlinks what the parent held
+        assert [n for n in shm.list_segments() if n.startswith(f"{shm.PREFIX}{parent}_")] == []
+    finally:
+        proc.kill()
+        proc.wait()
