@@ -58,6 +58,8 @@ _SEM_STRIDE = 64  # fastretro._ext.handshake.SEM_STRIDE, checked at construction
 # A waiting parent wakes this often to check that its workers are alive: it bounds how long a
 # killed worker goes unnoticed, and costs nothing while steps complete sooner than this.
 _LIVENESS_POLL_S = 0.05
+#: A restarted worker that dies again within this many seconds raises instead of restarting.
+RESTART_WINDOW_S = 30.0
 
 
 class State(enum.Enum):
@@ -122,6 +124,13 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             to finish, with their ``env_id``, while the others keep running, and ``send(actions,
             env_ids)`` starts those envs again; the agent computes on one batch while the
             emulators run the rest. ``None`` (default): lock-step ``step``/``reset``.
+        on_worker_failure: what a dead worker (its emulator crashed, or it was killed) does to
+            a lock-step pool: ``"raise"`` (default) closes the pool and raises
+            :class:`~fastretro.errors.WorkerDiedError`; ``"restart"`` replaces the worker (same
+            game, state, scenario and seed), its env starts a new episode and reports
+            ``truncated=True`` with ``infos["worker_restarted"]``, the other envs carry on, and
+            ``worker_restarts`` counts it. A worker that dies again within
+            ``RESTART_WINDOW_S`` seconds of its restart raises instead of looping.
         step_timeout: default seconds a ``step_wait``/``reset_wait`` waits before raising
             :class:`~fastretro.errors.WorkerTimeoutError`.
         startup_timeout: seconds the constructor waits for every worker to start.
@@ -160,6 +169,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         copy: bool = False,
         start_method: str | None = None,
         batch_size: int | None = None,
+        on_worker_failure: str = "raise",
         step_timeout: float = 60.0,
         startup_timeout: float = 120.0,
     ) -> None:
@@ -206,6 +216,15 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
                 raise InvalidArgumentError(
                     f"Expected batch_size <= num_envs={num_envs}, got {batch_size}"
                 )
+        if on_worker_failure not in ("raise", "restart"):
+            raise InvalidArgumentError(
+                f"Expected on_worker_failure to be 'raise' or 'restart', got {on_worker_failure!r}"
+            )
+        if on_worker_failure == "restart" and batch_size is not None:
+            raise InvalidArgumentError(
+                "on_worker_failure='restart' works in lock-step mode only, got batch_size="
+                f"{batch_size}"
+            )
         ctx = _context(start_method)
 
         self.specs: list[EnvSpec] = resolve_all(game, num_envs, state, scenario)
@@ -230,6 +249,12 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self.max_episode_steps = max_episode_steps
         self.copy = bool(copy)
         self.batch_size = batch_size
+        self.on_worker_failure = on_worker_failure
+        #: Workers replaced after dying (``on_worker_failure="restart"``).
+        self.worker_restarts = 0
+        self._restarted = np.zeros(num_envs, dtype=bool)
+        self._restart_times = np.full(num_envs, -np.inf)
+        self._env_seeds = np.full(num_envs, -1, dtype=np.int64)
         self._in_flight = np.zeros(num_envs, dtype=bool)
         self._slots = np.zeros(num_envs, dtype=np.int32)
         self._batch_ready = False
@@ -265,20 +290,15 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         res = self._resources = _Resources()
         self._finalizer = weakref.finalize(self, res.shutdown, 5.0)
         self._closed = False
+        self._startup_timeout = float(startup_timeout)
         try:
             log_queue = logs.worker_log_queue(ctx)
-            for i, spec in enumerate(self.specs):
-                parent_conn, child_conn = ctx.Pipe()
-                proc = ctx.Process(
-                    target=worker_main,
-                    name=f"fastretro-worker-{i}",
-                    args=(i, spec, opts, child_conn, log_queue, os.getpid()),
-                    daemon=True,
-                )
-                proc.start()
-                child_conn.close()
-                res.procs.append(proc)
-                res.conns.append(parent_conn)
+            # Kept for restarting a worker with exactly what the first one got.
+            self._spawn_args = (ctx, worker_main, opts, log_queue)
+            for i in range(num_envs):
+                res.procs.append(None)
+                res.conns.append(None)
+                self._start_worker(i)
             deadline = time.monotonic() + startup_timeout
             ready = self._gather("ready", deadline)
             shapes = {r[0] for r in ready}
@@ -417,6 +437,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         a = self._a
         idx = np.flatnonzero(mask)
         a["arg"][idx] = seeds[idx]
+        self._env_seeds[idx] = seeds[idx]
         a["cmd"][idx] = CMD_RESET
         self._dispatch(idx)
         self._pending_mask = mask
@@ -478,16 +499,18 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         a = self._a
         terminated = a["terminated"].astype(bool)
         truncated = a["truncated"].astype(bool)
+        restarted = self._restarted.copy()
+        self._restarted[:] = False
+        # A restarted env's episode was cut short by the crash; its new episode has begun.
+        truncated |= restarted
         done = terminated | truncated
         if self.autoreset_mode == AutoresetMode.DISABLED:
-            self._needs_reset |= done
-        return (
-            self._observations(),
-            a["rewards"].copy(),
-            terminated,
-            truncated,
-            self._infos(done if self.autoreset_mode == AutoresetMode.SAME_STEP else None),
-        )
+            self._needs_reset |= done & ~restarted
+        infos = self._infos(done if self.autoreset_mode == AutoresetMode.SAME_STEP else None)
+        if restarted.any():
+            infos["worker_restarted"] = restarted
+            infos["_worker_restarted"] = restarted.copy()
+        return self._observations(), a["rewards"].copy(), terminated, truncated, infos
 
     # -- async mode (batch_size): EnvPool's send/recv ----------------------------------------
 
@@ -648,7 +671,10 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             while not res.handshake.wait_parent(_LIVENESS_POLL_S):
                 for i, proc in enumerate(res.procs):
                     if proc.exitcode is not None:
-                        raise self._died(i, f"during {what}")
+                        if self.on_worker_failure == "restart" and what == "step":
+                            self._restart_worker(i)
+                        else:
+                            raise self._died(i, f"during {what}")
                 if time.monotonic() > deadline:
                     busy = np.flatnonzero(self._a["cmd"] != 0).tolist()
                     raise WorkerTimeoutError(
@@ -669,6 +695,65 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             self._failure = f"{type(exc).__name__}: {exc}".splitlines()[0]
             self.close(timeout=1.0)  # a worker may be hung: do not wait the full 5 s for it
             raise
+
+    def _start_worker(self, i: int) -> None:
+        """Start worker ``i`` (at construction, or in place of a dead one)."""
+        ctx, target, opts, log_queue = self._spawn_args
+        res = self._resources
+        parent_conn, child_conn = ctx.Pipe()
+        proc = ctx.Process(
+            target=target,
+            name=f"fastretro-worker-{i}",
+            args=(i, self.specs[i], opts, child_conn, log_queue, os.getpid()),
+            daemon=True,
+        )
+        proc.start()
+        child_conn.close()
+        res.procs[i], res.conns[i] = proc, parent_conn
+
+    def _restart_worker(self, i: int) -> None:
+        """Replace dead worker ``i`` and have it start a new episode within the pending step."""
+        now = time.monotonic()
+        if now - self._restart_times[i] < RESTART_WINDOW_S:
+            raise self._died(
+                i, f"again within {RESTART_WINDOW_S:g} s of its restart (not restarting it)"
+            )
+        res, a = self._resources, self._a
+        old = res.procs[i]
+        log.warning(
+            "worker %d (pid %d) died (exit code %s); restarting it", i, old.pid, old.exitcode
+        )
+        res.conns[i].close()
+        old.join(1.0)
+        # The dead worker still counts in the batch only if it never reported done; it cleared
+        # its command word just before doing so.
+        if a["cmd"][i] == 0:
+            res.handshake.arm(1)
+        self._start_worker(i)
+        deadline = now + self._startup_timeout
+        self._gather_one(i, "ready", deadline)
+        res.conns[i].send(("attach", res.buffers.layout, res.buffers.name))
+        self._gather_one(i, "attached", deadline)
+        a["status"][i] = 0
+        a["arg"][i] = self._env_seeds[i]
+        a["cmd"][i] = CMD_RESET
+        res.handshake.wake()
+        self._restart_times[i] = time.monotonic()
+        self._restarted[i] = True
+        self.worker_restarts += 1
+
+    def _gather_one(self, i: int, kind: str, deadline: float) -> None:
+        conn, proc = self._resources.conns[i], self._resources.procs[i]
+        while not conn.poll(_LIVENESS_POLL_S):
+            if proc.exitcode is not None:
+                raise self._died(i, f"while restarting (waiting for {kind!r})")
+            if time.monotonic() > deadline:
+                raise WorkerTimeoutError(
+                    f"Worker {i} did not restart within the startup timeout", index=i
+                )
+        msg = conn.recv()
+        if msg[0] == "error":
+            raise _reraise(msg)
 
     def _died(self, i: int, when: str) -> WorkerDiedError:
         code = self._resources.procs[i].exitcode

@@ -421,3 +421,67 @@ def test_signal_to_a_stepping_parent_leaves_no_process_and_no_segment(sig):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_restart_mode_replaces_a_killed_worker_and_the_others_carry_on():
+    acts = np.random.default_rng(3).integers(0, 2, (30, 2, 12), dtype=np.uint8)
+    with (
+        VecRetroEnv(GAME, 2, on_worker_failure="restart") as env,
+        VecRetroEnv(GAME, 2) as reference,
+    ):
+        env.reset(seed=0)
+        reference.reset(seed=0)
+        for t, a in enumerate(acts):
+            if t == 10:
+                victim = env._resources.procs[1]
+                os.kill(victim.pid, signal.SIGKILL)
+                victim.join(5)
+            obs, rew, term, trunc, infos = env.step(a)
+            ref_obs, *_ = reference.step(a)
+            # Env 0 never notices: step for step what an undisturbed pool gives.
+            np.testing.assert_array_equal(obs[0], ref_obs[0])
+            if t == 10:
+                assert trunc[1] and not trunc[0]
+                assert infos["worker_restarted"].tolist() == [False, True]
+                assert infos["_worker_restarted"].tolist() == [False, True]
+            else:
+                assert "worker_restarted" not in infos
+        assert env.worker_restarts == 1
+        assert env._resources.procs[1].pid != victim.pid
+
+
+def test_restart_mode_raises_when_a_worker_dies_again_soon():
+    with VecRetroEnv(GAME, 2, on_worker_failure="restart") as env:
+        env.reset()
+        for _ in range(2):
+            victim = env._resources.procs[0]
+            os.kill(victim.pid, signal.SIGKILL)
+            victim.join(5)
+            if env.worker_restarts == 0:
+                env.step(np.zeros((2, 12), np.uint8))
+        with pytest.raises(
+            WorkerDiedError,
+            match=r"Worker 0 \(pid \d+\) was killed by SIGKILL "
+            r"again within 30 s of its restart \(not restarting it\)",
+        ):
+            env.step(np.zeros((2, 12), np.uint8))
+        assert env.closed
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"on_worker_failure": "retry"},
+            "Expected on_worker_failure to be 'raise' or 'restart', got 'retry'",
+        ),
+        (
+            {"on_worker_failure": "restart", "batch_size": 1},
+            "on_worker_failure='restart' works in lock-step mode only, got batch_size=1",
+        ),
+    ],
+)
+def test_bad_failure_modes(kwargs, message):
+    with pytest.raises(InvalidArgumentError, match=re.escape(message)):
+        VecRetroEnv(GAME, 2, **kwargs)
+    assert no_workers()
