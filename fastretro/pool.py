@@ -129,7 +129,8 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             :class:`~fastretro.errors.WorkerDiedError`; ``"restart"`` replaces the worker (same
             game, state, scenario and seed), its env starts a new episode and reports
             ``truncated=True`` with ``infos["worker_restarted"]``, the other envs carry on, and
-            ``worker_restarts`` counts it. A worker that dies again within
+            ``worker_restarts`` counts it; a worker stuck in a step for ``step_timeout`` is
+            killed and restarted likewise. A worker that dies again within
             ``RESTART_WINDOW_S`` seconds of its restart raises instead of looping.
         step_timeout: default seconds a ``step_wait``/``reset_wait`` waits before raising
             :class:`~fastretro.errors.WorkerTimeoutError`.
@@ -677,6 +678,15 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
                             raise self._died(i, f"during {what}")
                 if time.monotonic() > deadline:
                     busy = np.flatnonzero(self._a["cmd"] != 0).tolist()
+                    if busy and self.on_worker_failure == "restart" and what == "step":
+                        # A worker stuck in its core is handled like a crashed one: killed,
+                        # then restarted by the liveness check above.
+                        for i in busy:
+                            log.warning("worker %d stuck for %g s; killing it", i, timeout)
+                            res.procs[i].kill()
+                            res.procs[i].join(5.0)
+                        deadline = time.monotonic() + timeout
+                        continue
                     raise WorkerTimeoutError(
                         f"Workers {busy} did not finish {what} within {timeout:g} s; "
                         "the pool has been closed",

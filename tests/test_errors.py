@@ -485,3 +485,15 @@ def test_bad_failure_modes(kwargs, message):
     with pytest.raises(InvalidArgumentError, match=re.escape(message)):
         VecRetroEnv(GAME, 2, **kwargs)
     assert no_workers()
+
+
+def test_restart_mode_kills_and_replaces_a_stuck_worker():
+    with VecRetroEnv(GAME, 2, on_worker_failure="restart", step_timeout=1.0) as env:
+        env.reset()
+        stuck = env._resources.procs[0]
+        os.kill(stuck.pid, signal.SIGSTOP)  # alive but not running: a core stuck in a loop
+        *_, trunc, infos = env.step(np.zeros((2, 12), np.uint8))
+        assert trunc.tolist() == [True, False]
+        assert infos["worker_restarted"].tolist() == [True, False]
+        assert stuck.exitcode == -signal.SIGKILL and env.worker_restarts == 1
+        env.step(np.zeros((2, 12), np.uint8))
