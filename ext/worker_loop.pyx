@@ -36,7 +36,7 @@ cdef class EnvStepper:
 
     cdef int index, num_buttons, frameskip, autoreset, action_mode
     cdef double sticky_prob, reward_scale, clip_reward, x_now, x_max
-    cdef bint max_pool, per_frame, have_prev, needs_reset, backtracking, observe
+    cdef bint max_pool, per_frame, have_prev, needs_reset, backtracking, observe, recording
     cdef long long episode_steps, max_episode_steps
     cdef object env, em, data, rng, rng_random, set_mask, em_step, update_ram, get_screen
     cdef object current_reward, is_done, lookup_all
@@ -92,6 +92,9 @@ cdef class EnvStepper:
         self.reward_scale = opts["reward_scale"]
         self.clip_reward = opts["clip_reward"] or 0.0
         self.observe = write_obs is not None
+        # Recording: stable-retro's own per-episode .bk2 movies (env.auto_record), fed the
+        # buttons actually applied on every frame, so sticky timing replays exactly.
+        self.recording = bool(opts.get("record", False))
         self.buttons_new_np = np.zeros(self.num_buttons, np.uint8)
         self.buttons_prev_np = np.zeros(self.num_buttons, np.uint8)
         self.buttons_new = self.buttons_new_np
@@ -143,7 +146,20 @@ cdef class EnvStepper:
             r = min(max(r, -self.clip_reward), self.clip_reward)
         return r
 
+    cdef void _record_frame(self, unsigned char[::1] buttons) except *:
+        # What RetroEnv.step does for its movie before each frame.
+        cdef int b
+        movie = self.env.movie
+        for b in range(self.num_buttons):
+            movie.set_key(b, buttons[b] != 0, 0)
+        movie.step()
+
     cdef void _begin_episode(self) except *:
+        if self.recording and self.env.movie is not None:
+            # RetroEnv.reset opens the next episode's movie; the finished one is closed here
+            # so its .bk2 is complete on disk as soon as the episode ends.
+            self.env.movie.close()
+            self.env.movie = None
         self.env.reset()
         if self.observe:
             self.write_obs(self.get_screen(), None, True)
@@ -189,6 +205,9 @@ cdef class EnvStepper:
         for f in range(self.frameskip):
             if f == 1 and keep_prev:
                 self.set_mask(self.buttons_new_np, 0)
+            if self.recording:
+                self._record_frame(self.buttons_prev if (f == 0 and keep_prev)
+                                   else self.buttons_new)
             self.em_step()
             if self.observe and self.max_pool and f == self.frameskip - 2:
                 prev_screen = self.get_screen()

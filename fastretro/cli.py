@@ -1,4 +1,4 @@
-"""The ``fastretro`` command: bench (the main job), games, cleanup."""
+"""The ``fastretro`` command: bench (the main job), games, replay, cleanup."""
 
 from __future__ import annotations
 
@@ -57,9 +57,16 @@ def _bench(argv: list[str]) -> int:
     return bench.main(argv)
 
 
+def _replay(argv: list[str]) -> int:
+    from fastretro import movies
+
+    return movies.main(argv)
+
+
 COMMANDS = {
     "bench": (_bench, "measure emulator frames/s against the peers and the physical limit"),
     "games": (_games, "list integrated games, ROMs present, and how to import ROMs"),
+    "replay": (_replay, "replay .bk2 movies headless and print their reward and length"),
     "cleanup": (_cleanup, "remove shared memory left behind by killed fastretro processes"),
 }
 

@@ -103,6 +103,10 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         allow_backtracking: reward only progress beyond the episode's best cumulative reward,
             ``max(0, x - max_x)`` (retro-baselines' AllowBacktracking, used on the contest's
             x-progress reward), applied before scaling and clipping.
+        record: a folder: every env records each episode as a stable-retro ``.bk2`` movie in
+            ``record/envNNN/GAME-STATE-NNNNNN.bk2`` with the buttons actually applied on every
+            frame (sticky frames included), closed when the episode ends or the pool closes.
+            Replay one with ``fastretro replay FILE``. ``None`` (default): no recording.
         observe: produce observations. ``False`` grabs no frame at all (agents such as JERK
             that never look at pixels); observations are then of shape ``(num_envs, 0)``.
         max_episode_steps: agent steps after which an episode is ``truncated``; ``None``: never.
@@ -163,6 +167,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         clip_reward: float | None = None,
         allow_backtracking: bool = False,
         observe: bool = True,
+        record: str | os.PathLike | None = None,
         max_episode_steps: int | None = None,
         per_frame_reward: bool | None = None,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
@@ -226,6 +231,15 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
                 "on_worker_failure='restart' works in lock-step mode only, got batch_size="
                 f"{batch_size}"
             )
+        if record is not None:
+            if not isinstance(record, (str, os.PathLike)):
+                raise InvalidArgumentError(
+                    f"Expected record to be a folder path or None, got {type(record).__name__}"
+                )
+            record = os.path.abspath(os.fspath(record))
+            if os.path.exists(record) and not os.path.isdir(record):
+                raise InvalidArgumentError(f"record={record!r} exists and is not a folder")
+            os.makedirs(record, exist_ok=True)
         ctx = _context(start_method)
 
         self.specs: list[EnvSpec] = resolve_all(game, num_envs, state, scenario)
@@ -287,6 +301,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             allow_backtracking=bool(allow_backtracking),
             reward_scale=float(reward_scale),
             clip_reward=None if clip_reward is None else float(clip_reward),
+            record=record,
         )
         res = self._resources = _Resources()
         self._finalizer = weakref.finalize(self, res.shutdown, 5.0)

@@ -50,6 +50,7 @@ class WorkerOptions:
     allow_backtracking: bool
     reward_scale: float
     clip_reward: float | None
+    record: str | None = None
 
 
 def error_payload(index: int, exc: BaseException) -> tuple:
@@ -117,6 +118,11 @@ def worker_main(
     buffers = env = handshake = None
     try:
         env = make_retro_env(spec)
+        if opts.record is not None:
+            # One folder per env: stable-retro names movies GAME-STATE-NNNNNN.bk2 per episode.
+            movie_dir = os.path.join(opts.record, f"env{index:03d}")
+            os.makedirs(movie_dir, exist_ok=True)
+            env.auto_record(movie_dir)
         table = actions.build_table(opts.action_choice, env.data, opts.buttons)
         conn.send(("ready", index, (screen_shape(env), table.mode, table.sizes)))
         msg = _recv_or_orphaned(conn, parent_pid)
@@ -159,6 +165,7 @@ def worker_main(
                 "allow_backtracking": opts.allow_backtracking,
                 "reward_scale": opts.reward_scale,
                 "clip_reward": opts.clip_reward,
+                "record": opts.record is not None,
             },
             a,
             write_obs,
@@ -191,6 +198,7 @@ def worker_main(
             handshake.done()
     finally:
         if env is not None:
+            env.stop_record()  # closes the current episode's movie, so it is a complete file
             env.close()
         if buffers is not None:
             buffers.close()
