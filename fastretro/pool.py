@@ -105,8 +105,9 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             x-progress reward), applied before scaling and clipping.
         record: a folder: every env records each episode as a stable-retro ``.bk2`` movie in
             ``record/envNNN/GAME-STATE-NNNNNN.bk2`` with the buttons actually applied on every
-            frame (sticky frames included), closed when the episode ends or the pool closes.
-            Replay one with ``fastretro replay FILE``. ``None`` (default): no recording.
+            frame (sticky frames included), closed when the episode ends or the pool closes;
+            or a list of one folder per env. Replay one with ``fastretro replay FILE``.
+            ``None`` (default): no recording.
         observe: produce observations. ``False`` grabs no frame at all (agents such as JERK
             that never look at pixels); observations are then of shape ``(num_envs, 0)``.
         max_episode_steps: agent steps after which an episode is ``truncated``; ``None``: never.
@@ -167,7 +168,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         clip_reward: float | None = None,
         allow_backtracking: bool = False,
         observe: bool = True,
-        record: str | os.PathLike | None = None,
+        record: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
         max_episode_steps: int | None = None,
         per_frame_reward: bool | None = None,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
@@ -231,15 +232,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
                 "on_worker_failure='restart' works in lock-step mode only, got batch_size="
                 f"{batch_size}"
             )
-        if record is not None:
-            if not isinstance(record, (str, os.PathLike)):
-                raise InvalidArgumentError(
-                    f"Expected record to be a folder path or None, got {type(record).__name__}"
-                )
-            record = os.path.abspath(os.fspath(record))
-            if os.path.exists(record) and not os.path.isdir(record):
-                raise InvalidArgumentError(f"record={record!r} exists and is not a folder")
-            os.makedirs(record, exist_ok=True)
+        record_dirs = _record_dirs(record, num_envs)
         ctx = _context(start_method)
 
         self.specs: list[EnvSpec] = resolve_all(game, num_envs, state, scenario)
@@ -301,7 +294,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             allow_backtracking=bool(allow_backtracking),
             reward_scale=float(reward_scale),
             clip_reward=None if clip_reward is None else float(clip_reward),
-            record=record,
+            record=record_dirs,
         )
         res = self._resources = _Resources()
         self._finalizer = weakref.finalize(self, res.shutdown, 5.0)
@@ -1047,6 +1040,36 @@ def _autoreset_mode(mode: AutoresetMode | str) -> AutoresetMode:
     raise InvalidArgumentError(
         f"Expected autoreset_mode to be one of {[m.name for m in AutoresetMode]}, got {mode!r}"
     )
+
+
+def _record_dirs(record: Any, num_envs: int) -> tuple[str, ...] | None:
+    """Each env's movie folder (created), from the ``record`` option."""
+    if record is None:
+        return None
+    if isinstance(record, (str, os.PathLike)):
+        base = os.path.abspath(os.fspath(record))
+        dirs = [os.path.join(base, f"env{i:03d}") for i in range(num_envs)]
+        if os.path.exists(base) and not os.path.isdir(base):
+            raise InvalidArgumentError(f"record={base!r} exists and is not a folder")
+    elif (
+        isinstance(record, (list, tuple))
+        and len(record) == num_envs
+        and all(isinstance(r, (str, os.PathLike)) for r in record)
+    ):
+        dirs = [os.path.abspath(os.fspath(r)) for r in record]
+    else:
+        raise InvalidArgumentError(
+            "Expected record to be a folder path, a list of num_envs folder paths or None, got "
+            f"{type(record).__name__}"
+        )
+    for d in dirs:
+        if os.path.exists(d) and not os.path.isdir(d):
+            raise InvalidArgumentError(f"record={d!r} exists and is not a folder")
+        try:
+            os.makedirs(d, exist_ok=True)
+        except OSError as exc:
+            raise InvalidArgumentError(f"Cannot create the movie folder {d!r}: {exc}") from None
+    return tuple(dirs)
 
 
 def _is_number(value: Any) -> bool:

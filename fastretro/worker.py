@@ -50,7 +50,7 @@ class WorkerOptions:
     allow_backtracking: bool
     reward_scale: float
     clip_reward: float | None
-    record: str | None = None
+    record: tuple[str, ...] | None = None  # one movie folder per env
 
 
 def error_payload(index: int, exc: BaseException) -> tuple:
@@ -120,9 +120,7 @@ def worker_main(
         env = make_retro_env(spec)
         if opts.record is not None:
             # One folder per env: stable-retro names movies GAME-STATE-NNNNNN.bk2 per episode.
-            movie_dir = os.path.join(opts.record, f"env{index:03d}")
-            os.makedirs(movie_dir, exist_ok=True)
-            env.auto_record(movie_dir)
+            env.auto_record(opts.record[index])
         table = actions.build_table(opts.action_choice, env.data, opts.buttons)
         conn.send(("ready", index, (screen_shape(env), table.mode, table.sizes)))
         msg = _recv_or_orphaned(conn, parent_pid)

@@ -77,7 +77,10 @@ def test_bad_record_and_replay_arguments(tmp_path):
     ):
         VecRetroEnv(GAME, 1, record=afile)
     with pytest.raises(
-        InvalidArgumentError, match="Expected record to be a folder path or None, got int"
+        InvalidArgumentError,
+        match=re.escape(
+            "Expected record to be a folder path, a list of num_envs folder paths or None, got int"
+        ),
     ):
         VecRetroEnv(GAME, 1, record=3)
     with pytest.raises(
