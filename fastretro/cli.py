@@ -1,4 +1,4 @@
-"""The ``fastretro`` command: bench (the main job), games, replay, cleanup."""
+"""The ``fastretro`` command: bench (the main job), eval, replay, games, cleanup."""
 
 from __future__ import annotations
 
@@ -57,6 +57,12 @@ def _bench(argv: list[str]) -> int:
     return bench.main(argv)
 
 
+def _eval(argv: list[str]) -> int:
+    from fastretro import evaluate
+
+    return evaluate.main(argv)
+
+
 def _replay(argv: list[str]) -> int:
     from fastretro import movies
 
@@ -66,6 +72,7 @@ def _replay(argv: list[str]) -> int:
 COMMANDS = {
     "bench": (_bench, "measure emulator frames/s against the peers and the physical limit"),
     "games": (_games, "list integrated games, ROMs present, and how to import ROMs"),
+    "eval": (_eval, "evaluate an agent under the Retro Contest's rules; write a results folder"),
     "replay": (_replay, "replay .bk2 movies headless and print their reward and length"),
     "cleanup": (_cleanup, "remove shared memory left behind by killed fastretro processes"),
 }

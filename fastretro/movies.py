@@ -85,15 +85,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("movies", nargs="+", help=".bk2 files")
     parser.add_argument("--scenario", default=None, help="scenario name or .json path")
     parser.add_argument("--json", action="store_true", help="one JSON line per movie")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="compare with the movie's row of monitor.csv in a `fastretro eval` results folder",
+    )
     args = parser.parse_args(argv)
     status = 0
     for path in args.movies:
         try:
             result = replay(path, args.scenario)
-        except InvalidArgumentError as exc:
+            if args.check:
+                result["check"] = check_against_monitor(path, result)
+        except (InvalidArgumentError, FileNotFoundError, RuntimeError) as exc:
             print(f"fastretro replay: {exc}", file=sys.stderr)
             status = 2
             continue
+        if args.check and not result["check"]["ok"]:
+            status = max(status, 1)
         if args.json:
             print(json.dumps(result))
         else:
@@ -101,5 +110,32 @@ def main(argv: list[str] | None = None) -> int:
                 f"{os.path.basename(path)}: reward {result['reward']:g} over "
                 f"{result['frames']} frames{' (episode ended)' if result['done'] else ''}; "
                 f"final info {result['info']}"
+                + (f"; monitor.csv row: {result['check']}" if args.check else "")
             )
     return status
+
+
+def check_against_monitor(path: str, result: dict, frameskip: int = 4) -> dict:
+    """Compare a replay with its episode's row in the eval results' ``monitor.csv``.
+
+    The movie ``LEVEL/bk2/GAME-STATE-NNNNNN.bk2`` is episode ``NNNNNN`` of ``LEVEL/monitor.csv``
+    (the layout ``fastretro eval`` writes); the row's length is in agent steps of
+    ``frameskip`` frames.
+
+    Raises:
+        InvalidArgumentError: no monitor.csv next to the movie's folder, or no such row.
+    """
+    import csv
+
+    level = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+    monitor = os.path.join(level, "monitor.csv")
+    if not os.path.isfile(monitor):
+        raise InvalidArgumentError(f"--check needs {monitor!r} (a `fastretro eval` results folder)")
+    number = int(os.path.splitext(path)[0].rsplit("-", 1)[-1])
+    with open(monitor, newline="") as f:
+        rows = list(csv.DictReader(line for line in f if not line.startswith("#")))
+    if number >= len(rows):
+        raise InvalidArgumentError(f"{monitor!r} has no row for episode {number}")
+    reward, length = float(rows[number]["r"]), int(rows[number]["l"])
+    ok = reward == result["reward"] and length * frameskip == result["frames"]
+    return {"ok": ok, "monitor_reward": reward, "monitor_steps": length}
