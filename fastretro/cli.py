@@ -69,11 +69,18 @@ def _replay(argv: list[str]) -> int:
     return movies.main(argv)
 
 
+def _render(argv: list[str]) -> int:
+    from fastretro import movies
+
+    return movies.render_main(argv)
+
+
 COMMANDS = {
     "bench": (_bench, "measure emulator frames/s against the peers and the physical limit"),
     "games": (_games, "list integrated games, ROMs present, and how to import ROMs"),
     "eval": (_eval, "evaluate an agent under the Retro Contest's rules; write a results folder"),
     "replay": (_replay, "replay .bk2 movies headless and print their reward and length"),
+    "render": (_render, "render .bk2 movies to mp4 or gif (no display, no system ffmpeg)"),
     "cleanup": (_cleanup, "remove shared memory left behind by killed fastretro processes"),
 }
 
