@@ -15,7 +15,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-from fastretro.errors import InvalidArgumentError
+from fastretro.errors import FastRetroError, InvalidArgumentError
 
 
 def _replay(path: str, scenario: str | None) -> dict:
@@ -45,7 +45,15 @@ def _movie_env(path: str, scenario: str | None = None):
     """stable-retro's playback set-up: the movie, and an env reset to its start state."""
     import stable_retro
 
-    movie = stable_retro.Movie(path)
+    from fastretro.spec import resolve
+
+    try:
+        movie = stable_retro.Movie(path)
+    except RuntimeError:
+        raise InvalidArgumentError(
+            f"Cannot read {path!r}: not a complete .bk2 movie (truncated, or not a zip file)"
+        ) from None
+    resolve(movie.get_game())  # a missing ROM: GameNotFoundError with the import command
     movie.step()
     kwargs = {"scenario": scenario} if scenario is not None else {}
     env = stable_retro.make(
@@ -286,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             result = replay(path, args.scenario)
             if args.check:
                 result["check"] = check_against_monitor(path, result)
-        except (InvalidArgumentError, FileNotFoundError, RuntimeError) as exc:
+        except FastRetroError as exc:
             print(f"fastretro replay: {exc}", file=sys.stderr)
             status = 2
             continue
@@ -357,7 +365,7 @@ def render_main(argv: list[str] | None = None) -> int:
             sheet_every=args.sheet,
             progress=not args.no_progress,
         )
-    except InvalidArgumentError as exc:
+    except FastRetroError as exc:
         print(f"fastretro render: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(result))

@@ -108,3 +108,29 @@ def test_render_bad_input(tmp_path, plain_movie):
         render(tmp_path, tmp_path / "x.mp4")
     with pytest.raises(InvalidArgumentError, match="Expected every to be an int >= 1, got 0"):
         render(plain_movie, tmp_path / "x.mp4", every=0)
+
+
+@pytest.mark.parametrize("content", [b"not a zip", None])
+def test_broken_movies_are_a_one_line_error(tmp_path, plain_movie, content):
+    bad = tmp_path / "bad.bk2"
+    with open(plain_movie, "rb") as f:
+        whole = f.read()
+    bad.write_bytes(content if content is not None else whole[: len(whole) // 3])  # truncated
+    for command in (["replay", str(bad)], ["render", str(bad), "-o", str(tmp_path / "x.mp4")]):
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "fastretro.cli",
+                *command,
+                *(["--no-progress"] if command[0] == "render" else []),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 2
+        assert proc.stderr.strip() == (
+            f"fastretro {command[0]}: Cannot read {str(bad)!r}: not a complete .bk2 movie "
+            "(truncated, or not a zip file)"
+        )
