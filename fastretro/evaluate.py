@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import glob
 import importlib
 import json
 import logging
@@ -237,11 +238,19 @@ def evaluate(
     finally:
         # The episode the budget or the clock cut short is a row too; then the movies close.
         now = time.time() - start
+        unstarted = []
         for lv in accounts:
             if lv.episode_length > 0 and lv.monitor is not None:
                 _end_episode(lv, now)
+            elif lv.rewards is not None:
+                unstarted.append(lv)
         if "env" in locals():
             env.close()
+        for lv in unstarted:
+            # The run ended just as an episode did: the pool had already opened the next
+            # episode's movie, which holds no step. One movie per episode: drop it.
+            for empty in glob.glob(os.path.join(lv.folder, "bk2", f"*-{len(lv.rewards):06d}.bk2")):
+                os.remove(empty)
         for lv in accounts:
             for f in (lv.monitor, lv.log_file):
                 if f is not None:

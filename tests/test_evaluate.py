@@ -218,3 +218,18 @@ def test_replay_check_compares_each_movie_with_its_monitor_row(tmp_path):
     checks = [json.loads(line)["check"] for line in out.stdout.strip().splitlines()]
     assert [c["ok"] for c in checks] == [True, True]
     assert [c["monitor_steps"] for c in checks] == [60, 10]
+
+
+def test_several_levels_evaluate_in_parallel_each_with_its_folder(tmp_path):
+    score = evaluate(
+        RandomAgent,
+        [(GAME, None), (GAME, "Level1")],
+        str(tmp_path),
+        timesteps=30,
+        max_episode_steps=10,
+        progress=False,
+    )
+    assert sorted(score["levels"]) == [f"{GAME}-Level1", f"{GAME}-default"]
+    for name in score["levels"]:
+        assert len(load_results(os.path.join(tmp_path, name))) == 3
+        assert len(glob.glob(os.path.join(tmp_path, name, "bk2", "*.bk2"))) == 3

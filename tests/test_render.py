@@ -134,3 +134,28 @@ def test_broken_movies_are_a_one_line_error(tmp_path, plain_movie, content):
             f"fastretro {command[0]}: Cannot read {str(bad)!r}: not a complete .bk2 movie "
             "(truncated, or not a zip file)"
         )
+
+
+def test_a_movie_of_a_game_without_its_rom_says_how_to_import_it(tmp_path, plain_movie):
+    import zipfile
+
+    other = tmp_path / "sonic.bk2"
+    with zipfile.ZipFile(plain_movie) as src, zipfile.ZipFile(other, "w") as dst:
+        for name in src.namelist():
+            data = src.read(name)
+            if name == "Header.txt":
+                data = data.replace(b"Airstriker-Genesis-v0", b"SonicTheHedgehog-Genesis-v0")
+            dst.writestr(name, data)
+    from fastretro.contest import rom_imported
+
+    if rom_imported("SonicTheHedgehog-Genesis-v0"):
+        pytest.skip("the Sonic ROM is imported here")
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastretro.cli", "replay", str(other)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "python -m stable_retro.import DIR" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
