@@ -1,0 +1,140 @@
+"""RayVecRetroEnv on a local Ray instance (2 shards on this machine)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import GAME
+
+ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install fastretro[ray]")
+
+from fastretro import InvalidArgumentError, VecRetroEnv, WorkerDiedError, shm  # noqa: E402
+from fastretro.distributed import RayVecRetroEnv  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def acts(steps, n, seed=0):
+    return np.random.default_rng(seed).integers(0, 2, (steps, n, 12), dtype=np.uint8)
+
+
+def test_two_shards_step_exactly_like_a_local_pool():
+    options = {
+        "frameskip": 4,
+        "grayscale": True,
+        "resize": (42, 42),
+        "frame_stack": 2,
+        "max_episode_steps": 6,
+        "autoreset_mode": "same_step",
+    }
+    batches = acts(15, 4)
+    with VecRetroEnv(GAME, 4, **options) as local:
+        expected = [local.reset(seed=5)[0].copy()]
+        for a in batches:
+            obs, rew, term, trunc, infos = local.step(a)
+            expected.append((obs.copy(), rew, term, trunc, infos["score"]))
+    env = RayVecRetroEnv(GAME, 4, envs_per_actor=2, **options)
+    try:
+        assert env.shards == [(0, 2), (2, 4)]
+        assert env.single_observation_space == local.single_observation_space
+        obs, _ = env.reset(seed=5)
+        np.testing.assert_array_equal(obs, expected[0])
+        for a, (e_obs, e_rew, e_term, e_trunc, e_score) in zip(batches, expected[1:]):
+            obs, rew, term, trunc, infos = env.step(a)
+            np.testing.assert_array_equal(obs, e_obs)
+            np.testing.assert_array_equal(rew, e_rew)
+            np.testing.assert_array_equal(term, e_term)
+            np.testing.assert_array_equal(trunc, e_trunc)  # autoreset at step 6 and 12
+            np.testing.assert_array_equal(infos["score"], e_score)
+            if e_trunc.any():
+                assert infos["_final_obs"].tolist() == e_trunc.tolist()
+    finally:
+        env.close()
+    assert env.closed
+
+
+def test_per_env_levels_and_the_sb3_adapter_on_top():
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    from fastretro.sb3 import SB3VecEnv
+
+    env = RayVecRetroEnv(
+        GAME,
+        3,
+        [None, "Level1", None],
+        envs_per_actor=2,
+        autoreset_mode="same_step",
+        max_episode_steps=3,
+        resize=(56, 80),
+    )
+    venv = VecMonitor(SB3VecEnv(env))
+    try:
+        obs = venv.reset()
+        assert obs.shape == (3, 56, 80, 3)
+        episodes = []
+        for _ in range(4):
+            obs, rew, done, infos = venv.step(np.zeros((3, 12), np.uint8))
+            episodes += [i["episode"]["l"] for i in infos if "episode" in i]
+            assert obs.shape == (3, 56, 80, 3)
+        assert episodes == [3, 3, 3]  # VecMonitor saw every env's time-limited episode
+    finally:
+        venv.close()
+
+
+def test_a_killed_actor_raises_naming_its_shard():
+    env = RayVecRetroEnv(GAME, 4, envs_per_actor=2, observe=False)
+    env.reset()
+    ray.kill(env._actors[1])
+    with pytest.raises(
+        WorkerDiedError, match=re.escape("Shard 1 (envs 2..3) was lost during step")
+    ):
+        env.step(np.zeros((4, 12), np.uint8))
+    assert env.closed
+
+
+def test_restart_replaces_a_killed_actor_and_truncates_its_envs():
+    env = RayVecRetroEnv(GAME, 4, envs_per_actor=2, observe=False, restart=True)
+    try:
+        env.reset(seed=0)
+        ray.kill(env._actors[0])
+        *_, trunc, infos = env.step(np.zeros((4, 12), np.uint8))
+        assert trunc.tolist() == [True, True, False, False]
+        assert infos["shard_restarted"].tolist() == [True, True, False, False]
+        assert env.shard_restarts == 1
+        env.step(np.zeros((4, 12), np.uint8))
+    finally:
+        env.close()
+
+
+def test_close_leaves_no_segments_behind():
+    before = set(shm.list_segments())
+    env = RayVecRetroEnv(GAME, 2, envs_per_actor=1, observe=False)
+    env.reset()
+    assert len(set(shm.list_segments()) - before) == 2  # one per shard, in the actors
+    env.close()
+    assert set(shm.list_segments()) - before == set()
+
+
+def test_bad_arguments():
+    with pytest.raises(InvalidArgumentError, match="Expected envs_per_actor >= 1, got 0"):
+        RayVecRetroEnv(GAME, 2, envs_per_actor=0)
+    with pytest.raises(
+        InvalidArgumentError, match=re.escape("RayVecRetroEnv does not take 'batch_size'")
+    ):
+        RayVecRetroEnv(GAME, 2, batch_size=1)
+
+
+def test_without_ray_the_import_says_how_to_install_it():
+    code = "import sys; sys.modules['ray'] = None; import fastretro.distributed"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode != 0
+    assert 'pip install "fastretro[ray]"' in out.stderr
