@@ -142,6 +142,7 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
         self._remote = ray.remote(_Shard)
         self._seeds: list | None = None
         self._pending: list | None = None
+        self._in_flight: dict = {}  # async mode: object ref -> shard
         self.shard_restarts = 0
         self._closed = False
         try:
@@ -226,6 +227,66 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
         self.step_async(actions)
         return self.step_wait()
 
+    # -- async mode across shards ------------------------------------------------------------------
+
+    def async_reset(self, seed=None) -> None:
+        """Reset every shard without waiting; each shows up in a later :meth:`recv`."""
+        self._check_open("async_reset")
+        if self._in_flight:
+            raise StateMachineError("Cannot call async_reset while shards are running: recv them")
+        seeds = self._split_seeds(seed)
+        self._seeds = seeds
+        self._in_flight = {
+            self._actors[k].reset.remote(seeds[k], None): k for k in range(len(self.shards))
+        }
+
+    def send(self, actions, env_ids) -> None:
+        """Start a step of whole shards: ``env_ids`` are the envs of shards returned by recv."""
+        self._check_open("send")
+        ids = np.asarray(env_ids)
+        actions = np.asarray(actions)
+        if len(actions) != len(ids):
+            raise InvalidArgumentError(
+                f"Expected one action per env id, got {len(actions)} for {len(ids)} ids"
+            )
+        for k, (a, b) in enumerate(self.shards):
+            mine = (ids >= a) & (ids < b)
+            if not mine.any():
+                continue
+            if sorted(ids[mine].tolist()) != list(range(a, b)):
+                raise InvalidArgumentError(
+                    f"Expected whole shards in env_ids: shard {k} is envs {a}..{b - 1}"
+                )
+            if k in self._in_flight.values():
+                raise StateMachineError(f"Cannot send to shard {k}: it is still running")
+            order = np.argsort(ids[mine])
+            self._in_flight[self._actors[k].step.remote(actions[mine][order])] = k
+
+    def recv(self, timeout: float | None = None):
+        """Wait for whichever running shard finishes first; return its envs' results.
+
+        Returns:
+            ``(obs, rewards, terminated, truncated, infos)`` of that shard's envs, with
+            ``infos["env_id"]``; a reset shard returns zero rewards and no ends.
+        """
+        self._check_open("recv")
+        if not self._in_flight:
+            raise StateMachineError("Cannot call recv with no shard running: send first")
+        ready, _ = ray.wait(list(self._in_flight), num_returns=1, timeout=timeout)
+        if not ready:
+            raise TimeoutError(f"No shard finished within {timeout} s")
+        k = self._in_flight.pop(ready[0])
+        a, b = self.shards[k]
+        result = self._get(k, ready[0], "step")
+        n = b - a
+        if len(result) == 2:  # a reset
+            obs, infos = result
+            result = (obs, np.zeros(n), np.zeros(n, bool), np.zeros(n, bool), infos)
+        obs, rewards, terminated, truncated, infos = result[:5]
+        infos = dict(infos)
+        infos["env_id"] = np.arange(a, b)
+        return obs, rewards, terminated, truncated, infos
+
     def close(self, **kwargs: Any) -> None:
         """Close every shard and end its actor. Idempotent."""
         if self._closed:
@@ -250,21 +311,22 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
     # -- internals -------------------------------------------------------------------------------
 
     def _gather(self, refs: list, what: str, timeout: float | None = None) -> list:
-        results = []
-        for k, ref in enumerate(refs):
-            try:
-                results.append(ray.get(ref, timeout=timeout))
-            except ray.exceptions.RayActorError as exc:
-                a, b = self.shards[k]
-                if not self.restart or what != "step":
-                    self.close()
-                    raise WorkerDiedError(
-                        f"Shard {k} (envs {a}..{b - 1}) was lost during {what}: "
-                        f"{type(exc).__name__}; the pool has been closed",
-                        index=a,
-                    ) from exc
-                results.append(self._replace(k))
-        return results
+        return [self._get(k, ref, what, timeout) for k, ref in enumerate(refs)]
+
+    def _get(self, k: int, ref, what: str, timeout: float | None = None):
+        """Shard k's result, or (lost actor) a clear error or its replacement's reset."""
+        try:
+            return ray.get(ref, timeout=timeout)
+        except ray.exceptions.RayActorError as exc:
+            a, b = self.shards[k]
+            if not self.restart or what != "step":
+                self.close()
+                raise WorkerDiedError(
+                    f"Shard {k} (envs {a}..{b - 1}) was lost during {what}: "
+                    f"{type(exc).__name__}; the pool has been closed",
+                    index=a,
+                ) from exc
+            return self._replace(k)
 
     def _replace(self, k: int) -> tuple:
         # A new actor for shard k; its envs start new episodes, reported as truncated.

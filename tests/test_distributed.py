@@ -138,3 +138,24 @@ def test_without_ray_the_import_says_how_to_install_it():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode != 0
     assert 'pip install "fastretro[ray]"' in out.stderr
+
+
+def test_async_mode_returns_whichever_shard_is_ready():
+    env = RayVecRetroEnv(GAME, 4, envs_per_actor=2, observe=False)
+    try:
+        env.async_reset(seed=0)
+        seen = []
+        for _ in range(10):
+            _, rew, term, trunc, infos = env.recv()
+            ids = infos["env_id"]
+            assert ids.tolist() in ([0, 1], [2, 3]) and rew.shape == (2,)
+            seen.append(ids[0])
+            env.send(np.zeros((2, 12), np.uint8), ids)
+        assert set(seen) == {0, 2}
+        with pytest.raises(
+            InvalidArgumentError,
+            match=re.escape("Expected whole shards in env_ids: shard 0 is envs 0..1"),
+        ):
+            env.send(np.zeros((1, 12), np.uint8), [0])
+    finally:
+        env.close()
