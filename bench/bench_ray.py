@@ -18,7 +18,7 @@ import time
 import numpy as np
 import ray
 
-from fastretro import DEFAULT_GAME, VecRetroEnv
+from fastretro import DEFAULT_GAME, VecRetroEnv, distributed
 from fastretro.distributed import RayVecRetroEnv
 from fastretro.peers import CONFIGS, cores
 
@@ -71,10 +71,10 @@ def main() -> None:
     n, frames = args.num_envs, config.frameskip
     with VecRetroEnv(args.game, n, **config.pool_options()) as env:
         local = steps_per_s(env, args.seconds)
-    ray.init(include_dashboard=False, log_to_driver=False)
+    distributed.init()
     env = RayVecRetroEnv(args.game, n, envs_per_actor=n // 2, **config.pool_options())
     try:
-        distributed = steps_per_s(env, args.seconds)
+        sharded = steps_per_s(env, args.seconds)
     finally:
         env.close()
     trip = round_trip_s(2, (n // 2, 84, 84, 4))
@@ -82,8 +82,8 @@ def main() -> None:
     step_s = n / local  # one lock-step batch of the local pool
     rows = {
         "local_frames_per_s": local * frames,
-        "ray_frames_per_s": distributed * frames,
-        "ray_vs_local": distributed / local,
+        "ray_frames_per_s": sharded * frames,
+        "ray_vs_local": sharded / local,
         "round_trip_ms": trip * 1e3,
         "local_batch_ms": step_s * 1e3,
     }

@@ -18,7 +18,9 @@ from fastretro.distributed import RayVecRetroEnv  # noqa: E402
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    from fastretro import distributed
+
+    distributed.init(num_cpus=2)
     yield
     ray.shutdown()
 
