@@ -29,7 +29,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
-from fastretro import DEFAULT_GAME
+from fastretro import DEFAULT_GAME, shm
 from fastretro import actions as fr_actions
 from fastretro.errors import (
     ActionError,
@@ -296,6 +296,11 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             clip_reward=None if clip_reward is None else float(clip_reward),
             record=record_dirs,
         )
+        # Segments left by fastretro processes that were SIGKILLed (their owner is gone):
+        # reclaimed here, as `fastretro cleanup` would.
+        orphans = shm.cleanup_orphans()
+        if orphans:
+            log.info("removed %d orphaned shared-memory segment(s): %s", len(orphans), orphans)
         res = self._resources = _Resources()
         self._finalizer = weakref.finalize(self, res.shutdown, 5.0)
         self._closed = False

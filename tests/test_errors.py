@@ -497,3 +497,12 @@ def test_restart_mode_kills_and_replaces_a_stuck_worker():
         assert infos["worker_restarted"].tolist() == [True, False]
         assert stuck.exitcode == -signal.SIGKILL and env.worker_restarts == 1
         env.step(np.zeros((2, 12), np.uint8))
+
+
+def test_segments_of_dead_owners_are_reclaimed_by_the_next_pool():
+    # What a SIGKILLed parent whose resource tracker also died leaves behind.
+    orphan = "/dev/shm/" + shm.PREFIX + "999999999_deadbeef"
+    with open(orphan, "wb") as f:
+        f.write(b"\0" * 64)
+    with VecRetroEnv(GAME, 1, observe=False):
+        assert not os.path.exists(orphan)
