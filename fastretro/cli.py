@@ -63,6 +63,12 @@ def _eval(argv: list[str]) -> int:
     return evaluate.main(argv)
 
 
+def _jerk(argv: list[str]) -> int:
+    from fastretro.agents import jerk
+
+    return jerk.main(argv)
+
+
 def _replay(argv: list[str]) -> int:
     from fastretro import movies
 
@@ -78,6 +84,7 @@ def _render(argv: list[str]) -> int:
 COMMANDS = {
     "bench": (_bench, "measure emulator frames/s against the peers and the physical limit"),
     "games": (_games, "list integrated games, ROMs present, and how to import ROMs"),
+    "jerk": (_jerk, "run the JERK baseline (scripted search) on a level with the pool"),
     "eval": (_eval, "evaluate an agent under the Retro Contest's rules; write a results folder"),
     "replay": (_replay, "replay .bk2 movies headless and print their reward and length"),
     "render": (_render, "render .bk2 movies to mp4 or gif (no display, no system ffmpeg)"),

@@ -90,3 +90,32 @@ class FrameStack:
     def observation(self) -> np.ndarray:
         """(H, W, k * C)."""
         return np.concatenate(list(self.frames), axis=-1)
+
+
+# -- JERK's bookkeeping, one env at a time, as retro-baselines' jerk_agent.py reads ------------
+
+
+def jerk_action(mode, jump_left, replay_seq, replay_pos, draw, jump_prob, jump_repeat):
+    """(action, new jump_left, new replay_pos) of one explorer: the original's move()/exploit()."""
+    if mode == 2:
+        action = replay_seq[replay_pos] if replay_pos < len(replay_seq) else 0
+        return action, jump_left, replay_pos + 1
+    jump = False
+    if jump_left > 0:
+        jump, jump_left = True, jump_left - 1
+    elif draw < jump_prob:
+        jump, jump_left = True, jump_repeat - 1
+    base = 1 if mode == 0 else 3
+    return base + int(jump), jump_left, replay_pos
+
+
+def best_prefix(rewards):
+    """The original's TrackedEnv.best_sequence length: first index of the max cumulative + 1."""
+    cumulative = np.cumsum(rewards)
+    return int(np.flatnonzero(cumulative == cumulative.max())[0]) + 1
+
+
+def rank_by_mean(scores):
+    """Solutions by mean score, best first; a stable sort keeps earlier ones first on ties."""
+    means = [np.mean(s) for s in scores]
+    return sorted(range(len(scores)), key=lambda j: -means[j])

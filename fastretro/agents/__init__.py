@@ -1,0 +1,1 @@
+"""Agents that drive the pool: JERK (scripted search, agents/jerk.py)."""

@@ -1,0 +1,120 @@
+"""JERK's per-step bookkeeping for a whole pool at once (see fastretro/agents/jerk.py).
+
+Each env runs one explorer, in one of three modes: moving forward (``MODE_FORWARD``, for up to
+``forward_steps``), backing off (``MODE_BACK``, after a forward move that earned nothing), or
+replaying a remembered action sequence (``MODE_REPLAY``). Actions are indices into the JERK
+action set: no-op, forward, forward+jump, back, back+jump.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+MODE_FORWARD, MODE_BACK, MODE_REPLAY = 0, 1, 2
+NOOP, FORWARD, FORWARD_JUMP, BACK, BACK_JUMP = 0, 1, 2, 3, 4
+
+_JIT = {"cache": True, "nogil": True}
+
+
+@numba.njit(**_JIT)
+def jerk_actions_into(
+    mode, jump_left, replay, replay_len, replay_pos, draws, jump_prob, jump_repeat, out
+):
+    """Each env's next action into ``out``, advancing its jump and replay counters.
+
+    Moving: the jump button is held for ``jump_repeat`` steps, starting with probability
+    ``jump_prob`` on a step where it is not held (``draws`` holds one uniform draw per env).
+    Replaying: the sequence's next action, then no-op once it is exhausted.
+    """
+    for i in range(mode.shape[0]):
+        if mode[i] == MODE_REPLAY:
+            p = replay_pos[i]
+            out[i] = replay[i, p] if p < replay_len[i] else NOOP
+            replay_pos[i] = p + 1
+            continue
+        jump = False
+        if jump_left[i] > 0:
+            jump = True
+            jump_left[i] -= 1
+        elif draws[i] < jump_prob:
+            jump = True
+            jump_left[i] = jump_repeat - 1
+        if mode[i] == MODE_FORWARD:
+            out[i] = FORWARD_JUMP if jump else FORWARD
+        else:
+            out[i] = BACK_JUMP if jump else BACK
+
+
+@numba.njit(**_JIT)
+def jerk_record_step(
+    actions,
+    rewards,
+    done,
+    t,
+    history,
+    cumulative,
+    best,
+    best_t,
+    mode,
+    steps_left,
+    move_reward,
+    jump_left,
+    forward_steps,
+    back_steps,
+):
+    """Account for one step of every env; advance the movers' forward/back schedule.
+
+    Appends the action to the env's history, updates its cumulative reward, the best one and
+    the FIRST step reaching it (the end of the best prefix), and, for envs not at an episode
+    end, switches a finished forward move that earned nothing (<= 0) to a back-off, and any
+    other finished move to a new forward move.
+    """
+    for i in range(actions.shape[0]):
+        k = t[i]
+        if k < history.shape[1]:
+            history[i, k] = actions[i]
+        cumulative[i] += rewards[i]
+        if cumulative[i] > best[i]:
+            best[i] = cumulative[i]
+            best_t[i] = k + 1  # prefix length
+        t[i] = k + 1
+        if mode[i] == MODE_REPLAY or done[i]:
+            continue
+        move_reward[i] += rewards[i]
+        steps_left[i] -= 1
+        if steps_left[i] <= 0:
+            if mode[i] == MODE_FORWARD and move_reward[i] <= 0:
+                mode[i] = MODE_BACK
+                steps_left[i] = back_steps
+            else:
+                mode[i] = MODE_FORWARD
+                steps_left[i] = forward_steps
+            move_reward[i] = 0.0
+            jump_left[i] = 0  # every move starts with the jump button released
+
+
+@numba.njit(**_JIT)
+def best_prefix_length(cumulative_rewards):
+    """Length of the shortest prefix reaching the maximum cumulative reward (1 if all <= 0).
+
+    ``cumulative_rewards[k]`` is the total after step ``k``; the original JERK keeps
+    ``actions[:k + 1]`` for the first ``k`` where the maximum is reached.
+    """
+    best, at = cumulative_rewards[0], 0
+    for k in range(1, cumulative_rewards.shape[0]):
+        if cumulative_rewards[k] > best:
+            best, at = cumulative_rewards[k], k
+    return at + 1
+
+
+@numba.njit(**_JIT)
+def rank_by_mean_into(score_sums, score_counts, out):
+    """Indices of solutions by mean score, best first (ties: the earlier solution first)."""
+    n = score_sums.shape[0]
+    means = np.empty(n)
+    for j in range(n):
+        means[j] = score_sums[j] / score_counts[j]
+    order = np.argsort(-means, kind="mergesort")
+    for j in range(n):
+        out[j] = order[j]

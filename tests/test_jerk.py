@@ -1,0 +1,198 @@
+"""JERK: its kernels against one-env references, and end-to-end runs on the pool."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import naive
+import numpy as np
+import pytest
+from conftest import GAME
+
+from fastretro import InvalidArgumentError
+from fastretro.agents.jerk import JerkConfig, jerk_actions, run
+from fastretro.kernels import jerk as k
+
+
+def test_action_kernel_matches_the_one_env_reference():
+    rng = np.random.default_rng(0)
+    n, steps = 6, 300
+    mode = np.array([0, 0, 1, 1, 2, 2])
+    jump_left = np.zeros(n, np.int64)
+    replay = rng.integers(0, 5, (n, 20))
+    replay_len = np.array([0, 0, 0, 0, 20, 7])
+    replay_pos = np.zeros(n, np.int64)
+    ref_state = [(int(jump_left[i]), int(replay_pos[i])) for i in range(n)]
+    out = np.zeros(n, np.int64)
+    for _ in range(steps):
+        draws = rng.random(n)
+        k.jerk_actions_into(mode, jump_left, replay, replay_len, replay_pos, draws, 0.1, 4, out)
+        for i in range(n):
+            action, jl, rp = naive.jerk_action(
+                mode[i],
+                ref_state[i][0],
+                replay[i, : replay_len[i]],
+                ref_state[i][1],
+                draws[i],
+                0.1,
+                4,
+            )
+            ref_state[i] = (jl, rp)
+            assert out[i] == action and jump_left[i] == jl and replay_pos[i] == rp
+    assert set(out[:2].tolist()) <= {k.FORWARD, k.FORWARD_JUMP}
+
+
+def test_jumps_hold_the_button_for_jump_repeat_steps():
+    mode, jump_left = np.zeros(1, np.int64), np.zeros(1, np.int64)
+    empty = np.zeros((1, 1), np.int64)
+    out, seen = np.zeros(1, np.int64), []
+    for draw in [0.05, 0.9, 0.9, 0.9, 0.9, 0.9]:
+        k.jerk_actions_into(
+            mode,
+            jump_left,
+            empty,
+            np.zeros(1, np.int64),
+            np.zeros(1, np.int64),
+            np.array([draw]),
+            0.1,
+            4,
+            out,
+        )
+        seen.append(int(out[0]))
+    assert seen == [k.FORWARD_JUMP] * 4 + [k.FORWARD] * 2
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_best_prefix_is_the_first_step_reaching_the_maximum(seed):
+    rewards = np.random.default_rng(seed).integers(-2, 3, 60).astype(float)
+    assert k.best_prefix_length(np.cumsum(rewards)) == naive.best_prefix(rewards)
+    # And the per-step kernel finds the same while the episode runs.
+    t, hist = np.zeros(1, np.int64), np.zeros((1, 60), np.int64)
+    cum, best, best_t = np.zeros(1), np.full(1, -np.inf), np.zeros(1, np.int64)
+    mode, left = np.zeros(1, np.int64), np.full(1, 100, np.int64)
+    move, jump = np.zeros(1), np.zeros(1, np.int64)
+    for r in rewards:
+        k.jerk_record_step(
+            np.ones(1, np.int64),
+            np.array([r]),
+            np.zeros(1, bool),
+            t,
+            hist,
+            cum,
+            best,
+            best_t,
+            mode,
+            left,
+            move,
+            jump,
+            100,
+            70,
+        )
+    assert best_t[0] == naive.best_prefix(rewards) and best[0] == np.cumsum(rewards).max()
+
+
+def test_forward_move_that_earns_nothing_backs_off_then_goes_forward_again():
+    t, hist = np.zeros(1, np.int64), np.zeros((1, 400), np.int64)
+    cum, best, best_t = np.zeros(1), np.full(1, -np.inf), np.zeros(1, np.int64)
+    mode, left = np.zeros(1, np.int64), np.full(1, 3, np.int64)
+    move, jump = np.zeros(1), np.zeros(1, np.int64)
+    modes = []
+    for r in [0, 0, 0, 0, 0, 1, 1, 1, 0]:
+        k.jerk_record_step(
+            np.ones(1, np.int64),
+            np.array([float(r)]),
+            np.zeros(1, bool),
+            t,
+            hist,
+            cum,
+            best,
+            best_t,
+            mode,
+            left,
+            move,
+            jump,
+            3,
+            2,
+        )
+        modes.append(int(mode[0]))
+    F, B = k.MODE_FORWARD, k.MODE_BACK
+    # 3 forward steps earn 0 -> back 2 -> forward 3 (earn 2) -> forward again.
+    assert modes == [F, F, B, B, F, F, F, F, F]
+
+
+def test_rank_by_mean_matches_the_reference():
+    rng = np.random.default_rng(1)
+    scores = [list(rng.integers(0, 5, rng.integers(1, 4)).astype(float)) for _ in range(12)]
+    out = np.zeros(12, np.int64)
+    k.rank_by_mean_into(
+        np.array([sum(s) for s in scores]), np.array([len(s) for s in scores], float), out
+    )
+    assert out.tolist() == naive.rank_by_mean(scores)
+
+
+def test_tiny_run_end_to_end_and_explorers_share_solutions():
+    config = JerkConfig(TOTAL_TIMESTEPS=600, EXPLOIT_BIAS=1.0, seed=1)
+    result = run(
+        GAME, num_envs=2, config=config, progress=False, pool_options={"max_episode_steps": 50}
+    )
+    assert result["timesteps"] == 600 and result["episodes"] == 12  # 2 envs x 300 / 50
+    assert result["replay_path"] == "reset"
+    # EXPLOIT_BIAS=1: once a solution exists every new episode replays one. Both explorers'
+    # first episodes fed the one shared pool (2 solutions); all 12 later starts replayed.
+    assert result["solutions"] == 2 and result["replays"] == 12
+    assert result["mean_episode_reward"] is not None and result["steps_per_s"] > 0
+
+
+def test_cli_prints_one_json_line():
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fastretro.cli",
+            "jerk",
+            "--timesteps",
+            "200",
+            "--num-envs",
+            "2",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert {
+        "timesteps",
+        "wall_s",
+        "steps_per_s",
+        "episodes",
+        "mean_episode_reward",
+        "best_episode_reward",
+    } <= set(result)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (JerkConfig(TOTAL_TIMESTEPS=0), "Expected TOTAL_TIMESTEPS to be an int >= 1, got 0"),
+        (JerkConfig(jump_prob=1.5), "Expected jump_prob in [0, 1], got 1.5"),
+        (JerkConfig(EXPLOIT_BIAS=True), "Expected EXPLOIT_BIAS in [0, 1], got True"),
+        (
+            JerkConfig(profile={"forward": ["RIGHT"]}),
+            "Expected a JERK profile with 'forward', 'back' and 'jump', got {'forward': ['RIGHT']}",
+        ),
+    ],
+)
+def test_bad_configs_raise(config, message):
+    with pytest.raises(InvalidArgumentError, match=re.escape(message)):
+        run(GAME, num_envs=1, config=config, progress=False)
+
+
+def test_action_set_order_matches_the_kernels():
+    acts = jerk_actions({"forward": ["RIGHT"], "back": ["LEFT"], "jump": ["B"]})
+    assert acts[k.NOOP] == [] and acts[k.FORWARD] == ["RIGHT"]
+    assert acts[k.FORWARD_JUMP] == ["RIGHT", "B"] and acts[k.BACK_JUMP] == ["LEFT", "B"]
