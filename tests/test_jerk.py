@@ -134,9 +134,14 @@ def test_rank_by_mean_matches_the_reference():
 
 
 def test_tiny_run_end_to_end_and_explorers_share_solutions():
-    config = JerkConfig(TOTAL_TIMESTEPS=600, EXPLOIT_BIAS=1.0, seed=1)
+    config = JerkConfig(EXPLOIT_BIAS=1.0, seed=1)
     result = run(
-        GAME, num_envs=2, config=config, progress=False, pool_options={"max_episode_steps": 50}
+        GAME,
+        num_envs=2,
+        config=config,
+        progress=False,
+        pool_options={"max_episode_steps": 50},
+        timesteps=600,
     )
     assert result["timesteps"] == 600 and result["episodes"] == 12  # 2 envs x 300 / 50
     assert result["replay_path"] == "reset"

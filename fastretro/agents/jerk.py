@@ -50,7 +50,7 @@ class JerkConfig:
     """JERK's settings; the defaults are the original's constants."""
 
     TOTAL_TIMESTEPS: int = 1_000_000
-    """Agent steps over the whole pool (the budget; the original: 1e6 per level)."""
+    """The exploit schedule's horizon, and the default budget (the original's 1e6 per level)."""
     EXPLOIT_BIAS: float = 0.25
     """Base probability of replaying the best sequence at an episode start."""
     forward_steps: int = 100
@@ -128,14 +128,23 @@ def run(
     config: JerkConfig | None = None,
     progress: bool = True,
     pool_options: dict | None = None,
+    timesteps: int | None = None,
 ) -> dict:
-    """Run JERK on one level with ``num_envs`` explorers; return the run's figures."""
+    """Run JERK on one level with ``num_envs`` explorers; return the run's figures.
+
+    ``timesteps`` is the budget (agent steps over the whole pool); default
+    ``config.TOTAL_TIMESTEPS``. The exploit probability grows with steps / TOTAL_TIMESTEPS
+    either way, as in the original.
+    """
     from tqdm import tqdm
 
     from fastretro import VecRetroEnv
 
     config = config or JerkConfig()
     config.check()
+    budget = config.TOTAL_TIMESTEPS if timesteps is None else timesteps
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise InvalidArgumentError(f"Expected timesteps to be an int >= 1, got {budget!r}")
     profile = config.profile or PROFILES.get(game)
     if profile is None:
         raise InvalidArgumentError(
@@ -198,8 +207,8 @@ def run(
         env.reset(seed=config.seed)
         for i in range(n):
             begin_episode(i, 0)
-        bar = tqdm(total=config.TOTAL_TIMESTEPS, unit="step", desc="jerk", disable=not progress)
-        while steps < config.TOTAL_TIMESTEPS:
+        bar = tqdm(total=budget, unit="step", desc="jerk", disable=not progress)
+        while steps < budget:
             k.jerk_actions_into(
                 mode,
                 jump_left,
@@ -271,9 +280,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="only the JSON line at the end")
     args = parser.parse_args(argv)
-    config = JerkConfig(TOTAL_TIMESTEPS=args.timesteps, seed=args.seed)
+    config = JerkConfig(seed=args.seed)
     try:
-        result = run(args.game, args.state, args.num_envs, config, progress=not args.json)
+        result = run(
+            args.game,
+            args.state,
+            args.num_envs,
+            config,
+            progress=not args.json,
+            timesteps=args.timesteps,
+        )
     except FastRetroError as exc:
         print(f"fastretro jerk: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,188 @@
+"""JERK: the original single-env agent vs fastretro's JERK on the pool, same timestep budget.
+
+The yardstick is a faithful port of openai/retro-baselines agents/jerk_agent.py (its
+TrackedEnv, move, exploit and main loop, with the same constants) on one plain stable-retro env
+with the contest's frame timing (StochasticFrameSkip 4 frames, sticky 0.25) and a 4,500-step
+limit, run in its own process. fastretro's JERK (fastretro/agents/jerk.py) runs the same
+budget on a pool without frames. Both report steps/s and the contest's score: the mean
+episode reward over all episodes in the budget. Prints JSON lines and a markdown table.
+
+Run: ``python bench/bench_jerk.py [--timesteps 30000] [--seeds 0 1 2] [--num-envs 4]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import random
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+
+from fastretro import DEFAULT_GAME
+from fastretro.peers import cores
+
+EXPLOIT_BIAS = 0.25
+
+
+def original_jerk(game: str, timesteps: int, seed: int) -> dict:
+    """retro-baselines' jerk_agent.py main(), on one env, until ``timesteps`` steps."""
+    import gymnasium
+    import stable_retro
+
+    from fastretro.peers import StochasticFrameSkip
+
+    random.seed(seed)
+    env = stable_retro.make(game, render_mode=None)
+    env = StochasticFrameSkip(env, 4, 0.25, seed=seed)
+    env = gymnasium.wrappers.TimeLimit(env, max_episode_steps=4500)
+
+    class TrackedEnv:
+        def __init__(self, env):
+            self.env = env
+            self.action_history, self.reward_history = [], []
+            self.total_reward, self.total_steps_ever = 0, 0
+            self.episode_rewards = []
+
+        def best_sequence(self):
+            max_cumulative = max(self.reward_history)
+            for i, rew in enumerate(self.reward_history):
+                if rew == max_cumulative:
+                    return self.action_history[: i + 1]
+            raise RuntimeError("unreachable")
+
+        def reset(self):
+            self.action_history, self.reward_history = [], []
+            self.total_reward = 0
+            return self.env.reset()
+
+        def step(self, action):
+            self.total_steps_ever += 1
+            self.action_history.append(action.copy())
+            obs, rew, terminated, truncated, info = self.env.step(action)
+            done = terminated or truncated
+            self.total_reward += rew
+            self.reward_history.append(self.total_reward)
+            if done:
+                self.episode_rewards.append(self.total_reward)
+            return obs, rew, done, info
+
+    def move(env, num_steps, left=False, jump_prob=1.0 / 10.0, jump_repeat=4):
+        total_rew, done, steps_taken, jumping_steps_left = 0.0, False, 0, 0
+        while not done and steps_taken < num_steps:
+            action = np.zeros((12,), dtype=bool)
+            action[6] = left
+            action[7] = not left
+            if jumping_steps_left > 0:
+                action[0] = True
+                jumping_steps_left -= 1
+            elif random.random() < jump_prob:
+                jumping_steps_left = jump_repeat - 1
+                action[0] = True
+            _, rew, done, _ = env.step(action)
+            total_rew += rew
+            steps_taken += 1
+        return total_rew, done
+
+    def exploit(env, sequence):
+        env.reset()
+        done, idx = False, 0
+        while not done:
+            if idx >= len(sequence):
+                _, _, done, _ = env.step(np.zeros((12,), dtype=bool))
+            else:
+                _, _, done, _ = env.step(sequence[idx])
+            idx += 1
+        return env.total_reward
+
+    env = TrackedEnv(env)
+    new_ep, solutions = True, []
+    start = time.perf_counter()
+    # The budget is checked where the original checked nothing (it ran until killed): between
+    # moves, so the last move may run a few steps past it, as the contest's server allowed.
+    while env.total_steps_ever < timesteps:
+        if new_ep:
+            if solutions and random.random() < EXPLOIT_BIAS + env.total_steps_ever / 1e6:
+                solutions = sorted(solutions, key=lambda x: np.mean(x[0]))
+                best_pair = solutions[-1]
+                new_rew = exploit(env, best_pair[1])
+                best_pair[0].append(new_rew)
+                continue
+            env.reset()
+            new_ep = False
+        rew, new_ep = move(env, 100)
+        if not new_ep and rew <= 0:
+            _, new_ep = move(env, 70, left=True)
+        if new_ep:
+            solutions.append(([max(env.reward_history)], env.best_sequence()))
+    wall = time.perf_counter() - start
+    rewards = env.episode_rewards
+    return {
+        "agent": "original",
+        "seed": seed,
+        "timesteps": env.total_steps_ever,
+        "steps_per_s": env.total_steps_ever / wall,
+        "episodes": len(rewards),
+        "mean_episode_reward": float(np.mean(rewards)) if rewards else None,
+    }
+
+
+def fastretro_jerk(game: str, timesteps: int, seed: int, num_envs: int) -> dict:
+    """fastretro's JERK with the same budget and the original's exploit schedule."""
+    from fastretro.agents.jerk import JerkConfig, run
+
+    # The default TOTAL_TIMESTEPS (1e6) is the original's exploit schedule; the budget is apart.
+    config = JerkConfig(seed=seed)
+    result = run(game, num_envs=num_envs, config=config, progress=False, timesteps=timesteps)
+    return {
+        "agent": f"fastretro x{num_envs}",
+        "seed": seed,
+        "timesteps": result["timesteps"],
+        "steps_per_s": result["steps_per_s"],
+        "episodes": result["episodes"],
+        "mean_episode_reward": result["mean_episode_reward"],
+    }
+
+
+def main() -> None:
+    """Run both agents for every seed, each in a fresh process; print lines and a table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--game", default=DEFAULT_GAME)
+    parser.add_argument("--timesteps", type=int, default=30_000)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--num-envs", type=int, default=4)
+    args = parser.parse_args()
+    rows = []
+    ctx = mp.get_context("spawn")
+    for seed in args.seeds:
+        for job in ("original", "fastretro"):
+            with ProcessPoolExecutor(1, mp_context=ctx) as ex:
+                if job == "original":
+                    row = ex.submit(original_jerk, args.game, args.timesteps, seed).result()
+                else:
+                    row = ex.submit(
+                        fastretro_jerk, args.game, args.timesteps, seed, args.num_envs
+                    ).result()
+            rows.append(row)
+            print(json.dumps({"bench": "jerk", **row}), flush=True)
+    print(
+        f"\n{args.game}, contest timing, {args.timesteps} timesteps, seeds {args.seeds}, "
+        f"{cores()} cores"
+    )
+    print("| agent | steps/s (mean +- sd) | mean episode reward (mean +- sd) | episodes |")
+    print("|---|---|---|---|")
+    for agent in dict.fromkeys(r["agent"] for r in rows):
+        mine = [r for r in rows if r["agent"] == agent]
+        sps = np.array([r["steps_per_s"] for r in mine])
+        rew = np.array([r["mean_episode_reward"] or 0.0 for r in mine])
+        eps = [r["episodes"] for r in mine]
+        print(
+            f"| {agent} | {sps.mean():,.0f} +- {sps.std():,.0f} | {rew.mean():,.1f} +- "
+            f"{rew.std():,.1f} | {eps} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
