@@ -201,3 +201,21 @@ def test_action_set_order_matches_the_kernels():
     acts = jerk_actions({"forward": ["RIGHT"], "back": ["LEFT"], "jump": ["B"]})
     assert acts[k.NOOP] == [] and acts[k.FORWARD] == ["RIGHT"]
     assert acts[k.FORWARD_JUMP] == ["RIGHT", "B"] and acts[k.BACK_JUMP] == ["LEFT", "B"]
+
+
+def test_best_sequence_movie_replays_to_its_reward(tmp_path):
+    from fastretro.movies import replay
+
+    result = run(
+        GAME,
+        num_envs=2,
+        config=JerkConfig(seed=3),
+        progress=False,
+        pool_options={"max_episode_steps": 120},
+        timesteps=960,
+        movie_dir=str(tmp_path),
+    )
+    assert result["best_movie"].endswith(".bk2")
+    replayed = replay(result["best_movie"])
+    assert replayed["reward"] == result["best_movie_reward"] > 0
+    assert replayed["frames"] % 4 == 0 and replayed["frames"] > 0

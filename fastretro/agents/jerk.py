@@ -129,12 +129,15 @@ def run(
     progress: bool = True,
     pool_options: dict | None = None,
     timesteps: int | None = None,
+    movie_dir: str | None = None,
 ) -> dict:
     """Run JERK on one level with ``num_envs`` explorers; return the run's figures.
 
     ``timesteps`` is the budget (agent steps over the whole pool); default
     ``config.TOTAL_TIMESTEPS``. The exploit probability grows with steps / TOTAL_TIMESTEPS
-    either way, as in the original.
+    either way, as in the original. With ``movie_dir``, the best remembered sequence is played
+    once more at the end and recorded there as a .bk2 (with the frames' real buttons, so
+    ``fastretro replay`` gives back the reward reported as ``best_movie_reward``).
     """
     from tqdm import tqdm
 
@@ -251,6 +254,17 @@ def run(
                 bar.set_postfix(best=f"{max(episode_rewards):g}")
         bar.close()
     wall = time.perf_counter() - start
+    movie = None
+    if movie_dir is not None and solutions.sequences:
+        movie = _record_best(
+            game,
+            state,
+            profile,
+            solutions.sequences[solutions.best()],
+            options,
+            movie_dir,
+            config.seed,
+        )
     return {
         "game": game,
         "state": state,
@@ -264,8 +278,39 @@ def run(
         "solutions": len(solutions.sequences),
         "replays": replays,
         "replay_path": "reset",
+        "best_movie": None if movie is None else movie[0],
+        "best_movie_reward": None if movie is None else movie[1],
         "config": {key: v for key, v in asdict(config).items() if key != "profile"},
     }
+
+
+def _record_best(game, state, profile, sequence, options, movie_dir, seed):
+    """Play ``sequence`` (then no-op) for one episode in a recording pool: (movie, reward)."""
+    import glob
+    import os
+
+    from fastretro import VecRetroEnv
+
+    total = 0.0
+    with VecRetroEnv(
+        game,
+        1,
+        state,
+        actions=jerk_actions(profile),
+        observe=False,
+        record=[movie_dir],
+        autoreset_mode="next_step",
+        **options,
+    ) as env:
+        env.reset(seed=seed)
+        for t in range(options["max_episode_steps"]):
+            action = sequence[t] if t < len(sequence) else k.NOOP
+            _, reward, terminated, truncated, _ = env.step(np.array([action]))
+            total += float(reward[0])
+            if terminated[0] or truncated[0]:
+                break
+    movies = sorted(glob.glob(os.path.join(movie_dir, "*.bk2")), key=os.path.getmtime)
+    return movies[-1], total
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timesteps", type=int, default=JerkConfig.TOTAL_TIMESTEPS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="only the JSON line at the end")
+    parser.add_argument("--movie-dir", default=None, help="record the best sequence here (.bk2)")
     args = parser.parse_args(argv)
     config = JerkConfig(seed=args.seed)
     try:
@@ -289,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
             config,
             progress=not args.json,
             timesteps=args.timesteps,
+            movie_dir=args.movie_dir,
         )
     except FastRetroError as exc:
         print(f"fastretro jerk: {exc}", file=sys.stderr)
