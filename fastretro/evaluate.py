@@ -93,9 +93,14 @@ def load_agent(spec: str) -> Callable:
     """
     if spec in AGENTS:
         return AGENTS[spec]
+    if spec == "jerk":
+        from fastretro.agents.jerk import JerkAgent
+
+        return JerkAgent
     if ":" not in spec:
         raise InvalidArgumentError(
-            f"Expected --agent to be one of {sorted(AGENTS)} or module:factory, got {spec!r}"
+            f"Expected --agent to be one of {sorted([*AGENTS, 'jerk'])} or module:factory, "
+            f"got {spec!r}"
         )
     module_name, attr = spec.split(":", 1)
     try:
@@ -322,7 +327,7 @@ def _duration(text: str) -> float:
 def main(argv: list[str] | None = None) -> int:
     """``fastretro eval --agent A --game G [--state S] ...``."""
     parser = argparse.ArgumentParser(prog="fastretro eval", description=__doc__.splitlines()[0])
-    parser.add_argument("--agent", default="random", help="'random' or module:factory")
+    parser.add_argument("--agent", default="random", help="'random', 'jerk' or module:factory")
     parser.add_argument("--game", action="append", help="game ID (repeat for several levels)")
     parser.add_argument("--state", action="append", help="state per --game (default: the game's)")
     parser.add_argument(

@@ -137,7 +137,7 @@ def _raises(observation_space, action_space):
         (["--agent", "json:nosuch"], "'json' has no callable 'nosuch'"),
         (
             ["--agent", "smart"],
-            "Expected --agent to be one of ['random'] or module:factory, got 'smart'",
+            "Expected --agent to be one of ['jerk', 'random'] or module:factory, got 'smart'",
         ),
         (
             ["--agent", "test_evaluate:_raises"],
@@ -233,3 +233,16 @@ def test_several_levels_evaluate_in_parallel_each_with_its_folder(tmp_path):
     for name in score["levels"]:
         assert len(load_results(os.path.join(tmp_path, name))) == 3
         assert len(glob.glob(os.path.join(tmp_path, name, "bk2", "*.bk2"))) == 3
+
+
+def test_jerk_evaluates_by_name(tmp_path):
+    score = evaluate(
+        load_agent("jerk"),
+        [(GAME, None)],
+        str(tmp_path),
+        timesteps=150,
+        max_episode_steps=50,
+        progress=False,
+    )
+    assert score["levels"][f"{GAME}-default"]["episodes"] == 3
+    assert len(glob.glob(os.path.join(tmp_path, f"{GAME}-default", "bk2", "*.bk2"))) == 3

@@ -121,6 +121,119 @@ class Solutions:
         self.score_counts[index] += 1
 
 
+class JerkAgent:
+    """JERK explorers for every env of a pool, behind the small agent interface of eval.
+
+    ``act`` gives every env's next action (indices into :func:`jerk_actions`), ``observe`` takes
+    the step's rewards and episode ends; the pool must reset ended envs within the step
+    (``autoreset_mode="same_step"``). ``fastretro eval --agent jerk`` uses it directly, with
+    ``env_options`` (the action set of the shipped profiles, no frames).
+
+    Args:
+        observation_space: unused (JERK never looks).
+        action_space: the pool's batched action space; its length is the number of envs.
+        config: the settings; default JerkConfig().
+        horizon: the longest episode, for the preallocated action histories.
+    """
+
+    env_options = {
+        "actions": jerk_actions(PROFILES["SonicTheHedgehog-Genesis-v0"]),
+        "observe": False,
+    }
+
+    def __init__(
+        self,
+        observation_space,
+        action_space,
+        config: JerkConfig | None = None,
+        horizon: int = contest.MAX_EPISODE_STEPS,
+    ) -> None:
+        self.config = config = config or JerkConfig()
+        config.check()
+        n = self.num_envs = len(action_space.nvec) if hasattr(action_space, "nvec") else 1
+        self.rng = np.random.default_rng(config.seed)
+        self.mode = np.full(n, k.MODE_FORWARD, np.int64)
+        self.steps_left = np.full(n, config.forward_steps, np.int64)
+        self.jump_left = np.zeros(n, np.int64)
+        self.move_reward = np.zeros(n)
+        self.history = np.zeros((n, horizon), np.int64)
+        self.t = np.zeros(n, np.int64)
+        self.cumulative = np.zeros(n)
+        self.best = np.full(n, -np.inf)
+        self.best_t = np.zeros(n, np.int64)
+        self.replay = np.zeros((n, horizon), np.int64)
+        self.replay_len = np.zeros(n, np.int64)
+        self.replay_pos = np.zeros(n, np.int64)
+        self.replaying = np.full(n, -1, np.int64)  # the solution an env replays, -1: exploring
+        self.actions = np.zeros(n, np.int64)
+        self.solutions = Solutions()
+        self.episode_rewards: list[float] = []
+        self.replays = 0
+        self.steps = 0
+        for i in range(n):
+            self._begin_episode(i)
+
+    def act(self, observations) -> np.ndarray:
+        """Every env's next action (a preallocated array: copy it to keep it)."""
+        c = self.config
+        k.jerk_actions_into(
+            self.mode,
+            self.jump_left,
+            self.replay,
+            self.replay_len,
+            self.replay_pos,
+            self.rng.random(self.num_envs),
+            c.jump_prob,
+            c.jump_repeat,
+            self.actions,
+        )
+        return self.actions
+
+    def observe(self, rewards, terminated, truncated) -> None:
+        """Account for the step; at an episode end, remember or score, then start the next."""
+        done = np.asarray(terminated) | np.asarray(truncated)
+        c = self.config
+        k.jerk_record_step(
+            self.actions,
+            np.asarray(rewards, float),
+            done,
+            self.t,
+            self.history,
+            self.cumulative,
+            self.best,
+            self.best_t,
+            self.mode,
+            self.steps_left,
+            self.move_reward,
+            self.jump_left,
+            c.forward_steps,
+            c.back_steps,
+        )
+        self.steps += self.num_envs
+        for i in np.flatnonzero(done):  # rare: Python only at episode ends
+            self.episode_rewards.append(float(self.cumulative[i]))
+            if self.replaying[i] >= 0:
+                self.solutions.score(int(self.replaying[i]), float(self.cumulative[i]))
+            else:
+                self.solutions.add(self.history[i, : self.best_t[i]], float(self.best[i]))
+            self._begin_episode(i)
+
+    def _begin_episode(self, i: int) -> None:
+        self.t[i], self.cumulative[i], self.best[i], self.best_t[i] = 0, 0.0, -np.inf, 0
+        self.jump_left[i], self.move_reward[i] = 0, 0.0
+        p = self.config.EXPLOIT_BIAS + self.steps / self.config.TOTAL_TIMESTEPS
+        if self.solutions.sequences and self.rng.random() < p:
+            j = self.solutions.best()
+            seq = self.solutions.sequences[j]
+            self.replay[i, : len(seq)] = seq
+            self.replay_len[i], self.replay_pos[i], self.replaying[i] = len(seq), 0, j
+            self.mode[i] = k.MODE_REPLAY
+            self.replays += 1
+        else:
+            self.mode[i], self.steps_left[i] = k.MODE_FORWARD, self.config.forward_steps
+            self.replaying[i] = -1
+
+
 def run(
     game: str,
     state: str | None = None,
@@ -146,6 +259,8 @@ def run(
     config = config or JerkConfig()
     config.check()
     budget = config.TOTAL_TIMESTEPS if timesteps is None else timesteps
+    if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
+        raise InvalidArgumentError(f"Expected num_envs >= 1, got {num_envs!r}")
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise InvalidArgumentError(f"Expected timesteps to be an int >= 1, got {budget!r}")
     profile = config.profile or PROFILES.get(game)
@@ -160,99 +275,34 @@ def run(
         "max_episode_steps": contest.MAX_EPISODE_STEPS,
         **(pool_options or {}),
     }
-    horizon = options["max_episode_steps"]
-    rng = np.random.default_rng(config.seed)
-    n = num_envs
-    mode = np.full(n, k.MODE_FORWARD, np.int64)
-    steps_left = np.full(n, config.forward_steps, np.int64)
-    jump_left = np.zeros(n, np.int64)
-    move_reward = np.zeros(n)
-    history = np.zeros((n, horizon), np.int64)
-    t = np.zeros(n, np.int64)
-    cumulative = np.zeros(n)
-    best = np.full(n, -np.inf)
-    best_t = np.zeros(n, np.int64)
-    replay = np.zeros((n, horizon), np.int64)
-    replay_len = np.zeros(n, np.int64)
-    replay_pos = np.zeros(n, np.int64)
-    replaying = np.full(n, -1, np.int64)  # which solution an env replays, -1 when exploring
-    actions = np.zeros(n, np.int64)
-    solutions = Solutions()
-    episode_rewards: list[float] = []
-    replays = 0
-
-    def begin_episode(i: int, steps_so_far: int) -> None:
-        nonlocal replays
-        t[i], cumulative[i], best[i], best_t[i] = 0, 0.0, -np.inf, 0
-        jump_left[i], move_reward[i] = 0, 0.0
-        p = config.EXPLOIT_BIAS + steps_so_far / config.TOTAL_TIMESTEPS
-        if solutions.sequences and rng.random() < p:
-            j = solutions.best()
-            seq = solutions.sequences[j]
-            replay[i, : len(seq)] = seq
-            replay_len[i], replay_pos[i], replaying[i] = len(seq), 0, j
-            mode[i] = k.MODE_REPLAY
-            replays += 1
-        else:
-            mode[i], steps_left[i], replaying[i] = k.MODE_FORWARD, config.forward_steps, -1
-
     start = time.perf_counter()
     steps = 0
     with VecRetroEnv(
         game,
-        n,
+        num_envs,
         state,
         actions=jerk_actions(profile),
         observe=False,
         autoreset_mode="same_step",
         **options,
     ) as env:
+        agent = JerkAgent(None, env.action_space, config, horizon=options["max_episode_steps"])
         env.reset(seed=config.seed)
-        for i in range(n):
-            begin_episode(i, 0)
         bar = tqdm(total=budget, unit="step", desc="jerk", disable=not progress)
         while steps < budget:
-            k.jerk_actions_into(
-                mode,
-                jump_left,
-                replay,
-                replay_len,
-                replay_pos,
-                rng.random(n),
-                config.jump_prob,
-                config.jump_repeat,
-                actions,
-            )
-            _, rewards, terminated, truncated, _ = env.step(actions)
-            done = terminated | truncated
-            k.jerk_record_step(
-                actions,
-                rewards,
-                done,
-                t,
-                history,
-                cumulative,
-                best,
-                best_t,
-                mode,
-                steps_left,
-                move_reward,
-                jump_left,
-                config.forward_steps,
-                config.back_steps,
-            )
-            steps += n
-            for i in np.flatnonzero(done):  # rare: Python only at episode ends
-                episode_rewards.append(float(cumulative[i]))
-                if replaying[i] >= 0:
-                    solutions.score(int(replaying[i]), float(cumulative[i]))
-                else:
-                    solutions.add(history[i, : best_t[i]], float(best[i]))
-                begin_episode(i, steps)
-            bar.update(n)
-            if episode_rewards and steps % (50 * n) == 0:
-                bar.set_postfix(best=f"{max(episode_rewards):g}")
+            _, rewards, terminated, truncated, _ = env.step(agent.act(None))
+            agent.observe(rewards, terminated, truncated)
+            steps += num_envs
+            bar.update(num_envs)
+            if agent.episode_rewards and steps % (50 * num_envs) == 0:
+                bar.set_postfix(best=f"{max(agent.episode_rewards):g}")
         bar.close()
+    episode_rewards, solutions, replays, n = (
+        agent.episode_rewards,
+        agent.solutions,
+        agent.replays,
+        num_envs,
+    )
     wall = time.perf_counter() - start
     movie = None
     if movie_dir is not None and solutions.sequences:
