@@ -471,14 +471,16 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         """Step every env with its row of ``actions``.
 
         Args:
-            actions: buttons, shape ``(num_envs, num_buttons)``, values 0 or 1, any integer or
-                bool dtype.
+            actions: one row per env, as ``action_space`` says: buttons ``(num_envs,
+                num_buttons)`` of 0/1 (any integer or bool dtype) for ``"filtered"``, indices
+                ``(num_envs,)`` for the discrete sets, ``(num_envs, groups)`` for
+                ``"multi_discrete"``.
 
         Returns:
-            ``(obs, rewards, terminated, truncated, infos)``: obs ``(num_envs, H, W, 3)`` uint8
-            (a read-only view of shared memory unless ``copy=True``: it changes on the next
-            call), rewards float64, terminated/truncated bool, and infos as a dict of arrays
-            with ``_name`` masks (gymnasium's convention).
+            ``(obs, rewards, terminated, truncated, infos)``: obs ``(num_envs, *obs_shape)``
+            uint8 (a read-only view of shared memory unless ``copy=True``: it changes on the
+            next call), rewards float64, terminated/truncated bool, and infos as a dict of
+            arrays with ``_name`` masks (gymnasium's convention).
         """
         self.step_async(actions)
         return self.step_wait()
