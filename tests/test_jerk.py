@@ -29,7 +29,9 @@ def test_action_kernel_matches_the_one_env_reference():
     out = np.zeros(n, np.int64)
     for _ in range(steps):
         draws = rng.random(n)
-        k.jerk_actions_into(mode, jump_left, replay, replay_len, replay_pos, draws, 0.1, 4, out)
+        k.jerk_actions_into(
+            np.arange(n), mode, jump_left, replay, replay_len, replay_pos, draws, 0.1, 4, out
+        )
         for i in range(n):
             action, jl, rp = naive.jerk_action(
                 mode[i],
@@ -51,6 +53,7 @@ def test_jumps_hold_the_button_for_jump_repeat_steps():
     out, seen = np.zeros(1, np.int64), []
     for draw in [0.05, 0.9, 0.9, 0.9, 0.9, 0.9]:
         k.jerk_actions_into(
+            np.arange(1),
             mode,
             jump_left,
             empty,
@@ -76,6 +79,7 @@ def test_best_prefix_is_the_first_step_reaching_the_maximum(seed):
     move, jump = np.zeros(1), np.zeros(1, np.int64)
     for r in rewards:
         k.jerk_record_step(
+            np.arange(1),
             np.ones(1, np.int64),
             np.array([r]),
             np.zeros(1, bool),
@@ -102,6 +106,7 @@ def test_forward_move_that_earns_nothing_backs_off_then_goes_forward_again():
     modes = []
     for r in [0, 0, 0, 0, 0, 1, 1, 1, 0]:
         k.jerk_record_step(
+            np.arange(1),
             np.ones(1, np.int64),
             np.array([float(r)]),
             np.zeros(1, bool),
@@ -142,6 +147,7 @@ def test_tiny_run_end_to_end_and_explorers_share_solutions():
         progress=False,
         pool_options={"max_episode_steps": 50},
         timesteps=600,
+        async_batches=False,  # lock-step: every env steps exactly 300 times
     )
     assert result["timesteps"] == 600 and result["episodes"] == 12  # 2 envs x 300 / 50
     assert result["replay_path"] == "reset"
@@ -219,3 +225,18 @@ def test_best_sequence_movie_replays_to_its_reward(tmp_path):
     replayed = replay(result["best_movie"])
     assert replayed["reward"] == result["best_movie_reward"] > 0
     assert replayed["frames"] % 4 == 0 and replayed["frames"] > 0
+
+
+def test_async_batches_step_the_same_budget_with_shared_solutions():
+    result = run(
+        GAME,
+        num_envs=4,
+        config=JerkConfig(EXPLOIT_BIAS=1.0, seed=2),
+        progress=False,
+        pool_options={"max_episode_steps": 40},
+        timesteps=800,
+    )
+    assert result["timesteps"] == 800
+    # 800 steps over 4 envs of 40-step episodes: about 20 episodes, however the halves interleave.
+    assert 16 <= result["episodes"] <= 20
+    assert result["solutions"] == 4 and result["replays"] == result["episodes"]

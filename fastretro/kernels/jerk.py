@@ -19,35 +19,39 @@ _JIT = {"cache": True, "nogil": True}
 
 @numba.njit(**_JIT)
 def jerk_actions_into(
-    mode, jump_left, replay, replay_len, replay_pos, draws, jump_prob, jump_repeat, out
+    envs, mode, jump_left, replay, replay_len, replay_pos, draws, jump_prob, jump_repeat, out
 ):
-    """Each env's next action into ``out``, advancing its jump and replay counters.
+    """The next action of each env in ``envs`` into ``out[j]``; advances jumps and replays.
 
     Moving: the jump button is held for ``jump_repeat`` steps, starting with probability
-    ``jump_prob`` on a step where it is not held (``draws`` holds one uniform draw per env).
-    Replaying: the sequence's next action, then no-op once it is exhausted.
+    ``jump_prob`` on a step where it is not held (``draws[j]``: one uniform draw per env).
+    Replaying: the sequence's next action, then no-op once it is exhausted. ``envs`` lists the
+    envs to act for (all of them in lock-step, a finished batch in async mode); the per-env
+    state arrays are indexed by env.
     """
-    for i in range(mode.shape[0]):
+    for j in range(envs.shape[0]):
+        i = envs[j]
         if mode[i] == MODE_REPLAY:
             p = replay_pos[i]
-            out[i] = replay[i, p] if p < replay_len[i] else NOOP
+            out[j] = replay[i, p] if p < replay_len[i] else NOOP
             replay_pos[i] = p + 1
             continue
         jump = False
         if jump_left[i] > 0:
             jump = True
             jump_left[i] -= 1
-        elif draws[i] < jump_prob:
+        elif draws[j] < jump_prob:
             jump = True
             jump_left[i] = jump_repeat - 1
         if mode[i] == MODE_FORWARD:
-            out[i] = FORWARD_JUMP if jump else FORWARD
+            out[j] = FORWARD_JUMP if jump else FORWARD
         else:
-            out[i] = BACK_JUMP if jump else BACK
+            out[j] = BACK_JUMP if jump else BACK
 
 
 @numba.njit(**_JIT)
 def jerk_record_step(
+    envs,
     actions,
     rewards,
     done,
@@ -63,25 +67,26 @@ def jerk_record_step(
     forward_steps,
     back_steps,
 ):
-    """Account for one step of every env; advance the movers' forward/back schedule.
+    """Account for one step of each env in ``envs`` (``actions[j]``, ``rewards[j]``, ``done[j]``).
 
     Appends the action to the env's history, updates its cumulative reward, the best one and
     the FIRST step reaching it (the end of the best prefix), and, for envs not at an episode
     end, switches a finished forward move that earned nothing (<= 0) to a back-off, and any
     other finished move to a new forward move.
     """
-    for i in range(actions.shape[0]):
+    for j in range(envs.shape[0]):
+        i = envs[j]
         k = t[i]
         if k < history.shape[1]:
-            history[i, k] = actions[i]
-        cumulative[i] += rewards[i]
+            history[i, k] = actions[j]
+        cumulative[i] += rewards[j]
         if cumulative[i] > best[i]:
             best[i] = cumulative[i]
             best_t[i] = k + 1  # prefix length
         t[i] = k + 1
-        if mode[i] == MODE_REPLAY or done[i]:
+        if mode[i] == MODE_REPLAY or done[j]:
             continue
-        move_reward[i] += rewards[i]
+        move_reward[i] += rewards[j]
         steps_left[i] -= 1
         if steps_left[i] <= 0:
             if mode[i] == MODE_FORWARD and move_reward[i] <= 0:
