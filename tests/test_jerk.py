@@ -147,7 +147,7 @@ def test_tiny_run_end_to_end_and_explorers_share_solutions():
         progress=False,
         pool_options={"max_episode_steps": 50},
         timesteps=600,
-        async_batches=False,  # lock-step: every env steps exactly 300 times
+        async_batches=False,  # the default, said: every env steps exactly 300 times
     )
     assert result["timesteps"] == 600 and result["episodes"] == 12  # 2 envs x 300 / 50
     assert result["replay_path"] == "reset"
@@ -235,6 +235,7 @@ def test_async_batches_step_the_same_budget_with_shared_solutions():
         progress=False,
         pool_options={"max_episode_steps": 40},
         timesteps=800,
+        async_batches=True,
     )
     assert result["timesteps"] == 800
     # 800 steps over 4 envs of 40-step episodes: about 20 episodes, however the halves interleave.
