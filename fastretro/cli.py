@@ -1,4 +1,4 @@
-"""The ``fastretro`` command: bench (the main job), eval, replay, games, cleanup."""
+"""The ``fastretro`` command: bench (the main job) and the tools around it, one subcommand each."""
 
 from __future__ import annotations
 
@@ -81,10 +81,38 @@ def _render(argv: list[str]) -> int:
     return movies.render_main(argv)
 
 
+def _ppo(argv: list[str]) -> int:
+    from fastretro.agents import ppo2
+
+    return ppo2.main(argv)
+
+
+def _play(argv: list[str]) -> int:
+    from fastretro.agents import ppo2
+
+    return ppo2.play_main(argv)
+
+
+def _plot(argv: list[str]) -> int:
+    from fastretro import plot
+
+    return plot.main(argv)
+
+
+def _profile(argv: list[str]) -> int:
+    from fastretro import profiler
+
+    return profiler.main(argv)
+
+
 COMMANDS = {
     "bench": (_bench, "measure emulator frames/s against the peers and the physical limit"),
     "games": (_games, "list integrated games, ROMs present, and how to import ROMs"),
     "jerk": (_jerk, "run the JERK baseline (scripted search) on a level with the pool"),
+    "ppo": (_ppo, "train the PPO2 client (checkpoints, resume, fine-tune, TensorBoard)"),
+    "play": (_play, "run a trained PPO2 checkpoint on a level, optionally recording .bk2"),
+    "plot": (_plot, "draw a run's learning curve (monitor.csv) to PNG"),
+    "profile": (_profile, "run an agent for a fixed time; show where the wall-clock went"),
     "eval": (_eval, "evaluate an agent under the Retro Contest's rules; write a results folder"),
     "replay": (_replay, "replay .bk2 movies headless and print their reward and length"),
     "render": (_render, "render .bk2 movies to mp4 or gif (no display, no system ffmpeg)"),

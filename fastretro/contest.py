@@ -64,6 +64,13 @@ def rom_imported(game: str) -> bool:
     return True
 
 
+def has_contest_scenario(game: str) -> bool:
+    """True when the game's integration ships the contest scenario (Sonic 1, 2, 3&K do)."""
+    from fastretro.spec import _retro_data, integrations
+
+    return bool(_retro_data().get_file_path(game, f"{SCENARIO}.json", integrations()))
+
+
 def playable(levels: Iterable[Level]) -> list[Level]:
     """The levels whose ROM is imported."""
     return [lv for lv in levels if rom_imported(lv.game)]
@@ -108,15 +115,10 @@ def contest_env(num_envs: int, levels=None, *, allow_backtracking: bool = False,
         GameNotFoundError: a level's ROM is not imported (the message says how to import it).
     """
     from fastretro import VecRetroEnv
-    from fastretro.spec import _retro_data, integrations
 
     games, states = spread(training_levels() if levels is None else levels, num_envs)
-    data = _retro_data()
     if "scenario" not in options:
-        options["scenario"] = [
-            SCENARIO if data.get_file_path(g, f"{SCENARIO}.json", integrations()) else None
-            for g in games
-        ]
+        options["scenario"] = [SCENARIO if has_contest_scenario(g) else None for g in games]
     defaults = {
         "frameskip": FRAMESKIP,
         "sticky_prob": STICKY_PROB,

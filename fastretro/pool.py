@@ -44,6 +44,7 @@ from fastretro.errors import (
 from fastretro.preprocess import FrameWriter, Preprocessing, copy_into, stack_views
 from fastretro.shm import Layout, SharedBuffers
 from fastretro.spec import EnvSpec, resolve_all
+from fastretro.stats import TIMING_WIDTH, PoolStats
 
 log = logging.getLogger("fastretro.pool")
 
@@ -349,8 +350,10 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
 
     def _create_buffers(self, screen_shape: tuple[int, ...]) -> None:
         from fastretro._ext.handshake import SEM_STRIDE, Handshake
+        from fastretro._ext.worker_loop import TIMING_WIDTH as COMPILED_WIDTH
 
         assert SEM_STRIDE == _SEM_STRIDE
+        assert COMPILED_WIDTH == TIMING_WIDTH
         n, k = self.num_envs, len(self.info_names)
         prep = self.preprocessing
         if self.observe:
@@ -375,6 +378,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
                 ("arg", (n,), "i8"),
                 ("status", (n,), "i4"),
                 ("counter", (48,), "i4"),
+                ("timing", (n, TIMING_WIDTH), "i8"),
                 ("sem", (_SEM_STRIDE,), "u1"),
             ]
         )
@@ -394,6 +398,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             v.flags.writeable = False
         self._stack_views = views
         self._slot = 0
+        self.reset_stats()
 
     def _gather(self, kind: str, deadline: float) -> list:
         """Collect one ``kind`` message from every worker during startup."""
@@ -661,6 +666,26 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             self._finalizer.detach()
             self._resources.shutdown(timeout=timeout)
 
+    def stats(self) -> PoolStats:
+        """Where the pool's time went since it started or since :meth:`reset_stats`.
+
+        The counters live in shared memory and are kept by the workers all the time (a step
+        reads the clock about a dozen times); this call only copies them. See
+        :class:`fastretro.stats.PoolStats` for the fields.
+        """
+        self._check_open("stats")
+        return PoolStats.from_counters(
+            self._a["timing"] - self._timing_base,
+            time.monotonic_ns() - self._stats_start_ns,
+            self._parent_wait_ns,
+        )
+
+    def reset_stats(self) -> None:
+        """Start :meth:`stats` counting from now."""
+        self._timing_base = self._a["timing"].copy()
+        self._stats_start_ns = time.monotonic_ns()
+        self._parent_wait_ns = 0
+
     def __enter__(self) -> VecRetroEnv:
         return self
 
@@ -682,6 +707,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
     def _wait(self, timeout: float | None, what: str) -> None:
         res = self._resources
         timeout = self.step_timeout if timeout is None else timeout
+        start_ns = time.monotonic_ns()
         deadline = time.monotonic() + timeout
         try:
             while not res.handshake.wait_parent(_LIVENESS_POLL_S):
@@ -714,6 +740,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
                 if msg is None:
                     raise WorkerError(f"Worker {i} failed during {what}", index=i)
                 raise _reraise(msg)
+            self._parent_wait_ns += time.monotonic_ns() - start_ns
         except BaseException as exc:
             # KeyboardInterrupt included: a half-finished batch leaves the pool unusable, so
             # free the workers and the shared memory now rather than at exit.

@@ -119,3 +119,28 @@ def rank_by_mean(scores):
     """Solutions by mean score, best first; a stable sort keeps earlier ones first on ties."""
     means = [np.mean(s) for s in scores]
     return sorted(range(len(scores)), key=lambda j: -means[j])
+
+
+def gae(rewards, values, dones, last_value, last_done, gamma, lam):
+    """GAE in plain Python, one env at a time, from the definition.
+
+    A_t = sum_k (gamma lam)^k delta_{t+k}, delta_t = r_t + gamma V(s_{t+1}) (1 - d_{t+1}) -
+    V(s_t), where d_{t+1} marks that s_{t+1} began a new episode; the sum stops at that boundary.
+    Lists of lists [step][env] in, (advantages, returns) out.
+    """
+    steps, envs = len(rewards), len(rewards[0])
+    adv = [[0.0] * envs for _ in range(steps)]
+    for e in range(envs):
+        for t in range(steps):
+            total, discount = 0.0, 1.0
+            for k in range(t, steps):
+                next_value = last_value[e] if k == steps - 1 else values[k + 1][e]
+                next_done = last_done[e] if k == steps - 1 else dones[k + 1][e]
+                delta = rewards[k][e] + gamma * next_value * (1 - next_done) - values[k][e]
+                total += discount * delta
+                if next_done:
+                    break
+                discount *= gamma * lam
+            adv[t][e] = total
+    returns = [[adv[t][e] + values[t][e] for e in range(envs)] for t in range(steps)]
+    return adv, returns

@@ -16,6 +16,7 @@ AUTORESET_DISABLED: int
 MODE_BITS: int
 MODE_INDEX: int
 MODE_GROUPS: int
+TIMING_WIDTH: int
 
 class EnvStepper:
     """One emulator and its slice of the shared buffers."""

@@ -1,0 +1,150 @@
+"""Where a pool's time goes: the per-worker timing counters and :class:`PoolStats`.
+
+Each worker keeps one row of a shared ``timing`` array (int64, written by ext/worker_loop.pyx):
+nanoseconds spent emulating, reading RAM/reward, producing observations, resetting and waiting
+for the parent, the CPU time it used, and step/frame/reset counts. The parent keeps the time it
+spent blocked in the pool. ``VecRetroEnv.stats()`` turns both into a :class:`PoolStats`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+# Columns of the timing array; mirrored in ext/worker_loop.pyx (TIMING_* enum), checked at import
+# of the pool against the compiled module.
+T_EMULATE, T_RAM, T_OBS, T_RESET, T_WAIT, T_CPU, N_STEPS, N_FRAMES, N_RESETS = range(9)
+TIMING_WIDTH = 9
+
+PHASES = ("emulate", "ram", "obs", "reset")
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    """A snapshot of a pool's counters since it started (or since ``reset_stats``).
+
+    Per-worker arrays have shape ``(num_envs,)``; times are seconds of wall-clock (``cpu_s``:
+    CPU seconds). A worker's phases are timed in wall-clock, so on an oversubscribed machine
+    (more envs than cores) they include time the worker was runnable but descheduled; ``cpu_s``
+    does not.
+    """
+
+    wall_s: float
+    """Seconds since the counters started."""
+    emulate_s: np.ndarray
+    """In the emulator core (``em.step``; the movie's frame too when recording)."""
+    ram_s: np.ndarray
+    """Reading RAM, reward, done and the info variables (``data.update_ram`` and friends)."""
+    obs_s: np.ndarray
+    """Grabbing the screen and running the preprocessing kernel into shared memory."""
+    reset_s: np.ndarray
+    """Resetting the emulator, first observation of each episode included."""
+    wait_s: np.ndarray
+    """Blocked, waiting for the parent's next command (the agent's turn, or other envs)."""
+    cpu_s: np.ndarray
+    """CPU time used while serving commands."""
+    steps: np.ndarray
+    """Agent steps served."""
+    frames: np.ndarray
+    """Emulator frames run."""
+    resets: np.ndarray
+    """Episodes started."""
+    parent_wait_s: float
+    """The parent's time blocked in the pool, waiting for workers (step_wait, recv, reset)."""
+    cores: int
+    """CPU cores available to this process."""
+
+    @classmethod
+    def from_counters(
+        cls, timing: np.ndarray, wall_ns: int, parent_wait_ns: int, cores: int | None = None
+    ) -> PoolStats:
+        """Build from a copy of the shared ``timing`` array (int64, one row per worker)."""
+        t = np.asarray(timing, dtype=np.int64)
+        sec = t.astype(np.float64) / 1e9
+        return cls(
+            wall_s=wall_ns / 1e9,
+            emulate_s=sec[:, T_EMULATE],
+            ram_s=sec[:, T_RAM],
+            obs_s=sec[:, T_OBS],
+            reset_s=sec[:, T_RESET],
+            wait_s=sec[:, T_WAIT],
+            cpu_s=sec[:, T_CPU],
+            steps=t[:, N_STEPS].copy(),
+            frames=t[:, N_FRAMES].copy(),
+            resets=t[:, N_RESETS].copy(),
+            parent_wait_s=parent_wait_ns / 1e9,
+            cores=cores or available_cores(),
+        )
+
+    @property
+    def busy_s(self) -> np.ndarray:
+        """Per worker: emulate + ram + obs + reset."""
+        return self.emulate_s + self.ram_s + self.obs_s + self.reset_s
+
+    @property
+    def utilization(self) -> float:
+        """Workers' CPU time over what the machine's cores could give them (0 to 1)."""
+        if self.wall_s <= 0:
+            return 0.0
+        return float(self.cpu_s.sum() / (min(self.cores, len(self.cpu_s)) * self.wall_s))
+
+    @property
+    def frames_per_s(self) -> float:
+        """Emulator frames per second of wall-clock, all workers together."""
+        return float(self.frames.sum() / self.wall_s) if self.wall_s > 0 else 0.0
+
+    def phase_fractions(self) -> dict[str, float]:
+        """Share of the workers' busy time in each phase (sums to 1 when anything ran)."""
+        totals = {p: float(getattr(self, f"{p}_s").sum()) for p in PHASES}
+        busy = sum(totals.values())
+        return {p: (v / busy if busy > 0 else 0.0) for p, v in totals.items()}
+
+    def summary(self) -> str:
+        """A few lines for humans."""
+        frac = self.phase_fractions()
+        phases = ", ".join(f"{p} {100 * f:.0f}%" for p, f in frac.items())
+        return (
+            f"{len(self.steps)} workers, {self.wall_s:.1f} s: {int(self.steps.sum())} steps, "
+            f"{self.frames_per_s:,.0f} frames/s; workers' CPU use {100 * self.utilization:.0f}% "
+            f"of {min(self.cores, len(self.steps))} core(s); busy time: {phases}; "
+            f"parent blocked {self.parent_wait_s:.2f} s"
+        )
+
+
+def available_cores() -> int:
+    """Cores this process may run on (the affinity mask, not the machine's total)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class Stopwatch:
+    """Named wall-clock accumulators for an agent's own phases (``inference``, ``learning``).
+
+    ``with watch("inference"): ...`` adds the block's duration to ``watch.seconds["inference"]``.
+    Agents take an optional stopwatch so ``fastretro profile`` can split their time.
+    """
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, name: str) -> _Section:
+        return _Section(self, name)
+
+
+class _Section:
+    __slots__ = ("watch", "name", "start")
+
+    def __init__(self, watch: Stopwatch, name: str) -> None:
+        self.watch, self.name = watch, name
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc) -> None:
+        s = self.watch.seconds
+        s[self.name] = s.get(self.name, 0.0) + time.perf_counter() - self.start
