@@ -26,7 +26,10 @@ def read_monitor(path: str) -> dict[str, np.ndarray]:
 
 
 def learning_curve(
-    run_dir: str, out: str | None = None, window: int = 20, baseline: float | None = None,
+    run_dir: str,
+    out: str | None = None,
+    window: int = 20,
+    baseline: float | None = None,
     frameskip: int = 4,
 ) -> str:
     """Draw episode reward (and its rolling mean) against emulator frames; return the PNG path.

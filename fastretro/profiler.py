@@ -86,9 +86,7 @@ class Profile:
         return "\n".join(lines)
 
 
-def analyse(
-    agent: str, game: str, stats: PoolStats, watch: Stopwatch, wall_s: float
-) -> Profile:
+def analyse(agent: str, game: str, stats: PoolStats, watch: Stopwatch, wall_s: float) -> Profile:
     """Combine the pool's counters and the agent's stopwatch into a :class:`Profile`."""
     n = len(stats.steps)
     k = min(stats.cores, n)
@@ -117,13 +115,13 @@ def analyse(
         emulator_phases=stats.phase_fractions(),
         frames=frames,
         frames_per_s=frames / wall_s if wall_s > 0 else 0.0,
-        advice=advise(busy, (inference + learning) / wall_s, handshake / wall_s, n,
-                      stats.cores),
+        advice=advise(busy, (inference + learning) / wall_s, handshake / wall_s, n, stats.cores),
     )
 
 
-def advise(busy: float, agent_share: float, overhead_share: float, num_envs: int,
-           cores: int) -> str:
+def advise(
+    busy: float, agent_share: float, overhead_share: float, num_envs: int, cores: int
+) -> str:
     """One sentence: what bounds this run, and what would (not) help."""
     k = min(cores, num_envs)
     if busy >= 0.85:
@@ -176,10 +174,12 @@ def plot(profile: Profile, path: str) -> str:
     axes[0].set_xlabel("% of the parent's wall-clock")
     axes[0].set_title(
         f"{profile.agent} on {profile.game}, {profile.num_envs} envs, "
-        f"{profile.frames_per_s:,.0f} frames/s", fontsize=10
+        f"{profile.frames_per_s:,.0f} frames/s",
+        fontsize=10,
     )
-    axes[0].legend(loc="upper center", bbox_to_anchor=(0.5, -0.55), ncol=3, fontsize=7,
-                   frameon=False)
+    axes[0].legend(
+        loc="upper center", bbox_to_anchor=(0.5, -0.55), ncol=3, fontsize=7, frameon=False
+    )
     left = 0.0
     phase_colors = ["#55a868", "#dd8452", "#64b5cd", "#8c8c8c"]
     for (name, frac), color in zip(profile.emulator_phases.items(), phase_colors):
@@ -190,8 +190,9 @@ def plot(profile: Profile, path: str) -> str:
     axes[1].set_xlim(0, 100)
     axes[1].set_yticks([])
     axes[1].set_xlabel(f"% of the {min(profile.cores, profile.num_envs)} emulator core(s)")
-    axes[1].legend(loc="upper center", bbox_to_anchor=(0.5, -0.55), ncol=5, fontsize=7,
-                   frameon=False)
+    axes[1].legend(
+        loc="upper center", bbox_to_anchor=(0.5, -0.55), ncol=5, fontsize=7, frameon=False
+    )
     fig.text(0.5, -0.12, textwrap.fill(profile.advice, 130), fontsize=8, ha="center", va="top")
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
@@ -231,7 +232,11 @@ def _drive(pool, act: Callable, observe: Callable | None, watch: Stopwatch, dead
 
 
 def run_agent(
-    agent: str, game: str, state: str | None, num_envs: int, seconds: float,
+    agent: str,
+    game: str,
+    state: str | None,
+    num_envs: int,
+    seconds: float,
     ppo_options: dict | None = None,
 ) -> tuple[PoolStats, Stopwatch, float]:
     """Run ``agent`` for ``seconds``; return the pool's stats, the agent's stopwatch, the wall."""
@@ -248,8 +253,17 @@ def run_agent(
 
         if game not in PROFILES:
             raise InvalidArgumentError(f"No JERK profile for {game}; profile it as module:function")
-        pool = _pool(game, state, num_envs, actions=jerk_actions(PROFILES[game]), observe=False,
-                     grayscale=False, resize=None, max_pool=False, frame_stack=1)
+        pool = _pool(
+            game,
+            state,
+            num_envs,
+            actions=jerk_actions(PROFILES[game]),
+            observe=False,
+            grayscale=False,
+            resize=None,
+            max_pool=False,
+            frame_stack=1,
+        )
         jerk = JerkAgent(None, pool.action_space, horizon=contest.MAX_EPISODE_STEPS)
         act, observe = (lambda obs: jerk.act(None)), jerk.observe
     else:
@@ -278,8 +292,9 @@ def _run_ppo(game, state, num_envs, seconds, watch, options):
     run_dir = options.pop("run_dir", None) or os.path.join(
         os.environ.get("TMPDIR", "/tmp"), f"fastretro-profile-{os.getpid()}"
     )
-    cfg = PPO2Config(game=game, state=state, num_envs=num_envs, total_frames=10**12,
-                     **{"n_steps": 64, **options})
+    cfg = PPO2Config(
+        game=game, state=state, num_envs=num_envs, total_frames=10**12, **{"n_steps": 64, **options}
+    )
     snapshots: list[PoolStats] = []
 
     def on_pools(pools):
@@ -305,8 +320,17 @@ def _merge(snapshots: list[PoolStats]) -> PoolStats:
     if len(snapshots) == 1:
         return snapshots[0]
     arrays = {}
-    for name in ("emulate_s", "ram_s", "obs_s", "reset_s", "wait_s", "cpu_s", "steps", "frames",
-                 "resets"):
+    for name in (
+        "emulate_s",
+        "ram_s",
+        "obs_s",
+        "reset_s",
+        "wait_s",
+        "cpu_s",
+        "steps",
+        "frames",
+        "resets",
+    ):
         arrays[name] = np.concatenate([getattr(s, name) for s in snapshots])
     return PoolStats(
         wall_s=max(s.wall_s for s in snapshots),
@@ -341,8 +365,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Run an agent on the pool for a fixed time and report where the "
         "wall-clock went (table, PNG, one line of advice).",
     )
-    parser.add_argument("--agent", default="random",
-                        help=f"one of {', '.join(AGENTS)}, or module:function")
+    parser.add_argument(
+        "--agent", default="random", help=f"one of {', '.join(AGENTS)}, or module:function"
+    )
     parser.add_argument("--game", default=DEFAULT_GAME)
     parser.add_argument("--state", default=None)
     parser.add_argument("--num-envs", type=int, default=available_cores() * 2)
@@ -357,7 +382,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"Expected --seconds > 0, got {args.seconds}")
     try:
         stats, watch, wall = run_agent(
-            args.agent, args.game, args.state, args.num_envs, args.seconds,
+            args.agent,
+            args.game,
+            args.state,
+            args.num_envs,
+            args.seconds,
             {"overlap": True} if args.ppo_overlap else None,
         )
     except InvalidArgumentError as exc:

@@ -133,6 +133,7 @@ class Stopwatch:
         self.seconds: dict[str, float] = {}
 
     def __call__(self, name: str) -> _Section:
+        """A context manager that adds its block's duration to ``seconds[name]``."""
         return _Section(self, name)
 
 

@@ -36,13 +36,22 @@ def test_gae_matches_the_plain_python_reference(seed):
     last_value = rng.normal(size=envs)
     last_done = (rng.random(envs) < 0.3).astype(float)
     adv, ret = compute_gae(
-        *(torch.tensor(a, dtype=torch.float64) for a in (rewards, values, dones, last_value,
-                                                          last_done)),
+        *(
+            torch.tensor(a, dtype=torch.float64)
+            for a in (rewards, values, dones, last_value, last_done)
+        ),
         gamma=0.99,
         lam=0.95,
     )
-    ref_adv, ref_ret = naive.gae(rewards.tolist(), values.tolist(), dones.tolist(),
-                                 last_value.tolist(), last_done.tolist(), 0.99, 0.95)
+    ref_adv, ref_ret = naive.gae(
+        rewards.tolist(),
+        values.tolist(),
+        dones.tolist(),
+        last_value.tolist(),
+        last_done.tolist(),
+        0.99,
+        0.95,
+    )
     np.testing.assert_allclose(adv.numpy(), ref_adv, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(ret.numpy(), ref_ret, rtol=1e-10, atol=1e-10)
 
@@ -52,8 +61,9 @@ def test_gae_does_not_bootstrap_across_an_episode_start():
     rewards = torch.ones(4, 1)
     values = torch.full((4, 1), 10.0)
     dones = torch.tensor([[0.0], [0.0], [1.0], [0.0]])
-    adv, _ = compute_gae(rewards, values, dones, torch.tensor([10.0]), torch.tensor([0.0]),
-                         gamma=1.0, lam=1.0)
+    adv, _ = compute_gae(
+        rewards, values, dones, torch.tensor([10.0]), torch.tensor([0.0]), gamma=1.0, lam=1.0
+    )
     # Step 1 is the last of its episode: delta = 1 + 0 - 10.
     assert adv[1, 0].item() == pytest.approx(-9.0)
     assert adv[3, 0].item() == pytest.approx(1.0)
@@ -89,8 +99,13 @@ def test_tiny_run_writes_checkpoint_then_resumes_then_fine_tunes(tmp_path):
 
     # Fine-tune: weights from the checkpoint, new optimizer and learning rate, steps from 0.
     tune_dir = tmp_path / "tune"
-    tuned = train(tiny(learning_rate=1e-5), str(tune_dir), init_from=second["checkpoint"],
-                  progress=False, max_seconds=0.0)
+    tuned = train(
+        tiny(learning_rate=1e-5),
+        str(tune_dir),
+        init_from=second["checkpoint"],
+        progress=False,
+        max_seconds=0.0,
+    )
     assert tuned["frames"] == 0
     out = load_checkpoint(tuned["checkpoint"])
     assert out["config"]["learning_rate"] == 1e-5
@@ -129,11 +144,16 @@ def test_play_runs_a_checkpoint_and_records_movies(tmp_path):
 @pytest.mark.parametrize(
     ("kw", "message"),
     [
-        (dict(network="resnet"), "Expected network to be one of ['impala', 'nature'], got 'resnet'"),
+        (
+            dict(network="resnet"),
+            "Expected network to be one of ['impala', 'nature'], got 'resnet'",
+        ),
         (dict(num_envs=3, overlap=True), "num_envs must be even, got 3"),
         (dict(n_steps=0), "Expected n_steps to be an int >= 1, got 0"),
-        (dict(n_steps=3, num_envs=1, n_minibatches=2),
-         "n_steps * num_envs = 3 does not split into 2 minibatches"),
+        (
+            dict(n_steps=3, num_envs=1, n_minibatches=2),
+            "n_steps * num_envs = 3 does not split into 2 minibatches",
+        ),
         (dict(learning_rate=0.0), "Expected learning_rate > 0, got 0.0"),
     ],
 )
@@ -159,28 +179,59 @@ def test_a_file_that_is_not_a_checkpoint_is_named(tmp_path):
 def test_fine_tuning_with_another_action_set_is_refused(tmp_path):
     result = train(tiny(), str(tmp_path / "run"), progress=False, max_seconds=0.0)
     with pytest.raises(InvalidArgumentError, match=re.escape("was trained with 10 actions")):
-        train(tiny(actions=["", "B"]), str(tmp_path / "tune"), init_from=result["checkpoint"],
-              progress=False)
+        train(
+            tiny(actions=["", "B"]),
+            str(tmp_path / "tune"),
+            init_from=result["checkpoint"],
+            progress=False,
+        )
 
 
 def test_cli_trains_plots_and_plays(tmp_path):
     run = tmp_path / "run"
     out = subprocess.run(
-        [sys.executable, "-m", "fastretro.cli", "ppo", "--run-dir", str(run), "--num-envs", "2",
-         "--n-steps", "16", "--n-minibatches", "2", "--n-epochs", "1", "--total-frames", "256",
-         "--max-episode-steps", "12", "--quiet", "--json"],
-        capture_output=True, text=True, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "fastretro.cli",
+            "ppo",
+            "--run-dir",
+            str(run),
+            "--num-envs",
+            "2",
+            "--n-steps",
+            "16",
+            "--n-minibatches",
+            "2",
+            "--n-epochs",
+            "1",
+            "--total-frames",
+            "256",
+            "--max-episode-steps",
+            "12",
+            "--quiet",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     assert summary["frames"] == 256 and summary["episodes"] >= 2
-    out = subprocess.run([sys.executable, "-m", "fastretro.cli", "plot", str(run)],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "fastretro.cli", "plot", str(run)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert (run / "curve.png").stat().st_size > 1000
     out = subprocess.run(
         [sys.executable, "-m", "fastretro.cli", "play", summary["checkpoint"], "--game", GAME],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 0, out.stderr
     assert "mean reward" in out.stdout
@@ -189,7 +240,9 @@ def test_cli_trains_plots_and_plays(tmp_path):
 def test_cli_rejects_a_bad_level():
     out = subprocess.run(
         [sys.executable, "-m", "fastretro.cli", "ppo", "--level", "SonicTheHedgehog-Genesis"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 2
     assert "Expected GAME:STATE, got 'SonicTheHedgehog-Genesis'" in out.stderr

@@ -118,7 +118,8 @@ class PPO2Config:
     device: str = "auto"
     """``cpu``, ``cuda`` or ``auto`` (cuda when present)."""
     torch_threads: int = 0
-    """torch intra-op threads; 0: one per core left after the emulators, at least 1."""
+    """torch threads while acting; 0: the cores left to the emulators' side, at least 1.
+    Learning (the emulators are idle then) uses every core."""
     checkpoint_every: int = 0
     """Save a checkpoint every this many frames (0: only at the end)."""
 
@@ -134,8 +135,7 @@ class PPO2Config:
                 raise InvalidArgumentError(f"Expected {name} to be an int >= 1, got {value!r}")
         if self.overlap and self.num_envs % 2:
             raise InvalidArgumentError(
-                f"overlap splits the envs in two halves: num_envs must be even, got "
-                f"{self.num_envs}"
+                f"overlap splits the envs in two halves: num_envs must be even, got {self.num_envs}"
             )
         if (self.n_steps * self.num_envs) % self.n_minibatches:
             raise InvalidArgumentError(
@@ -143,9 +143,7 @@ class PPO2Config:
                 f"{self.n_minibatches} minibatches"
             )
         if not 0 < self.learning_rate:
-            raise InvalidArgumentError(
-                f"Expected learning_rate > 0, got {self.learning_rate!r}"
-            )
+            raise InvalidArgumentError(f"Expected learning_rate > 0, got {self.learning_rate!r}")
 
 
 PRESETS: dict[str, dict] = {
@@ -184,8 +182,18 @@ PRESETS: dict[str, dict] = {
 #: ``actions="auto"`` per game: Sonic gets ``sonic7``; Airstriker a small set (B fires; the ship
 #: moves in every direction); any other game stable-retro's ``discrete`` combos.
 AUTO_ACTIONS: dict[str, list] = {
-    "Airstriker-Genesis-v0": ["", "B", "LEFT", "RIGHT", "UP", "DOWN", "LEFT+B", "RIGHT+B",
-                              "UP+B", "DOWN+B"],
+    "Airstriker-Genesis-v0": [
+        "",
+        "B",
+        "LEFT",
+        "RIGHT",
+        "UP",
+        "DOWN",
+        "LEFT+B",
+        "RIGHT+B",
+        "UP+B",
+        "DOWN+B",
+    ],
 }
 
 
@@ -218,6 +226,7 @@ class NatureCNN(nn.Module):
         self.out_features = 512
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Features (N, out_features) of float images (N, C, H, W)."""
         return self.fc(self.body(x))
 
 
@@ -253,6 +262,7 @@ class ImpalaCNN(nn.Module):
         self.out_features = 256
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Features (N, out_features) of float images (N, C, H, W)."""
         return self.fc(self.body(x))
 
 
@@ -419,11 +429,14 @@ class RunLog:
 
             self.tb = SummaryWriter(os.path.join(run_dir, "tb"))
         except ImportError:
-            log.warning("tensorboard is not installed: no TensorBoard scalars (pip install "
-                        "tensorboard); monitor.csv and progress.csv are written all the same")
+            log.warning(
+                "tensorboard is not installed: no TensorBoard scalars (pip install "
+                "tensorboard); monitor.csv and progress.csv are written all the same"
+            )
             self.tb = None
 
     def episode(self, reward: float, length: int, frames: int) -> None:
+        """One finished episode: a monitor.csv row and two scalars."""
         self.monitor_csv.writerow(
             [round(reward, 6), length, round(time.time() - self.start, 6), frames]
         )
@@ -432,6 +445,7 @@ class RunLog:
             self.tb.add_scalar("episode/length", length, frames)
 
     def update(self, row: dict) -> None:
+        """One update's figures: a progress.csv row and TensorBoard scalars."""
         if self.progress_csv is None:
             self.progress_csv = csv.DictWriter(self.progress, fieldnames=list(row))
             if self._write_header:
@@ -445,6 +459,7 @@ class RunLog:
                     self.tb.add_scalar(k, v, row["frames"])
 
     def close(self) -> None:
+        """Flush and close every file."""
         self.monitor.close()
         self.progress.close()
         if self.tb is not None:
@@ -498,12 +513,13 @@ def train(
     device = torch.device(
         ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
     )
-    if device.type == "cpu":
-        from fastretro.stats import available_cores
+    from fastretro.stats import available_cores
 
-        # The emulators need the cores; torch's default (one thread per core, spinning between
-        # ops) steals them (measured in bench/README.md's SB3 section).
-        torch.set_num_threads(cfg.torch_threads or max(1, available_cores() - 1))
+    # While acting, the emulators need the cores: torch's default (one thread per core,
+    # spinning between ops) steals them (measured in bench/README.md's SB3 section). While
+    # learning they are idle, so torch gets every core.
+    threads = (cfg.torch_threads or max(1, available_cores() - 1), available_cores())
+    torch.set_num_threads(threads[0])
     torch.manual_seed(cfg.seed)
     rng = torch.Generator().manual_seed(cfg.seed + 1)
 
@@ -524,8 +540,21 @@ def train(
             source = load_checkpoint(init_from)
             _check_compatible(source, obs_shape, n_actions, init_from)
             model.load_state_dict(source["model"])
-        return _loop(cfg, run_dir, pools, model, optimizer, device, rng, watch, start_frames,
-                     resume is not None, progress, max_seconds)
+        return _loop(
+            threads,
+            cfg,
+            run_dir,
+            pools,
+            model,
+            optimizer,
+            device,
+            rng,
+            watch,
+            start_frames,
+            resume is not None,
+            progress,
+            max_seconds,
+        )
     finally:
         for p in pools:
             p.close()
@@ -544,8 +573,21 @@ def _check_compatible(ckpt: dict, obs_shape, n_actions: int, path: str) -> None:
         raise InvalidArgumentError(f"{path!r} has an unknown network {src.network!r}")
 
 
-def _loop(cfg, run_dir, pools, model, optimizer, device, rng, watch, start_frames, resumed,
-          progress, max_seconds) -> dict:
+def _loop(
+    threads,
+    cfg,
+    run_dir,
+    pools,
+    model,
+    optimizer,
+    device,
+    rng,
+    watch,
+    start_frames,
+    resumed,
+    progress,
+    max_seconds,
+) -> dict:
     from tqdm import tqdm
 
     n, steps = cfg.num_envs, cfg.n_steps
@@ -577,8 +619,13 @@ def _loop(cfg, run_dir, pools, model, optimizer, device, rng, watch, start_frame
     last_ckpt = start_frames
     start = time.perf_counter()
     rollout_s = 0.0
-    bar = tqdm(total=updates * frames_per_update, unit="frame", unit_scale=True,
-               disable=not progress, desc="ppo2")
+    bar = tqdm(
+        total=updates * frames_per_update,
+        unit="frame",
+        unit_scale=True,
+        disable=not progress,
+        desc="ppo2",
+    )
     path = None
 
     def act(rows: slice, obs: np.ndarray, t: int):
@@ -610,7 +657,7 @@ def _loop(cfg, run_dir, pools, model, optimizer, device, rng, watch, start_frame
         next_done[rows] = torch.from_numpy(done.astype(np.float32))
 
     try:
-        for update in range(updates):
+        for _ in range(updates):
             if max_seconds is not None and time.perf_counter() - start > max_seconds:
                 break
             if cfg.anneal_lr:
@@ -641,12 +688,27 @@ def _loop(cfg, run_dir, pools, model, optimizer, device, rng, watch, start_frame
                         pools[0].step_async(act(ha, next_obs[ha], t + 1))
                     record(hb, t, pools[1].step_wait())
             frames += frames_per_update
-            rollout_s += time.perf_counter() - t0
+            t1 = time.perf_counter()
+            rollout_s += t1 - t0
 
             with watch("learning"):
-                stats = _update(cfg, model, optimizer, device, rng, obs_buf, actions_buf,
-                                logprobs_buf, rewards_buf, dones_buf, values_buf, next_obs,
-                                next_done)
+                torch.set_num_threads(threads[1])
+                stats = _update(
+                    cfg,
+                    model,
+                    optimizer,
+                    device,
+                    rng,
+                    obs_buf,
+                    actions_buf,
+                    logprobs_buf,
+                    rewards_buf,
+                    dones_buf,
+                    values_buf,
+                    next_obs,
+                    next_done,
+                )
+                torch.set_num_threads(threads[0])
             elapsed = time.perf_counter() - start
             row = {
                 "frames": frames,
@@ -654,6 +716,8 @@ def _loop(cfg, run_dir, pools, model, optimizer, device, rng, watch, start_frame
                 "episode/reward_mean100": float(np.mean(recent[-100:])) if recent else 0.0,
                 "time/frames_per_s": (frames - start_frames) / elapsed,
                 "time/rollout_share": rollout_s / elapsed,
+                "time/update_rollout_s": t1 - t0,
+                "time/update_learn_s": time.perf_counter() - t1,
                 "lr": optimizer.param_groups[0]["lr"],
                 **stats,
             }
@@ -661,8 +725,9 @@ def _loop(cfg, run_dir, pools, model, optimizer, device, rng, watch, start_frame
             bar.update(frames_per_update)
             bar.set_postfix(reward=f"{row['episode/reward_mean100']:.1f}", eps=episodes)
             if cfg.checkpoint_every and frames - last_ckpt >= cfg.checkpoint_every:
-                save_checkpoint(os.path.join(ckpt_dir, f"ckpt_{frames}.pt"), model, optimizer,
-                                cfg, frames)
+                save_checkpoint(
+                    os.path.join(ckpt_dir, f"ckpt_{frames}.pt"), model, optimizer, cfg, frames
+                )
                 last_ckpt = frames
     finally:
         bar.close()
@@ -681,13 +746,27 @@ def _loop(cfg, run_dir, pools, model, optimizer, device, rng, watch, start_frame
     }
 
 
-def _update(cfg, model, optimizer, device, rng, obs_buf, actions_buf, logprobs_buf, rewards_buf,
-            dones_buf, values_buf, next_obs, next_done) -> dict:
+def _update(
+    cfg,
+    model,
+    optimizer,
+    device,
+    rng,
+    obs_buf,
+    actions_buf,
+    logprobs_buf,
+    rewards_buf,
+    dones_buf,
+    values_buf,
+    next_obs,
+    next_done,
+) -> dict:
     """PPO's epochs of minibatch updates on one rollout; returns the losses and diagnostics."""
     with torch.no_grad():
         _, last_value = model(torch.from_numpy(next_obs).to(device))
-    advantages, returns = compute_gae(rewards_buf, values_buf, dones_buf, last_value.cpu(),
-                                      next_done, cfg.gamma, cfg.gae_lambda)
+    advantages, returns = compute_gae(
+        rewards_buf, values_buf, dones_buf, last_value.cpu(), next_done, cfg.gamma, cfg.gae_lambda
+    )
     b_obs = obs_buf.reshape(-1, *obs_buf.shape[2:])
     b_actions = actions_buf.reshape(-1)
     b_logprobs = logprobs_buf.reshape(-1)
@@ -718,9 +797,12 @@ def _update(cfg, model, optimizer, device, rng, obs_buf, actions_buf, logprobs_b
             value = value.cpu()
             if cfg.clip_value_loss:
                 clipped = b_values[idx] + (value - b_values[idx]).clamp(-clip, clip)
-                v_loss = 0.5 * torch.max(
-                    (value - b_returns[idx]) ** 2, (clipped - b_returns[idx]) ** 2
-                ).mean()
+                v_loss = (
+                    0.5
+                    * torch.max(
+                        (value - b_returns[idx]) ** 2, (clipped - b_returns[idx]) ** 2
+                    ).mean()
+                )
             else:
                 v_loss = 0.5 * ((value - b_returns[idx]) ** 2).mean()
             loss = pg_loss - cfg.ent_coef * entropy.cpu() + cfg.vf_coef * v_loss
@@ -780,7 +862,7 @@ def play(
         rewards, total = [], 0.0
         while len(rewards) < episodes:
             with torch.no_grad():
-                logits, _ = model(torch.from_numpy(np.ascontiguousarray(obs)))
+                logits, _ = model(torch.from_numpy(np.array(obs)))
             if greedy:
                 action = logits.argmax(-1)
             else:
@@ -816,11 +898,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", choices=sorted(PRESETS), help="hyper-parameter preset")
     parser.add_argument("--game", default=DEFAULT_GAME)
     parser.add_argument("--state", default=None)
-    parser.add_argument("--level", action="append", type=_parse_level, default=[],
-                        metavar="GAME:STATE", help="joint training: repeat for each level")
-    parser.add_argument("--contest-training-levels", action="store_true",
-                        help="joint training on the contest's training levels whose ROM is "
-                        "present")
+    parser.add_argument(
+        "--level",
+        action="append",
+        type=_parse_level,
+        default=[],
+        metavar="GAME:STATE",
+        help="joint training: repeat for each level",
+    )
+    parser.add_argument(
+        "--contest-training-levels",
+        action="store_true",
+        help="joint training on the contest's training levels whose ROM is present",
+    )
     parser.add_argument("--init-from", metavar="CKPT", help="fine-tune from these weights")
     parser.add_argument("--resume", metavar="CKPT", help="continue the run of this checkpoint")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -849,21 +939,25 @@ def main(argv: list[str] | None = None) -> int:
 
         levels += [(lv.game, lv.state) for lv in contest.playable(contest.training_levels())]
         if not levels:
-            parser.error("no contest training level has its ROM imported "
-                         "(python -m stable_retro.import DIR)")
+            parser.error(
+                "no contest training level has its ROM imported (python -m stable_retro.import DIR)"
+            )
     try:
         cfg = PPO2Config(game=args.game, state=args.state, levels=levels, **values)
-        summary = train(cfg, args.run_dir, resume=args.resume, init_from=args.init_from,
-                        progress=not args.quiet)
+        summary = train(
+            cfg, args.run_dir, resume=args.resume, init_from=args.init_from, progress=not args.quiet
+        )
     except InvalidArgumentError as exc:
         parser.error(str(exc))
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"{summary['frames']:,} frames in {summary['seconds']:.0f} s "
-              f"({summary['frames_per_s']:,.0f} frames/s), {summary['episodes']} episodes, "
-              f"mean reward (last 100) {summary['reward_mean100']}; "
-              f"checkpoint {summary['checkpoint']}")
+        print(
+            f"{summary['frames']:,} frames in {summary['seconds']:.0f} s "
+            f"({summary['frames_per_s']:,.0f} frames/s), {summary['episodes']} episodes, "
+            f"mean reward (last 100) {summary['reward_mean100']}; "
+            f"checkpoint {summary['checkpoint']}"
+        )
     return 0
 
 
@@ -879,8 +973,15 @@ def play_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
-        rewards = play(args.checkpoint, args.game, args.state, args.episodes, args.record,
-                       args.greedy, args.seed)
+        rewards = play(
+            args.checkpoint,
+            args.game,
+            args.state,
+            args.episodes,
+            args.record,
+            args.greedy,
+            args.seed,
+        )
     except InvalidArgumentError as exc:
         parser.error(str(exc))
     for i, r in enumerate(rewards):
