@@ -227,8 +227,10 @@ def learn(args) -> None:
         total_frames=args.frames,
         n_steps=128,
         n_minibatches=4,
-        n_epochs=3,
-        learning_rate=2.5e-4,
+        n_epochs=args.epochs,
+        learning_rate=args.lr,
+        anneal_lr=not args.constant_lr,
+        overlap=args.overlap,
         seed=args.seed,
     )
     # The random agent: uniform over the same actions, same env, until enough episodes end.
@@ -259,7 +261,7 @@ def learn(args) -> None:
         )
     )
 
-    run_dir = os.path.join(OUT, "ppo2-learn")
+    run_dir = os.path.join(OUT, args.run_name)
     summary = train(cfg, run_dir, progress=not args.quiet)
     with open(os.path.join(run_dir, "monitor.csv")) as f:
         f.readline()
@@ -282,6 +284,19 @@ def learn(args) -> None:
         "random_mean": rand_mean,
         "ratio_last100": summary["reward_mean100"] / rand_mean if rand_mean else None,
         "png": png,
+        "config": {
+            k: getattr(cfg, k)
+            for k in (
+                "num_envs",
+                "n_steps",
+                "n_minibatches",
+                "n_epochs",
+                "learning_rate",
+                "anneal_lr",
+                "overlap",
+                "seed",
+            )
+        },
     }
     print(json.dumps(result))
     print(
@@ -301,6 +316,11 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=1_000_000, help="learn: PPO2's budget")
     parser.add_argument("--random-episodes", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr", type=float, default=2.5e-4, help="learn: learning rate")
+    parser.add_argument("--epochs", type=int, default=3, help="learn: epochs per rollout")
+    parser.add_argument("--constant-lr", action="store_true", help="learn: no annealing")
+    parser.add_argument("--overlap", action="store_true", help="learn: the overlap mode")
+    parser.add_argument("--run-name", default="ppo2-learn", help="learn: bench/out/ folder")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
     os.makedirs(OUT, exist_ok=True)

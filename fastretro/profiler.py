@@ -292,26 +292,18 @@ def _run_ppo(game, state, num_envs, seconds, watch, options):
     run_dir = options.pop("run_dir", None) or os.path.join(
         os.environ.get("TMPDIR", "/tmp"), f"fastretro-profile-{os.getpid()}"
     )
-    cfg = PPO2Config(
-        game=game, state=state, num_envs=num_envs, total_frames=10**12, **{"n_steps": 64, **options}
-    )
+    cfg = PPO2Config(game=game, state=state, num_envs=num_envs, total_frames=10**12, **options)
     snapshots: list[PoolStats] = []
 
-    def on_pools(pools):
-        # Count from here (not the pools' start-up), and read the counters just before
-        # train() closes the pools.
+    def on_loop(phase, pools):
+        # The window is the training loop itself: not start-up, not the final checkpoint.
         for p in pools:
-            p.reset_stats()
-            original = p.close
+            if phase == "start":
+                p.reset_stats()
+            else:
+                snapshots.append(p.stats())
 
-            def close(*a, _p=p, _orig=original, **kw):
-                if not _p.closed:
-                    snapshots.append(_p.stats())
-                _orig(*a, **kw)
-
-            p.close = close
-
-    train(cfg, run_dir, watch=watch, progress=False, max_seconds=seconds, on_pools=on_pools)
+    train(cfg, run_dir, watch=watch, progress=False, max_seconds=seconds, on_loop=on_loop)
     stats = _merge(snapshots)
     return stats, watch, stats.wall_s
 

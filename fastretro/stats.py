@@ -53,7 +53,7 @@ class PoolStats:
     resets: np.ndarray
     """Episodes started."""
     parent_wait_s: float
-    """The parent's time blocked in the pool, waiting for workers (step_wait, recv, reset)."""
+    """The parent's time in the pool waking workers and waiting for them (step, recv, reset)."""
     cores: int
     """CPU cores available to this process."""
 

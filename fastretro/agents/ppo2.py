@@ -45,6 +45,10 @@ from fastretro.errors import InvalidArgumentError
 
 log = logging.getLogger("fastretro.ppo2")
 
+# torch's OpenMP threads spin after each op by default, on the cores the emulators need
+# (measured: the env step took 10.5 ms instead of 7 after each forward pass; bench/README.md).
+# Only effective when this module is what first imports torch (the fastretro ppo command).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 try:
     import torch
     from torch import nn
@@ -478,7 +482,7 @@ def train(
     watch=None,
     progress: bool = True,
     max_seconds: float | None = None,
-    on_pools=None,
+    on_loop=None,
 ) -> dict:
     """Train PPO2 as ``cfg`` says; write logs and checkpoints under ``run_dir``.
 
@@ -490,7 +494,8 @@ def train(
         watch: a :class:`fastretro.stats.Stopwatch` for ``inference``/``learning`` time.
         progress: show a progress bar.
         max_seconds: stop after this much wall-clock (the profiler's budget).
-        on_pools: called with the list of pools once they exist (the profiler reads stats).
+        on_loop: ``on_loop("start" | "end", pools)`` is called just before the first rollout and
+            just after the last update (the profiler reads the pools' stats in that window).
 
     Returns:
         A summary: frames, episodes, mean reward of the last 100 episodes, seconds, frames/s,
@@ -527,8 +532,6 @@ def train(
     per = cfg.num_envs // halves
     pools = [make_pool(cfg, range(h * per, (h + 1) * per)) for h in range(halves)]
     try:
-        if on_pools is not None:
-            on_pools(pools)
         obs_shape = pools[0].single_observation_space.shape
         n_actions = int(pools[0].single_action_space.n)
         model = ActorCritic(cfg.network, obs_shape, n_actions).to(device)
@@ -554,6 +557,7 @@ def train(
             resume is not None,
             progress,
             max_seconds,
+            on_loop or (lambda phase, pools: None),
         )
     finally:
         for p in pools:
@@ -587,6 +591,7 @@ def _loop(
     resumed,
     progress,
     max_seconds,
+    on_loop,
 ) -> dict:
     from tqdm import tqdm
 
@@ -630,15 +635,16 @@ def _loop(
 
     def act(rows: slice, obs: np.ndarray, t: int):
         with watch("inference"):
-            x = torch.from_numpy(obs).to(device)
-            with torch.no_grad():
-                logits, value = model(x)
-                dist = torch.distributions.Categorical(logits=logits)
-                action = dist.sample()
-            actions_buf[t, rows] = action.cpu()
-            logprobs_buf[t, rows] = dist.log_prob(action).cpu()
-            values_buf[t, rows] = value.cpu()
-        return action.cpu().numpy()
+            with torch.inference_mode():
+                logits, value = model(torch.from_numpy(obs).to(device))
+                # Categorical's sample and log_prob by hand: the distribution object's argument
+                # checks cost more than the sampling at a batch of 8.
+                logp = logits.log_softmax(-1)
+                action = torch.multinomial(logp.exp(), 1)
+                actions_buf[t, rows] = action[:, 0].cpu()
+                logprobs_buf[t, rows] = logp.gather(1, action)[:, 0].cpu()
+                values_buf[t, rows] = value.cpu()
+        return actions_buf[t, rows].numpy()
 
     def record(rows: slice, t: int, result) -> None:
         nonlocal episodes
@@ -656,6 +662,7 @@ def _loop(
         next_obs[rows] = obs
         next_done[rows] = torch.from_numpy(done.astype(np.float32))
 
+    on_loop("start", pools)
     try:
         for _ in range(updates):
             if max_seconds is not None and time.perf_counter() - start > max_seconds:
@@ -729,6 +736,7 @@ def _loop(
                     os.path.join(ckpt_dir, f"ckpt_{frames}.pt"), model, optimizer, cfg, frames
                 )
                 last_ckpt = frames
+        on_loop("end", pools)
     finally:
         bar.close()
         path = os.path.join(ckpt_dir, "last.pt")
