@@ -31,6 +31,7 @@ def learning_curve(
     window: int = 20,
     baseline: float | None = None,
     frameskip: int = 4,
+    title: str | None = None,
 ) -> str:
     """Draw episode reward (and its rolling mean) against emulator frames; return the PNG path.
 
@@ -68,7 +69,7 @@ def learning_curve(
         ax.axhline(baseline, color="gray", linestyle="--", label=f"baseline {baseline:g}")
     ax.set_xlabel("emulator frames")
     ax.set_ylabel("episode reward")
-    ax.set_title(os.path.basename(os.path.abspath(run_dir)))
+    ax.set_title(title or os.path.basename(os.path.abspath(run_dir)))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     out = out or os.path.join(run_dir, "curve.png")
@@ -86,9 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="PNG path (default RUN_DIR/curve.png)")
     parser.add_argument("--window", type=int, default=20, help="episodes in the rolling mean")
     parser.add_argument("--baseline", type=float, help="draw a reference line (e.g. random)")
+    parser.add_argument("--title", help="default: the folder's name")
     args = parser.parse_args(argv)
     try:
-        out = learning_curve(args.run_dir, args.out, args.window, args.baseline)
+        out = learning_curve(args.run_dir, args.out, args.window, args.baseline, title=args.title)
     except InvalidArgumentError as exc:
         parser.error(str(exc))
     print(f"wrote {out}")

@@ -115,12 +115,24 @@ def analyse(agent: str, game: str, stats: PoolStats, watch: Stopwatch, wall_s: f
         emulator_phases=stats.phase_fractions(),
         frames=frames,
         frames_per_s=frames / wall_s if wall_s > 0 else 0.0,
-        advice=advise(busy, (inference + learning) / wall_s, handshake / wall_s, n, stats.cores),
+        advice=advise(
+            busy,
+            (inference + learning) / wall_s,
+            handshake / wall_s,
+            n,
+            stats.cores,
+            learning_share=learning / wall_s,
+        ),
     )
 
 
 def advise(
-    busy: float, agent_share: float, overhead_share: float, num_envs: int, cores: int
+    busy: float,
+    agent_share: float,
+    overhead_share: float,
+    num_envs: int,
+    cores: int,
+    learning_share: float = 0.0,
 ) -> str:
     """One sentence: what bounds this run, and what would (not) help."""
     k = min(cores, num_envs)
@@ -130,6 +142,12 @@ def advise(
             f"not help ({cores} core(s) are saturated) and neither will a faster agent; "
             "cheaper steps (frameskip, observe=False) or more machines (fastretro.distributed) "
             "will."
+        )
+    if agent_share >= 0.5 and learning_share >= agent_share / 2:
+        return (
+            f"learning-bound: updates take {100 * learning_share:.0f}% of the wall-clock and "
+            "the emulators idle through them (on-policy: they wait for the new weights); fewer "
+            "epochs or minibatches, a smaller network, or a GPU will help, more envs will not."
         )
     if agent_share >= 0.5:
         return (

@@ -112,6 +112,7 @@ def test_analyse_splits_the_parents_wall_clock_exactly():
     [
         ((0.95, 0.1, 0.0, 8, 2), "env-bound: the emulators keep 2 core(s) 95% busy"),
         ((0.30, 0.6, 0.1, 8, 2), "agent-bound: the agent takes 60% of the wall-clock"),
+        ((0.30, 0.6, 0.1, 8, 2, 0.4), "learning-bound: updates take 40% of the wall-clock"),
         ((0.40, 0.1, 0.1, 1, 2), "under-subscribed: 1 env(s) on 2 cores"),
         ((0.50, 0.1, 0.4, 8, 2), "overhead-bound: 40% of the wall-clock"),
         ((0.70, 0.3, 0.1, 8, 2), "balanced: emulators 70% busy"),
