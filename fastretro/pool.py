@@ -705,11 +705,18 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
 
     def _wake(self) -> None:
         start_ns = time.monotonic_ns()
-        self._resources.handshake.wake()
-        # Waking N workers on fewer cores often preempts the parent inside the wake syscall until
-        # cores free up (measured: ~6 ms of a 10 ms step with 8 envs on 2 cores): time spent
-        # waiting for the emulators too.
-        self._parent_wait_ns += time.monotonic_ns() - start_ns
+        try:
+            self._resources.handshake.wake()
+            # Waking N workers on fewer cores often preempts the parent inside the wake syscall
+            # until cores free up (measured: ~6 ms of a 10 ms step with 8 envs on 2 cores): time
+            # spent waiting for the emulators too.
+            self._parent_wait_ns += time.monotonic_ns() - start_ns
+        except BaseException as exc:
+            # A Ctrl-C that lands here (the parent is often descheduled in the syscall) leaves
+            # workers running a command nobody will collect: free them now, as _wait does.
+            self._failure = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            self.close(timeout=1.0)
+            raise
 
     def _wait(self, timeout: float | None, what: str) -> None:
         res = self._resources
