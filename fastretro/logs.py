@@ -46,6 +46,16 @@ def worker_log_queue(ctx):
 @atexit.register
 def _stop_listeners() -> None:
     with _lock:
-        for _, listener in _listeners.values():
-            listener.stop()
+        for queue, listener in _listeners.values():
+            # Not listener.stop(): it joins without a timeout, and a worker killed while writing
+            # a record (a pool closed under Ctrl-C kills workers that do not exit in time) leaves
+            # the queue's cross-process write lock held forever. The sentinel would then never
+            # reach the listener and the interpreter would hang at exit; so the sentinel's
+            # feeder thread is not joined either, and the (daemon) listener gets 1 s to drain.
+            queue.cancel_join_thread()
+            listener.enqueue_sentinel()
+            thread = listener._thread
+            if thread is not None:
+                thread.join(timeout=1.0)
+            listener._thread = None
         _listeners.clear()

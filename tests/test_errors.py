@@ -506,3 +506,34 @@ def test_segments_of_dead_owners_are_reclaimed_by_the_next_pool():
         f.write(b"\0" * 64)
     with VecRetroEnv(GAME, 1, observe=False):
         assert not os.path.exists(orphan)
+
+
+_EXIT_WITH_A_STUCK_LOG_QUEUE = textwrap.dedent(
+    """
+    import multiprocessing as mp, os, signal, time
+    from fastretro import logs
+    ctx = mp.get_context("fork")
+    queue = logs.worker_log_queue(ctx)
+
+    def hold_write_lock_and_die():
+        queue._wlock.acquire()  # as a worker killed in the middle of writing a log record
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    p = ctx.Process(target=hold_write_lock_and_die)
+    p.start()
+    p.join()
+    print("exiting", flush=True)
+    """
+)
+
+
+def test_exit_does_not_hang_on_a_log_queue_a_killed_worker_left_locked():
+    # Seen in CI: a Ctrl-C'd parent hung at exit, stopping its log listener.
+    proc = subprocess.run(
+        [sys.executable, "-c", _EXIT_WITH_A_STUCK_LOG_QUEUE],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "exiting"
