@@ -97,10 +97,19 @@ def load_agent(spec: str) -> Callable:
         from fastretro.agents.jerk import JerkAgent
 
         return JerkAgent
+    return import_callable(spec, sorted([*AGENTS, "jerk"]), "factory")
+
+
+def import_callable(spec: str, choices: Sequence[str], kind: str) -> Callable:
+    """The callable named by a ``module:attr`` spec (``--agent``'s other form).
+
+    Raises:
+        InvalidArgumentError: not ``module:attr``, or the module or attribute cannot be
+            imported; the message lists ``choices``, the built-in names.
+    """
     if ":" not in spec:
         raise InvalidArgumentError(
-            f"Expected --agent to be one of {sorted([*AGENTS, 'jerk'])} or module:factory, "
-            f"got {spec!r}"
+            f"Expected --agent to be one of {list(choices)} or module:{kind}, got {spec!r}"
         )
     module_name, attr = spec.split(":", 1)
     try:
@@ -109,10 +118,10 @@ def load_agent(spec: str) -> Callable:
         raise InvalidArgumentError(
             f"Cannot import the agent module {module_name!r}: {type(exc).__name__}: {exc}"
         ) from exc
-    factory = getattr(module, attr, None)
-    if not callable(factory):
+    func = getattr(module, attr, None)
+    if not callable(func):
         raise InvalidArgumentError(f"{module_name!r} has no callable {attr!r}")
-    return factory
+    return func
 
 
 def evaluate(

@@ -17,7 +17,6 @@ Agents: ``random``, ``jerk``, ``ppo`` (fastretro's PPO2, learning included), or
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import textwrap
@@ -351,21 +350,9 @@ def _merge(snapshots: list[PoolStats]) -> PoolStats:
 
 
 def _load_function(spec: str) -> Callable:
-    if ":" not in spec:
-        raise InvalidArgumentError(
-            f"Expected --agent to be one of {list(AGENTS)} or module:function, got {spec!r}"
-        )
-    module_name, attr = spec.split(":", 1)
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # noqa: BLE001 - any import failure is the user's to fix
-        raise InvalidArgumentError(
-            f"Cannot import the agent module {module_name!r}: {type(exc).__name__}: {exc}"
-        ) from exc
-    func = getattr(module, attr, None)
-    if not callable(func):
-        raise InvalidArgumentError(f"{module_name!r} has no callable {attr!r}")
-    return func
+    from fastretro.evaluate import import_callable
+
+    return import_callable(spec, AGENTS, "function")
 
 
 def main(argv: list[str] | None = None) -> int:
