@@ -383,9 +383,12 @@ def test_bools_and_nan_are_not_numbers_here(kwargs, message):
 
 _STEPPING_CHILD = textwrap.dedent(
     """
-    import os, sys
+    import os, signal, sys
     import numpy as np
     from fastretro import VecRetroEnv
+    # A shell's background job starts with SIGINT ignored, and Python then installs no Ctrl-C
+    # handler: restore it, so the test means the same however the suite is launched.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     env = VecRetroEnv("Airstriker-Genesis-v0", 2)
     env.reset()
     print(os.getpid(), *[p.pid for p in env._resources.procs], flush=True)
