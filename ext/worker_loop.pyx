@@ -8,7 +8,7 @@ the preprocessing kernel, if any.
 """
 
 import numpy as np
-from posix.time cimport CLOCK_MONOTONIC, CLOCK_THREAD_CPUTIME_ID, clock_gettime, timespec
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from sync cimport fr_atomic_cas
 
@@ -28,21 +28,20 @@ MODE_INDEX = 1
 MODE_GROUPS = 2
 
 # Columns of this worker's row of the shared ``timing`` array (mirrored in fastretro/stats.py):
-# nanoseconds spent in each phase, and event counts. Always on: measured here, a step costs
-# ~1.5 us of clock reads (about ten CLOCK_MONOTONIC reads at 25 ns, vDSO, no syscall; two
-# CLOCK_THREAD_CPUTIME_ID reads at 0.64 us, a real syscall): 0.4% of a frameskip-1 step,
-# 0.1% of a contest step.
+# nanoseconds spent in each phase, and event counts. Always on: about ten CLOCK_MONOTONIC reads
+# per step at 25 ns each (vDSO, no syscall). The workers' CPU time is NOT read here: two
+# CLOCK_THREAD_CPUTIME_ID reads per step (a syscall) cost ~10% of the contest config's
+# throughput in an A/B run on this VM; the parent reads it from /proc when asked instead.
 cdef enum:
     T_EMULATE = 0   # em.step (and the movie's frame when recording)
     T_RAM = 1       # update_ram, reward, done, info variables
     T_OBS = 2       # get_screen and the preprocessing kernel
     T_RESET = 3     # env.reset and the first observation of an episode
     T_WAIT = 4      # blocked, waiting for the parent's next command
-    T_CPU = 5       # CPU time of this process while serving commands
-    N_STEPS = 6
-    N_FRAMES = 7
-    N_RESETS = 8
-    TIMING_COLUMNS = 9
+    N_STEPS = 5
+    N_FRAMES = 6
+    N_RESETS = 7
+    TIMING_COLUMNS = 8
 TIMING_WIDTH = TIMING_COLUMNS
 
 
@@ -300,7 +299,7 @@ def run_loop(EnvStepper stepper, handshake, int[::1] cmd, long long[::1] arg, in
         "closed" or "orphaned".
     """
     cdef int c
-    cdef long long t, cpu
+    cdef long long t
     cdef long long[::1] timing = stepper.timing
     wait = handshake.wait_command
     done = handshake.done
@@ -316,7 +315,6 @@ def run_loop(EnvStepper stepper, handshake, int[::1] cmd, long long[::1] arg, in
         c = cmd[index]
         if c == 0:
             continue  # woken for a batch that does not include this worker
-        cpu = _now(CLOCK_THREAD_CPUTIME_ID)
         if c == CMD_STEP:
             step()
         elif c == CMD_RESET:
@@ -327,7 +325,6 @@ def run_loop(EnvStepper stepper, handshake, int[::1] cmd, long long[::1] arg, in
             cmd[index] = 0
             done()
             return "closed"
-        timing[T_CPU] += _now(CLOCK_THREAD_CPUTIME_ID) - cpu
         # Clearing the command tells the parent which workers are still busy on a timeout. It is
         # a compare-and-swap so that a CLOSE the parent wrote meanwhile (closing an async pool
         # with steps in flight) is not erased: the next wait sees it.

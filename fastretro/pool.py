@@ -44,7 +44,7 @@ from fastretro.errors import (
 from fastretro.preprocess import FrameWriter, Preprocessing, copy_into, stack_views
 from fastretro.shm import Layout, SharedBuffers
 from fastretro.spec import EnvSpec, resolve_all
-from fastretro.stats import TIMING_WIDTH, PoolStats
+from fastretro.stats import TIMING_STRIDE, TIMING_WIDTH, PoolStats, process_cpu_seconds
 
 log = logging.getLogger("fastretro.pool")
 
@@ -378,7 +378,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
                 ("arg", (n,), "i8"),
                 ("status", (n,), "i4"),
                 ("counter", (48,), "i4"),
-                ("timing", (n, TIMING_WIDTH), "i8"),
+                ("timing", (n, TIMING_STRIDE), "i8"),
                 ("sem", (_SEM_STRIDE,), "u1"),
             ]
         )
@@ -674,8 +674,12 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         :class:`fastretro.stats.PoolStats` for the fields.
         """
         self._check_open("stats")
+        pids, cpu = self._worker_cpu()
+        # A restarted worker is a new process: its CPU time counts from its start.
+        base = np.where(pids == self._cpu_base_pids, self._cpu_base, 0.0)
         return PoolStats.from_counters(
             self._a["timing"] - self._timing_base,
+            cpu - base,
             time.monotonic_ns() - self._stats_start_ns,
             self._parent_wait_ns,
         )
@@ -683,8 +687,14 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
     def reset_stats(self) -> None:
         """Start :meth:`stats` counting from now."""
         self._timing_base = self._a["timing"].copy()
+        self._cpu_base_pids, self._cpu_base = self._worker_cpu()
         self._stats_start_ns = time.monotonic_ns()
         self._parent_wait_ns = 0
+
+    def _worker_cpu(self) -> tuple[np.ndarray, np.ndarray]:
+        procs = self._resources.procs
+        pids = np.array([p.pid or -1 for p in procs], dtype=np.int64)
+        return pids, np.array([process_cpu_seconds(pid) for pid in pids])
 
     def __enter__(self) -> VecRetroEnv:
         return self

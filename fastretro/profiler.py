@@ -94,10 +94,10 @@ def analyse(agent: str, game: str, stats: PoolStats, watch: Stopwatch, wall_s: f
     blocked = min(stats.parent_wait_s, wall_s)
     # The emulators' CPU time packed onto the cores they could use: the least the parent could
     # have waited for them. What it waited beyond that is handshake and imbalance.
-    work = min(float(stats.cpu_s.sum()) / k, blocked) if k else 0.0
+    work = min(float(np.nansum(stats.cpu_s)) / k, blocked) if k else 0.0
     handshake = blocked - work
     other = max(0.0, wall_s - inference - learning - blocked)
-    busy = float(stats.cpu_s.sum()) / (k * wall_s) if k and wall_s > 0 else 0.0
+    busy = float(np.nansum(stats.cpu_s)) / (k * wall_s) if k and wall_s > 0 else 0.0
     frames = int(stats.frames.sum())
     return Profile(
         agent=agent,

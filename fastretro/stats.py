@@ -2,8 +2,9 @@
 
 Each worker keeps one row of a shared ``timing`` array (int64, written by ext/worker_loop.pyx):
 nanoseconds spent emulating, reading RAM/reward, producing observations, resetting and waiting
-for the parent, the CPU time it used, and step/frame/reset counts. The parent keeps the time it
-spent blocked in the pool. ``VecRetroEnv.stats()`` turns both into a :class:`PoolStats`.
+for the parent, and step/frame/reset counts. The parent keeps the time it spent in the pool and
+reads the workers' CPU time from /proc (Linux; 10 ms resolution) when asked.
+``VecRetroEnv.stats()`` turns them into a :class:`PoolStats`.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ import numpy as np
 
 # Columns of the timing array; mirrored in ext/worker_loop.pyx (TIMING_* enum), checked at import
 # of the pool against the compiled module.
-T_EMULATE, T_RAM, T_OBS, T_RESET, T_WAIT, T_CPU, N_STEPS, N_FRAMES, N_RESETS = range(9)
-TIMING_WIDTH = 9
+T_EMULATE, T_RAM, T_OBS, T_RESET, T_WAIT, N_STEPS, N_FRAMES, N_RESETS = range(8)
+TIMING_WIDTH = 8
+#: Row stride of the shared array: 16 int64 = two cache lines, so no two workers (on different
+#: cores, writing their counters every step) share a line.
+TIMING_STRIDE = 16
 
 PHASES = ("emulate", "ram", "obs", "reset")
 
@@ -45,7 +49,7 @@ class PoolStats:
     wait_s: np.ndarray
     """Blocked, waiting for the parent's next command (the agent's turn, or other envs)."""
     cpu_s: np.ndarray
-    """CPU time used while serving commands."""
+    """CPU time the worker process used (from /proc; NaN where that cannot be read)."""
     steps: np.ndarray
     """Agent steps served."""
     frames: np.ndarray
@@ -59,10 +63,15 @@ class PoolStats:
 
     @classmethod
     def from_counters(
-        cls, timing: np.ndarray, wall_ns: int, parent_wait_ns: int, cores: int | None = None
+        cls,
+        timing: np.ndarray,
+        cpu_s: np.ndarray,
+        wall_ns: int,
+        parent_wait_ns: int,
+        cores: int | None = None,
     ) -> PoolStats:
         """Build from a copy of the shared ``timing`` array (int64, one row per worker)."""
-        t = np.asarray(timing, dtype=np.int64)
+        t = np.asarray(timing, dtype=np.int64)[:, :TIMING_WIDTH]
         sec = t.astype(np.float64) / 1e9
         return cls(
             wall_s=wall_ns / 1e9,
@@ -71,7 +80,7 @@ class PoolStats:
             obs_s=sec[:, T_OBS],
             reset_s=sec[:, T_RESET],
             wait_s=sec[:, T_WAIT],
-            cpu_s=sec[:, T_CPU],
+            cpu_s=np.asarray(cpu_s, dtype=np.float64),
             steps=t[:, N_STEPS].copy(),
             frames=t[:, N_FRAMES].copy(),
             resets=t[:, N_RESETS].copy(),
@@ -89,7 +98,7 @@ class PoolStats:
         """Workers' CPU time over what the machine's cores could give them (0 to 1)."""
         if self.wall_s <= 0:
             return 0.0
-        return float(self.cpu_s.sum() / (min(self.cores, len(self.cpu_s)) * self.wall_s))
+        return float(np.nansum(self.cpu_s) / (min(self.cores, len(self.cpu_s)) * self.wall_s))
 
     @property
     def frames_per_s(self) -> float:
@@ -112,6 +121,20 @@ class PoolStats:
             f"of {min(self.cores, len(self.steps))} core(s); busy time: {phases}; "
             f"parent blocked {self.parent_wait_s:.2f} s"
         )
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc); NaN if unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            # The command name may hold spaces: fields are counted after its closing ')'.
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def available_cores() -> int:
