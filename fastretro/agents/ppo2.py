@@ -322,6 +322,34 @@ def compute_gae(
     return advantages, advantages + values
 
 
+@dataclass
+class Rollout:
+    """One rollout's storage, (steps, envs, ...), and the observation that follows it."""
+
+    obs: torch.Tensor  # uint8: a quarter of float32's size
+    actions: torch.Tensor
+    logprobs: torch.Tensor
+    rewards: torch.Tensor
+    dones: torch.Tensor  # 1 where the observation at that step began a new episode
+    values: torch.Tensor
+    next_obs: np.ndarray
+    next_done: torch.Tensor
+
+    @classmethod
+    def zeros(cls, steps: int, n: int, obs_shape: Sequence[int]) -> Rollout:
+        """Preallocated storage for ``steps`` steps of ``n`` envs."""
+        return cls(
+            obs=torch.zeros((steps, n, *obs_shape), dtype=torch.uint8),
+            actions=torch.zeros((steps, n), dtype=torch.long),
+            logprobs=torch.zeros((steps, n)),
+            rewards=torch.zeros((steps, n)),
+            dones=torch.zeros((steps, n)),
+            values=torch.zeros((steps, n)),
+            next_obs=np.zeros((n, *obs_shape), np.uint8),
+            next_done=torch.zeros(n),
+        )
+
+
 # -- the environment -------------------------------------------------------------------------
 
 
@@ -599,17 +627,12 @@ def _loop(
     n, steps = cfg.num_envs, cfg.n_steps
     per = n // len(pools)
     obs_shape = pools[0].single_observation_space.shape
-    # Rollout storage, (steps, envs, ...): observations as uint8 (a quarter of float32's size).
-    obs_buf = torch.zeros((steps, n, *obs_shape), dtype=torch.uint8)
-    obs_np = obs_buf.numpy()
-    actions_buf = torch.zeros((steps, n), dtype=torch.long)
-    logprobs_buf = torch.zeros((steps, n))
-    rewards_buf = torch.zeros((steps, n))
-    dones_buf = torch.zeros((steps, n))
-    values_buf = torch.zeros((steps, n))
-
-    next_obs = np.zeros((n, *obs_shape), np.uint8)
-    next_done = torch.zeros(n)
+    ro = Rollout.zeros(steps, n, obs_shape)
+    # Short local names for the loop below; they alias the rollout's storage.
+    obs_np = ro.obs.numpy()
+    actions_buf, logprobs_buf, values_buf = ro.actions, ro.logprobs, ro.values
+    rewards_buf, dones_buf = ro.rewards, ro.dones
+    next_obs, next_done = ro.next_obs, ro.next_done
     for h, pool in enumerate(pools):
         obs, _ = pool.reset(seed=cfg.seed + h * per + start_frames)
         next_obs[h * per : (h + 1) * per] = obs
@@ -701,21 +724,7 @@ def _loop(
 
             with watch("learning"):
                 torch.set_num_threads(threads[1])
-                stats = _update(
-                    cfg,
-                    model,
-                    optimizer,
-                    device,
-                    rng,
-                    obs_buf,
-                    actions_buf,
-                    logprobs_buf,
-                    rewards_buf,
-                    dones_buf,
-                    values_buf,
-                    next_obs,
-                    next_done,
-                )
+                stats = _update(cfg, model, optimizer, device, rng, ro)
                 torch.set_num_threads(threads[0])
             elapsed = time.perf_counter() - start
             row = {
@@ -755,33 +764,19 @@ def _loop(
     }
 
 
-def _update(
-    cfg,
-    model,
-    optimizer,
-    device,
-    rng,
-    obs_buf,
-    actions_buf,
-    logprobs_buf,
-    rewards_buf,
-    dones_buf,
-    values_buf,
-    next_obs,
-    next_done,
-) -> dict:
+def _update(cfg, model, optimizer, device, rng, ro: Rollout) -> dict:
     """PPO's epochs of minibatch updates on one rollout; returns the losses and diagnostics."""
     with torch.no_grad():
-        _, last_value = model(torch.from_numpy(next_obs).to(device))
+        _, last_value = model(torch.from_numpy(ro.next_obs).to(device))
     advantages, returns = compute_gae(
-        rewards_buf, values_buf, dones_buf, last_value.cpu(), next_done, cfg.gamma, cfg.gae_lambda
+        ro.rewards, ro.values, ro.dones, last_value.cpu(), ro.next_done, cfg.gamma, cfg.gae_lambda
     )
-    b_obs = obs_buf.reshape(-1, *obs_buf.shape[2:])
-    b_actions = actions_buf.reshape(-1)
-    b_logprobs = logprobs_buf.reshape(-1)
+    b_obs = ro.obs.reshape(-1, *ro.obs.shape[2:])
+    b_actions = ro.actions.reshape(-1)
+    b_logprobs = ro.logprobs.reshape(-1)
     b_adv = advantages.reshape(-1)
     b_returns = returns.reshape(-1)
-    b_values = values_buf.reshape(-1)
+    b_values = ro.values.reshape(-1)
     batch = b_obs.shape[0]
     mb = batch // cfg.n_minibatches
     clip = cfg.clip_range
