@@ -1,10 +1,19 @@
 """The pool across machines, on Ray: each actor owns a local VecRetroEnv shard.
 
 A shard is an ordinary :class:`~fastretro.VecRetroEnv` (its emulators in subprocesses of the
-actor, frames in that machine's shared memory); the driver sends each shard its slice of the
-actions and gathers one result per shard per step, so a step costs one object-store round trip
-per shard. Actors are placed with Ray's SPREAD strategy, so shards land on different nodes
-when there are several.
+actor, frames in that machine's shared memory). Ray places the actors (SPREAD strategy, so
+shards land on different nodes when there are several), starts, watches and restarts them. The
+steps themselves travel over a direct TCP connection from the driver to each actor
+(``transport="socket"``, the default), set up through Ray with a per-shard random key: one
+round trip per shard per step. ``transport="ray"`` sends them as Ray actor calls instead.
+
+Why a direct connection: a Ray actor call costs ~1.6 ms per round trip to 2 shards here
+against ~0.36 ms for the connection, and on a small machine the extra CPU it burns in the driver
+and the actors is taken from the emulators: 0.70-0.98x a local pool's throughput with the
+connection, 0.53-0.81x with Ray calls, same run (``bench/bench_ray.py``). Ray's compiled graphs
+cut the call to ~0.5 ms, but their actors poll for input and kept both cores busy while idle,
+so they are not used. The price: the driver must reach each node on an ephemeral TCP port (as
+Ray's own nodes do); where a firewall forbids it, use ``transport="ray"``.
 
 Start a cluster with ``ray start --head --system-config='{"max_direct_call_object_size":
 4194304}'`` on one machine and ``ray start --address=HEAD:6379`` on the others, then
@@ -12,10 +21,10 @@ Start a cluster with ``ray start --head --system-config='{"max_direct_call_objec
 starts a local one with :func:`init`: everything then runs on this machine, which is how the
 tests run it.
 
-Why the system config: Ray passes results up to ``max_direct_call_object_size`` (100 KB by
-default) inline and larger ones through its object store; a shard's batch of four 84x84x4
-observations is 113 KB, and the object-store path cost 5.5 ms per round trip here against 1.7
-ms inline (``bench/bench_ray.py``).
+Why the system config (``transport="ray"`` only): Ray passes results up to
+``max_direct_call_object_size`` (100 KB by default) inline and larger ones through its object
+store; a shard's batch of four 84x84x4 observations is 113 KB, and the object-store path cost
+5.5 ms per round trip here against 1.7 ms inline.
 
 Requires Ray: ``pip install "fastretro[ray]"``.
 """
@@ -23,7 +32,11 @@ Requires Ray: ``pip install "fastretro[ray]"``.
 from __future__ import annotations
 
 import math
+import os
+import time
 from collections.abc import Sequence
+from multiprocessing import connection as mp_connection
+from multiprocessing.connection import Client, Listener
 from typing import Any
 
 import gymnasium
@@ -60,15 +73,62 @@ def init(address: str | None = None, **kwargs: Any) -> None:
     ray.init(address=address, include_dashboard=False, log_to_driver=False, **kwargs)
 
 
-class _Shard:
+class _ShardLost(Exception):
+    """A shard's actor or its connection is gone (raised by a link, handled by the env)."""
+
+
+class _Served:
+    """Actor side of the direct channel: a TCP listener, then one data loop per connection.
+
+    The driver asks the actor (a Ray call) to ``listen``, starts ``serve`` (a Ray call that runs
+    until the channel closes, so its ObjectRef tells the driver if the actor dies) and connects.
+    Requests are ``(seq, op, args)``; each gets ``(seq, "ok", result)`` or
+    ``(seq, "error", exception)``. ``multiprocessing.connection`` frames and pickles them and
+    authenticates the driver with a per-shard random key (HMAC challenge).
+    """
+
+    OPS: tuple[str, ...] = ()
+
+    def listen(self, authkey: bytes) -> tuple[str, int]:
+        self._listener = Listener((ray.util.get_node_ip_address(), 0), authkey=authkey)
+        return self._listener.address
+
+    def serve(self) -> None:
+        conn = self._listener.accept()
+        self._listener.close()
+        with conn:
+            while True:
+                try:
+                    seq, op, args = conn.recv()
+                except (EOFError, OSError):
+                    return  # the driver went away
+                if op not in self.OPS:
+                    conn.send((seq, "error", InvalidArgumentError(f"Unknown shard call {op!r}")))
+                    continue
+                try:
+                    reply = (seq, "ok", getattr(self, op)(*args))
+                except Exception as exc:  # noqa: BLE001 - handed to the driver, raised there
+                    reply = (seq, "error", exc)
+                try:
+                    conn.send(reply)
+                except Exception as exc:  # noqa: BLE001 - an unpicklable exception
+                    conn.send((seq, "error", RuntimeError(f"{op} failed: {exc!r}")))
+                if op == "close":
+                    return
+
+
+class _Shard(_Served):
     """A Ray actor body: one local VecRetroEnv and the calls the driver makes on it."""
 
-    def __init__(self, games, states, scenarios, options: dict) -> None:
+    OPS = ("reset", "step", "close")
+
+    def __init__(self, games, states, scenarios, options: dict, copy: bool) -> None:
         from fastretro import VecRetroEnv
 
-        # copy=True: the result leaves the actor through Ray's object store anyway, and a view
-        # of shared memory must not be serialised while the workers write into it.
-        self.env = VecRetroEnv(games, len(games), states, scenarios, copy=True, **options)
+        # copy=True for the "ray" transport: Ray may serialise the result after the method
+        # returns, and a view of shared memory must not travel while the workers write into it.
+        # The socket transport pickles each result before the next step, so views are safe.
+        self.env = VecRetroEnv(games, len(games), states, scenarios, copy=copy, **options)
 
     def describe(self) -> tuple:
         env = self.env
@@ -89,6 +149,136 @@ class _Shard:
         self.env.close()
 
 
+class _RayLink:
+    """Shard calls as Ray actor method calls: one object-store round trip each."""
+
+    def __init__(self, actor) -> None:
+        self.actor = actor
+        self._ref = None
+
+    def submit(self, op: str, *args) -> None:
+        self._ref = getattr(self.actor, op).remote(*args)
+
+    def result(self, timeout: float | None = None):
+        try:
+            return ray.get(self._ref, timeout=timeout)
+        except ray.exceptions.GetTimeoutError:
+            raise TimeoutError(f"No result within {timeout} s") from None
+        except ray.exceptions.RayActorError as exc:
+            raise _ShardLost(type(exc).__name__) from exc
+        finally:
+            self._ref = None
+
+    @staticmethod
+    def first_ready(links: list, timeout: float | None):
+        by_ref = {link._ref: link for link in links}
+        ready, _ = ray.wait(list(by_ref), num_returns=1, timeout=timeout)
+        return by_ref[ready[0]] if ready else None
+
+    def close(self, timeout: float) -> None:
+        ray.get(self.actor.close.remote(), timeout=timeout)
+
+
+class _SocketLink:
+    """Shard calls over a direct TCP connection to the actor, set up through Ray.
+
+    Measured here (bench/bench_ray.py): a Ray actor call costs ~1.7 ms of actor CPU and ~1 ms of
+    driver CPU per step, which on a small machine competes with the emulators; the direct
+    connection costs tens of microseconds. Needs the driver to reach each node on an ephemeral
+    TCP port (Ray's own nodes talk that way too); ``transport="ray"`` avoids it.
+    """
+
+    #: Seconds between checks that the actor is alive while waiting for a reply (a node that
+    #: vanishes without closing its connections is only seen by Ray's health checks).
+    LIVENESS_S = 1.0
+
+    def __init__(self, actor) -> None:
+        self.actor = actor
+        key = os.urandom(32)
+        host, port = ray.get(actor.listen.remote(key))
+        self._serving = actor.serve.remote()
+        self.conn = Client((host, port), authkey=key)
+        self._seq = 0
+        self._broken: _ShardLost | None = None
+
+    def submit(self, op: str, *args) -> None:
+        self._seq += 1
+        try:
+            self.conn.send((self._seq, op, args))
+        except (OSError, EOFError) as exc:
+            # Reported by result(), where the env decides between an error and a restart.
+            self._broken = _ShardLost(f"connection lost: {type(exc).__name__}")
+
+    def poll(self, timeout: float | None) -> bool:
+        """Whether a reply (or the connection's end) is ready, checking the actor is alive."""
+        if self._broken is not None:
+            return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = self.LIVENESS_S if deadline is None else deadline - time.monotonic()
+            if self.conn.poll(max(0.0, min(left, self.LIVENESS_S))):
+                return True
+            done, _ = ray.wait([self._serving], timeout=0)
+            if done:  # serve() returned or its actor died: either way no reply will come
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+
+    def result(self, timeout: float | None = None):
+        while True:  # skip replies to calls that timed out earlier
+            if self._broken is not None:
+                raise self._broken
+            if not self.poll(timeout):
+                raise TimeoutError(f"No result within {timeout} s")
+            if not self.conn.poll(0):  # woken by the actor's end, not by a reply
+                raise _ShardLost(self._why_serve_ended())
+            try:
+                seq, status, value = self.conn.recv()
+            except (OSError, EOFError) as exc:
+                raise _ShardLost(f"connection lost: {type(exc).__name__}") from exc
+            if seq == self._seq:
+                break
+        if status == "error":
+            raise value
+        return value
+
+    def _why_serve_ended(self) -> str:
+        try:
+            ray.get(self._serving, timeout=1)
+        except ray.exceptions.RayActorError as exc:
+            return type(exc).__name__
+        except Exception as exc:  # noqa: BLE001 - reported, not handled
+            return repr(exc)
+        return "the shard's data loop ended"
+
+    @staticmethod
+    def first_ready(links: list, timeout: float | None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = _SocketLink.LIVENESS_S if deadline is None else deadline - time.monotonic()
+            broken = [link for link in links if link._broken is not None]
+            if broken:
+                return broken[0]
+            ready = mp_connection.wait([link.conn for link in links], max(0.0, left))
+            if ready:
+                return next(link for link in links if link.conn is ready[0])
+            for link in links:
+                if ray.wait([link._serving], timeout=0)[0]:
+                    return link
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+
+    def close(self, timeout: float) -> None:
+        try:
+            self.submit("close")
+            self.result(timeout)
+        finally:
+            self.conn.close()
+
+
+TRANSPORTS = {"socket": _SocketLink, "ray": _RayLink}
+
+
 class RayVecRetroEnv(gymnasium.vector.VectorEnv):
     """A VecRetroEnv made of Ray actors, each owning a local VecRetroEnv shard.
 
@@ -106,6 +296,10 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
             episodes. ``False``: raise :class:`~fastretro.errors.WorkerDiedError` naming the
             shard.
         actor_options: extra ``ray.remote`` options for the shard actors (e.g. resources).
+        transport: how steps travel between the driver and the shards. ``"socket"`` (default):
+            a direct TCP connection to each actor, set up through Ray (the driver must reach
+            the nodes on ephemeral ports). ``"ray"``: Ray actor calls, one object-store round
+            trip per shard per step; slower (bench/bench_ray.py), needs no extra ports.
         **options: every other VecRetroEnv option (frameskip, grayscale, autoreset_mode...).
 
     Observations are gathered into one new array per step (not a view of shared memory).
@@ -124,10 +318,16 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
         num_nodes: int | None = None,
         restart: bool = False,
         actor_options: dict | None = None,
+        transport: str = "socket",
         **options: Any,
     ) -> None:
         self._closed = True
-        self._actors: list = []
+        self._links: list = []
+        if transport not in TRANSPORTS:
+            raise InvalidArgumentError(
+                f"Expected transport to be one of {sorted(TRANSPORTS)}, got {transport!r}"
+            )
+        self.transport = transport
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
             raise InvalidArgumentError(f"Expected num_envs >= 1, got {num_envs!r}")
         for bad in ("batch_size", "copy"):
@@ -161,15 +361,21 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
         }
         self._remote = ray.remote(_Shard)
         self._seeds: list | None = None
-        self._pending: list | None = None
-        self._in_flight: dict = {}  # async mode: object ref -> shard
+        self._pending = False
+        self._in_flight: dict[int, str] = {}  # async mode: shard -> "reset" or "step"
         self.shard_restarts = 0
         self._closed = False
+        actors: list = []
         try:
-            self._actors = [self._start(k) for k in range(len(self.shards))]
-            described = ray.get([a.describe.remote() for a in self._actors])
+            for k in range(len(self.shards)):
+                actors.append(self._start(k))
+            described = ray.get([a.describe.remote() for a in actors])
+            for actor in actors:
+                self._links.append(TRANSPORTS[transport](actor))
         except BaseException:
-            self.close()
+            self._closed = True
+            for k, actor in enumerate(actors):
+                _end_shard(actor, self._links[k] if k < len(self._links) else None)
             raise
         obs_space, act_space, mode, prep = described[0]
         self.single_observation_space = obs_space
@@ -185,8 +391,13 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
     def _start(self, k: int):
         games, states, scenarios = self._specs[k]
         return self._remote.options(**self._actor_options).remote(
-            games, states, scenarios, self._options
+            games, states, scenarios, self._options, self.transport == "ray"
         )
+
+    @property
+    def _actors(self) -> list:
+        """The shards' Ray actors, in shard order."""
+        return [link.actor for link in self._links]
 
     # -- gymnasium interface -------------------------------------------------------------------
 
@@ -196,18 +407,17 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
         seeds = self._split_seeds(seed)
         self._seeds = seeds
         mask = None if options is None else options.get("reset_mask")
-        refs = []
         for k, (a, b) in enumerate(self.shards):
             opts = None if mask is None else {"reset_mask": np.asarray(mask)[a:b]}
-            refs.append(self._actors[k].reset.remote(seeds[k], opts))
-        results = self._gather(refs, "reset")
+            self._links[k].submit("reset", seeds[k], opts)
+        results = self._gather("reset")
         obs = np.concatenate([r[0] for r in results])
         return obs, _merge_infos([r[1] for r in results], [b - a for a, b in self.shards])
 
     def step_async(self, actions) -> None:
         """Send each shard its slice of ``actions``."""
         self._check_open("step_async")
-        if self._pending is not None:
+        if self._pending:
             raise StateMachineError(
                 "Cannot call step_async while a step is pending: call step_wait"
             )
@@ -216,17 +426,17 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
             raise InvalidArgumentError(
                 f"Expected actions for num_envs={self.num_envs} envs, got {len(actions)}"
             )
-        self._pending = [
-            self._actors[k].step.remote(actions[a:b]) for k, (a, b) in enumerate(self.shards)
-        ]
+        for k, (a, b) in enumerate(self.shards):
+            self._links[k].submit("step", actions[a:b])
+        self._pending = True
 
     def step_wait(self, timeout: float | None = None):
-        """Gather every shard's step: one object-store round trip per shard."""
+        """Gather every shard's step: one round trip per shard."""
         self._check_open("step_wait")
-        if self._pending is None:
+        if not self._pending:
             raise StateMachineError("Cannot call step_wait without a pending step_async")
-        refs, self._pending = self._pending, None
-        results = self._gather(refs, "step", timeout)
+        self._pending = False
+        results = self._gather("step", timeout)
         sizes = [b - a for a, b in self.shards]
         obs = np.concatenate([r[0] for r in results])
         rewards = np.concatenate([r[1] for r in results])
@@ -256,9 +466,9 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
             raise StateMachineError("Cannot call async_reset while shards are running: recv them")
         seeds = self._split_seeds(seed)
         self._seeds = seeds
-        self._in_flight = {
-            self._actors[k].reset.remote(seeds[k], None): k for k in range(len(self.shards))
-        }
+        for k, link in enumerate(self._links):
+            link.submit("reset", seeds[k], None)
+        self._in_flight = {k: "reset" for k in range(len(self.shards))}
 
     def send(self, actions, env_ids) -> None:
         """Start a step of whole shards: ``env_ids`` are the envs of shards returned by recv."""
@@ -277,10 +487,11 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
                 raise InvalidArgumentError(
                     f"Expected whole shards in env_ids: shard {k} is envs {a}..{b - 1}"
                 )
-            if k in self._in_flight.values():
+            if k in self._in_flight:
                 raise StateMachineError(f"Cannot send to shard {k}: it is still running")
             order = np.argsort(ids[mine])
-            self._in_flight[self._actors[k].step.remote(actions[mine][order])] = k
+            self._links[k].submit("step", actions[mine][order])
+            self._in_flight[k] = "step"
 
     def recv(self, timeout: float | None = None):
         """Wait for whichever running shard finishes first; return its envs' results.
@@ -292,12 +503,14 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
         self._check_open("recv")
         if not self._in_flight:
             raise StateMachineError("Cannot call recv with no shard running: send first")
-        ready, _ = ray.wait(list(self._in_flight), num_returns=1, timeout=timeout)
-        if not ready:
+        running = [self._links[k] for k in self._in_flight]
+        ready = TRANSPORTS[self.transport].first_ready(running, timeout)
+        if ready is None:
             raise TimeoutError(f"No shard finished within {timeout} s")
-        k = self._in_flight.pop(ready[0])
+        k = self._links.index(ready)
+        self._in_flight.pop(k)
         a, b = self.shards[k]
-        result = self._get(k, ready[0], "step")
+        result = self._get(k, "step")
         n = b - a
         if len(result) == 2:  # a reset
             obs, infos = result
@@ -312,13 +525,9 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
         if self._closed:
             return
         self._closed = True
-        for actor in self._actors:
-            try:
-                ray.get(actor.close.remote(), timeout=30)
-            except Exception:  # noqa: BLE001 - a lost actor has nothing left to close
-                pass
-            ray.kill(actor)
-        self._actors = []
+        for link in self._links:
+            _end_shard(link.actor, link)
+        self._links = []
 
     @property
     def closed(self) -> bool:
@@ -330,30 +539,43 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
 
     # -- internals -------------------------------------------------------------------------------
 
-    def _gather(self, refs: list, what: str, timeout: float | None = None) -> list:
-        return [self._get(k, ref, what, timeout) for k, ref in enumerate(refs)]
+    def _gather(self, what: str, timeout: float | None = None) -> list:
+        return [self._get(k, what, timeout) for k in range(len(self._links))]
 
-    def _get(self, k: int, ref, what: str, timeout: float | None = None):
+    def _get(self, k: int, what: str, timeout: float | None = None):
         """Shard k's result, or (lost actor) a clear error or its replacement's reset."""
         try:
-            return ray.get(ref, timeout=timeout)
-        except ray.exceptions.RayActorError as exc:
+            return self._links[k].result(timeout)
+        except _ShardLost as exc:
             a, b = self.shards[k]
             if not self.restart or what != "step":
                 self.close()
                 raise WorkerDiedError(
                     f"Shard {k} (envs {a}..{b - 1}) was lost during {what}: "
-                    f"{type(exc).__name__}; the pool has been closed",
+                    f"{exc}; the pool has been closed",
                     index=a,
                 ) from exc
             return self._replace(k)
+        except TimeoutError:
+            raise
+        except Exception as exc:
+            a, b = self.shards[k]
+            exc.add_note(
+                f"Raised in shard {k} (envs {a}..{b - 1}): env numbers in the message count "
+                "from that shard's first env."
+            )
+            raise
 
     def _replace(self, k: int) -> tuple:
         # A new actor for shard k; its envs start new episodes, reported as truncated.
-        self._actors[k] = self._start(k)
+        ray.kill(self._links[k].actor)
+        actor = self._start(k)
+        ray.get(actor.describe.remote())  # constructed (or its error raised) before linking
+        self._links[k] = TRANSPORTS[self.transport](actor)
         self.shard_restarts += 1
         seeds = None if self._seeds is None else self._seeds[k]
-        obs, infos = ray.get(self._actors[k].reset.remote(seeds, None))
+        self._links[k].submit("reset", seeds, None)
+        obs, infos = self._links[k].result()
         n = len(obs)
         return obs, np.zeros(n), np.zeros(n, bool), np.ones(n, bool), infos, True
 
@@ -375,6 +597,18 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
 
     def __repr__(self) -> str:
         return f"RayVecRetroEnv(num_envs={self.num_envs}, shards={len(self.shards)})"
+
+
+def _end_shard(actor, link, timeout: float = 30) -> None:
+    """Close a shard's pool (through its link once it has one), then end its actor."""
+    try:
+        if link is not None:
+            link.close(timeout)
+        else:
+            ray.get(actor.close.remote(), timeout=timeout)
+    except Exception:  # noqa: BLE001 - a lost actor has nothing left to close
+        pass
+    ray.kill(actor)
 
 
 def _merge_infos(parts: list[dict], sizes: list[int]) -> dict:

@@ -29,7 +29,8 @@ def acts(steps, n, seed=0):
     return np.random.default_rng(seed).integers(0, 2, (steps, n, 12), dtype=np.uint8)
 
 
-def test_two_shards_step_exactly_like_a_local_pool():
+@pytest.mark.parametrize("transport", ["socket", "ray"])
+def test_two_shards_step_exactly_like_a_local_pool(transport):
     options = {
         "frameskip": 4,
         "grayscale": True,
@@ -44,7 +45,7 @@ def test_two_shards_step_exactly_like_a_local_pool():
         for a in batches:
             obs, rew, term, trunc, infos = local.step(a)
             expected.append((obs.copy(), rew, term, trunc, infos["score"]))
-    env = RayVecRetroEnv(GAME, 4, envs_per_actor=2, **options)
+    env = RayVecRetroEnv(GAME, 4, envs_per_actor=2, transport=transport, **options)
     try:
         assert env.shards == [(0, 2), (2, 4)]
         assert env.single_observation_space == local.single_observation_space
@@ -126,7 +127,51 @@ def test_close_leaves_no_segments_behind():
     assert set(shm.list_segments()) - before == set()
 
 
+def test_a_timed_out_step_does_not_shift_the_next_results():
+    # The late reply to the timed-out step must be skipped, not returned by the next step.
+    options = {"frameskip": 30, "grayscale": True, "resize": (42, 42)}
+    batches = acts(2, 2, seed=3)
+    with VecRetroEnv(GAME, 2, **options) as local:
+        local.reset(seed=1)
+        local.step(batches[0])
+        expected = local.step(batches[1])[0].copy()
+    env = RayVecRetroEnv(GAME, 2, envs_per_actor=1, **options)
+    try:
+        env.reset(seed=1)
+        env.step_async(batches[0])
+        with pytest.raises(TimeoutError, match="No result within 0 s"):
+            env.step_wait(timeout=0)
+        obs, *_ = env.step(batches[1])
+        np.testing.assert_array_equal(obs, expected)
+    finally:
+        env.close()
+
+
+def test_an_error_in_a_shard_reaches_the_driver_with_its_message():
+    env = RayVecRetroEnv(GAME, 2, envs_per_actor=1, actions="discrete", observe=False)
+    try:
+        env.reset()
+        high = env.single_action_space.n
+        with pytest.raises(
+            InvalidArgumentError, match=re.escape(f"Expected actions in [0, {high})")
+        ) as caught:
+            env.step(np.array([0, high]))
+        assert f"got {high} at env 0" in str(caught.value)  # counted within shard 1
+        assert caught.value.__notes__ == [
+            "Raised in shard 1 (envs 1..1): env numbers in the message count from that "
+            "shard's first env."
+        ]
+        env.step(np.array([0, 1]))  # the shard is still usable
+    finally:
+        env.close()
+
+
 def test_bad_arguments():
+    with pytest.raises(
+        InvalidArgumentError,
+        match=re.escape("Expected transport to be one of ['ray', 'socket'], got 'zmq'"),
+    ):
+        RayVecRetroEnv(GAME, 2, transport="zmq")
     with pytest.raises(InvalidArgumentError, match="Expected envs_per_actor >= 1, got 0"):
         RayVecRetroEnv(GAME, 2, envs_per_actor=0)
     with pytest.raises(
