@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -93,10 +95,18 @@ def test_per_env_levels_and_the_sb3_adapter_on_top():
         venv.close()
 
 
+def kill_shard(env, k: int) -> None:
+    """Kill shard k's actor and wait until it is gone (ray.kill only sends the request; a step
+    sent over the shard's connection meanwhile could still be served)."""
+    ray.kill(env._actors[k])
+    ready, _ = ray.wait([env._links[k]._serving], timeout=30)
+    assert ready, "the killed actor's data loop did not end"
+
+
 def test_a_killed_actor_raises_naming_its_shard():
     env = RayVecRetroEnv(GAME, 4, envs_per_actor=2, observe=False)
     env.reset()
-    ray.kill(env._actors[1])
+    kill_shard(env, 1)
     with pytest.raises(
         WorkerDiedError, match=re.escape("Shard 1 (envs 2..3) was lost during step")
     ):
@@ -108,7 +118,7 @@ def test_restart_replaces_a_killed_actor_and_truncates_its_envs():
     env = RayVecRetroEnv(GAME, 4, envs_per_actor=2, observe=False, restart=True)
     try:
         env.reset(seed=0)
-        ray.kill(env._actors[0])
+        kill_shard(env, 0)
         *_, trunc, infos = env.step(np.zeros((4, 12), np.uint8))
         assert trunc.tolist() == [True, True, False, False]
         assert infos["shard_restarted"].tolist() == [True, True, False, False]
@@ -118,13 +128,37 @@ def test_restart_replaces_a_killed_actor_and_truncates_its_envs():
         env.close()
 
 
-def test_close_leaves_no_segments_behind():
-    before = set(shm.list_segments())
+def _processes() -> dict[int, str]:
+    """pid -> command line of every process (Linux /proc)."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    found[int(entry)] = f.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                pass
+    return found
+
+
+def test_close_leaves_no_segments_and_no_processes_behind():
+    before_segments = set(shm.list_segments())
+    before = _processes()
     env = RayVecRetroEnv(GAME, 2, envs_per_actor=1, observe=False)
     env.reset()
-    assert len(set(shm.list_segments()) - before) == 2  # one per shard, in the actors
+    assert len(set(shm.list_segments()) - before_segments) == 2  # one per shard, in the actors
+    # Actors and their emulator workers carry the actor's title; each actor has a tracker.
+    ours = ("_Shard", "resource_tracker")
+    started = {
+        p for p, cmd in _processes().items() if p not in before and any(o in cmd for o in ours)
+    }
+    assert len(started) >= 2 + 2  # at least the 2 workers and the 2 trackers
     env.close()
-    assert set(shm.list_segments()) - before == set()
+    assert set(shm.list_segments()) - before_segments == set()
+    deadline = time.monotonic() + 20
+    while (left := started & set(_processes())) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, [_processes().get(p) for p in left]
 
 
 def test_a_timed_out_step_does_not_shift_the_next_results():
