@@ -182,10 +182,11 @@ class _RayLink:
 class _SocketLink:
     """Shard calls over a direct TCP connection to the actor, set up through Ray.
 
-    Measured here (bench/bench_ray.py): a Ray actor call costs ~1.7 ms of actor CPU and ~1 ms of
-    driver CPU per step, which on a small machine competes with the emulators; the direct
-    connection costs tens of microseconds. Needs the driver to reach each node on an ephemeral
-    TCP port (Ray's own nodes talk that way too); ``transport="ray"`` avoids it.
+    Measured here (bench/bench_ray.py, 2 shards of 4 envs): a Ray actor call costs ~1.7 ms of
+    actor CPU and ~1 ms of driver CPU per shard per step, which on a small machine competes with
+    the emulators; over the direct connection the driver spends ~0.25 ms per shard. Needs the
+    driver to reach each node on an ephemeral TCP port (Ray's own nodes talk that way too);
+    ``transport="ray"`` avoids it.
     """
 
     #: Seconds between checks that the actor is alive while waiting for a reply (a node that
@@ -259,7 +260,8 @@ class _SocketLink:
             broken = [link for link in links if link._broken is not None]
             if broken:
                 return broken[0]
-            ready = mp_connection.wait([link.conn for link in links], max(0.0, left))
+            conns = [link.conn for link in links]
+            ready = mp_connection.wait(conns, max(0.0, min(left, _SocketLink.LIVENESS_S)))
             if ready:
                 return next(link for link in links if link.conn is ready[0])
             for link in links:
