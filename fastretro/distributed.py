@@ -171,9 +171,12 @@ class _RayLink:
 
     @staticmethod
     def first_ready(links: list, timeout: float | None):
-        by_ref = {link._ref: link for link in links}
-        ready, _ = ray.wait(list(by_ref), num_returns=1, timeout=timeout)
-        return by_ref[ready[0]] if ready else None
+        """The first link of ``links`` (in their order) with a result, or None on timeout."""
+        refs = [link._ref for link in links]
+        if not ray.wait(refs, num_returns=1, timeout=timeout)[0]:
+            return None
+        ready = set(ray.wait(refs, num_returns=len(refs), timeout=0)[0])
+        return next(link for link in links if link._ref in ready)
 
     def close(self, timeout: float) -> None:
         ray.get(self.actor.close.remote(), timeout=timeout)
@@ -254,6 +257,7 @@ class _SocketLink:
 
     @staticmethod
     def first_ready(links: list, timeout: float | None):
+        """The first link of ``links`` (in their order) with a reply, or None on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             left = _SocketLink.LIVENESS_S if deadline is None else deadline - time.monotonic()
@@ -263,7 +267,7 @@ class _SocketLink:
             conns = [link.conn for link in links]
             ready = mp_connection.wait(conns, max(0.0, min(left, _SocketLink.LIVENESS_S)))
             if ready:
-                return next(link for link in links if link.conn is ready[0])
+                return next(link for link in links if link.conn in ready)
             for link in links:
                 if ray.wait([link._serving], timeout=0)[0]:
                     return link
@@ -505,6 +509,8 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
         self._check_open("recv")
         if not self._in_flight:
             raise StateMachineError("Cannot call recv with no shard running: send first")
+        # Longest-running shard first among those ready: a shard that is always ready by the
+        # time recv is called must not starve the others (``_in_flight`` keeps send order).
         running = [self._links[k] for k in self._in_flight]
         ready = TRANSPORTS[self.transport].first_ready(running, timeout)
         if ready is None:
