@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import time
 from collections.abc import Sequence
 from multiprocessing import connection as mp_connection
@@ -73,6 +74,18 @@ def init(address: str | None = None, **kwargs: Any) -> None:
     ray.init(address=address, include_dashboard=False, log_to_driver=False, **kwargs)
 
 
+def _no_delay(conn) -> None:
+    """TCP_NODELAY on a connection's socket.
+
+    ``multiprocessing.connection`` sends a large message as two writes (its length, then the
+    data); with Nagle's algorithm on, the second waits for the peer's delayed ACK of the first,
+    which made a step of 2 shards of 2 envs (84x84x4 observations) take ~12 ms instead of
+    ~4.6 ms here (examples/ray_pool.py).
+    """
+    with socket.socket(fileno=os.dup(conn.fileno())) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class _ShardLost(Exception):
     """A shard's actor or its connection is gone (raised by a link, handled by the env)."""
 
@@ -96,6 +109,7 @@ class _Served:
     def serve(self) -> None:
         conn = self._listener.accept()
         self._listener.close()
+        _no_delay(conn)
         with conn:
             while True:
                 try:
@@ -202,6 +216,7 @@ class _SocketLink:
         host, port = ray.get(actor.listen.remote(key))
         self._serving = actor.serve.remote()
         self.conn = Client((host, port), authkey=key)
+        _no_delay(self.conn)
         self._seq = 0
         self._broken: _ShardLost | None = None
 

@@ -205,6 +205,20 @@ def test_an_error_in_a_shard_reaches_the_driver_with_its_message():
         env.close()
 
 
+def test_the_direct_connections_do_not_wait_for_delayed_acks():
+    # multiprocessing.connection writes a large message in two parts; with Nagle's algorithm
+    # the second part waits for the peer's delayed ACK of the first (~10 ms per step).
+    import socket
+
+    env = RayVecRetroEnv(GAME, 2, envs_per_actor=1, observe=False)
+    try:
+        for link in env._links:
+            with socket.socket(fileno=os.dup(link.conn.fileno())) as sock:
+                assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        env.close()
+
+
 def test_bad_arguments():
     with pytest.raises(
         InvalidArgumentError,

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -36,3 +38,15 @@ def test_async_agent_example_runs():
     )
     assert out.returncode == 0, out.stderr
     assert "returns so far per env" in out.stdout
+
+
+def test_ray_pool_example_runs():
+    pytest.importorskip("ray", reason="Ray is an optional extra: pip install fastretro[ray]")
+    out = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", "ray_pool.py"), "--steps", "20"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "2 shards, observations (4, 84, 84, 4)" in out.stdout
