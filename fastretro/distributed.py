@@ -8,12 +8,13 @@ steps themselves travel over a direct TCP connection from the driver to each act
 round trip per shard per step. ``transport="ray"`` sends them as Ray actor calls instead.
 
 Why a direct connection: a Ray actor call costs ~1.6 ms per round trip to 2 shards here
-against ~0.36 ms for the connection, and on a small machine the extra CPU it burns in the driver
-and the actors is taken from the emulators: 0.70-0.98x a local pool's throughput with the
-connection, 0.53-0.81x with Ray calls, same run (``bench/bench_ray.py``). Ray's compiled graphs
-cut the call to ~0.5 ms, but their actors poll for input and kept both cores busy while idle,
-so they are not used. The price: the driver must reach each node on an ephemeral TCP port (as
-Ray's own nodes do); where a firewall forbids it, use ``transport="ray"``.
+against ~0.3-0.45 ms for the connection, and on a small machine the extra CPU it burns in the
+driver and the actors is taken from the emulators: 0.70-0.98x a local pool's throughput with
+the connection against 0.53-0.81x with Ray calls over three runs (0.80-0.82x against
+0.63-0.66x in the latest; ``bench/bench_ray.py``). Ray's compiled graphs cut the call to ~0.5
+ms, but their actors poll for input and kept both cores busy while idle, so they are not used.
+The price: the driver must reach each node on an ephemeral TCP port (as Ray's own nodes do);
+where a firewall forbids it, use ``transport="ray"``.
 
 Start a cluster with ``ray start --head --system-config='{"max_direct_call_object_size":
 4194304}'`` on one machine and ``ray start --address=HEAD:6379`` on the others, then
