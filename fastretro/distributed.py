@@ -92,7 +92,7 @@ class _ShardLost(Exception):
 
 
 class _Served:
-    """Actor side of the direct channel: a TCP listener, then one data loop per connection.
+    """Actor side of the direct connection: a TCP listener, then the data loop that serves it.
 
     The driver asks the actor (a Ray call) to ``listen``, starts ``serve`` (a Ray call that runs
     until the channel closes, so its ObjectRef tells the driver if the actor dies) and connects.
