@@ -592,7 +592,7 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
 
     def _replace(self, k: int) -> tuple:
         # A new actor for shard k; its envs start new episodes, reported as truncated.
-        ray.kill(self._links[k].actor)
+        _end_shard(self._links[k].actor, self._links[k], timeout=1)  # closes its connection
         actor = self._start(k)
         ray.get(actor.describe.remote())  # constructed (or its error raised) before linking
         self._links[k] = TRANSPORTS[self.transport](actor)
