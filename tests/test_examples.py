@@ -11,42 +11,27 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_random_agent_example_runs():
+def run_example(name: str, *args: str, timeout: float = 120) -> str:
+    """Run examples/<name> in a fresh interpreter; return its stdout (it must exit with 0)."""
     out = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(ROOT, "examples", "random_agent.py"),
-            "--steps",
-            "50",
-            "--num-envs",
-            "2",
-        ],
+        [sys.executable, os.path.join(ROOT, "examples", name), *args],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
     )
     assert out.returncode == 0, out.stderr
-    assert "frames/s" in out.stdout
+    return out.stdout
+
+
+def test_random_agent_example_runs():
+    assert "frames/s" in run_example("random_agent.py", "--steps", "50", "--num-envs", "2")
 
 
 def test_async_agent_example_runs():
-    out = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "examples", "async_agent.py"), "--steps", "20"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
-    assert "returns so far per env" in out.stdout
+    assert "returns so far per env" in run_example("async_agent.py", "--steps", "20")
 
 
 def test_ray_pool_example_runs():
     pytest.importorskip("ray", reason="Ray is an optional extra: pip install fastretro[ray]")
-    out = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "examples", "ray_pool.py"), "--steps", "20"],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert out.returncode == 0, out.stderr
-    assert "2 shards, observations (4, 84, 84, 4)" in out.stdout
+    stdout = run_example("ray_pool.py", "--steps", "20", timeout=180)
+    assert "2 shards, observations (4, 84, 84, 4)" in stdout
