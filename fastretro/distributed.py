@@ -143,9 +143,18 @@ class _Shard(_Served):
         # copy=True for the "ray" transport: Ray may serialise the result after the method
         # returns, and a view of shared memory must not travel while the workers write into it.
         # The socket transport pickles each result before the next step, so views are safe.
-        self.env = VecRetroEnv(games, len(games), states, scenarios, copy=copy, **options)
+        self.env = None
+        self._failure: Exception | None = None
+        try:
+            self.env = VecRetroEnv(games, len(games), states, scenarios, copy=copy, **options)
+        except Exception as exc:  # noqa: BLE001 - raised by describe(), as itself
+            # An exception in an actor's constructor reaches the driver as Ray's ActorDiedError
+            # with the original only as text; from a method it keeps its type and message.
+            self._failure = exc
 
     def describe(self) -> tuple:
+        if self._failure is not None:
+            raise self._failure
         env = self.env
         return (
             env.single_observation_space,
@@ -161,7 +170,8 @@ class _Shard(_Served):
         return self.env.step(actions)
 
     def close(self) -> None:
-        self.env.close()
+        if self.env is not None:
+            self.env.close()
 
 
 class _RayLink:
@@ -391,7 +401,7 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
         try:
             for k in range(len(self.shards)):
                 actors.append(self._start(k))
-            described = ray.get([a.describe.remote() for a in actors])
+            described = [_describe(k, a, self.shards[k]) for k, a in enumerate(actors)]
             for actor in actors:
                 self._links.append(TRANSPORTS[transport](actor))
         except BaseException:
@@ -594,7 +604,7 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
         # A new actor for shard k; its envs start new episodes, reported as truncated.
         _end_shard(self._links[k].actor, self._links[k], timeout=1)  # closes its connection
         actor = self._start(k)
-        ray.get(actor.describe.remote())  # constructed (or its error raised) before linking
+        _describe(k, actor, self.shards[k])  # constructed (or its error raised) before linking
         self._links[k] = TRANSPORTS[self.transport](actor)
         self.shard_restarts += 1
         seeds = None if self._seeds is None else self._seeds[k]
@@ -621,6 +631,16 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
 
     def __repr__(self) -> str:
         return f"RayVecRetroEnv(num_envs={self.num_envs}, shards={len(self.shards)})"
+
+
+def _describe(k: int, actor, envs: tuple[int, int]) -> tuple:
+    """Shard k's spaces; a failure to build its pool is raised as the original exception."""
+    try:
+        return ray.get(actor.describe.remote())
+    except ray.exceptions.RayTaskError as exc:
+        cause = exc.cause if isinstance(exc.cause, Exception) else exc
+        cause.add_note(f"Raised while shard {k} (envs {envs[0]}..{envs[1] - 1}) built its pool.")
+        raise cause from None
 
 
 def _end_shard(actor, link, timeout: float = 30) -> None:

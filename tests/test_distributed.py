@@ -146,17 +146,20 @@ def _processes() -> dict[int, str]:
     return found
 
 
+def _shard_processes(before: dict[int, str]) -> set[int]:
+    """Processes started since ``before`` that belong to shards: actors and their emulator
+    workers carry the actor's title, and each actor has a resource tracker."""
+    ours = ("_Shard", "resource_tracker")
+    return {p for p, cmd in _processes().items() if p not in before and any(o in cmd for o in ours)}
+
+
 def test_close_leaves_no_segments_and_no_processes_behind():
     before_segments = set(shm.list_segments())
     before = _processes()
     env = RayVecRetroEnv(GAME, 2, envs_per_actor=1, observe=False)
     env.reset()
     assert len(set(shm.list_segments()) - before_segments) == 2  # one per shard, in the actors
-    # Actors and their emulator workers carry the actor's title; each actor has a tracker.
-    ours = ("_Shard", "resource_tracker")
-    started = {
-        p for p, cmd in _processes().items() if p not in before and any(o in cmd for o in ours)
-    }
+    started = _shard_processes(before)
     assert len(started) >= 2 + 2  # at least the 2 workers and the 2 trackers
     env.close()
     assert set(shm.list_segments()) - before_segments == set()
@@ -217,6 +220,24 @@ def test_the_direct_connections_do_not_wait_for_delayed_acks():
                 assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     finally:
         env.close()
+
+
+def test_a_shard_that_cannot_build_its_pool_raises_the_pools_error():
+    from fastretro import StateNotFoundError
+
+    before = _processes()
+    with pytest.raises(
+        StateNotFoundError,
+        match=re.escape(
+            "Unknown state 'NoSuchLevel' for Airstriker-Genesis-v0; expected one of ['Level1']"
+        ),
+    ) as caught:
+        RayVecRetroEnv(GAME, 2, [None, "NoSuchLevel"], envs_per_actor=1)
+    assert caught.value.__notes__ == ["Raised while shard 1 (envs 1..1) built its pool."]
+    deadline = time.monotonic() + 20  # shard 0's actor and workers are ended too
+    while (left := _shard_processes(before)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left
 
 
 def test_bad_arguments():
