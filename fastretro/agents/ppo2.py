@@ -530,6 +530,8 @@ def train(
         A summary: frames, episodes, mean reward of the last 100 episodes, seconds, frames/s,
         the rollout's share of the time, and the final checkpoint's path.
     """
+    from tqdm import tqdm
+
     from fastretro.stats import Stopwatch
 
     start_frames = 0
@@ -557,9 +559,9 @@ def train(
     torch.manual_seed(cfg.seed)
     rng = torch.Generator().manual_seed(cfg.seed + 1)
 
-    halves = 2 if cfg.overlap else 1
-    per = cfg.num_envs // halves
-    pools = [make_pool(cfg, range(h * per, (h + 1) * per)) for h in range(halves)]
+    n_pools = 2 if cfg.overlap else 1
+    per = cfg.num_envs // n_pools
+    pools = [make_pool(cfg, range(h * per, (h + 1) * per)) for h in range(n_pools)]
     try:
         obs_shape = pools[0].single_observation_space.shape
         n_actions = int(pools[0].single_action_space.n)
@@ -572,22 +574,144 @@ def train(
             source = load_checkpoint(init_from)
             _check_compatible(source, obs_shape, n_actions, init_from)
             model.load_state_dict(source["model"])
-        return _loop(
-            threads,
-            cfg,
-            run_dir,
-            pools,
-            model,
-            optimizer,
-            device,
-            rng,
-            watch,
-            start_frames,
-            resume is not None,
-            progress,
-            max_seconds,
-            on_loop or (lambda phase, pools: None),
+        on_loop = on_loop or (lambda phase, pools: None)
+
+        n, steps = cfg.num_envs, cfg.n_steps
+        ro = Rollout.zeros(steps, n, obs_shape)
+        # Short local names for the loop below; they alias the rollout's storage.
+        obs_np = ro.obs.numpy()
+        actions_buf, logprobs_buf, values_buf = ro.actions, ro.logprobs, ro.values
+        rewards_buf, dones_buf = ro.rewards, ro.dones
+        next_obs, next_done = ro.next_obs, ro.next_done
+        for h, pool in enumerate(pools):
+            obs, _ = pool.reset(seed=cfg.seed + h * per + start_frames)
+            next_obs[h * per : (h + 1) * per] = obs
+        ep_reward = np.zeros(n)
+        ep_length = np.zeros(n, np.int64)
+        recent: list[float] = []
+        episodes = 0
+        frames = start_frames
+        frames_per_update = steps * n * cfg.frameskip
+        updates = max(1, -(-(cfg.total_frames - start_frames) // frames_per_update))
+        runlog = RunLog(run_dir, resume=resume is not None)
+        ckpt_dir = os.path.join(run_dir, "checkpoints")
+        last_ckpt = start_frames
+        start = time.perf_counter()
+        rollout_s = 0.0
+        bar = tqdm(
+            total=updates * frames_per_update,
+            unit="frame",
+            unit_scale=True,
+            disable=not progress,
+            desc="ppo2",
         )
+        path = None
+
+        def act(rows: slice, obs: np.ndarray, t: int):
+            with watch("inference"):
+                with torch.inference_mode():
+                    logits, value = model(torch.from_numpy(obs).to(device))
+                    # Categorical's sample and log_prob by hand: the distribution object's argument
+                    # checks cost more than the sampling at a batch of 8.
+                    logp = logits.log_softmax(-1)
+                    action = torch.multinomial(logp.exp(), 1)
+                    actions_buf[t, rows] = action[:, 0].cpu()
+                    logprobs_buf[t, rows] = logp.gather(1, action)[:, 0].cpu()
+                    values_buf[t, rows] = value.cpu()
+            return actions_buf[t, rows].numpy()
+
+        def record(rows: slice, t: int, result) -> None:
+            nonlocal episodes
+            obs, rewards, terminated, truncated, _ = result
+            done = terminated | truncated
+            rewards_buf[t, rows] = torch.from_numpy(rewards * cfg.reward_scale).float()
+            ep_reward[rows] += rewards
+            ep_length[rows] += 1
+            for j in np.flatnonzero(done):
+                i = rows.start + j
+                runlog.episode(float(ep_reward[i]), int(ep_length[i]), frames)
+                recent.append(float(ep_reward[i]))
+                episodes += 1
+                ep_reward[i], ep_length[i] = 0.0, 0
+            next_obs[rows] = obs
+            next_done[rows] = torch.from_numpy(done.astype(np.float32))
+
+        halves = [slice(h * per, (h + 1) * per) for h in range(n_pools)]  # each pool's rows
+        on_loop("start", pools)
+        try:
+            for _ in range(updates):
+                if max_seconds is not None and time.perf_counter() - start > max_seconds:
+                    break
+                if cfg.anneal_lr:
+                    done_frac = (frames - start_frames) / max(1, cfg.total_frames - start_frames)
+                    optimizer.param_groups[0]["lr"] = cfg.learning_rate * max(0.0, 1.0 - done_frac)
+                t0 = time.perf_counter()
+                if len(pools) == 1:
+                    for t in range(steps):
+                        obs_np[t] = next_obs
+                        dones_buf[t] = next_done
+                        a = act(halves[0], next_obs, t)
+                        record(halves[0], t, pools[0].step(a))
+                else:
+                    # Double buffering: act for one half while the other half's emulators run.
+                    ha, hb = halves
+                    obs_np[0, ha] = next_obs[ha]
+                    dones_buf[0, ha] = next_done[ha]
+                    pools[0].step_async(act(ha, next_obs[ha], 0))
+                    for t in range(steps):
+                        obs_np[t, hb] = next_obs[hb]
+                        dones_buf[t, hb] = next_done[hb]
+                        pools[1].step_async(act(hb, next_obs[hb], t))
+                        record(ha, t, pools[0].step_wait())
+                        if t + 1 < steps:
+                            obs_np[t + 1, ha] = next_obs[ha]
+                            dones_buf[t + 1, ha] = next_done[ha]
+                            pools[0].step_async(act(ha, next_obs[ha], t + 1))
+                        record(hb, t, pools[1].step_wait())
+                frames += frames_per_update
+                t1 = time.perf_counter()
+                rollout_s += t1 - t0
+
+                with watch("learning"):
+                    torch.set_num_threads(threads[1])
+                    stats = _update(cfg, model, optimizer, device, rng, ro)
+                    torch.set_num_threads(threads[0])
+                elapsed = time.perf_counter() - start
+                row = {
+                    "frames": frames,
+                    "episodes": episodes,
+                    "episode/reward_mean100": float(np.mean(recent[-100:])) if recent else 0.0,
+                    "time/frames_per_s": (frames - start_frames) / elapsed,
+                    "time/rollout_share": rollout_s / elapsed,
+                    "time/update_rollout_s": t1 - t0,
+                    "time/update_learn_s": time.perf_counter() - t1,
+                    "lr": optimizer.param_groups[0]["lr"],
+                    **stats,
+                }
+                runlog.update(row)
+                bar.update(frames_per_update)
+                bar.set_postfix(reward=f"{row['episode/reward_mean100']:.1f}", eps=episodes)
+                if cfg.checkpoint_every and frames - last_ckpt >= cfg.checkpoint_every:
+                    save_checkpoint(
+                        os.path.join(ckpt_dir, f"ckpt_{frames}.pt"), model, optimizer, cfg, frames
+                    )
+                    last_ckpt = frames
+            on_loop("end", pools)
+        finally:
+            bar.close()
+            path = os.path.join(ckpt_dir, "last.pt")
+            save_checkpoint(path, model, optimizer, cfg, frames)
+            runlog.close()
+        elapsed = time.perf_counter() - start
+        return {
+            "frames": frames,
+            "episodes": episodes,
+            "reward_mean100": float(np.mean(recent[-100:])) if recent else None,
+            "seconds": round(elapsed, 3),
+            "frames_per_s": round((frames - start_frames) / elapsed, 1),
+            "rollout_s": round(rollout_s, 3),
+            "checkpoint": path,
+        }
     finally:
         for p in pools:
             p.close()
@@ -604,164 +728,6 @@ def _check_compatible(ckpt: dict, obs_shape, n_actions: int, path: str) -> None:
         )
     if src.network not in NETWORKS:
         raise InvalidArgumentError(f"{path!r} has an unknown network {src.network!r}")
-
-
-def _loop(
-    threads,
-    cfg,
-    run_dir,
-    pools,
-    model,
-    optimizer,
-    device,
-    rng,
-    watch,
-    start_frames,
-    resumed,
-    progress,
-    max_seconds,
-    on_loop,
-) -> dict:
-    from tqdm import tqdm
-
-    n, steps = cfg.num_envs, cfg.n_steps
-    per = n // len(pools)
-    obs_shape = pools[0].single_observation_space.shape
-    ro = Rollout.zeros(steps, n, obs_shape)
-    # Short local names for the loop below; they alias the rollout's storage.
-    obs_np = ro.obs.numpy()
-    actions_buf, logprobs_buf, values_buf = ro.actions, ro.logprobs, ro.values
-    rewards_buf, dones_buf = ro.rewards, ro.dones
-    next_obs, next_done = ro.next_obs, ro.next_done
-    for h, pool in enumerate(pools):
-        obs, _ = pool.reset(seed=cfg.seed + h * per + start_frames)
-        next_obs[h * per : (h + 1) * per] = obs
-    ep_reward = np.zeros(n)
-    ep_length = np.zeros(n, np.int64)
-    recent: list[float] = []
-    episodes = 0
-    frames = start_frames
-    frames_per_update = steps * n * cfg.frameskip
-    updates = max(1, -(-(cfg.total_frames - start_frames) // frames_per_update))
-    runlog = RunLog(run_dir, resume=resumed)
-    ckpt_dir = os.path.join(run_dir, "checkpoints")
-    last_ckpt = start_frames
-    start = time.perf_counter()
-    rollout_s = 0.0
-    bar = tqdm(
-        total=updates * frames_per_update,
-        unit="frame",
-        unit_scale=True,
-        disable=not progress,
-        desc="ppo2",
-    )
-    path = None
-
-    def act(rows: slice, obs: np.ndarray, t: int):
-        with watch("inference"):
-            with torch.inference_mode():
-                logits, value = model(torch.from_numpy(obs).to(device))
-                # Categorical's sample and log_prob by hand: the distribution object's argument
-                # checks cost more than the sampling at a batch of 8.
-                logp = logits.log_softmax(-1)
-                action = torch.multinomial(logp.exp(), 1)
-                actions_buf[t, rows] = action[:, 0].cpu()
-                logprobs_buf[t, rows] = logp.gather(1, action)[:, 0].cpu()
-                values_buf[t, rows] = value.cpu()
-        return actions_buf[t, rows].numpy()
-
-    def record(rows: slice, t: int, result) -> None:
-        nonlocal episodes
-        obs, rewards, terminated, truncated, _ = result
-        done = terminated | truncated
-        rewards_buf[t, rows] = torch.from_numpy(rewards * cfg.reward_scale).float()
-        ep_reward[rows] += rewards
-        ep_length[rows] += 1
-        for j in np.flatnonzero(done):
-            i = rows.start + j
-            runlog.episode(float(ep_reward[i]), int(ep_length[i]), frames)
-            recent.append(float(ep_reward[i]))
-            episodes += 1
-            ep_reward[i], ep_length[i] = 0.0, 0
-        next_obs[rows] = obs
-        next_done[rows] = torch.from_numpy(done.astype(np.float32))
-
-    on_loop("start", pools)
-    try:
-        for _ in range(updates):
-            if max_seconds is not None and time.perf_counter() - start > max_seconds:
-                break
-            if cfg.anneal_lr:
-                done_frac = (frames - start_frames) / max(1, cfg.total_frames - start_frames)
-                optimizer.param_groups[0]["lr"] = cfg.learning_rate * max(0.0, 1.0 - done_frac)
-            t0 = time.perf_counter()
-            halves = [slice(h * per, (h + 1) * per) for h in range(len(pools))]
-            if len(pools) == 1:
-                for t in range(steps):
-                    obs_np[t] = next_obs
-                    dones_buf[t] = next_done
-                    a = act(halves[0], next_obs, t)
-                    record(halves[0], t, pools[0].step(a))
-            else:
-                # Double buffering: act for one half while the other half's emulators run.
-                ha, hb = halves
-                obs_np[0, ha] = next_obs[ha]
-                dones_buf[0, ha] = next_done[ha]
-                pools[0].step_async(act(ha, next_obs[ha], 0))
-                for t in range(steps):
-                    obs_np[t, hb] = next_obs[hb]
-                    dones_buf[t, hb] = next_done[hb]
-                    pools[1].step_async(act(hb, next_obs[hb], t))
-                    record(ha, t, pools[0].step_wait())
-                    if t + 1 < steps:
-                        obs_np[t + 1, ha] = next_obs[ha]
-                        dones_buf[t + 1, ha] = next_done[ha]
-                        pools[0].step_async(act(ha, next_obs[ha], t + 1))
-                    record(hb, t, pools[1].step_wait())
-            frames += frames_per_update
-            t1 = time.perf_counter()
-            rollout_s += t1 - t0
-
-            with watch("learning"):
-                torch.set_num_threads(threads[1])
-                stats = _update(cfg, model, optimizer, device, rng, ro)
-                torch.set_num_threads(threads[0])
-            elapsed = time.perf_counter() - start
-            row = {
-                "frames": frames,
-                "episodes": episodes,
-                "episode/reward_mean100": float(np.mean(recent[-100:])) if recent else 0.0,
-                "time/frames_per_s": (frames - start_frames) / elapsed,
-                "time/rollout_share": rollout_s / elapsed,
-                "time/update_rollout_s": t1 - t0,
-                "time/update_learn_s": time.perf_counter() - t1,
-                "lr": optimizer.param_groups[0]["lr"],
-                **stats,
-            }
-            runlog.update(row)
-            bar.update(frames_per_update)
-            bar.set_postfix(reward=f"{row['episode/reward_mean100']:.1f}", eps=episodes)
-            if cfg.checkpoint_every and frames - last_ckpt >= cfg.checkpoint_every:
-                save_checkpoint(
-                    os.path.join(ckpt_dir, f"ckpt_{frames}.pt"), model, optimizer, cfg, frames
-                )
-                last_ckpt = frames
-        on_loop("end", pools)
-    finally:
-        bar.close()
-        path = os.path.join(ckpt_dir, "last.pt")
-        save_checkpoint(path, model, optimizer, cfg, frames)
-        runlog.close()
-    elapsed = time.perf_counter() - start
-    return {
-        "frames": frames,
-        "episodes": episodes,
-        "reward_mean100": float(np.mean(recent[-100:])) if recent else None,
-        "seconds": round(elapsed, 3),
-        "frames_per_s": round((frames - start_frames) / elapsed, 1),
-        "rollout_s": round(rollout_s, 3),
-        "checkpoint": path,
-    }
 
 
 def _update(cfg, model, optimizer, device, rng, ro: Rollout) -> dict:
