@@ -201,6 +201,7 @@ def worker_main(
         if buffers is not None:
             buffers.close()
         conn.close()
+        _flush_logs(log_queue)
 
 
 def _batch_scheduling() -> None:
@@ -219,6 +220,23 @@ def _recv_or_orphaned(conn, parent_pid: int):
         if os.getppid() != parent_pid:
             return None
     return conn.recv()
+
+
+def _flush_logs(log_queue, timeout: float = 1.0) -> None:
+    """Give the log queue's feeder thread ``timeout`` to deliver, then exit without it.
+
+    multiprocessing joins a queue's feeder thread at exit, and the feeder writes under a lock
+    shared by every process using the queue: a worker killed while holding it (a pool closed
+    under Ctrl-C kills workers that do not exit in time) jams the queue, and every later
+    worker would then hang at exit until its pool killed it too.
+    """
+    if log_queue is None:
+        return
+    log_queue.close()
+    feeder = getattr(log_queue, "_thread", None)  # started by the first record put
+    if feeder is not None:
+        feeder.join(timeout)
+    log_queue.cancel_join_thread()
 
 
 def _route_logs(log_queue) -> None:

@@ -530,6 +530,42 @@ _EXIT_WITH_A_STUCK_LOG_QUEUE = textwrap.dedent(
 )
 
 
+_CLOSE_WITH_A_STUCK_LOG_QUEUE = textwrap.dedent(
+    """
+    import multiprocessing as mp, os, signal
+    from fastretro import VecRetroEnv, logs
+
+    def hold_write_lock_and_die(queue):
+        queue._wlock.acquire()  # as a worker killed in the middle of writing a log record
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    for method in ("fork", "forkserver"):
+        ctx = mp.get_context(method)
+        p = ctx.Process(target=hold_write_lock_and_die, args=(logs.worker_log_queue(ctx),))
+        p.start()
+        p.join()
+        env = VecRetroEnv("Airstriker-Genesis-v0", 2, observe=False, start_method=method)
+        env.reset()
+        procs = list(env._resources.procs)
+        env.close(timeout=20)
+        print(method, [proc.exitcode for proc in procs], flush=True)
+    """
+)
+
+
+def test_workers_exit_on_their_own_when_a_killed_worker_jammed_the_log_queue():
+    # Seen in CI: after one test's pool killed a worker mid-record, every later pool's workers
+    # hung at exit (joining the log queue's feeder) until close killed them, 5 s per pool.
+    proc = subprocess.run(
+        [sys.executable, "-c", _CLOSE_WITH_A_STUCK_LOG_QUEUE],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:2] == ["fork [0, 0]", "forkserver [0, 0]"]
+
+
 def test_exit_does_not_hang_on_a_log_queue_a_killed_worker_left_locked():
     # Seen in CI: a Ctrl-C'd parent hung at exit, stopping its log listener.
     proc = subprocess.run(
