@@ -43,6 +43,24 @@ def worker_log_queue(ctx):
         return _listeners[method][0]
 
 
+def retire(method: str) -> None:
+    """Forget ``method``'s queue: the next pool gets a new queue and listener.
+
+    Called after a worker was killed: if it died while writing a record, it left the queue's
+    cross-process write lock held, and no record put on that queue would arrive again. The
+    old listener thread is a daemon and keeps delivering whatever still comes through.
+    """
+    with _lock:
+        entry = _listeners.pop(method, None)
+    if entry is not None:
+        queue, _ = entry
+        queue.cancel_join_thread()  # the parent's exit must not wait on a jammed queue either
+        _retired.append(entry)  # keeps the listener's queue alive while its thread reads it
+
+
+_retired: list = []
+
+
 @atexit.register
 def _stop_listeners() -> None:
     with _lock:

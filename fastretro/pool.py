@@ -29,7 +29,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
-from fastretro import DEFAULT_GAME, shm
+from fastretro import DEFAULT_GAME, logs, shm
 from fastretro import actions as fr_actions
 from fastretro.errors import (
     ActionError,
@@ -278,7 +278,6 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self._needs_reset = np.zeros(num_envs, dtype=bool)
         self._failure: str | None = None
 
-        from fastretro import logs
         from fastretro.worker import WorkerOptions, worker_main
 
         opts = WorkerOptions(
@@ -308,6 +307,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self._startup_timeout = float(startup_timeout)
         try:
             log_queue = logs.worker_log_queue(ctx)
+            res.start_method = ctx.get_start_method()
             # Kept for restarting a worker with exactly what the first one got.
             self._spawn_args = (ctx, worker_main, opts, log_queue)
             for i in range(num_envs):
@@ -750,6 +750,10 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
                             log.warning("worker %d stuck for %g s; killing it", i, timeout)
                             res.procs[i].kill()
                             res.procs[i].join(5.0)
+                            # It may have died mid-record: its replacement gets a new queue.
+                            logs.retire(res.start_method)
+                            ctx, target, opts, _ = self._spawn_args
+                            self._spawn_args = (ctx, target, opts, logs.worker_log_queue(ctx))
                         deadline = time.monotonic() + timeout
                         continue
                     raise WorkerTimeoutError(
@@ -1006,6 +1010,8 @@ class _Resources:
         self.conns: list = []
         self.buffers: SharedBuffers | None = None
         self.handshake = None
+        #: The workers' start method; its log queue is retired once a worker had to be killed.
+        self.start_method: str | None = None
 
     def shutdown(self, timeout: float = 5.0) -> None:
         deadline = time.monotonic() + timeout
@@ -1030,10 +1036,12 @@ class _Resources:
                     pass
         for proc in self.procs:
             proc.join(max(0.0, deadline - time.monotonic()))
-        for proc in self.procs:
-            if proc.exitcode is None:
-                proc.kill()
-                proc.join(1.0)
+        killed = [proc for proc in self.procs if proc.exitcode is None]
+        for proc in killed:
+            proc.kill()
+            proc.join(1.0)
+        if killed and self.start_method is not None:
+            logs.retire(self.start_method)
         for conn in self.conns:
             conn.close()
         self.procs, self.conns = [], []

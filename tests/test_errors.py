@@ -566,6 +566,54 @@ def test_workers_exit_on_their_own_when_a_killed_worker_jammed_the_log_queue():
     assert proc.stdout.split("\n")[:2] == ["fork [0, 0]", "forkserver [0, 0]"]
 
 
+_LOGS_AFTER_A_KILL = textwrap.dedent(
+    """
+    import logging, multiprocessing as mp, os, signal, time
+    from fastretro import VecRetroEnv, logs
+
+    seen = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    logger = logging.getLogger("fastretro")
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(Keep())
+
+    def hold_write_lock_and_die(queue):
+        queue._wlock.acquire()  # as a worker killed in the middle of writing a log record
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    ctx = mp.get_context("fork")
+    p = ctx.Process(target=hold_write_lock_and_die, args=(logs.worker_log_queue(ctx),))
+    p.start()
+    p.join()
+    env = VecRetroEnv("Airstriker-Genesis-v0", 2, observe=False, start_method="fork")
+    env.reset()
+    os.kill(env._resources.procs[0].pid, signal.SIGSTOP)
+    env.close(timeout=1)  # worker 0 does not exit: killed
+    seen.clear()
+    with VecRetroEnv("Airstriker-Genesis-v0", 1, observe=False, start_method="fork") as env:
+        env.reset()
+    deadline = time.monotonic() + 10
+    while not any(m.startswith("worker 0 stopped") for m in seen) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    print(any(m.startswith("worker 0 stopped") for m in seen), flush=True)
+    """
+)
+
+
+def test_after_a_worker_was_killed_the_next_pools_logs_still_arrive():
+    # A worker killed mid-record leaves the log queue's write lock held: the next pool must
+    # get a new queue, or its workers' records (and warnings) are lost.
+    proc = subprocess.run(
+        [sys.executable, "-c", _LOGS_AFTER_A_KILL], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "True"
+
+
 def test_exit_does_not_hang_on_a_log_queue_a_killed_worker_left_locked():
     # Seen in CI: a Ctrl-C'd parent hung at exit, stopping its log listener.
     proc = subprocess.run(
