@@ -738,6 +738,8 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
                 for i, proc in enumerate(res.procs):
                     if proc.exitcode is not None:
                         if self.on_worker_failure == "restart" and what == "step":
+                            if proc.exitcode < 0:  # killed, maybe in the middle of a log record
+                                self._renew_log_queue()
                             self._restart_worker(i)
                         else:
                             raise self._died(i, f"during {what}")
@@ -750,10 +752,6 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
                             log.warning("worker %d stuck for %g s; killing it", i, timeout)
                             res.procs[i].kill()
                             res.procs[i].join(5.0)
-                            # It may have died mid-record: its replacement gets a new queue.
-                            logs.retire(res.start_method)
-                            ctx, target, opts, _ = self._spawn_args
-                            self._spawn_args = (ctx, target, opts, logs.worker_log_queue(ctx))
                         deadline = time.monotonic() + timeout
                         continue
                     raise WorkerTimeoutError(
@@ -790,6 +788,12 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         proc.start()
         child_conn.close()
         res.procs[i], res.conns[i] = proc, parent_conn
+
+    def _renew_log_queue(self) -> None:
+        """Workers started from now on log to a new queue (see :func:`fastretro.logs.retire`)."""
+        ctx, target, opts, _ = self._spawn_args
+        logs.retire(ctx.get_start_method())
+        self._spawn_args = (ctx, target, opts, logs.worker_log_queue(ctx))
 
     def _restart_worker(self, i: int) -> None:
         """Replace dead worker ``i`` and have it start a new episode within the pending step."""
@@ -1010,7 +1014,7 @@ class _Resources:
         self.conns: list = []
         self.buffers: SharedBuffers | None = None
         self.handshake = None
-        #: The workers' start method; its log queue is retired once a worker had to be killed.
+        #: The workers' start method; its log queue is retired if a worker was killed.
         self.start_method: str | None = None
 
     def shutdown(self, timeout: float = 5.0) -> None:
@@ -1036,11 +1040,12 @@ class _Resources:
                     pass
         for proc in self.procs:
             proc.join(max(0.0, deadline - time.monotonic()))
-        killed = [proc for proc in self.procs if proc.exitcode is None]
-        for proc in killed:
-            proc.kill()
-            proc.join(1.0)
-        if killed and self.start_method is not None:
+        for proc in self.procs:
+            if proc.exitcode is None:
+                proc.kill()
+                proc.join(1.0)
+        # A worker killed (by us or by a signal) may have died while writing a log record.
+        if self.start_method is not None and any((p.exitcode or 0) < 0 for p in self.procs):
             logs.retire(self.start_method)
         for conn in self.conns:
             conn.close()

@@ -589,26 +589,45 @@ _LOGS_AFTER_A_KILL = textwrap.dedent(
     p = ctx.Process(target=hold_write_lock_and_die, args=(logs.worker_log_queue(ctx),))
     p.start()
     p.join()
-    env = VecRetroEnv("Airstriker-Genesis-v0", 2, observe=False, start_method="fork")
-    env.reset()
-    os.kill(env._resources.procs[0].pid, signal.SIGSTOP)
-    env.close(timeout=1)  # worker 0 does not exit: killed
-    seen.clear()
-    with VecRetroEnv("Airstriker-Genesis-v0", 1, observe=False, start_method="fork") as env:
+    def arrived(prefix):
+        deadline = time.monotonic() + 10
+        while not any(m.startswith(prefix) for m in seen) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return any(m.startswith(prefix) for m in seen)
+
+    if SCENARIO == "close":
+        env = VecRetroEnv("Airstriker-Genesis-v0", 2, observe=False, start_method="fork")
         env.reset()
-    deadline = time.monotonic() + 10
-    while not any(m.startswith("worker 0 stopped") for m in seen) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    print(any(m.startswith("worker 0 stopped") for m in seen), flush=True)
+        os.kill(env._resources.procs[0].pid, signal.SIGSTOP)
+        env.close(timeout=1)  # worker 0 does not exit: killed
+        seen.clear()
+        with VecRetroEnv("Airstriker-Genesis-v0", 1, observe=False, start_method="fork") as env:
+            env.reset()
+        print(arrived("worker 0 stopped"), flush=True)
+    else:  # a worker killed by a signal, restarted by its pool
+        with VecRetroEnv(
+            "Airstriker-Genesis-v0", 2, observe=False, start_method="fork",
+            on_worker_failure="restart",
+        ) as env:
+            env.reset()
+            os.kill(env._resources.procs[0].pid, signal.SIGKILL)
+            env._resources.procs[0].join()
+            seen.clear()
+            env.step(env.action_space.sample())
+            print(arrived("worker 0 serving"), flush=True)
     """
 )
 
 
-def test_after_a_worker_was_killed_the_next_pools_logs_still_arrive():
-    # A worker killed mid-record leaves the log queue's write lock held: the next pool must
-    # get a new queue, or its workers' records (and warnings) are lost.
+@pytest.mark.parametrize("scenario", ["close", "restart"])
+def test_after_a_worker_was_killed_the_next_workers_logs_still_arrive(scenario):
+    # A worker killed mid-record leaves the log queue's write lock held: workers started after
+    # it must get a new queue, or their records (warnings included) are lost.
     proc = subprocess.run(
-        [sys.executable, "-c", _LOGS_AFTER_A_KILL], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", f"SCENARIO = {scenario!r}\n" + _LOGS_AFTER_A_KILL],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "True"
