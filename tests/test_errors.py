@@ -511,6 +511,15 @@ def test_segments_of_dead_owners_are_reclaimed_by_the_next_pool():
         assert not os.path.exists(orphan)
 
 
+def run_script(code: str, timeout: float) -> str:
+    """Run ``code`` in a fresh interpreter (its damage stays there); return its stdout."""
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
 _EXIT_WITH_A_STUCK_LOG_QUEUE = textwrap.dedent(
     """
     import multiprocessing as mp, os, signal, time
@@ -556,14 +565,8 @@ _CLOSE_WITH_A_STUCK_LOG_QUEUE = textwrap.dedent(
 def test_workers_exit_on_their_own_when_a_killed_worker_jammed_the_log_queue():
     # Seen in CI: after one test's pool killed a worker mid-record, every later pool's workers
     # hung at exit (joining the log queue's feeder) until close killed them, 5 s per pool.
-    proc = subprocess.run(
-        [sys.executable, "-c", _CLOSE_WITH_A_STUCK_LOG_QUEUE],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split("\n")[:2] == ["fork [0, 0]", "forkserver [0, 0]"]
+    stdout = run_script(_CLOSE_WITH_A_STUCK_LOG_QUEUE, timeout=120)
+    assert stdout.split("\n")[:2] == ["fork [0, 0]", "forkserver [0, 0]"]
 
 
 _LOGS_AFTER_A_KILL = textwrap.dedent(
@@ -623,23 +626,10 @@ _LOGS_AFTER_A_KILL = textwrap.dedent(
 def test_after_a_worker_was_killed_the_next_workers_logs_still_arrive(scenario):
     # A worker killed mid-record leaves the log queue's write lock held: workers started after
     # it must get a new queue, or their records (warnings included) are lost.
-    proc = subprocess.run(
-        [sys.executable, "-c", f"SCENARIO = {scenario!r}\n" + _LOGS_AFTER_A_KILL],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "True"
+    stdout = run_script(f"SCENARIO = {scenario!r}\n" + _LOGS_AFTER_A_KILL, timeout=120)
+    assert stdout.strip() == "True"
 
 
 def test_exit_does_not_hang_on_a_log_queue_a_killed_worker_left_locked():
     # Seen in CI: a Ctrl-C'd parent hung at exit, stopping its log listener.
-    proc = subprocess.run(
-        [sys.executable, "-c", _EXIT_WITH_A_STUCK_LOG_QUEUE],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "exiting"
+    assert run_script(_EXIT_WITH_A_STUCK_LOG_QUEUE, timeout=30).strip() == "exiting"
