@@ -2,9 +2,10 @@
 """The worker's hot loop: wait for a command, run one emulator for it, write results to shared memory.
 
 Everything here runs in a worker process, once per agent step, so it is compiled: the frame loop,
-the sticky-action draw, the action decoding and the writes into shared memory are C; the only
-Python calls left are stable-retro's own (``em.step``, ``data.update_ram``, ``em.get_screen``) and
-the preprocessing kernel, if any.
+the sticky-action draw, the action decoding, a declarative scenario's reward and done, and the
+writes into shared memory are C; the only Python calls left are stable-retro's own (``em.step``,
+``data.lookup_all``, ``em.get_screen``, and ``data.update_ram`` for Lua scenarios) and the
+preprocessing kernel, if any.
 """
 
 import numpy as np
@@ -45,6 +46,154 @@ cdef enum:
 TIMING_WIDTH = TIMING_COLUMNS
 
 
+# stable-retro's scenario operations (fastretro/scenario.py holds the names).
+cdef enum:
+    OP_NOOP = 0
+    OP_EQUAL = 1
+    OP_NEGATIVE_EQUAL = 2
+    OP_NOT_EQUAL = 3
+    OP_LESS_THAN = 4
+    OP_GREATER_THAN = 5
+    OP_LESS_OR_EQUAL = 6
+    OP_GREATER_OR_EQUAL = 7
+    OP_NONZERO = 8
+    OP_ZERO = 9
+    OP_POSITIVE = 10
+    OP_NEGATIVE = 11
+    OP_SIGN = 12
+
+
+cdef inline long long _calculate(long long op, long long reference, long long value) noexcept nogil:
+    # stable-retro's calculate() (src/utils.cpp).
+    if op == OP_EQUAL:
+        return value == reference
+    if op == OP_NEGATIVE_EQUAL:
+        return value == -reference
+    if op == OP_NOT_EQUAL:
+        return value != reference
+    if op == OP_LESS_THAN:
+        return value < reference
+    if op == OP_GREATER_THAN:
+        return value > reference
+    if op == OP_LESS_OR_EQUAL:
+        return value <= reference
+    if op == OP_GREATER_OR_EQUAL:
+        return value >= reference
+    if op == OP_NONZERO:
+        return value != 0
+    if op == OP_ZERO:
+        return value == 0
+    if op == OP_POSITIVE:
+        return value > 0
+    if op == OP_NEGATIVE:
+        return value < 0
+    if op == OP_SIGN:
+        return -1 if value < 0 else (1 if value > 0 else 0)
+    return value
+
+
+cdef class VariableScenario:
+    """A declarative scenario's reward and done, evaluated on the RAM variables' values.
+
+    What stable-retro's ``Scenario::update`` computes, without ``data.update_ram``'s RAM snapshot
+    (fastretro/scenario.py says why). The deltas are against the values of the previous
+    evaluation, or of the episode's start: the same two points stable-retro's snapshots take.
+    """
+
+    cdef tuple names
+    cdef long long[::1] now, prev
+    cdef const long long[:, ::1] terms
+    cdef const float[:, ::1] factors
+    cdef float time_reward
+    cdef object done_root
+
+    def __init__(self, plan):
+        """Args: plan: a :class:`fastretro.scenario.ScenarioPlan`."""
+        self.names = tuple(plan.names)
+        self.now = np.zeros(len(self.names), np.int64)
+        self.prev = np.zeros(len(self.names), np.int64)
+        self.terms = plan.reward_terms
+        self.factors = plan.reward_factors
+        self.time_reward = plan.time_reward
+        self.done_root = _compile_node(plan.done)
+        # The loop reads without bounds checks: a plan must not index past its variables.
+        tests = [plan.reward_terms] + _node_tests(plan.done)
+        if any(t.shape[0] and not 0 <= t[:, 0].min() <= t[:, 0].max() < len(self.names)
+               for t in tests):
+            raise ValueError(f"scenario plan indexes variables outside {self.names}")
+
+    cdef void read(self, dict values) except *:
+        cdef Py_ssize_t j
+        for j in range(len(self.names)):
+            self.now[j] = values[self.names[j]]
+
+    cdef void restart(self, dict values) except *:
+        """The episode starts from these values."""
+        self.read(values)
+        self.prev[:] = self.now
+
+    cdef inline long long _measure(self, const long long[:] test) noexcept:
+        cdef long long var = test[0]
+        cdef long long value = self.now[var] - self.prev[var] if test[1] else self.now[var]
+        return _calculate(test[2], test[3], value)
+
+    cdef float reward(self) noexcept:
+        # float32 arithmetic throughout, as stable-retro's RewardSpec::calculate.
+        cdef float total = self.time_reward, measured
+        cdef Py_ssize_t k
+        for k in range(self.terms.shape[0]):
+            measured = <float>self._measure(self.terms[k])
+            if measured < 0:
+                measured *= self.factors[k, 1]
+            elif measured > 0:
+                measured *= self.factors[k, 0]
+            total += measured
+        return total
+
+    cdef bint _node_done(self, tuple node) except -1:
+        # stable-retro's Scenario::isDone: the first test that decides an any/all wins.
+        cdef bint is_all = node[0], hit
+        cdef const long long[:, ::1] tests = node[1]
+        cdef Py_ssize_t k
+        for k in range(tests.shape[0]):
+            hit = self._measure(tests[k]) > 0
+            if hit != is_all:
+                return hit
+        for child in node[2]:
+            hit = self._node_done(child)
+            if hit != is_all:
+                return hit
+        return is_all
+
+    cdef bint done(self) except -1:
+        return self._node_done(self.done_root)
+
+    cdef void advance(self) noexcept:
+        """The current values become the base of the next deltas."""
+        self.prev[:] = self.now
+
+    def evaluate(self, dict values):
+        """One evaluation, as after one ``update_ram``: ``(reward, done)`` (for tests)."""
+        self.read(values)
+        result = (self.reward(), bool(self.done()))
+        self.advance()
+        return result
+
+    def start(self, dict values):
+        """Start an episode from these values (for tests)."""
+        self.restart(values)
+
+
+def _node_tests(node):
+    return [node.tests] + [t for child in node.children for t in _node_tests(child)]
+
+
+def _compile_node(node):
+    # Nested tuples (all, tests, children): cheap to walk from C once per step.
+    return (bool(node.all), np.ascontiguousarray(node.tests, np.int64),
+            tuple(_compile_node(child) for child in node.children))
+
+
 cdef inline long long _now(int clock) noexcept nogil:
     cdef timespec ts
     clock_gettime(clock, &ts)
@@ -61,10 +210,12 @@ cdef class EnvStepper:
     cdef int index, num_buttons, frameskip, autoreset, action_mode
     cdef double sticky_prob, reward_scale, clip_reward, x_now, x_max
     cdef bint max_pool, per_frame, have_prev, needs_reset, backtracking, observe, recording
+    cdef bint frame_done
     cdef long long episode_steps, max_episode_steps
     cdef object env, em, data, rng, rng_random, set_mask, em_step, update_ram, get_screen
     cdef object current_reward, is_done, lookup_all
-    cdef object info_names, write_obs, write_final_obs
+    cdef object info_names, write_obs, write_final_obs, values
+    cdef VariableScenario scenario
     cdef object buttons_new_np, buttons_prev_np
     cdef unsigned char[::1] buttons_new, buttons_prev
     cdef const long long[::1] action_masks, action_offsets
@@ -83,8 +234,10 @@ cdef class EnvStepper:
             rng: ``numpy.random.Generator`` for the sticky-frame draws.
             opts: frameskip, sticky_prob, max_pool, per_frame_reward, max_episode_steps,
                 autoreset, info_names, num_buttons, the action table (action_mode,
-                action_masks, action_offsets; see fastretro/actions.py) and the reward
-                transforms (allow_backtracking, reward_scale, clip_reward).
+                action_masks, action_offsets; see fastretro/actions.py), the reward
+                transforms (allow_backtracking, reward_scale, clip_reward) and
+                scenario_plan (a ``ScenarioPlan`` this worker evaluates itself, or ``None``:
+                stable-retro's ``data.update_ram`` evaluates the scenario).
             views: the shared arrays (actions, rewards, terminated, truncated, info, final_info).
             write_obs: ``write_obs(screen, prev_screen_or_None, fill)`` writes this env's
                 observation (``fill``: after a reset); ``None``: no observations at all.
@@ -117,6 +270,9 @@ cdef class EnvStepper:
         self.reward_scale = opts["reward_scale"]
         self.clip_reward = opts["clip_reward"] or 0.0
         self.observe = write_obs is not None
+        plan = opts.get("scenario_plan")
+        self.scenario = VariableScenario(plan) if plan is not None else None
+        self.values = None
         # Recording: stable-retro's own per-episode .bk2 movies (env.auto_record), fed the
         # buttons actually applied on every frame, so sticky timing replays exactly.
         self.recording = bool(opts.get("record", False))
@@ -190,7 +346,11 @@ cdef class EnvStepper:
         self.env.reset()
         if self.observe:
             self.write_obs(self.get_screen(), None, True)
+        self.values = self.lookup_all()
+        if self.scenario is not None:
+            self.scenario.restart(self.values)
         self._write_info(self.info)
+        self.values = None
         self.episode_steps = 0
         self.have_prev = False
         self.x_now = 0.0
@@ -198,8 +358,25 @@ cdef class EnvStepper:
         self.timing[T_RESET] += _now(CLOCK_MONOTONIC) - t0
         self.timing[N_RESETS] += 1
 
+    cdef double _evaluate(self) except *:
+        # The reward of the frames since the last evaluation; sets frame_done, and values
+        # (the variables now) when it read them.
+        cdef double reward
+        if self.scenario is None:
+            self.update_ram()
+            self.frame_done = self.is_done()
+            self.values = None
+            return self.current_reward()
+        self.values = self.lookup_all()
+        self.scenario.read(self.values)
+        reward = self.scenario.reward()
+        self.frame_done = self.scenario.done()
+        self.scenario.advance()
+        return reward
+
     cdef void _write_info(self, long long[:, ::1] info) except *:
-        cdef dict values = self.lookup_all()
+        # The values read by the last evaluation are still current: no frame ran since.
+        cdef dict values = self.values if self.values is not None else self.lookup_all()
         cdef Py_ssize_t j
         for j in range(len(self.info_names)):
             info[self.index, j] = values.get(self.info_names[j], 0)
@@ -251,25 +428,24 @@ cdef class EnvStepper:
                 timing[T_OBS] += t1 - t
                 t = t1
             if self.per_frame:
-                self.update_ram()
-                total += self.current_reward()
+                total += self._evaluate()
                 t1 = _now(CLOCK_MONOTONIC)
                 timing[T_RAM] += t1 - t
                 t = t1
-                if self.is_done():
+                if self.frame_done:
                     done = True
                     break
         if not self.per_frame:
             # The scenario's reward is a sum of per-frame deltas of RAM variables, so one read
             # per agent step gives the same total (tests/test_pool.py pins this).
-            self.update_ram()
-            total = self.current_reward()
-            done = self.is_done()
+            total = self._evaluate()
+            done = self.frame_done
         self.buttons_prev[:] = self.buttons_new
         self.have_prev = True
         self.episode_steps += 1
         trunc = self.max_episode_steps > 0 and self.episode_steps >= self.max_episode_steps
         self._write_info(self.info)
+        self.values = None
         self.rewards[i] = self._transform_reward(total)
         self.terminated[i] = done
         self.truncated[i] = trunc

@@ -45,6 +45,7 @@ from fastretro.preprocess import FrameWriter, Preprocessing, copy_into, stack_vi
 from fastretro.shm import Layout, SharedBuffers
 from fastretro.spec import EnvSpec, resolve_all
 from fastretro.stats import TIMING_STRIDE, TIMING_WIDTH, PoolStats, process_cpu_seconds
+from fastretro.worker import WorkerOptions, scenario_plan, worker_main
 
 log = logging.getLogger("fastretro.pool")
 
@@ -117,6 +118,13 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             sum of per-frame RAM deltas, and saves ~59 us per skipped frame; the episode end is
             then seen at the end of the step rather than on its frame. ``None`` (default):
             per step, unless the scenario computes reward or done in a Lua script.
+        scenario_engine: who evaluates the scenario's reward and done. ``"auto"`` (default):
+            the worker itself, from the RAM variables it reads for ``info``, where the
+            scenario is declarative (tests on ``data.json`` variables, as in most
+            integrations), and stable-retro's ``data.update_ram`` where it is not (a Lua
+            script, as in Sonic's ``contest``); same rewards and ends, ~65 us less per
+            evaluation (fastretro/scenario.py). ``"stable-retro"``: always stable-retro.
+            ``scenario_engines`` says which one each env got.
         autoreset_mode: gymnasium's ``AutoresetMode`` (or its string): NEXT_STEP (default),
             SAME_STEP (``final_obs``/``final_info`` in infos) or DISABLED (reset done envs
             with ``reset(options={"reset_mask": mask})``).
@@ -172,6 +180,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         record: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
         max_episode_steps: int | None = None,
         per_frame_reward: bool | None = None,
+        scenario_engine: str = "auto",
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         seed: int | None = None,
         copy: bool = False,
@@ -224,6 +233,10 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
                 raise InvalidArgumentError(
                     f"Expected batch_size <= num_envs={num_envs}, got {batch_size}"
                 )
+        if scenario_engine not in ("auto", "stable-retro"):
+            raise InvalidArgumentError(
+                f"Expected scenario_engine to be 'auto' or 'stable-retro', got {scenario_engine!r}"
+            )
         if on_worker_failure not in ("raise", "restart"):
             raise InvalidArgumentError(
                 f"Expected on_worker_failure to be 'raise' or 'restart', got {on_worker_failure!r}"
@@ -249,6 +262,11 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             sorted({n for s in self.specs for n in s.info_names})
         )
 
+        #: Per env: "fastretro" (the worker evaluates the scenario) or "stable-retro".
+        self.scenario_engines: tuple[str, ...] = tuple(
+            "fastretro" if scenario_plan(s, scenario_engine) is not None else "stable-retro"
+            for s in self.specs
+        )
         self.num_envs = num_envs
         self.frameskip = frameskip
         self.sticky_prob = float(sticky_prob)
@@ -278,8 +296,6 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self._needs_reset = np.zeros(num_envs, dtype=bool)
         self._failure: str | None = None
 
-        from fastretro.worker import WorkerOptions, worker_main
-
         opts = WorkerOptions(
             frameskip=frameskip,
             sticky_prob=self.sticky_prob,
@@ -295,6 +311,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             reward_scale=float(reward_scale),
             clip_reward=None if clip_reward is None else float(clip_reward),
             record=record_dirs,
+            scenario_engine=scenario_engine,
         )
         # Segments left by fastretro processes that were SIGKILLed (their owner is gone):
         # reclaimed here, as `fastretro cleanup` would.

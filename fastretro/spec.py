@@ -19,6 +19,7 @@ from fastretro.errors import (
     ScenarioNotFoundError,
     StateNotFoundError,
 )
+from fastretro.scenario import ScenarioPlan, compile_scenario
 
 IMPORT_HINT = "import your ROMs with `python -m stable_retro.import DIR`"
 
@@ -53,6 +54,9 @@ class EnvSpec:
             so its reward cannot be read once per agent step in place of every frame.
         info_names: the integration's info variables (``data.json``), e.g. ``("lives", "score")``.
         buttons: the console's button names, in the order of the action array.
+        scenario_plan: the scenario compiled for the worker to evaluate itself
+            (fastretro/scenario.py), or ``None`` where it must stay with stable-retro.
+        scenario_plan_why_not: why ``scenario_plan`` is ``None`` ("" when it is not).
     """
 
     game: str
@@ -61,6 +65,8 @@ class EnvSpec:
     scripted: bool
     info_names: tuple[str, ...]
     buttons: tuple[str, ...]
+    scenario_plan: ScenarioPlan | None = None
+    scenario_plan_why_not: str = ""
 
 
 def resolve(game: str, state: str | None = None, scenario: str | None = None) -> EnvSpec:
@@ -118,17 +124,33 @@ def resolve(game: str, state: str | None = None, scenario: str | None = None) ->
     )
 
     info_path = data.get_file_path(game, "data.json", inttype)
-    info_names: tuple[str, ...] = ()
+    info: dict = {}
     if info_path:
         with open(info_path) as f:
-            info_names = tuple(sorted(json.load(f).get("info", {})))
+            info = json.load(f).get("info", {})
+    info_names = tuple(sorted(info))
 
     rom = data.get_romfile_path(game, inttype)
     import stable_retro
 
     system = stable_retro.get_romfile_system(rom)
     buttons = tuple(b or "" for b in stable_retro.get_system_info(system)["buttons"])
-    return EnvSpec(game, state, scenario, scripted, info_names, buttons)
+    plan, why_not = compile_scenario(scenario_json, _loadable_variables(info))
+    return EnvSpec(game, state, scenario, scripted, info_names, buttons, plan, why_not)
+
+
+def _loadable_variables(info: dict) -> set[str]:
+    # The variables stable-retro's GameData::load keeps: it skips a type shorter than 3
+    # characters or wider than 8 bytes (its last character is the width).
+    return {
+        name
+        for name, var in info.items()
+        if isinstance(var, dict)
+        and isinstance(var.get("type"), str)
+        and len(var["type"]) >= 3
+        and var["type"][-1] in "012345678"
+        and "address" in var
+    }
 
 
 def _scenario_path(game: str, scenario: str | None) -> str:

@@ -51,6 +51,7 @@ class WorkerOptions:
     reward_scale: float
     clip_reward: float | None
     record: tuple[str, ...] | None = None  # one movie folder per env
+    scenario_engine: str = "auto"
 
 
 def error_payload(index: int, exc: BaseException) -> tuple:
@@ -62,6 +63,11 @@ def error_payload(index: int, exc: BaseException) -> tuple:
     except Exception:
         blob = None
     return ("error", index, blob, type(exc).__name__, str(exc), tb)
+
+
+def scenario_plan(spec: EnvSpec, engine: str):
+    """The plan this env's worker evaluates itself, or ``None``: stable-retro's ``update_ram``."""
+    return spec.scenario_plan if engine == "auto" else None
 
 
 def make_retro_env(spec: EnvSpec):
@@ -164,6 +170,7 @@ def worker_main(
                 "reward_scale": opts.reward_scale,
                 "clip_reward": opts.clip_reward,
                 "record": opts.record is not None,
+                "scenario_plan": scenario_plan(spec, opts.scenario_engine),
             },
             a,
             write_obs,

@@ -18,6 +18,13 @@ MODE_INDEX: int
 MODE_GROUPS: int
 TIMING_WIDTH: int
 
+class VariableScenario:
+    """A declarative scenario's reward and done, evaluated on the RAM variables' values."""
+
+    def __init__(self, plan: Any) -> None: ...
+    def evaluate(self, values: dict[str, int]) -> tuple[float, bool]: ...
+    def start(self, values: dict[str, int]) -> None: ...
+
 class EnvStepper:
     """One emulator and its slice of the shared buffers."""
 
