@@ -144,3 +144,59 @@ def gae(rewards, values, dones, last_value, last_done, gamma, lam):
             adv[t][e] = total
     returns = [[adv[t][e] + values[t][e] for e in range(envs)] for t in range(steps)]
     return adv, returns
+
+
+# stable-retro's scenario semantics (src/data.cpp, src/utils.cpp), read straight from the JSON.
+_OPS = {
+    "equal": lambda v, r: int(v == r),
+    "negative-equal": lambda v, r: int(v == -r),
+    "not-equal": lambda v, r: int(v != r),
+    "less-than": lambda v, r: int(v < r),
+    "greater-than": lambda v, r: int(v > r),
+    "less-or-equal": lambda v, r: int(v <= r),
+    "greater-or-equal": lambda v, r: int(v >= r),
+    "nonzero": lambda v, r: int(v != 0),
+    "zero": lambda v, r: int(v == 0),
+    "positive": lambda v, r: int(v > 0),
+    "negative": lambda v, r: int(v < 0),
+    "sign": lambda v, r: (v > 0) - (v < 0),
+}
+
+
+class ScenarioReference:
+    """A scenario.json evaluated after each RAM read, as stable-retro's ``Scenario::update``."""
+
+    def __init__(self, scenario: dict, start: dict) -> None:
+        self.scenario = scenario
+        self.prev = dict(start)
+
+    def _measure(self, name, spec, now, default_measurement):
+        value = now[name]
+        if spec.get("measurement", default_measurement) == "delta":
+            value = now[name] - self.prev[name]
+        op = _OPS.get(spec.get("op"), lambda v, r: v)
+        return op(value, spec.get("reference", 0))
+
+    def _done(self, node, now):
+        results = [
+            self._measure(name, spec, now, "absolute") > 0
+            for name, spec in node.get("variables", {}).items()
+        ] + [self._done(child, now) for child in node.get("nodes", {}).values()]
+        return all(results) if node.get("condition") == "all" else any(results)
+
+    def update(self, now: dict) -> tuple[float, bool]:
+        reward_spec = self.scenario.get("reward", {})
+        terms = [(1, 1, reward_spec["time"])] if "time" in reward_spec else []
+        terms += [(now, name, spec) for name, spec in reward_spec.get("variables", {}).items()]
+        total = np.float32(0.0)
+        for values, name, spec in terms:
+            if values == 1:  # the time term measures the constant 1
+                op = _OPS.get(spec.get("op"), lambda v, r: v)
+                measured = np.float32(op(1, spec.get("reference", 0)))
+            else:
+                measured = np.float32(self._measure(name, spec, now, "delta"))
+            factor = spec.get("penalty", 0.0) if measured < 0 else spec.get("reward", 0.0)
+            total = np.float32(total + measured * np.float32(factor))
+        done = self._done(self.scenario.get("done", {}), now)
+        self.prev = dict(now)
+        return float(total), done
