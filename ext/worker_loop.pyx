@@ -35,7 +35,7 @@ MODE_GROUPS = 2
 # throughput in an A/B run on this VM; the parent reads it from /proc when asked instead.
 cdef enum:
     T_EMULATE = 0   # em.step (and the movie's frame when recording)
-    T_RAM = 1       # update_ram, reward, done, info variables
+    T_RAM = 1       # reward, done and info variables (lookup_all, or update_ram for Lua)
     T_OBS = 2       # get_screen and the preprocessing kernel
     T_RESET = 3     # env.reset and the first observation of an episode
     T_WAIT = 4      # blocked, waiting for the parent's next command

@@ -41,7 +41,7 @@ class PoolStats:
     emulate_s: np.ndarray
     """In the emulator core (``em.step``; the movie's frame too when recording)."""
     ram_s: np.ndarray
-    """Reading RAM, reward, done and the info variables (``data.update_ram`` and friends)."""
+    """Reading the info variables and evaluating reward and done (``data.update_ram`` for Lua)."""
     obs_s: np.ndarray
     """Grabbing the screen and running the preprocessing kernel into shared memory."""
     reset_s: np.ndarray
