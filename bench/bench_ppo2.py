@@ -141,8 +141,7 @@ def _sb3(game: str, num_envs: int, updates: int, queue) -> None:
 
 
 def _ppo2(game: str, num_envs: int, updates: int, overlap: bool, queue) -> None:
-    import torch
-
+    # ppo2 before torch: it sets torch's OpenMP spin policy, which is read when torch loads.
     from fastretro.agents.ppo2 import PPO2Config, train
     from fastretro.profiler import _run_ppo, analyse
     from fastretro.stats import Stopwatch
@@ -167,6 +166,7 @@ def _ppo2(game: str, num_envs: int, updates: int, overlap: bool, queue) -> None:
         {**HYPER, "overlap": overlap, "run_dir": run_dir + "-profile"},
     )
     report = analyse("ppo", game, stats, watch, wall)
+    import torch  # loaded by ppo2 by now
     queue.put(
         {
             "backend": "fastretro-ppo2" + ("-overlap" if overlap else ""),

@@ -45,10 +45,15 @@ from fastretro.errors import InvalidArgumentError
 
 log = logging.getLogger("fastretro.ppo2")
 
-# torch's OpenMP threads spin after each op by default, on the cores the emulators need
-# (measured: the env step took 10.5 ms instead of 7 after each forward pass; bench/README.md).
-# Only effective when this module is what first imports torch (the fastretro ppo command).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# torch's OpenMP threads (GNU libgomp) spin ~300,000 iterations after each parallel region by
+# default, on the cores the emulators need (measured: the env step took 10.5 ms instead of 7
+# after each forward pass; bench/README.md). Not spinning at all (OMP_WAIT_POLICY=PASSIVE) makes
+# two threads slower than one on the forward pass (2.6 vs 2.3 ms: each layer waits for a thread
+# to wake). A short spin keeps them together between layers and asleep once the pass is done:
+# 1.4 ms on two threads. Only effective when this module is what first imports torch (the
+# fastretro ppo command), and only when the user set neither variable.
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 try:
     import torch
     from torch import nn
@@ -122,8 +127,8 @@ class PPO2Config:
     device: str = "auto"
     """``cpu``, ``cuda`` or ``auto`` (cuda when present)."""
     torch_threads: int = 0
-    """torch threads while acting; 0: the cores left to the emulators' side, at least 1.
-    Learning (the emulators are idle then) uses every core."""
+    """torch threads while acting; 0: every core in lock-step (the emulators wait meanwhile),
+    one less with ``overlap``. Learning (the emulators are idle then) uses every core."""
     checkpoint_every: int = 0
     """Save a checkpoint every this many frames (0: only at the end)."""
 
@@ -551,10 +556,11 @@ def train(
     )
     from fastretro.stats import available_cores
 
-    # While acting, the emulators need the cores: torch's default (one thread per core,
-    # spinning between ops) steals them (measured in bench/README.md's SB3 section). While
-    # learning they are idle, so torch gets every core.
-    threads = (cfg.torch_threads or max(1, available_cores() - 1), available_cores())
+    # Lock-step acting and learning both run while the emulators wait, so torch gets every
+    # core; overlapped acting shares them with the other half's emulators, so it gets one less.
+    cores = available_cores()
+    acting = max(1, cores - 1) if cfg.overlap else cores
+    threads = (cfg.torch_threads or acting, cores)
     torch.set_num_threads(threads[0])
     torch.manual_seed(cfg.seed)
     rng = torch.Generator().manual_seed(cfg.seed + 1)
