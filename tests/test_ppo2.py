@@ -121,6 +121,46 @@ def test_overlap_mode_trains_and_counts_the_same_frames(tmp_path):
     assert all(np.isfinite(float(r["loss/value"])) for r in rows)
 
 
+@pytest.mark.parametrize("overlap", [False, True])
+def test_acting_gets_every_core_in_lock_step_and_one_less_with_overlap(tmp_path, overlap):
+    from fastretro.stats import available_cores
+
+    seen = []
+    train(
+        tiny(num_envs=4, overlap=overlap),
+        str(tmp_path),
+        progress=False,
+        on_loop=lambda phase, pools: seen.append(torch.get_num_threads()),
+    )
+    cores = available_cores()
+    assert seen[0] == (max(1, cores - 1) if overlap else cores)
+
+
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({}, "10000"),  # a short spin: the default
+        ({"OMP_WAIT_POLICY": "PASSIVE"}, None),  # the user's policy wins
+        ({"GOMP_SPINCOUNT": "5"}, "5"),
+    ],
+)
+def test_openmp_spin_is_set_before_torch_loads(env, expected):
+    import os
+
+    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    code = (
+        "import os, sys\n"
+        "import fastretro.agents.ppo2\n"
+        "assert 'torch' in sys.modules\n"
+        "print(os.environ.get('GOMP_SPINCOUNT'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(expected)
+
+
 def test_episodes_reach_monitor_csv_in_sb3_format(tmp_path):
     pd = pytest.importorskip("pandas")
     from stable_baselines3.common.monitor import load_results
