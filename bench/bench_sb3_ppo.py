@@ -60,10 +60,9 @@ def _env(backend: str, game: str, num_envs: int):
     return VecTransposeImage(SubprocVecEnv([_EnvFn(game, config, i) for i in range(num_envs)]))
 
 
-def _run(backend: str, game: str, num_envs: int, timesteps: int, passive: bool, queue) -> None:
-    if passive:
-        # Must be set before torch loads its OpenMP runtime.
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+def _run(backend: str, game: str, num_envs: int, timesteps: int, omp_env: dict, queue) -> None:
+    # Must be set before torch loads its OpenMP runtime.
+    os.environ.update(omp_env)
     import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
@@ -103,11 +102,11 @@ def _run(backend: str, game: str, num_envs: int, timesteps: int, passive: bool, 
     )
 
 
-def measure(backend: str, game: str, num_envs: int, timesteps: int, passive: bool) -> dict:
+def measure(backend: str, game: str, num_envs: int, timesteps: int, omp_env: dict) -> dict:
     """One backend's figures, measured in a fresh process."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    args = (backend, game, num_envs, timesteps, passive, queue)
+    args = (backend, game, num_envs, timesteps, omp_env, queue)
     proc = ctx.Process(target=_run, args=args)
     proc.start()
     result = queue.get(timeout=1800)
@@ -127,18 +126,27 @@ def main() -> None:
         help="OMP_WAIT_POLICY=PASSIVE for torch in both backends: its idle threads sleep instead "
         "of spinning on the cores the emulators need",
     )
+    parser.add_argument(
+        "--gomp-spincount",
+        type=int,
+        help="GOMP_SPINCOUNT for torch in both backends: its threads spin this long after each "
+        "parallel region, then sleep (ppo2 uses 10000)",
+    )
     args = parser.parse_args()
+    omp_env = {"OMP_WAIT_POLICY": "PASSIVE"} if args.omp_passive else {}
+    if args.gomp_spincount is not None:
+        omp_env["GOMP_SPINCOUNT"] = str(args.gomp_spincount)
     rows = {}
     for backend in ("sb3-subproc", "fastretro", "fastretro-chw"):
-        rows[backend] = measure(backend, args.game, args.num_envs, args.timesteps, args.omp_passive)
-        line = {"bench": "sb3_ppo", "num_envs": args.num_envs, "omp_passive": args.omp_passive}
+        rows[backend] = measure(backend, args.game, args.num_envs, args.timesteps, omp_env)
+        line = {"bench": "sb3_ppo", "num_envs": args.num_envs, "omp_env": omp_env}
         print(json.dumps({**line, **rows[backend]}))
     peer = rows["sb3-subproc"]
     print(
         f"\n{args.game}, contest config, {args.num_envs} envs, PPO CnnPolicy, "
         f"{args.timesteps} timesteps, {platform.machine()}, {cores()} cores, "
         f"torch threads {peer['torch_threads']}"
-        + (", OMP_WAIT_POLICY=PASSIVE" if args.omp_passive else "")
+        + "".join(f", {k}={v}" for k, v in omp_env.items())
     )
     print("| backend | rollout env steps/s | training env steps/s | rollout share of time |")
     print("|---|---|---|---|")

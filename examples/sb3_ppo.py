@@ -6,14 +6,19 @@ made the way retro-baselines made them (84x84 gray, a stack of 4), inside the wo
 """
 
 import argparse
+import os
 import time
 
-import numpy as np
-from stable_baselines3 import PPO
-from stable_baselines3.common.vec_env import VecMonitor, VecTransposeImage
+# Before torch loads: its OpenMP threads spin briefly between layers, then sleep, leaving the
+# cores to the emulators (README, "Tip").
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
-from fastretro import DEFAULT_GAME, VecRetroEnv
-from fastretro.sb3 import SB3VecEnv
+import numpy as np  # noqa: E402
+from stable_baselines3 import PPO  # noqa: E402
+from stable_baselines3.common.vec_env import VecMonitor, VecTransposeImage  # noqa: E402
+
+from fastretro import DEFAULT_GAME, VecRetroEnv  # noqa: E402
+from fastretro.sb3 import SB3VecEnv  # noqa: E402
 
 
 def main() -> None:
