@@ -115,10 +115,9 @@ def best_prefix(rewards):
     return int(np.flatnonzero(cumulative == cumulative.max())[0]) + 1
 
 
-def rank_by_mean(scores):
-    """Solutions by mean score, best first; a stable sort keeps earlier ones first on ties."""
-    means = [np.mean(s) for s in scores]
-    return sorted(range(len(scores)), key=lambda j: -means[j])
+def sort_by_mean(order, scores):
+    """The original's ``solutions = sorted(solutions, key=lambda x: np.mean(x[0]))``."""
+    return sorted(order, key=lambda j: np.mean(scores[j]))
 
 
 def gae(rewards, values, dones, last_value, last_done, gamma, lam):

@@ -128,14 +128,33 @@ def test_forward_move_that_earns_nothing_backs_off_then_goes_forward_again():
     assert modes == [F, F, B, B, F, F, F, F, F]
 
 
-def test_rank_by_mean_matches_the_reference():
+def test_sort_by_mean_follows_the_originals_list_through_replays():
+    # Scores in few values so ties are common; the order carries over between sorts as the
+    # original's list does, and each replay adds a score to the solution it picked.
     rng = np.random.default_rng(1)
-    scores = [list(rng.integers(0, 5, rng.integers(1, 4)).astype(float)) for _ in range(12)]
-    out = np.zeros(12, np.int64)
-    k.rank_by_mean_into(
-        np.array([sum(s) for s in scores]), np.array([len(s) for s in scores], float), out
-    )
-    assert out.tolist() == naive.rank_by_mean(scores)
+    scores: list[list[float]] = []
+    order = np.zeros(0, np.int64)
+    ref: list[int] = []
+    picks = []
+    for _ in range(60):
+        if rng.random() < 0.4 or not scores:
+            scores.append([float(rng.integers(0, 3))])
+            order, ref = np.append(order, len(scores) - 1), ref + [len(scores) - 1]
+            continue
+        k.sort_by_mean_into(
+            order, np.array([sum(s) for s in scores]), np.array([len(s) for s in scores], float)
+        )
+        ref = naive.sort_by_mean(ref, scores)
+        assert order.tolist() == ref
+        picks.append(int(order[-1]))
+        scores[order[-1]].append(float(rng.integers(0, 3)))
+    assert len(set(picks)) > 3, "the replays should spread over several solutions"
+
+
+def test_on_a_tie_the_original_replays_the_later_solution():
+    order = np.array([0, 1, 2], np.int64)
+    k.sort_by_mean_into(order, np.array([5.0, 5.0, 1.0]), np.ones(3))
+    assert order.tolist() == [2, 0, 1]  # ascending, stable: solution 1 is replayed
 
 
 def test_tiny_run_end_to_end_and_explorers_share_solutions():

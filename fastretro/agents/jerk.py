@@ -100,20 +100,21 @@ class Solutions:
         self.sequences: list[np.ndarray] = []
         self.score_sums: list[float] = []
         self.score_counts: list[int] = []
+        self.order = np.zeros(0, np.int64)  # the original's list order, kept between sorts
 
     def add(self, actions: np.ndarray, score: float) -> None:
         """Remember a new sequence with its first score."""
+        self.order = np.append(self.order, len(self.sequences))
         self.sequences.append(actions.copy())
         self.score_sums.append(score)
         self.score_counts.append(1)
 
     def best(self) -> int:
-        """Index of the sequence with the highest mean score."""
-        order = np.empty(len(self.sequences), np.int64)
-        k.rank_by_mean_into(
-            np.asarray(self.score_sums, float), np.asarray(self.score_counts, float), order
+        """Index of the sequence with the highest mean score, ties broken as the original."""
+        k.sort_by_mean_into(
+            self.order, np.asarray(self.score_sums, float), np.asarray(self.score_counts, float)
         )
-        return int(order[0])
+        return int(self.order[-1])
 
     def score(self, index: int, value: float) -> None:
         """Add a replay's score to sequence ``index``."""

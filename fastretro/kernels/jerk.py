@@ -114,12 +114,16 @@ def best_prefix_length(cumulative_rewards):
 
 
 @numba.njit(**_JIT)
-def rank_by_mean_into(score_sums, score_counts, out):
-    """Indices of solutions by mean score, best first (ties: the earlier solution first)."""
-    n = score_sums.shape[0]
+def sort_by_mean_into(order, score_sums, score_counts):
+    """Re-sort ``order`` (solution indices) by mean score, ascending and stable, in place.
+
+    The original sorts its list of solutions this way before every replay and replays the last
+    one, so on a tie it takes the tied solution that comes last in the list's current order
+    (which earlier sorts have shaped): keeping ``order`` between calls reproduces that.
+    """
+    n = order.shape[0]
     means = np.empty(n)
     for j in range(n):
-        means[j] = score_sums[j] / score_counts[j]
-    order = np.argsort(-means, kind="mergesort")
-    for j in range(n):
-        out[j] = order[j]
+        means[j] = score_sums[order[j]] / score_counts[order[j]]
+    resorted = order[np.argsort(means, kind="mergesort")]
+    order[:] = resorted
