@@ -9,6 +9,7 @@ preprocessing kernel, if any.
 """
 
 import numpy as np
+from libc.math cimport INFINITY
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from sync cimport fr_atomic_cas
@@ -17,6 +18,7 @@ from sync cimport fr_atomic_cas
 CMD_STEP = 1
 CMD_RESET = 2
 CMD_CLOSE = 3
+CMD_RESTORE = 4
 
 # Autoreset modes (mirrored in fastretro/pool.py).
 AUTORESET_NEXT_STEP = 0
@@ -210,8 +212,12 @@ cdef class EnvStepper:
     cdef int index, num_buttons, frameskip, autoreset, action_mode
     cdef double sticky_prob, reward_scale, clip_reward, x_now, x_max
     cdef bint max_pool, per_frame, have_prev, needs_reset, backtracking, observe, recording
-    cdef bint frame_done
-    cdef long long episode_steps, max_episode_steps
+    cdef bint frame_done, snapshots
+    cdef long long episode_steps, max_episode_steps, best_step
+    cdef double episode_return, best_return
+    cdef object best_state, best_screen, snap_np, snap_screen
+    cdef long long[::1] snap_len, snap_step
+    cdef double[::1] snap_return
     cdef object env, em, data, rng, rng_random, set_mask, em_step, update_ram, get_screen
     cdef object current_reward, is_done, lookup_all
     cdef object info_names, write_obs, write_final_obs, values
@@ -237,8 +243,11 @@ cdef class EnvStepper:
                 action_masks, action_offsets; see fastretro/actions.py), the reward
                 transforms (allow_backtracking, reward_scale, clip_reward) and
                 scenario_plan (a ``ScenarioPlan`` this worker evaluates itself, or ``None``:
-                stable-retro's ``data.update_ram`` evaluates the scenario).
-            views: the shared arrays (actions, rewards, terminated, truncated, info, final_info).
+                stable-retro's ``data.update_ram`` evaluates the scenario), and snapshot_best
+                (keep the emulator state where each episode first reaches its best return,
+                published into ``snap`` when the episode ends).
+            views: the shared arrays (actions, rewards, terminated, truncated, info, final_info,
+                and the snapshot slot: snap, snap_len, snap_step, snap_return, snap_screen).
             write_obs: ``write_obs(screen, prev_screen_or_None, fill)`` writes this env's
                 observation (``fill``: after a reset); ``None``: no observations at all.
             write_final_obs: copies the current observation into the final-observation slot.
@@ -292,6 +301,13 @@ cdef class EnvStepper:
         self.have_prev = False
         self.needs_reset = False
         self.episode_steps = 0
+        self.snapshots = bool(opts.get("snapshot_best", False))
+        self.snap_np = views["snap"][index]
+        self.snap_screen = views["snap_screen"][index]
+        self.snap_len = views["snap_len"]
+        self.snap_step = views["snap_step"]
+        self.snap_return = views["snap_return"]
+        self._forget_best()
 
     def set_rng(self, rng):
         self.rng = rng
@@ -355,8 +371,80 @@ cdef class EnvStepper:
         self.have_prev = False
         self.x_now = 0.0
         self.x_max = 0.0
+        self._forget_best()
         self.timing[T_RESET] += _now(CLOCK_MONOTONIC) - t0
         self.timing[N_RESETS] += 1
+
+    cdef void _forget_best(self) noexcept:
+        self.episode_return = 0.0
+        self.best_return = -INFINITY
+        self.best_step = 0
+        self.best_state = None
+        self.best_screen = None
+
+    cdef void _track_best(self, double reward) except *:
+        # The state where the episode FIRST reaches its highest return: the end of the prefix
+        # JERK remembers (its best_sequence takes the first index of the maximum).
+        self.episode_return += reward
+        if self.episode_return > self.best_return:
+            self.best_return = self.episode_return
+            self.best_step = self.episode_steps
+            self.best_state = self.em.get_state()  # ~4 us on Genesis
+            if self.observe:
+                # A loaded state shows no frame until the next em.step: keep the screen too.
+                self.best_screen = self.get_screen()
+
+    cdef void _publish_best(self) except *:
+        cdef Py_ssize_t n
+        cdef int i = self.index
+        if self.best_state is None:
+            self.snap_len[i] = -1
+            return
+        n = len(self.best_state)
+        if n > self.snap_np.shape[0]:
+            raise RuntimeError(
+                f"the emulator's save state grew to {n} bytes, past the {self.snap_np.shape[0]} "
+                f"bytes the pool reserved for it at startup"
+            )
+        self.snap_np[:n] = np.frombuffer(self.best_state, np.uint8)
+        self.snap_len[i] = n
+        self.snap_step[i] = self.best_step
+        self.snap_return[i] = self.best_return
+        if self.observe:
+            self.snap_screen[...] = self.best_screen
+
+    def restore(self):
+        """Load the save state the parent wrote into this env's snapshot slot, mid-episode.
+
+        The episode goes on from the snapshot's step and return; the scenario's deltas start
+        from the loaded RAM; the observation is the snapshot's screen, stacked as after a reset. Only sound when this worker evaluates the scenario (its state is
+        all in emulator memory); the pool checks that before sending the command.
+        """
+        cdef int i = self.index
+        cdef long long t0 = _now(CLOCK_MONOTONIC)
+        if self.scenario is None:
+            raise RuntimeError("restore needs a scenario this worker evaluates itself")
+        state = bytes(self.snap_np[: self.snap_len[i]])
+        self.em.set_state(state)
+        self.values = self.lookup_all()
+        self.scenario.restart(self.values)
+        self._write_info(self.info)
+        self.values = None
+        self.episode_steps = self.snap_step[i]
+        self.have_prev = False
+        self.needs_reset = False
+        self.x_now = 0.0
+        self.x_max = 0.0
+        self.episode_return = self.best_return = self.snap_return[i]
+        self.best_step = self.episode_steps
+        self.best_state = state
+        if self.observe:
+            self.best_screen = self.snap_screen.copy()
+            self.write_obs(self.best_screen, None, True)
+        self.rewards[i] = 0.0
+        self.terminated[i] = 0
+        self.truncated[i] = 0
+        self.timing[T_RESET] += _now(CLOCK_MONOTONIC) - t0
 
     cdef double _evaluate(self) except *:
         # The reward of the frames since the last evaluation; sets frame_done, and values
@@ -449,6 +537,8 @@ cdef class EnvStepper:
         self.rewards[i] = self._transform_reward(total)
         self.terminated[i] = done
         self.truncated[i] = trunc
+        if self.snapshots:
+            self._track_best(self.rewards[i])
         t1 = _now(CLOCK_MONOTONIC)
         timing[T_RAM] += t1 - t
         t = t1
@@ -458,6 +548,8 @@ cdef class EnvStepper:
         timing[N_STEPS] += 1
         timing[N_FRAMES] += frames
         if done or trunc:
+            if self.snapshots:
+                self._publish_best()
             if self.autoreset == AUTORESET_NEXT_STEP:
                 self.needs_reset = True
             elif self.autoreset == AUTORESET_SAME_STEP:
@@ -497,6 +589,8 @@ def run_loop(EnvStepper stepper, handshake, int[::1] cmd, long long[::1] arg, in
             if arg[index] >= 0:
                 on_reset_seed(arg[index])
             stepper.reset()
+        elif c == CMD_RESTORE:
+            stepper.restore()
         elif c == CMD_CLOSE:
             cmd[index] = 0
             done()

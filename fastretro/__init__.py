@@ -29,6 +29,7 @@ __all__ = [
     "InvalidArgumentError",
     "SB3VecEnv",
     "ScenarioNotFoundError",
+    "Snapshot",
     "StateMachineError",
     "StateNotFoundError",
     "VecRetroEnv",
@@ -47,6 +48,10 @@ def __getattr__(name: str):
         from fastretro.pool import VecRetroEnv
 
         return VecRetroEnv
+    if name == "Snapshot":
+        from fastretro.pool import Snapshot
+
+        return Snapshot
     if name == "SB3VecEnv":
         from fastretro.sb3 import SB3VecEnv
 

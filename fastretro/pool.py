@@ -21,7 +21,8 @@ import signal
 import sys
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium
@@ -50,7 +51,7 @@ from fastretro.worker import WorkerOptions, scenario_plan, worker_main
 log = logging.getLogger("fastretro.pool")
 
 # Command codes and autoreset codes shared with ext/worker_loop.pyx.
-CMD_STEP, CMD_RESET, CMD_CLOSE = 1, 2, 3
+CMD_STEP, CMD_RESET, CMD_CLOSE, CMD_RESTORE = 1, 2, 3, 4
 _AUTORESET_CODES = {
     AutoresetMode.NEXT_STEP: 0,
     AutoresetMode.SAME_STEP: 1,
@@ -62,6 +63,26 @@ _SEM_STRIDE = 64  # fastretro._ext.handshake.SEM_STRIDE, checked at construction
 _LIVENESS_POLL_S = 0.05
 #: A restarted worker that dies again within this many seconds raises instead of restarting.
 RESTART_WINDOW_S = 30.0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """An emulator's state inside an episode, and where the episode stood there.
+
+    Made by :meth:`VecRetroEnv.best_snapshot`; loaded by :meth:`VecRetroEnv.restore`.
+    """
+
+    game: str
+    """The game it belongs to (restoring into another game is refused)."""
+    state: bytes
+    """The emulator's save state (``em.get_state()``; ~1 MB on Genesis, mostly zeros)."""
+    episode_step: int
+    """Agent steps into the episode at that point (the ``max_episode_steps`` count goes on)."""
+    episode_return: float
+    """The episode's cumulative reward at that point (after ``reward_scale``/clipping)."""
+    screen: np.ndarray | None = None
+    """The screen there (a loaded state shows no frame until the next emulator step);
+    ``None`` from a pool with ``observe=False``."""
 
 
 class State(enum.Enum):
@@ -150,6 +171,12 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         step_timeout: default seconds a ``step_wait``/``reset_wait`` waits before raising
             :class:`~fastretro.errors.WorkerTimeoutError`.
         startup_timeout: seconds the constructor waits for every worker to start.
+        snapshot_best: every worker keeps the emulator state at which its episode first
+            reaches its highest cumulative reward (a save state on each new best, ~4 us on
+            Genesis) and, when the episode ends, publishes it: :meth:`best_snapshot` gives
+            it, :meth:`restore` loads it into any env of the same game to go on from there
+            (JERK's replay from saved states). Reserves one save state of shared memory per
+            env (~1 MB on Genesis).
 
     Observations are uint8 arrays of shape ``(num_envs, H, W, C)``: the screen's (H, W, 3) by
     default, or what the preprocessing options make of it, computed inside each worker by the
@@ -190,6 +217,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         on_worker_failure: str = "raise",
         step_timeout: float = 60.0,
         startup_timeout: float = 120.0,
+        snapshot_best: bool = False,
     ) -> None:
         self._closed = True  # until construction succeeds; close() is then a no-op
         self._resources: _Resources | None = None
@@ -299,6 +327,9 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         ).reshape(num_envs, len(self.info_names))
         self._needs_reset = np.zeros(num_envs, dtype=bool)
         self._failure: str | None = None
+        self.snapshot_best = bool(snapshot_best)
+        self._recording = record_dirs is not None
+        self._snapshot_fresh = np.zeros(num_envs, dtype=bool)  # published since last restore
 
         opts = WorkerOptions(
             frameskip=frameskip,
@@ -316,6 +347,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             clip_reward=None if clip_reward is None else float(clip_reward),
             record=record_dirs,
             scenario_engine=scenario_engine,
+            snapshot_best=bool(snapshot_best),
         )
         # Segments left by fastretro processes that were SIGKILLed (their owner is gone):
         # reclaimed here, as `fastretro cleanup` would.
@@ -343,7 +375,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
                     f"Expected every env to have the same screen shape, got {sorted(shapes)}"
                     ": run games of one resolution per pool"
                 )
-            tables = {r[1:] for r in ready}
+            tables = {r[1:3] for r in ready}
             if len(tables) != 1:
                 raise InvalidArgumentError(
                     f"Expected every env to have the same {action_choice.name!r} action space, "
@@ -352,7 +384,8 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             (self.screen_shape,) = shapes
             ((action_mode, action_sizes),) = tables
             self._action_mode, self._action_sizes = action_mode, action_sizes
-            self._create_buffers(self.screen_shape)
+            raw_screens = {r[4] for r in ready}  # one screen shape: one raw shape
+            self._create_buffers(self.screen_shape, max(r[3] for r in ready), raw_screens.pop())
             if self.observe and (prep.grayscale or prep.resize is not None):
                 _compile_kernels(prep, self.screen_shape, res.buffers.arrays["obs"][0])
             for conn in res.conns:
@@ -369,7 +402,9 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
 
     # -- construction helpers -------------------------------------------------------------
 
-    def _create_buffers(self, screen_shape: tuple[int, ...]) -> None:
+    def _create_buffers(
+        self, screen_shape: tuple[int, ...], state_size: int, raw_screen: tuple[int, ...]
+    ) -> None:
         from fastretro._ext.handshake import SEM_STRIDE, Handshake
         from fastretro._ext.worker_loop import TIMING_WIDTH as COMPILED_WIDTH
 
@@ -400,6 +435,11 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
                 ("status", (n,), "i4"),
                 ("counter", (48,), "i4"),
                 ("timing", (n, TIMING_STRIDE), "i8"),
+                ("snap", (n, state_size), "u1"),
+                ("snap_len", (n,), "i8"),
+                ("snap_step", (n,), "i8"),
+                ("snap_return", (n,), "f8"),
+                ("snap_screen", (n, *raw_screen) if state_size and self.observe else (n, 0), "u1"),
                 ("sem", (_SEM_STRIDE,), "u1"),
             ]
         )
@@ -548,11 +588,124 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         done = terminated | truncated
         if self.autoreset_mode == AutoresetMode.DISABLED:
             self._needs_reset |= done & ~restarted
+        self._snapshot_fresh |= done & ~restarted
         infos = self._infos(done if self.autoreset_mode == AutoresetMode.SAME_STEP else None)
         if restarted.any():
             infos["worker_restarted"] = restarted
             infos["_worker_restarted"] = restarted.copy()
         return self._observations(), a["rewards"].copy(), terminated, truncated, infos
+
+    # -- snapshots: go on from where an episode did best --------------------------------------
+
+    def best_snapshot(self, env_id: int) -> Snapshot:
+        """Where env ``env_id``'s last finished episode first reached its highest return.
+
+        Needs ``snapshot_best=True``. Available from the step that ended the episode until
+        the env's next episode ends (or a :meth:`restore` into that env).
+        """
+        self._check_idle("best_snapshot")
+        i = self._check_snapshot_env(env_id, "best_snapshot")
+        a = self._a
+        if not self._snapshot_fresh[i] or a["snap_len"][i] < 0:
+            raise StateMachineError(
+                f"Env {i} has no snapshot: it has not finished an episode since the pool "
+                "started or since its last restore"
+            )
+        n = int(a["snap_len"][i])
+        return Snapshot(
+            self.specs[i].game,
+            a["snap"][i, :n].tobytes(),
+            int(a["snap_step"][i]),
+            float(a["snap_return"][i]),
+            a["snap_screen"][i].copy() if self.observe else None,
+        )
+
+    def restore(self, snapshots: Mapping[int, Snapshot]) -> tuple[np.ndarray, dict[str, Any]]:
+        """Load ``{env_id: Snapshot}`` into those envs; their episodes go on from there.
+
+        Each env continues from the snapshot's step count and return (its reward deltas start
+        from the loaded memory; ``allow_backtracking`` starts over from there). Only sound
+        where the worker evaluates the scenario from emulator memory
+        (``scenario_engines[i] == "fastretro"``): stable-retro's save states do not carry a
+        Lua script's variables, so those envs are refused. Lock-step mode only.
+
+        Returns:
+            ``(obs, infos)`` of every env, as :meth:`reset` (the others unchanged).
+        """
+        self._check_idle("restore")
+        self._check_lock_step("restore")
+        if not isinstance(snapshots, Mapping) or not snapshots:
+            raise InvalidArgumentError(
+                f"Expected a non-empty {{env_id: Snapshot}} mapping, got {snapshots!r:.80}"
+            )
+        a = self._a
+        for env_id, snap in snapshots.items():
+            i = self._check_snapshot_env(env_id, "restore")
+            if not isinstance(snap, Snapshot):
+                raise InvalidArgumentError(
+                    f"Expected a Snapshot for env {i}, got {type(snap).__name__}"
+                )
+            if snap.game != self.specs[i].game:
+                raise InvalidArgumentError(
+                    f"Cannot restore a snapshot of {snap.game} into env {i}, which runs "
+                    f"{self.specs[i].game}"
+                )
+            if self.scenario_engines[i] != "fastretro":
+                raise InvalidArgumentError(
+                    f"Cannot restore env {i}: stable-retro evaluates its scenario, and a save "
+                    f"state does not carry the scenario's own variables "
+                    f"({self.specs[i].scenario_plan_why_not or 'scenario_engine=stable-retro'})"
+                )
+            if self._recording:
+                raise InvalidArgumentError(
+                    f"Cannot restore env {i} while recording: its .bk2 movie replays from reset"
+                )
+            if self.observe and (
+                snap.screen is None or np.shape(snap.screen) != a["snap_screen"].shape[1:]
+            ):
+                raise InvalidArgumentError(
+                    f"Expected the snapshot for env {i} to hold a screen of shape "
+                    f"{a['snap_screen'].shape[1:]}, got "
+                    f"{None if snap.screen is None else np.shape(snap.screen)}"
+                )
+            if len(snap.state) > a["snap"].shape[1]:
+                raise InvalidArgumentError(
+                    f"Expected a save state of at most {a['snap'].shape[1]} bytes for env {i}, "
+                    f"got {len(snap.state)}"
+                )
+        mask = np.zeros(self.num_envs, dtype=bool)
+        for env_id, snap in snapshots.items():
+            i = int(env_id)
+            n = len(snap.state)
+            a["snap"][i, :n] = np.frombuffer(snap.state, np.uint8)
+            a["snap_len"][i] = n
+            a["snap_step"][i] = snap.episode_step
+            a["snap_return"][i] = snap.episode_return
+            if self.observe:
+                a["snap_screen"][i] = snap.screen
+            mask[i] = True
+        idx = np.flatnonzero(mask)
+        self._snapshot_fresh[idx] = False
+        a["cmd"][idx] = CMD_RESTORE
+        self._dispatch(idx)
+        self._state = State.WAITING_RESET
+        self._wait(None, "restore")
+        self._state = State.IDLE
+        self._needs_reset[idx] = False
+        return self._observations(), self._infos(done=None)
+
+    def _check_snapshot_env(self, env_id: Any, call: str) -> int:
+        if not self.snapshot_best:
+            raise InvalidArgumentError(f"{call} needs VecRetroEnv(..., snapshot_best=True)")
+        if (
+            isinstance(env_id, bool)
+            or not isinstance(env_id, (int, np.integer))
+            or not 0 <= env_id < self.num_envs
+        ):
+            raise InvalidArgumentError(
+                f"Expected an env_id in [0, {self.num_envs}), got {env_id!r}"
+            )
+        return int(env_id)
 
     # -- async mode (batch_size): EnvPool's send/recv ----------------------------------------
 
@@ -630,6 +783,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         terminated = a["terminated"][ids].astype(bool)
         truncated = a["truncated"][ids].astype(bool)
         done = terminated | truncated
+        self._snapshot_fresh[ids[done]] = True
         infos = self._infos(done if self.autoreset_mode == AutoresetMode.SAME_STEP else None, ids)
         infos["env_id"] = ids.astype(np.int64)
         return obs, a["rewards"][ids], terminated, truncated, infos

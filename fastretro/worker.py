@@ -52,6 +52,7 @@ class WorkerOptions:
     clip_reward: float | None
     record: tuple[str, ...] | None = None  # one movie folder per env
     scenario_engine: str = "auto"
+    snapshot_best: bool = False  # keep each episode's best state (VecRetroEnv.best_snapshot)
 
 
 def error_payload(index: int, exc: BaseException) -> tuple:
@@ -128,7 +129,11 @@ def worker_main(
             # One folder per env: stable-retro names movies GAME-STATE-NNNNNN.bk2 per episode.
             env.auto_record(opts.record[index])
         table = actions.build_table(opts.action_choice, env.data, opts.buttons)
-        conn.send(("ready", index, (screen_shape(env), table.mode, table.sizes)))
+        # The save state's size sizes the pool's snapshot slots (fixed per core; ~1 MB Genesis).
+        state_size = len(env.em.get_state()) if opts.snapshot_best else 0
+        raw_screen = env.em.get_screen().shape  # before the integration's crop, as snapshots keep it
+        ready = (screen_shape(env), table.mode, table.sizes, state_size, raw_screen)
+        conn.send(("ready", index, ready))
         msg = _recv_or_orphaned(conn, parent_pid)
         if msg is None or msg[0] != "attach":
             return  # orphaned, or the pool gave up before attaching (("close",))
@@ -171,6 +176,7 @@ def worker_main(
                 "clip_reward": opts.clip_reward,
                 "record": opts.record is not None,
                 "scenario_plan": scenario_plan(spec, opts.scenario_engine),
+                "snapshot_best": opts.snapshot_best,
             },
             a,
             write_obs,

@@ -1,0 +1,134 @@
+"""Snapshots: each episode's best state, published at its end, restored mid-episode elsewhere."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import GAME
+
+from fastretro import Snapshot, VecRetroEnv
+from fastretro.errors import InvalidArgumentError, StateMachineError
+
+LIMIT = 160
+RNG = np.random.default_rng(0)
+# Random buttons with fire (B) held for 70 steps (Airstriker's first kills come at ~55), then
+# none: the episode's best is reached early, and a restore has room to score again.
+PREFIX = RNG.integers(0, 2, (LIMIT, 12))
+PREFIX[:, 0] = 1
+PREFIX[70:] = 0
+AFTER = np.random.default_rng(4).integers(0, 2, (LIMIT, 12))  # scores 3 kills after step 65
+AFTER[:, 0] = 1
+
+
+def pool(**kw):
+    options = dict(
+        num_envs=3,
+        frameskip=4,
+        max_episode_steps=LIMIT,
+        snapshot_best=True,
+        autoreset_mode="same_step",
+        copy=True,
+    )
+    return VecRetroEnv(GAME, **{**options, **kw})
+
+
+def episode_with_snapshot(env):
+    """Run every env through one episode of PREFIX; return env 0's snapshot."""
+    env.reset(seed=0)
+    total = np.zeros(env.num_envs)
+    returns = []
+    for t in range(LIMIT):
+        _, r, _, truncated, _ = env.step(np.stack([PREFIX[t]] * env.num_envs))
+        total += r
+        returns.append(total[0])
+    assert truncated.all()
+    return env.best_snapshot(0), np.array(returns)
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"grayscale": True, "resize": (84, 84), "max_pool": True, "frame_stack": 4}]
+)
+def test_restore_goes_on_exactly_as_replaying_the_prefix_from_reset(options):
+    with pool(**options) as env:
+        snap, returns = episode_with_snapshot(env)
+        k = snap.episode_step
+        # The episode's best return, reached first at step k.
+        assert snap.episode_return == returns.max() > 0
+        assert k == int(np.argmax(returns)) + 1 <= 70
+        assert snap.game == GAME and len(snap.state) > 0
+        # Env 2 replays the prefix from reset (sticky 0: deterministic); env 1 loads the state.
+        for t in range(k):
+            env.step(np.stack([PREFIX[t]] * 3))
+        obs, infos = env.restore({1: snap})
+        assert infos["score"][1] == infos["score"][2] == snap.episode_return
+        # The newest frame is the snapshot's screen (max-pooled frames differ: no frame before).
+        if "max_pool" not in options:
+            np.testing.assert_array_equal(obs[1], obs[2])
+        gained = 0.0
+        for t in range(k, LIMIT):
+            obs, r, terminated, truncated, infos = env.step(np.stack([AFTER[t]] * 3))
+            assert (r[1], terminated[1], truncated[1]) == (r[2], terminated[2], truncated[2])
+            np.testing.assert_array_equal(obs[1][..., -1], obs[2][..., -1])
+            gained += r[1]
+        # The step count went on from k: the limit truncated both at the same step.
+        assert truncated[1] and truncated[2]
+        assert gained > 0  # the comparison covered steps that scored
+
+
+def test_an_episode_after_a_restore_publishes_its_own_best():
+    with pool(num_envs=1, observe=False) as env:
+        snap, _ = episode_with_snapshot(env)
+        env.restore({0: snap})
+        with pytest.raises(StateMachineError, match="no snapshot: it has not finished an episode"):
+            env.best_snapshot(0)
+        total = snap.episode_return
+        for t in range(snap.episode_step, LIMIT):
+            _, r, _, truncated, _ = env.step(AFTER[t][None])
+            total += r[0]
+        assert truncated[0]
+        again = env.best_snapshot(0)
+        assert again.episode_return == total >= snap.episode_return
+        assert again.episode_step >= snap.episode_step
+        assert again.screen is None  # observe=False keeps no screen
+
+
+def test_best_snapshot_and_restore_errors():
+    with pool(num_envs=2, observe=False) as env:
+        env.reset(seed=0)
+        with pytest.raises(StateMachineError, match="Env 0 has no snapshot"):
+            env.best_snapshot(0)
+        with pytest.raises(InvalidArgumentError, match=r"Expected an env_id in \[0, 2\), got 2"):
+            env.best_snapshot(2)
+        with pytest.raises(InvalidArgumentError, match="Expected a non-empty"):
+            env.restore({})
+        with pytest.raises(InvalidArgumentError, match="Expected a Snapshot for env 0, got bytes"):
+            env.restore({0: b"state"})
+        other = Snapshot("SonicTheHedgehog-Genesis-v0", b"", 1, 0.0)
+        with pytest.raises(InvalidArgumentError, match="a snapshot of SonicTheHedgehog-Genesis"):
+            env.restore({1: other})
+        huge = Snapshot(GAME, bytes(1 << 24), 1, 0.0)
+        with pytest.raises(InvalidArgumentError, match="Expected a save state of at most"):
+            env.restore({0: huge})
+    with VecRetroEnv(GAME, 1, observe=False) as env:
+        with pytest.raises(InvalidArgumentError, match=r"needs VecRetroEnv\(\.\.\., snapshot_best"):
+            env.best_snapshot(0)
+
+
+def test_restore_refuses_a_scenario_that_stable_retro_evaluates():
+    with pool(num_envs=1, observe=False, scenario_engine="stable-retro") as env:
+        snap, _ = episode_with_snapshot(env)
+        with pytest.raises(InvalidArgumentError, match="Cannot restore env 0: stable-retro"):
+            env.restore({0: snap})
+
+
+def test_restore_refuses_a_recording_pool(tmp_path):
+    with pool(num_envs=1, observe=False, record=str(tmp_path)) as env:
+        snap, _ = episode_with_snapshot(env)
+        with pytest.raises(InvalidArgumentError, match="while recording"):
+            env.restore({0: snap})
+
+
+def test_restore_needs_lock_step_mode():
+    with pool(num_envs=2, observe=False, batch_size=1) as env:
+        with pytest.raises(StateMachineError, match="Cannot call restore: this pool is in async"):
+            env.restore({0: Snapshot(GAME, b"", 1, 0.0)})
