@@ -167,6 +167,7 @@ def _ppo2(game: str, num_envs: int, updates: int, overlap: bool, queue) -> None:
     )
     report = analyse("ppo", game, stats, watch, wall)
     import torch  # loaded by ppo2 by now
+
     queue.put(
         {
             "backend": "fastretro-ppo2" + ("-overlap" if overlap else ""),

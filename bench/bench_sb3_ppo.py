@@ -145,8 +145,7 @@ def main() -> None:
     print(
         f"\n{args.game}, contest config, {args.num_envs} envs, PPO CnnPolicy, "
         f"{args.timesteps} timesteps, {platform.machine()}, {cores()} cores, "
-        f"torch threads {peer['torch_threads']}"
-        + "".join(f", {k}={v}" for k, v in omp_env.items())
+        f"torch threads {peer['torch_threads']}" + "".join(f", {k}={v}" for k, v in omp_env.items())
     )
     print("| backend | rollout env steps/s | training env steps/s | rollout share of time |")
     print("|---|---|---|---|")

@@ -131,7 +131,7 @@ def worker_main(
         table = actions.build_table(opts.action_choice, env.data, opts.buttons)
         # The save state's size sizes the pool's snapshot slots (fixed per core; ~1 MB Genesis).
         state_size = len(env.em.get_state()) if opts.snapshot_best else 0
-        raw_screen = env.em.get_screen().shape  # before the integration's crop, as snapshots keep it
+        raw_screen = env.em.get_screen().shape  # uncropped, as snapshots keep it
         ready = (screen_shape(env), table.mode, table.sizes, state_size, raw_screen)
         conn.send(("ready", index, ready))
         msg = _recv_or_orphaned(conn, parent_pid)

@@ -13,7 +13,7 @@ import pytest
 from conftest import GAME
 
 from fastretro import InvalidArgumentError
-from fastretro.agents.jerk import JerkConfig, jerk_actions, run
+from fastretro.agents.jerk import PROFILES, JerkAgent, JerkConfig, jerk_actions, run
 from fastretro.kernels import jerk as k
 
 
@@ -158,7 +158,7 @@ def test_on_a_tie_the_original_replays_the_later_solution():
 
 
 def test_tiny_run_end_to_end_and_explorers_share_solutions():
-    config = JerkConfig(EXPLOIT_BIAS=1.0, seed=1)
+    config = JerkConfig(EXPLOIT_BIAS=1.0, seed=1, replay_from="reset")
     result = run(
         GAME,
         num_envs=2,
@@ -169,11 +169,72 @@ def test_tiny_run_end_to_end_and_explorers_share_solutions():
         async_batches=False,  # the default, said: every env steps exactly 300 times
     )
     assert result["timesteps"] == 600 and result["episodes"] == 12  # 2 envs x 300 / 50
-    assert result["replay_path"] == "reset"
+    assert result["replay_path"] == "reset" and result["restores"] == 0
     # EXPLOIT_BIAS=1: once a solution exists every new episode replays one. Both explorers'
     # first episodes fed the one shared pool (2 solutions); all 12 later starts replayed.
     assert result["solutions"] == 2 and result["replays"] == 12
     assert result["mean_episode_reward"] is not None and result["steps_per_s"] > 0
+
+
+def test_exploit_episodes_go_on_from_the_saved_state_of_the_best_solution():
+    from fastretro import VecRetroEnv
+
+    profile = PROFILES[GAME]
+    config = JerkConfig(EXPLOIT_BIAS=1.0, seed=0, replay_from="state")
+    with VecRetroEnv(
+        GAME,
+        2,
+        actions=jerk_actions(profile),
+        observe=False,
+        autoreset_mode="same_step",
+        frameskip=4,
+        max_episode_steps=300,
+        snapshot_best=True,
+    ) as env:
+        agent = JerkAgent(None, env.action_space, config, horizon=300, snapshots=env.best_snapshot)
+        env.reset(seed=0)
+        checked = 0
+        for _ in range(1500):
+            _, rewards, terminated, truncated, _ = env.step(agent.act(None))
+            # The agent checks at every episode end that the pool saved its state at the end
+            # of the agent's own best prefix (it raises otherwise).
+            agent.observe(rewards, terminated, truncated)
+            if agent.pending_restores:
+                _, infos = env.restore(agent.pending_restores)
+                for i, snap in agent.pending_restores.items():
+                    j = int(agent.restored[i])
+                    seq = agent.solutions.sequences[j]
+                    # The episode starts where solution j reached its best: its actions are the
+                    # prefix, its score (Airstriker's reward is the score) the return so far.
+                    assert agent.t[i] == snap.episode_step == len(seq)
+                    np.testing.assert_array_equal(agent.history[i, : len(seq)], seq)
+                    assert infos["score"][i] == agent.cumulative[i] == snap.episode_return
+                    assert agent.solutions.score_sums[j] / agent.solutions.score_counts[j] > 0
+                    checked += 1
+                agent.pending_restores.clear()
+    assert checked == agent.restores > 0 and agent.replays == 0
+    # Episodes that got past their start's end added solutions that extend it.
+    assert max(len(q) for q in agent.solutions.sequences) > min(
+        len(q) for q in agent.solutions.sequences
+    )
+
+
+def test_replay_from_state_where_unsound_falls_back_or_raises():
+    options = {"max_episode_steps": 50, "scenario_engine": "stable-retro"}
+    result = run(
+        GAME, num_envs=1, config=JerkConfig(), progress=False, pool_options=options, timesteps=60
+    )
+    assert result["replay_path"] == "reset"
+    assert "keeps state outside the emulator" in result["replay_path_why"]
+    with pytest.raises(InvalidArgumentError, match="Cannot replay from saved states: the scenario"):
+        run(
+            GAME,
+            num_envs=1,
+            config=JerkConfig(replay_from="state"),
+            progress=False,
+            pool_options=options,
+            timesteps=60,
+        )
 
 
 def test_cli_prints_one_json_line():
@@ -211,6 +272,10 @@ def test_cli_prints_one_json_line():
         (JerkConfig(TOTAL_TIMESTEPS=0), "Expected TOTAL_TIMESTEPS to be an int >= 1, got 0"),
         (JerkConfig(jump_prob=1.5), "Expected jump_prob in [0, 1], got 1.5"),
         (JerkConfig(EXPLOIT_BIAS=True), "Expected EXPLOIT_BIAS in [0, 1], got True"),
+        (
+            JerkConfig(replay_from="start"),
+            "Expected replay_from 'auto', 'state' or 'reset', got 'start'",
+        ),
         (
             JerkConfig(profile={"forward": ["RIGHT"]}),
             "Expected a JERK profile with 'forward', 'back' and 'jump', got {'forward': ['RIGHT']}",

@@ -14,11 +14,18 @@ one pool of remembered solutions. The pool steps all envs together with no frame
 numba kernels (fastretro/kernels/jerk.py) over preallocated arrays, and Python only runs when
 an episode ends.
 
-Replay path: always from reset, as the original. Replaying from a saved emulator state is not
-implemented: it is only sound when the scenario keeps no state outside the emulator, and the
-contest's Lua reward script does (stable-retro's save states do not carry it).
+Replay path (``JerkConfig.replay_from``): the original replays the best sequence from reset,
+and with sticky frames a replay drifts from the run that scored. Where the scenario's reward
+and done depend only on emulator memory (the pool's workers evaluate it:
+``scenario_engines == "fastretro"``), fastretro instead loads the emulator state saved where
+that sequence reached its best (``VecRetroEnv(snapshot_best=True)``) and explores on from
+there, so the budget goes to new ground; the episode's return counts the prefix's reward, as a
+replay would. Where the scenario keeps state outside the emulator (the contest's Lua reward
+script; stable-retro's save states do not carry it), it replays from reset as the original.
+The run reports which path ran (``replay_path``).
 
-Run: ``fastretro jerk --game G [--state S] [--num-envs N] [--timesteps T] [--seed K] [--json]``
+Run: ``fastretro jerk --game G [--state S] [--num-envs N] [--timesteps T] [--seed K]
+[--replay-from auto|state|reset] [--json]``
 """
 
 from __future__ import annotations
@@ -27,13 +34,18 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+import zlib
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fastretro import contest
 from fastretro.errors import FastRetroError, InvalidArgumentError
 from fastretro.kernels import jerk as k
+
+if TYPE_CHECKING:
+    from fastretro.pool import Snapshot
 
 #: What "forward", "back" and "jump" press, per game (other games: pass a profile).
 PROFILES = {
@@ -65,6 +77,10 @@ class JerkConfig:
     """Button combos of "forward", "back" and "jump"; default: PROFILES[game]."""
     seed: int = 0
     """Seeds the explorers' draws and the pool's sticky frames."""
+    replay_from: str = "auto"
+    """Where an exploit episode starts: ``"state"`` (load the state saved at the end of the best
+    sequence and explore on), ``"reset"`` (replay it from reset, then no-op: the original), or
+    ``"auto"`` (``"state"`` where sound, else ``"reset"``)."""
 
     def check(self) -> None:
         """Raise InvalidArgumentError on a value the algorithm cannot use."""
@@ -80,6 +96,10 @@ class JerkConfig:
                 or not 0 <= value <= 1
             ):
                 raise InvalidArgumentError(f"Expected {name} in [0, 1], got {value!r}")
+        if self.replay_from not in ("auto", "state", "reset"):
+            raise InvalidArgumentError(
+                f"Expected replay_from 'auto', 'state' or 'reset', got {self.replay_from!r}"
+            )
 
 
 def jerk_actions(profile: dict) -> list[list[str]]:
@@ -94,20 +114,29 @@ def jerk_actions(profile: dict) -> list[list[str]]:
 
 
 class Solutions:
-    """The remembered sequences of one level: actions and every score they got."""
+    """The remembered sequences of one level: actions, every score they got, their end states."""
 
     def __init__(self) -> None:
         self.sequences: list[np.ndarray] = []
         self.score_sums: list[float] = []
         self.score_counts: list[int] = []
+        self.snapshots: list[Snapshot | None] = []  # state compressed: ~1 MB -> ~12 KB
         self.order = np.zeros(0, np.int64)  # the original's list order, kept between sorts
 
-    def add(self, actions: np.ndarray, score: float) -> None:
-        """Remember a new sequence with its first score."""
+    def add(self, actions: np.ndarray, score: float, snapshot: Snapshot | None = None) -> None:
+        """Remember a new sequence with its first score (and the state where it ends)."""
         self.order = np.append(self.order, len(self.sequences))
         self.sequences.append(actions.copy())
         self.score_sums.append(score)
         self.score_counts.append(1)
+        if snapshot is not None:
+            snapshot = replace(snapshot, state=zlib.compress(snapshot.state, 1))
+        self.snapshots.append(snapshot)
+
+    def snapshot(self, index: int) -> Snapshot | None:
+        """The state where sequence ``index`` ends, ready to restore; None if not kept."""
+        snap = self.snapshots[index]
+        return None if snap is None else replace(snap, state=zlib.decompress(snap.state))
 
     def best(self) -> int:
         """Index of the sequence with the highest mean score, ties broken as the original."""
@@ -130,11 +159,17 @@ class JerkAgent:
     (``autoreset_mode="same_step"``). ``fastretro eval --agent jerk`` uses it directly, with
     ``env_options`` (the action set of the shipped profiles, no frames).
 
+    Replay from saved states: give ``snapshots`` (a pool's ``best_snapshot``); the agent then
+    takes each ended episode's best state, and an exploit episode starts by loading one:
+    after ``observe``, pass ``pending_restores`` to the pool's ``restore`` and clear it.
+
     Args:
         observation_space: unused (JERK never looks).
         action_space: the pool's batched action space; its length is the number of envs.
         config: the settings; default JerkConfig().
         horizon: the longest episode, for the preallocated action histories.
+        snapshots: ``env_id -> Snapshot`` of the episode that env just ended (a pool's
+            ``best_snapshot``); ``None``: replay from reset.
     """
 
     env_options = {
@@ -148,6 +183,7 @@ class JerkAgent:
         action_space,
         config: JerkConfig | None = None,
         horizon: int = contest.MAX_EPISODE_STEPS,
+        snapshots=None,
     ) -> None:
         self.config = config = config or JerkConfig()
         config.check()
@@ -166,6 +202,11 @@ class JerkAgent:
         self.replay_len = np.zeros(n, np.int64)
         self.replay_pos = np.zeros(n, np.int64)
         self.replaying = np.full(n, -1, np.int64)  # the solution an env replays, -1: exploring
+        self.restored = np.full(n, -1, np.int64)  # the solution an env goes on from, -1: none
+        self.snapshots = snapshots
+        #: ``{env_id: Snapshot}`` to load before the next step (exploit episodes from a state).
+        self.pending_restores: dict[int, Snapshot] = {}
+        self.restores = 0
         self.actions = np.zeros(n, np.int64)
         self.last_action = np.zeros(n, np.int64)  # what each env is running now
         self.solutions = Solutions()
@@ -234,8 +275,28 @@ class JerkAgent:
             if self.replaying[i] >= 0:
                 self.solutions.score(int(self.replaying[i]), float(self.cumulative[i]))
             else:
-                self.solutions.add(self.history[i, : self.best_t[i]], float(self.best[i]))
+                self._remember(i)
             self._begin_episode(i)
+
+    def _remember(self, i: int) -> None:
+        # An explored episode's best prefix becomes a solution. One that went on from a restored
+        # state scores the solution it started from, as a replay does, and adds its own prefix
+        # only if it got past that solution's end.
+        j = int(self.restored[i])
+        self.restored[i] = -1
+        if j >= 0:
+            self.solutions.score(j, float(self.cumulative[i]))
+            if self.best_t[i] <= len(self.solutions.sequences[j]):
+                return
+        snapshot = None
+        if self.snapshots is not None:
+            snapshot = self.snapshots(i)
+            if snapshot.episode_step != self.best_t[i]:  # the worker and the agent disagree
+                raise RuntimeError(
+                    f"env {i}: the pool saved its best state at step {snapshot.episode_step}, "
+                    f"JERK's best prefix ends at step {self.best_t[i]}"
+                )
+        self.solutions.add(self.history[i, : self.best_t[i]], float(self.best[i]), snapshot)
 
     def _begin_episode(self, i: int) -> None:
         self.t[i], self.cumulative[i], self.best[i], self.best_t[i] = 0, 0.0, -np.inf, 0
@@ -244,6 +305,17 @@ class JerkAgent:
         if self.solutions.sequences and self.rng.random() < p:
             j = self.solutions.best()
             seq = self.solutions.sequences[j]
+            snapshot = self.solutions.snapshot(j) if self.snapshots is not None else None
+            if snapshot is not None:
+                # Go on from where sequence j did best: its actions are this episode's prefix.
+                self.pending_restores[i] = snapshot
+                self.history[i, : len(seq)] = seq
+                self.t[i] = self.best_t[i] = len(seq)
+                self.cumulative[i] = self.best[i] = snapshot.episode_return
+                self.mode[i], self.steps_left[i] = k.MODE_FORWARD, self.config.forward_steps
+                self.replaying[i], self.restored[i] = -1, j
+                self.restores += 1
+                return
             self.replay[i, : len(seq)] = seq
             self.replay_len[i], self.replay_pos[i], self.replaying[i] = len(seq), 0, j
             self.mode[i] = k.MODE_REPLAY
@@ -297,11 +369,13 @@ def run(
         "max_episode_steps": contest.MAX_EPISODE_STEPS,
         **(pool_options or {}),
     }
-    start = time.perf_counter()
-    steps = 0
     # Explorers are independent, so the pool can run in two halves: while one half waits for
     # its actions the other keeps emulating (no lock-step barrier).
     batch = (num_envs // 2 or None) if async_batches else None
+    batch = batch if batch and batch < num_envs else None
+    replay_path, why = _replay_path(config.replay_from, game, state, num_envs, options, batch)
+    start = time.perf_counter()
+    steps = 0
     with VecRetroEnv(
         game,
         num_envs,
@@ -309,16 +383,26 @@ def run(
         actions=jerk_actions(profile),
         observe=False,
         autoreset_mode="same_step",
-        batch_size=batch if batch and batch < num_envs else None,
+        batch_size=batch,
+        snapshot_best=replay_path == "state",
         **options,
     ) as env:
-        agent = JerkAgent(None, env.action_space, config, horizon=options["max_episode_steps"])
+        agent = JerkAgent(
+            None,
+            env.action_space,
+            config,
+            horizon=options["max_episode_steps"],
+            snapshots=env.best_snapshot if replay_path == "state" else None,
+        )
         bar = tqdm(total=budget, unit="step", desc="jerk", disable=not progress)
         if env.batch_size is None:
             env.reset(seed=config.seed)
             while steps < budget:
                 _, rewards, terminated, truncated, _ = env.step(agent.act(None))
                 agent.observe(rewards, terminated, truncated)
+                if agent.pending_restores:  # exploit episodes that go on from a saved state
+                    env.restore(agent.pending_restores)
+                    agent.pending_restores.clear()
                 steps += num_envs
                 bar.update(num_envs)
         else:
@@ -366,11 +450,39 @@ def run(
         "best_episode_reward": max(episode_rewards) if episode_rewards else None,
         "solutions": len(solutions.sequences),
         "replays": replays,
-        "replay_path": "reset",
+        "restores": agent.restores,
+        "replay_path": replay_path,
+        "replay_path_why": why,
         "best_movie": None if movie is None else movie[0],
         "best_movie_reward": None if movie is None else movie[1],
         "config": {key: v for key, v in asdict(config).items() if key != "profile"},
     }
+
+
+def _replay_path(choice, game, state, num_envs, options, batch_size) -> tuple[str, str]:
+    """``("state" | "reset", why)``: where exploit episodes start, for ``replay_from=choice``."""
+    from fastretro.spec import resolve_all
+    from fastretro.worker import scenario_plan
+
+    if choice == "reset":
+        return "reset", "replay_from='reset' (the original)"
+    specs = resolve_all(game, num_envs, state, options.get("scenario"))
+    engine = options.get("scenario_engine", "auto")
+    unsound = [s for s in specs if scenario_plan(s, engine) is None]
+    if unsound:
+        why = (
+            "the scenario keeps state outside the emulator, which a save state does not "
+            f"carry ({unsound[0].scenario_plan_why_not or f'scenario_engine={engine!r}'})"
+        )
+    elif options.get("record") is not None:
+        why = "the pool records .bk2 movies, which replay from reset"
+    elif batch_size is not None:
+        why = "loading states needs the lock-step pool (async_batches is on)"
+    else:
+        return "state", "the scenario's reward and done read emulator memory only"
+    if choice == "state":
+        raise InvalidArgumentError(f"Cannot replay from saved states: {why}")
+    return "reset", why
 
 
 def _record_best(game, state, profile, sequence, options, movie_dir, seed):
@@ -414,8 +526,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="only the JSON line at the end")
     parser.add_argument("--movie-dir", default=None, help="record the best sequence here (.bk2)")
+    parser.add_argument(
+        "--replay-from",
+        choices=("auto", "state", "reset"),
+        default="auto",
+        help="exploit episodes load the best sequence's saved state (state, where sound: auto) "
+        "or replay it from reset as the original (reset)",
+    )
     args = parser.parse_args(argv)
-    config = JerkConfig(seed=args.seed)
+    config = JerkConfig(seed=args.seed, replay_from=args.replay_from)
     try:
         result = run(
             args.game,
