@@ -7,7 +7,12 @@ limit, run in its own process. fastretro's JERK (fastretro/agents/jerk.py) runs 
 budget on a pool without frames. Both report steps/s and the contest's score: the mean
 episode reward over all episodes in the budget. Prints JSON lines and a markdown table.
 
-Run: ``python bench/bench_jerk.py [--timesteps 30000] [--seeds 0 1 2] [--num-envs 4]``
+fastretro's JERK runs once per ``--replay-from`` choice: ``reset`` replays the best sequence
+from reset as the original does; ``auto`` loads the state saved where it did best, where the
+scenario allows (Airstriker's does).
+
+Run: ``python bench/bench_jerk.py [--timesteps 30000] [--seeds 0 1 2] [--num-envs 4]
+[--replay-from reset auto]``
 """
 
 from __future__ import annotations
@@ -129,20 +134,22 @@ def original_jerk(game: str, timesteps: int, seed: int) -> dict:
     }
 
 
-def fastretro_jerk(game: str, timesteps: int, seed: int, num_envs: int) -> dict:
+def fastretro_jerk(game: str, timesteps: int, seed: int, num_envs: int, replay_from: str) -> dict:
     """fastretro's JERK with the same budget and the original's exploit schedule."""
     from fastretro.agents.jerk import JerkConfig, run
 
     # The default TOTAL_TIMESTEPS (1e6) is the original's exploit schedule; the budget is apart.
-    config = JerkConfig(seed=seed)
+    config = JerkConfig(seed=seed, replay_from=replay_from)
     result = run(game, num_envs=num_envs, config=config, progress=False, timesteps=timesteps)
     return {
-        "agent": f"fastretro x{num_envs}",
+        "agent": f"fastretro x{num_envs}, replay from {result['replay_path']}",
         "seed": seed,
         "timesteps": result["timesteps"],
         "steps_per_s": result["steps_per_s"],
         "episodes": result["episodes"],
         "mean_episode_reward": result["mean_episode_reward"],
+        "replays": result["replays"],
+        "restores": result["restores"],
     }
 
 
@@ -153,17 +160,24 @@ def main() -> None:
     parser.add_argument("--timesteps", type=int, default=30_000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--num-envs", type=int, default=4)
+    parser.add_argument(
+        "--replay-from",
+        nargs="+",
+        choices=("auto", "state", "reset"),
+        default=["reset", "auto"],
+        help="fastretro's exploit episodes: one run per choice (reset: the original's way)",
+    )
     args = parser.parse_args()
     rows = []
     ctx = mp.get_context("spawn")
     for seed in args.seeds:
-        for job in ("original", "fastretro"):
+        for job in ("original", *args.replay_from):
             with ProcessPoolExecutor(1, mp_context=ctx) as ex:
                 if job == "original":
                     row = ex.submit(original_jerk, args.game, args.timesteps, seed).result()
                 else:
                     row = ex.submit(
-                        fastretro_jerk, args.game, args.timesteps, seed, args.num_envs
+                        fastretro_jerk, args.game, args.timesteps, seed, args.num_envs, job
                     ).result()
             rows.append(row)
             print(json.dumps({"bench": "jerk", **row}), flush=True)
@@ -171,16 +185,21 @@ def main() -> None:
         f"\n{args.game}, contest timing, {args.timesteps} timesteps, seeds {args.seeds}, "
         f"{cores()} cores"
     )
-    print("| agent | steps/s (mean +- sd) | mean episode reward (mean +- sd) | episodes |")
-    print("|---|---|---|---|")
+    print(
+        "| agent | steps/s (mean +- sd) | x original | mean episode reward (mean +- sd) "
+        "| per seed | episodes |"
+    )
+    print("|---|---|---|---|---|---|")
+    base = np.mean([r["steps_per_s"] for r in rows if r["agent"] == "original"])
     for agent in dict.fromkeys(r["agent"] for r in rows):
         mine = [r for r in rows if r["agent"] == agent]
         sps = np.array([r["steps_per_s"] for r in mine])
         rew = np.array([r["mean_episode_reward"] or 0.0 for r in mine])
         eps = [r["episodes"] for r in mine]
         print(
-            f"| {agent} | {sps.mean():,.0f} +- {sps.std():,.0f} | {rew.mean():,.1f} +- "
-            f"{rew.std():,.1f} | {eps} |"
+            f"| {agent} | {sps.mean():,.0f} +- {sps.std():,.0f} | {sps.mean() / base:.2f}x | "
+            f"{rew.mean():,.1f} +- {rew.std():,.1f} | {', '.join(f'{x:.0f}' for x in rew)} "
+            f"| {eps} |"
         )
 
 
