@@ -132,3 +132,18 @@ def test_restore_needs_lock_step_mode():
     with pool(num_envs=2, observe=False, batch_size=1) as env:
         with pytest.raises(StateMachineError, match="Cannot call restore: this pool is in async"):
             env.restore({0: Snapshot(GAME, b"", 1, 0.0)})
+
+
+def test_restore_after_an_episode_end_with_next_step_autoreset_goes_on_from_the_snapshot():
+    # NEXT_STEP: the ended env would reset on its next step; a restore replaces that reset.
+    with pool(num_envs=2, observe=False, autoreset_mode="next_step") as env:
+        env.reset(seed=0)
+        for t in range(LIMIT):
+            _, _, _, truncated, _ = env.step(np.stack([PREFIX[t]] * 2))
+        assert truncated.all()
+        snap = env.best_snapshot(0)
+        _, infos = env.restore({0: snap})
+        _, r, terminated, truncated, infos = env.step(np.stack([AFTER[0]] * 2))
+        # Env 0 stepped on from the snapshot's score; env 1 spent the step on its reset.
+        assert infos["score"][0] >= snap.episode_return > infos["score"][1] == 0
+        assert not (terminated[0] or truncated[0])
