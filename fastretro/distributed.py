@@ -362,7 +362,8 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
         self.transport = transport
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
             raise InvalidArgumentError(f"Expected num_envs >= 1, got {num_envs!r}")
-        for bad in ("batch_size", "copy"):
+        # Snapshots live in each shard's shared memory, and no call carries them across.
+        for bad in ("batch_size", "copy", "snapshot_best"):
             if bad in options:
                 raise InvalidArgumentError(f"RayVecRetroEnv does not take {bad!r}")
         if not ray.is_initialized():

@@ -252,6 +252,10 @@ def test_bad_arguments():
         InvalidArgumentError, match=re.escape("RayVecRetroEnv does not take 'batch_size'")
     ):
         RayVecRetroEnv(GAME, 2, batch_size=1)
+    with pytest.raises(
+        InvalidArgumentError, match=re.escape("RayVecRetroEnv does not take 'snapshot_best'")
+    ):
+        RayVecRetroEnv(GAME, 2, snapshot_best=True)
 
 
 def test_without_ray_the_import_says_how_to_install_it():

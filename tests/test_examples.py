@@ -35,3 +35,8 @@ def test_ray_pool_example_runs():
     pytest.importorskip("ray", reason="Ray is an optional extra: pip install fastretro[ray]")
     stdout = run_example("ray_pool.py", "--steps", "20", timeout=180)
     assert "2 shards, observations (4, 84, 84, 4)" in stdout
+
+
+def test_snapshots_example_runs():
+    stdout = run_example("snapshots.py", "--steps", "600", "--episode-steps", "150")
+    assert "best return" in stdout
