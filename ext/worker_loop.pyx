@@ -417,8 +417,9 @@ cdef class EnvStepper:
         """Load the save state the parent wrote into this env's snapshot slot, mid-episode.
 
         The episode goes on from the snapshot's step and return; the scenario's deltas start
-        from the loaded RAM; the observation is the snapshot's screen, stacked as after a reset. Only sound when this worker evaluates the scenario (its state is
-        all in emulator memory); the pool checks that before sending the command.
+        from the loaded RAM; the observation is the snapshot's screen, stacked as after a
+        reset. Only sound when this worker evaluates the scenario (its state is all in
+        emulator memory); the pool checks that before sending the command.
         """
         cdef int i = self.index
         cdef long long t0 = _now(CLOCK_MONOTONIC)
