@@ -588,7 +588,8 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         done = terminated | truncated
         if self.autoreset_mode == AutoresetMode.DISABLED:
             self._needs_reset |= done & ~restarted
-        self._snapshot_fresh |= done & ~restarted
+        if self.snapshot_best:
+            self._snapshot_fresh |= done & ~restarted
         infos = self._infos(done if self.autoreset_mode == AutoresetMode.SAME_STEP else None)
         if restarted.any():
             infos["worker_restarted"] = restarted
@@ -783,7 +784,8 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         terminated = a["terminated"][ids].astype(bool)
         truncated = a["truncated"][ids].astype(bool)
         done = terminated | truncated
-        self._snapshot_fresh[ids[done]] = True
+        if self.snapshot_best:
+            self._snapshot_fresh[ids[done]] = True
         infos = self._infos(done if self.autoreset_mode == AutoresetMode.SAME_STEP else None, ids)
         infos["env_id"] = ids.astype(np.int64)
         return obs, a["rewards"][ids], terminated, truncated, infos
