@@ -147,3 +147,19 @@ def test_restore_after_an_episode_end_with_next_step_autoreset_goes_on_from_the_
         # Env 0 stepped on from the snapshot's score; env 1 spent the step on its reset.
         assert infos["score"][0] >= snap.episode_return > infos["score"][1] == 0
         assert not (terminated[0] or truncated[0])
+
+
+def test_async_pools_publish_snapshots_too():
+    with pool(num_envs=2, observe=False, batch_size=1, max_episode_steps=20) as env:
+        env.async_reset(seed=0)
+        ended = None
+        for _ in range(200):
+            _, _, terminated, truncated, infos = env.recv()
+            i = int(infos["env_id"][0])
+            if terminated[0] or truncated[0]:
+                ended = i
+                break
+            env.send(PREFIX[:1], [i])
+        assert ended is not None
+        snap = env.best_snapshot(ended)
+        assert 1 <= snap.episode_step <= 20 and snap.game == GAME
