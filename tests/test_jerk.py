@@ -248,6 +248,8 @@ def test_cli_prints_one_json_line():
             "200",
             "--num-envs",
             "2",
+            "--replay-from",
+            "reset",
             "--json",
         ],
         capture_output=True,
@@ -264,6 +266,7 @@ def test_cli_prints_one_json_line():
         "mean_episode_reward",
         "best_episode_reward",
     } <= set(result)
+    assert result["replay_path"] == "reset" and result["restores"] == 0
 
 
 @pytest.mark.parametrize(
