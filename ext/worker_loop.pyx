@@ -395,12 +395,9 @@ cdef class EnvStepper:
                 self.best_screen = self.get_screen()
 
     cdef void _publish_best(self) except *:
-        cdef Py_ssize_t n
+        # Every episode has taken a step by its end, and its first step set best_state.
+        cdef Py_ssize_t n = len(self.best_state)
         cdef int i = self.index
-        if self.best_state is None:
-            self.snap_len[i] = -1
-            return
-        n = len(self.best_state)
         if n > self.snap_np.shape[0]:
             raise RuntimeError(
                 f"the emulator's save state grew to {n} bytes, past the {self.snap_np.shape[0]} "

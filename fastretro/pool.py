@@ -607,7 +607,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self._check_idle("best_snapshot")
         i = self._check_snapshot_env(env_id, "best_snapshot")
         a = self._a
-        if not self._snapshot_fresh[i] or a["snap_len"][i] < 0:
+        if not self._snapshot_fresh[i]:
             raise StateMachineError(
                 f"Env {i} has no snapshot: it has not finished an episode since the pool "
                 "started or since its last restore"
@@ -689,11 +689,10 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self._snapshot_fresh[idx] = False
         a["cmd"][idx] = CMD_RESTORE
         self._dispatch(idx)
+        # Collected as a reset: the restored envs are in a running episode again.
+        self._pending_mask = mask
         self._state = State.WAITING_RESET
-        self._wait(None, "restore")
-        self._state = State.IDLE
-        self._needs_reset[idx] = False
-        return self._observations(), self._infos(done=None)
+        return self.reset_wait()
 
     def _check_snapshot_env(self, env_id: Any, call: str) -> int:
         if not self.snapshot_best:
