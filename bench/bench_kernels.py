@@ -22,9 +22,9 @@ OUT = np.empty((*SIZE, 1), np.uint8)
 
 def _matrix(table: kernels.AreaTable, src_len: int) -> np.ndarray:
     # The area weights as a dense (dst, src) matrix, for the numpy variant.
-    m = np.zeros((len(table.start), src_len), np.float32)
-    for d, s in enumerate(table.start):
-        m[d, s : s + table.taps.shape[1]] = table.taps[d]
+    m = np.zeros((table.taps.shape[1], src_len), np.float32)
+    for k in range(table.taps.shape[0]):
+        np.add.at(m, (np.arange(m.shape[0]), table.index[k]), table.taps[k])
     return m
 
 

@@ -64,7 +64,7 @@ def test_area_table_weights_sum_to_one_per_destination():
     for (sh, sw), (dh, dw) in RESIZES:
         for n, m in ((sh, dh), (sw, dw)):
             t = kernels.area_table(n, m)
-            np.testing.assert_allclose(t.taps.sum(axis=1), 1.0, rtol=1e-5)
+            np.testing.assert_allclose(t.taps.sum(axis=0), 1.0, rtol=1e-5)
             per_dst = np.zeros(m)
             np.add.at(per_dst, t.dst0, t.weight0)
             np.add.at(per_dst, t.dst1, t.weight1)
