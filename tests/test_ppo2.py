@@ -76,6 +76,15 @@ def test_networks_give_logits_and_values(network):
     assert logits.shape == (3, 7) and value.shape == (3,)
 
 
+def test_networks_see_pixels_scaled_to_the_unit_range():
+    model = ppo2.ActorCritic("nature", (4, 84, 84), 7)
+    obs = torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8, generator=torch.manual_seed(0))
+    logits, value = model(obs)
+    hidden = model.body((obs.double() / 255.0).float())
+    torch.testing.assert_close(logits, model.policy(hidden))
+    torch.testing.assert_close(value, model.value(hidden).squeeze(-1))
+
+
 def test_tiny_run_writes_checkpoint_then_resumes_then_fine_tunes(tmp_path):
     run = tmp_path / "run"
     first = train(tiny(), str(run), progress=False)

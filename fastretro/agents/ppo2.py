@@ -291,7 +291,8 @@ class ActorCritic(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (N, A) and values (N,) of uint8 observations (N, C, H, W)."""
-        hidden = self.body(obs.float() * (1.0 / 255.0))
+        # One pass from uint8 to scaled float (``obs.float() * c`` makes two, same values).
+        hidden = self.body(torch.mul(obs, 1.0 / 255.0))
         return self.policy(hidden), self.value(hidden).squeeze(-1)
 
 
