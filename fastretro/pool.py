@@ -312,6 +312,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         #: Workers replaced after dying (``on_worker_failure="restart"``).
         self.worker_restarts = 0
         self._restarted = np.zeros(num_envs, dtype=bool)
+        self._restarted_any = False
         self._restart_times = np.full(num_envs, -np.inf)
         self._env_seeds = np.full(num_envs, -1, dtype=np.int64)
         self._in_flight = np.zeros(num_envs, dtype=bool)
@@ -405,7 +406,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
     def _create_buffers(
         self, screen_shape: tuple[int, ...], state_size: int, raw_screen: tuple[int, ...]
     ) -> None:
-        from fastretro._ext.handshake import SEM_STRIDE, Handshake
+        from fastretro._ext.handshake import SEM_STRIDE, BatchIO, Handshake
         from fastretro._ext.worker_loop import TIMING_WIDTH as COMPILED_WIDTH
 
         assert SEM_STRIDE == _SEM_STRIDE
@@ -449,6 +450,19 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         res.handshake = Handshake(a["sem"], a["counter"], a["queue"] if a["queue"].size else None)
         res.handshake.init()
         self._a = a
+        self._io = BatchIO(
+            a["actions"],
+            a["cmd"],
+            a["slot"],
+            a["status"],
+            a["rewards"],
+            a["terminated"],
+            a["truncated"],
+        )
+        # One index per env (the discrete action sets) takes step's staging fast path.
+        one_index = self._action_mode == fr_actions.MODE_INDEX and len(self._action_sizes) == 1
+        self._index_high = int(self._action_sizes[0]) if one_index else None
+        self._action_high = np.asarray(self._action_sizes)
         channels = prep.frame_shape(screen_shape)[2] if self.observe else 0
         views = (
             stack_views(a["obs"], prep.frame_stack, channels, prep.channels_first)
@@ -555,19 +569,20 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         """Send the actions and return at once; ``step_wait`` collects the results."""
         self._check_idle("step_async")
         self._check_lock_step("step")
-        a = self._a
-        checked = self._check_actions(actions)
         if self.autoreset_mode == AutoresetMode.DISABLED and self._needs_reset.any():
             done = np.flatnonzero(self._needs_reset).tolist()
             raise StateMachineError(
                 f"Envs {done} ended their episode and autoreset is DISABLED: reset them with "
                 "reset(options={'reset_mask': mask}) before stepping"
             )
-        np.copyto(a["actions"], checked, casting="unsafe")
         # The frame stack's ring advances one slot per step (fastretro/preprocess.py).
-        self._slot = (self._slot + 1) % len(self._stack_views)
-        a["slot"][:] = self._slot
-        a["cmd"][:] = CMD_STEP
+        slot = (self._slot + 1) % len(self._stack_views)
+        if not self._stage(actions, slot):
+            a = self._a
+            np.copyto(a["actions"], self._check_actions(actions), casting="unsafe")
+            a["slot"][:] = slot
+            a["cmd"][:] = CMD_STEP
+        self._slot = slot
         self._dispatch(None)
         self._state = State.WAITING_STEP
 
@@ -578,11 +593,16 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self._check_waiting(State.WAITING_STEP, "step_wait", "step_async")
         self._wait(timeout, "step")
         self._state = State.IDLE
-        a = self._a
-        terminated = a["terminated"].astype(bool)
-        truncated = a["truncated"].astype(bool)
+        n = self.num_envs
+        rewards = np.empty(n)
+        terminated, truncated = np.empty(n, np.uint8), np.empty(n, np.uint8)
+        ended = self._io.collect(rewards, terminated, truncated)
+        terminated, truncated = terminated.view(bool), truncated.view(bool)
+        if not (ended or self._restarted_any):  # the common case: nothing more to account for
+            return self._observations(), rewards, terminated, truncated, self._infos(None)
         restarted = self._restarted.copy()
         self._restarted[:] = False
+        self._restarted_any = False
         # A restarted env's episode was cut short by the crash; its new episode has begun.
         truncated |= restarted
         done = terminated | truncated
@@ -594,7 +614,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         if restarted.any():
             infos["worker_restarted"] = restarted
             infos["_worker_restarted"] = restarted.copy()
-        return self._observations(), a["rewards"].copy(), terminated, truncated, infos
+        return self._observations(), rewards, terminated, truncated, infos
 
     # -- snapshots: go on from where an episode did best --------------------------------------
 
@@ -935,9 +955,8 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
                         "the pool has been closed",
                         index=busy[0] if busy else None,
                     )
-            failed = np.flatnonzero(self._a["status"])
-            if failed.size:
-                i = int(failed[0])
+            i = self._io.first_failed()
+            if i >= 0:
                 msg = res.conns[i].recv() if res.conns[i].poll(1.0) else None
                 if msg is None:
                     raise WorkerError(f"Worker {i} failed during {what}", index=i)
@@ -1000,6 +1019,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         res.handshake.wake()
         self._restart_times[i] = time.monotonic()
         self._restarted[i] = True
+        self._restarted_any = True
         self.worker_restarts += 1
 
     def _gather_one(self, i: int, kind: str, deadline: float) -> None:
@@ -1038,12 +1058,13 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         """Infos of every env, or of the envs ``ids`` (async batches); ``done`` is per row."""
         rows = slice(None) if ids is None else ids
         a = self._a
-        has = self._env_has_info[rows]
-        info, final = a["info"][rows], a["final_info"][rows]
+        # One copy of each block, handed out as column views: the values outlive the step.
+        has = self._env_has_info[rows].copy()
+        info, final = a["info"][rows].copy(), a["final_info"][rows]
         infos: dict[str, Any] = {}
         for j, name in enumerate(self.info_names):
-            infos[name] = info[:, j].copy()
-            infos[f"_{name}"] = has[:, j].copy()
+            infos[name] = info[:, j]
+            infos[f"_{name}"] = has[:, j]
         if done is not None and done.any():
             final_obs = np.empty(len(done), dtype=object)
             final_info: dict[str, Any] = {}
@@ -1074,7 +1095,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         if arr.dtype.kind not in "iu":
             raise ActionError(f"Expected an integer dtype for action indices, got {arr.dtype}")
         arr = arr.reshape(n, -1)
-        high = np.asarray(self._action_sizes)
+        high = self._action_high
         bad = (arr < 0) | (arr >= high)
         if bad.any():
             env, col = np.argwhere(bad)[0]
@@ -1084,6 +1105,29 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
                 f"{arr[env, col]} at {where}"
             )
         return arr
+
+    def _stage(self, actions: Any, slot: int) -> bool:
+        """Step's fast path: stage well-formed actions in one C loop; False where it does not.
+
+        It takes int64 indices (one per env) and uint8 or bool buttons. Anything else (other
+        dtypes or shapes, a value out of range) goes through ``_check_actions``, which converts
+        it or raises the error that says what is wrong.
+        """
+        if type(actions) is not np.ndarray:
+            return False
+        if self._index_high is not None:
+            if actions.dtype != np.int64 or actions.shape != (self.num_envs,):
+                return False
+            return self._io.stage(actions, self._index_high, slot, CMD_STEP) < 0
+        if self._action_mode != fr_actions.MODE_BITS:
+            return False
+        if actions.dtype == np.bool_:
+            actions = actions.view(np.uint8)
+        elif actions.dtype != np.uint8:
+            return False
+        if actions.shape != self._a["actions"].shape:
+            return False
+        return self._io.stage_buttons(actions, slot, CMD_STEP) < 0
 
     def _rows_name(self) -> str:
         # What one row of actions stands for, in error messages.

@@ -133,6 +133,29 @@ def test_out_of_range_and_misshapen_discrete_actions_raise():
         env.step(np.array([0, 6, 3], np.uint8))  # still usable: nothing was sent
 
 
+@pytest.mark.parametrize(
+    ("actions", "dtypes"),
+    [
+        # int64 indices and uint8/bool buttons take step's staging fast path; the others are
+        # checked and converted in Python. Both must send the same buttons.
+        ("sonic7", (np.int64, np.int32, np.uint8)),
+        ("filtered", (np.uint8, np.bool_, np.int64)),
+    ],
+)
+def test_every_action_dtype_drives_the_emulators_alike(actions, dtypes):
+    rng = np.random.default_rng(3)
+    with VecRetroEnv(GAME, 2, actions=actions) as env:
+        if actions == "filtered":
+            plan = rng.integers(0, 2, (40, 2, 12))
+        else:
+            plan = rng.integers(0, 7, (40, 2))
+        runs = [run(env, plan.astype(dtype)) for dtype in dtypes]
+    for obs, rewards in runs[1:]:
+        np.testing.assert_array_equal(obs, runs[0][0])
+        np.testing.assert_array_equal(rewards, runs[0][1])
+    assert runs[0][0].std() > 0  # the frames moved: the comparison has something to compare
+
+
 def test_out_of_range_multi_discrete_action_names_its_group():
     with VecRetroEnv(GAME, 2, actions="multi_discrete", observe=False) as env:
         sizes = env.single_action_space.nvec

@@ -140,6 +140,10 @@ def env2():
             "Expected button actions of 0 or 1, got 2 at env 0, button 0 (B)",
         ),
         (
+            np.eye(2, 12, 3, dtype=np.uint8) * np.uint8(2),  # uint8: step's staging fast path
+            "Expected button actions of 0 or 1, got 2 at env 0, button 3 (START)",
+        ),
+        (
             -np.eye(2, 12, dtype=np.int8),
             "Expected button actions of 0 or 1, got -1 at env 0, button 0 (B)",
         ),
