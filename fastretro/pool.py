@@ -312,7 +312,6 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         #: Workers replaced after dying (``on_worker_failure="restart"``).
         self.worker_restarts = 0
         self._restarted = np.zeros(num_envs, dtype=bool)
-        self._restarted_any = False
         self._restart_times = np.full(num_envs, -np.inf)
         self._env_seeds = np.full(num_envs, -1, dtype=np.int64)
         self._in_flight = np.zeros(num_envs, dtype=bool)
@@ -598,11 +597,10 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         terminated, truncated = np.empty(n, np.uint8), np.empty(n, np.uint8)
         ended = self._io.collect(rewards, terminated, truncated)
         terminated, truncated = terminated.view(bool), truncated.view(bool)
-        if not (ended or self._restarted_any):  # the common case: nothing more to account for
+        if not (ended or self._restarted.any()):  # the common case: nothing more to account for
             return self._observations(), rewards, terminated, truncated, self._infos(None)
         restarted = self._restarted.copy()
         self._restarted[:] = False
-        self._restarted_any = False
         # A restarted env's episode was cut short by the crash; its new episode has begun.
         truncated |= restarted
         done = terminated | truncated
@@ -1019,7 +1017,6 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         res.handshake.wake()
         self._restart_times[i] = time.monotonic()
         self._restarted[i] = True
-        self._restarted_any = True
         self.worker_restarts += 1
 
     def _gather_one(self, i: int, kind: str, deadline: float) -> None:
