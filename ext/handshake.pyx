@@ -286,7 +286,7 @@ cdef class BatchIO:
         self._actions, self._cmd, self._slot, self._status = actions, cmd, slot, status
         self._rewards, self._terminated, self._truncated = rewards, terminated, truncated
 
-    def stage(self, const int64_t[::1] indices, int64_t high, int slot, int command):
+    def stage(self, const int64_t[:] indices, int64_t high, int slot, int command):
         """Write one index per env (in ``[0, high)``), every env's slot and its command.
 
         Returns -1, or the first env whose index is out of range; nothing is written then.
@@ -327,6 +327,91 @@ cdef class BatchIO:
             self._slot[i] = slot
             self._cmd[i] = command
         return -1
+
+    def send_rows(
+        self,
+        const int64_t[:] ids,
+        const uint8_t[:, :] buttons,
+        const int64_t[:] indices,
+        int64_t high,
+        int32_t[::1] slots,
+        int depth,
+        uint8_t[::1] in_flight,
+        int command,
+    ):
+        """Async ``send``'s fast path: stage the envs ``ids`` with their buttons or indices.
+
+        Pass ``buttons`` (rows of 0/1) or ``indices`` (in ``[0, high)``), the other None. Each
+        env's frame-stack slot advances (``slots``: the parent's copy, ``depth`` slots), its
+        command word is set and it is marked in flight. Returns True once staged; False if any
+        id is out of range, repeated or in flight, or any action is out of range: nothing is
+        written then, and the caller's Python checks say what is wrong.
+        """
+        cdef Py_ssize_t j, i, b, m = ids.shape[0], n = self._n, nb = self._actions.shape[1]
+        cdef bint by_index = buttons is None
+        if m == 0 or slots.shape[0] != n or in_flight.shape[0] != n:
+            return False
+        if by_index:
+            if indices is None or indices.shape[0] != m or nb != 1:
+                return False
+        elif buttons.shape[0] != m or buttons.shape[1] != nb:
+            return False
+        for j in range(m):
+            i = ids[j]
+            if i < 0 or i >= n or in_flight[i] != 0:
+                return False
+            if by_index:
+                if indices[j] < 0 or indices[j] >= high:
+                    return False
+            else:
+                for b in range(nb):
+                    if buttons[j, b] > 1:
+                        return False
+        for j in range(m):  # distinct ids: mark each; a second mark finds a repeat
+            i = ids[j]
+            if in_flight[i] != 0:
+                for b in range(j):
+                    in_flight[ids[b]] = 0
+                return False
+            in_flight[i] = 1
+        for j in range(m):
+            i = ids[j]
+            if by_index:
+                self._actions[i, 0] = indices[j]
+            else:
+                for b in range(nb):
+                    self._actions[i, b] = buttons[j, b]
+            slots[i] = (slots[i] + 1) % depth
+            self._slot[i] = slots[i]
+            self._cmd[i] = command
+        return True
+
+    def collect_rows(
+        self,
+        const int32_t[:] ids,
+        double[::1] rewards,
+        uint8_t[::1] terminated,
+        uint8_t[::1] truncated,
+        uint8_t[::1] in_flight,
+    ):
+        """Async ``recv``: copy the finished envs' results in ``ids`` order, mark them no longer
+        in flight; return how many ended their episode."""
+        cdef Py_ssize_t j, i, m = ids.shape[0]
+        cdef int ended = 0
+        if rewards.shape[0] != m or terminated.shape[0] != m or truncated.shape[0] != m:
+            raise ValueError(f"Expected output arrays of {m} rows")
+        if in_flight.shape[0] != self._n:
+            raise ValueError(f"Expected in_flight of {self._n} rows, got {in_flight.shape[0]}")
+        for j in range(m):
+            i = ids[j]
+            if i < 0 or i >= self._n:
+                raise ValueError(f"Expected env ids in [0, {self._n}), got {i}")
+            rewards[j] = self._rewards[i]
+            terminated[j] = self._terminated[i] != 0
+            truncated[j] = self._truncated[i] != 0
+            ended += terminated[j] | truncated[j]
+            in_flight[i] = 0
+        return ended
 
     def first_failed(self):
         """The first worker that reported a failure in its status word, or -1."""

@@ -315,6 +315,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self._restart_times = np.full(num_envs, -np.inf)
         self._env_seeds = np.full(num_envs, -1, dtype=np.int64)
         self._in_flight = np.zeros(num_envs, dtype=bool)
+        self._in_flight_u8 = self._in_flight.view(np.uint8)  # the same memory, for BatchIO
         self._slots = np.zeros(num_envs, dtype=np.int32)
         self._batch_ready = False
         self.step_timeout = float(step_timeout)
@@ -755,15 +756,16 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             env_ids: envs returned by ``recv`` and not sent since.
         """
         self._check_async("send")
-        ids = self._check_env_ids(env_ids)
-        checked = self._check_actions(actions, len(ids))
-        a = self._a
-        a["actions"][ids] = checked
-        k = len(self._stack_views)
-        self._slots[ids] = (self._slots[ids] + 1) % k
-        a["slot"][ids] = self._slots[ids]
-        a["cmd"][ids] = CMD_STEP
-        self._in_flight[ids] = True
+        if not self._send_staged(actions, env_ids):
+            ids = self._check_env_ids(env_ids)
+            checked = self._check_actions(actions, len(ids))
+            a = self._a
+            a["actions"][ids] = checked
+            k = len(self._stack_views)
+            self._slots[ids] = (self._slots[ids] + 1) % k
+            a["slot"][ids] = self._slots[ids]
+            a["cmd"][ids] = CMD_STEP
+            self._in_flight[ids] = True
         self._wake()
 
     def recv(
@@ -790,7 +792,10 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         ids = np.empty(m, dtype=np.int32)
         hs.take(m, ids)
         self._batch_ready = hs.arm(m)
-        self._in_flight[ids] = False
+        rewards = np.empty(m)
+        terminated, truncated = np.empty(m, np.uint8), np.empty(m, np.uint8)
+        ended = self._io.collect_rows(ids, rewards, terminated, truncated, self._in_flight_u8)
+        terminated, truncated = terminated.view(bool), truncated.view(bool)
         a = self._a
         if len(self._stack_views) == 1:
             obs = a["obs"][ids]
@@ -798,14 +803,12 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             obs = np.empty((m, *self._obs_shape), np.uint8)
             for j, i in enumerate(ids):
                 copy_into(self._stack_views[self._slots[i]][i], obs[j])
-        terminated = a["terminated"][ids].astype(bool)
-        truncated = a["truncated"][ids].astype(bool)
-        done = terminated | truncated
-        if self.snapshot_best:
+        done = (terminated | truncated) if ended else None
+        if self.snapshot_best and ended:
             self._snapshot_fresh[ids[done]] = True
         infos = self._infos(done if self.autoreset_mode == AutoresetMode.SAME_STEP else None, ids)
         infos["env_id"] = ids.astype(np.int64)
-        return obs, a["rewards"][ids], terminated, truncated, infos
+        return obs, rewards, terminated, truncated, infos
 
     def _check_lock_step(self, call: str) -> None:
         if self.batch_size is not None:
@@ -1103,28 +1106,59 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             )
         return arr
 
-    def _stage(self, actions: Any, slot: int) -> bool:
-        """Step's fast path: stage well-formed actions in one C loop; False where it does not.
+    def _fast_form(self, actions: Any, rows: int) -> np.ndarray | None:
+        """``actions`` as the staging fast paths take them, or None where they do not.
 
-        It takes int64 indices (one per env) and uint8 or bool buttons. Anything else (other
-        dtypes or shapes, a value out of range) goes through ``_check_actions``, which converts
-        it or raises the error that says what is wrong.
+        They take ``rows`` int64 indices (one-column action sets) or ``rows`` rows of uint8 or
+        bool buttons. Anything else (other dtypes or shapes) goes through ``_check_actions``,
+        which converts it or raises the error that says what is wrong.
         """
         if type(actions) is not np.ndarray:
-            return False
+            return None
         if self._index_high is not None:
-            if actions.dtype != np.int64 or actions.shape != (self.num_envs,):
-                return False
-            return self._io.stage(actions, self._index_high, slot, CMD_STEP) < 0
+            ok = actions.dtype == np.int64 and actions.shape == (rows,)
+            return actions if ok else None
         if self._action_mode != fr_actions.MODE_BITS:
-            return False
+            return None
         if actions.dtype == np.bool_:
             actions = actions.view(np.uint8)
         elif actions.dtype != np.uint8:
+            return None
+        return actions if actions.shape == (rows, len(self.buttons)) else None
+
+    def _stage(self, actions: Any, slot: int) -> bool:
+        """Step's fast path: stage every env's action in one C loop; False where it cannot.
+
+        The Python checks then run, and raise for a value out of range.
+        """
+        arr = self._fast_form(actions, self.num_envs)
+        if arr is None:
             return False
-        if actions.shape != self._a["actions"].shape:
+        if self._index_high is not None:
+            return self._io.stage(arr, self._index_high, slot, CMD_STEP) < 0
+        return self._io.stage_buttons(arr, slot, CMD_STEP) < 0
+
+    def _send_staged(self, actions: Any, env_ids: Any) -> bool:
+        """Send's fast path: stage int64 ``env_ids`` in one C loop; False where it cannot.
+
+        The Python checks then run, and raise what is wrong (a repeated id, one in flight...).
+        """
+        if type(env_ids) is not np.ndarray or env_ids.dtype != np.int64 or env_ids.ndim != 1:
             return False
-        return self._io.stage_buttons(actions, slot, CMD_STEP) < 0
+        arr = self._fast_form(actions, len(env_ids))
+        if arr is None:
+            return False
+        by_index = self._index_high is not None
+        return self._io.send_rows(
+            env_ids,
+            None if by_index else arr,
+            arr if by_index else None,
+            self._index_high or 0,
+            self._slots,
+            len(self._stack_views),
+            self._in_flight_u8,
+            CMD_STEP,
+        )
 
     def _rows_name(self) -> str:
         # What one row of actions stands for, in error messages.

@@ -27,8 +27,12 @@ def lock_step_observations(acts, **options):
     return np.stack(out, axis=1)
 
 
-def run_async(acts, batch_size, **options):
-    """Drive env i with acts[i] in async mode; return obs[i][t] and the order of env ids."""
+def run_async(acts, batch_size, dtype=None, **options):
+    """Drive env i with acts[i] in async mode; return obs[i][t] and the order of env ids.
+
+    ``dtype``: send env ids and actions with that dtype (default: as numpy builds them, int64
+    ids and the actions' own dtype, which takes send's staging fast path).
+    """
     n, steps = acts.shape[:2]
     seen = [[] for _ in range(n)]
     order = []
@@ -45,7 +49,10 @@ def run_async(acts, batch_size, **options):
                 t = len(seen[i]) - 1
                 send_ids.append(i)
                 send_acts.append(acts[i, min(t, steps - 1)])
-            env.send(np.array(send_acts), np.array(send_ids))
+            send_acts, send_ids = np.array(send_acts), np.array(send_ids)
+            if dtype is not None:
+                send_acts, send_ids = send_acts.astype(dtype), send_ids.astype(dtype)
+            env.send(send_acts, send_ids)
     return [np.stack(s[: steps + 1]) for s in seen], order
 
 
@@ -57,6 +64,34 @@ def test_async_envs_see_exactly_what_lock_step_envs_see(batch_size):
     assert set(order) == {0, 1, 2, 3}
     for i in range(4):
         np.testing.assert_array_equal(got[i], expected[i], err_msg=f"env {i}")
+
+
+@pytest.mark.parametrize("dtype", [None, np.int32])
+def test_async_index_actions_drive_the_envs_as_lock_step_does(dtype):
+    # int64 ids and indices take send's staging fast path (dtype None); int32 the Python path.
+    acts = np.random.default_rng(2).integers(0, 7, (3, 12))
+    expected = lock_step_observations(acts, actions="sonic7")
+    got, _ = run_async(acts, 2, dtype=dtype, actions="sonic7")
+    for i in range(3):
+        np.testing.assert_array_equal(got[i], expected[i], err_msg=f"env {i}")
+
+
+def test_rejected_fast_sends_write_nothing_and_leave_the_envs_free():
+    with VecRetroEnv(GAME, 3, batch_size=2, observe=False, actions="sonic7") as env:
+        env.async_reset()
+        ids = env.recv()[4]["env_id"]
+        a = int(ids[0])
+        with pytest.raises(
+            InvalidArgumentError, match=re.escape(f"Expected distinct env_ids, got [{a}, {a}]")
+        ):
+            env.send(np.zeros(2, np.int64), np.array([a, a]))
+        with pytest.raises(
+            ActionError,
+            match=re.escape("Expected actions in [0, 7) for this action set, got 7 at env 1"),
+        ):
+            env.send(np.array([0, 7]), ids)
+        env.send(np.array([1, 2]), ids)  # both envs were left free by the rejected sends
+        assert len(env.recv()[4]["env_id"]) == 2
 
 
 def test_async_frame_stacks_follow_each_env():
