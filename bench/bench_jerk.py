@@ -12,7 +12,7 @@ from reset as the original does; ``auto`` loads the state saved where it did bes
 scenario allows (Airstriker's does).
 
 Run: ``python bench/bench_jerk.py [--timesteps 30000] [--seeds 0 1 2] [--num-envs 4]
-[--replay-from reset auto]``
+[--replay-from reset auto] [--async-batches]``
 """
 
 from __future__ import annotations
@@ -144,15 +144,25 @@ def original_jerk(game: str, timesteps: int, seed: int) -> dict:
     }
 
 
-def fastretro_jerk(game: str, timesteps: int, seed: int, num_envs: int, replay_from: str) -> dict:
+def fastretro_jerk(
+    game: str, timesteps: int, seed: int, num_envs: int, replay_from: str, async_batches: bool
+) -> dict:
     """fastretro's JERK with the same budget and the original's exploit schedule."""
     from fastretro.agents.jerk import JerkConfig, run
 
     # The default TOTAL_TIMESTEPS (1e6) is the original's exploit schedule; the budget is apart.
     config = JerkConfig(seed=seed, replay_from=replay_from)
-    result = run(game, num_envs=num_envs, config=config, progress=False, timesteps=timesteps)
+    result = run(
+        game,
+        num_envs=num_envs,
+        config=config,
+        progress=False,
+        timesteps=timesteps,
+        async_batches=async_batches,
+    )
+    halves = ", async halves" if async_batches else ""
     return {
-        "agent": f"fastretro x{num_envs}, replay from {result['replay_path']}",
+        "agent": f"fastretro x{num_envs}{halves}, replay from {result['replay_path']}",
         "seed": seed,
         "timesteps": result["timesteps"],
         "steps_per_s": result["steps_per_s"],
@@ -177,6 +187,11 @@ def main() -> None:
         default=["reset", "auto"],
         help="fastretro's exploit episodes: one run per choice (reset: the original's way)",
     )
+    parser.add_argument(
+        "--async-batches",
+        action="store_true",
+        help="fastretro steps its pool in two halves with send/recv (replays from reset only)",
+    )
     args = parser.parse_args()
     rows = []
     ctx = mp.get_context("spawn")
@@ -187,7 +202,13 @@ def main() -> None:
                     row = ex.submit(original_jerk, args.game, args.timesteps, seed).result()
                 else:
                     row = ex.submit(
-                        fastretro_jerk, args.game, args.timesteps, seed, args.num_envs, job
+                        fastretro_jerk,
+                        args.game,
+                        args.timesteps,
+                        seed,
+                        args.num_envs,
+                        job,
+                        args.async_batches,
                     ).result()
             rows.append(row)
             print(json.dumps({"bench": "jerk", **row}), flush=True)
