@@ -241,12 +241,14 @@ cdef class Handshake:
 
 
 cdef class BatchIO:
-    """The parent's side of a lock-step step over the shared arrays, in two calls.
+    """The parent's side of a step over the shared arrays: stage the actions, collect results.
 
-    ``VecRetroEnv.step`` with index actions (the discrete action sets) or 0/1 buttons stages the
-    batch with ``stage`` or ``stage_buttons`` and reads it back with ``collect``: a loop in C each, in place of a dozen small
-    numpy operations that cost ~45 us per step on this machine once the parent has slept
-    through the emulators' turn and its caches are cold (bench/README.md).
+    ``VecRetroEnv.step`` (every env) and async ``send``/``recv`` (the envs ``ids``) with index
+    actions (the discrete action sets) or 0/1 buttons each take one C loop here to stage and
+    one to collect, in place of a dozen small numpy operations that cost ~45 us per step on
+    this machine once the parent has slept through the emulators' turn and its caches are cold
+    (bench/README.md). Actions come as ``buttons`` (uint8 rows of 0/1) or ``indices`` (int64,
+    in ``[0, high)``), the other None.
 
     Args:
         actions: int64 ``(num_envs, groups)``; cmd, slot, status: int32 ``(num_envs,)``;
@@ -286,44 +288,55 @@ cdef class BatchIO:
         self._actions, self._cmd, self._slot, self._status = actions, cmd, slot, status
         self._rewards, self._terminated, self._truncated = rewards, terminated, truncated
 
-    def stage(self, const int64_t[:] indices, int64_t high, int slot, int command):
-        """Write one index per env (in ``[0, high)``), every env's slot and its command.
+    cdef bint _fits(self, Py_ssize_t rows, const uint8_t[:, :] buttons, const int64_t[:] indices):
+        """Whether the actions have ``rows`` rows of the shared array's width."""
+        if buttons is None:
+            return indices is not None and indices.shape[0] == rows and self._actions.shape[1] == 1
+        return buttons.shape[0] == rows and buttons.shape[1] == self._actions.shape[1]
 
-        Returns -1, or the first env whose index is out of range; nothing is written then.
+    cdef bint _valid(
+        self, Py_ssize_t j, const uint8_t[:, :] buttons, const int64_t[:] indices, int64_t high
+    ):
+        """Whether row ``j`` of the actions is in range."""
+        cdef Py_ssize_t b
+        if buttons is None:
+            return 0 <= indices[j] < high
+        for b in range(buttons.shape[1]):
+            if buttons[j, b] > 1:
+                return False
+        return True
+
+    cdef void _write(
+        self, Py_ssize_t i, Py_ssize_t j, const uint8_t[:, :] buttons, const int64_t[:] indices
+    ):
+        """Row ``j`` of the actions into env ``i``'s row of the shared array."""
+        cdef Py_ssize_t b
+        if buttons is None:
+            self._actions[i, 0] = indices[j]
+        else:
+            for b in range(buttons.shape[1]):
+                self._actions[i, b] = buttons[j, b]
+
+    def stage(
+        self,
+        const uint8_t[:, :] buttons,
+        const int64_t[:] indices,
+        int64_t high,
+        int slot,
+        int command,
+    ):
+        """Lock-step: write every env's action, its frame-stack slot and its command.
+
+        Returns -1, or the first env whose action is out of range; nothing is written then.
         """
         cdef Py_ssize_t i, n = self._n
-        if indices.shape[0] != n or self._actions.shape[1] != 1:
-            raise ValueError(
-                f"Expected {n} indices for a one-column action array, got {indices.shape[0]} "
-                f"for {self._actions.shape[1]} columns"
-            )
+        if not self._fits(n, buttons, indices):
+            raise ValueError(f"Expected one action row per env ({n})")
         for i in range(n):
-            if indices[i] < 0 or indices[i] >= high:
+            if not self._valid(i, buttons, indices, high):
                 return i
         for i in range(n):
-            self._actions[i, 0] = indices[i]
-            self._slot[i] = slot
-            self._cmd[i] = command
-        return -1
-
-    def stage_buttons(self, const uint8_t[:, :] buttons, int slot, int command):
-        """Write one row of 0/1 buttons per env, every env's slot and its command.
-
-        Returns -1, or the first env with a value other than 0 or 1; nothing is written then.
-        """
-        cdef Py_ssize_t i, b, n = self._n, nb = self._actions.shape[1]
-        if buttons.shape[0] != n or buttons.shape[1] != nb:
-            raise ValueError(
-                f"Expected buttons of shape ({n}, {nb}), got ({buttons.shape[0]}, "
-                f"{buttons.shape[1]})"
-            )
-        for i in range(n):
-            for b in range(nb):
-                if buttons[i, b] > 1:
-                    return i
-        for i in range(n):
-            for b in range(nb):
-                self._actions[i, b] = buttons[i, b]
+            self._write(i, i, buttons, indices)
             self._slot[i] = slot
             self._cmd[i] = command
         return -1
@@ -339,78 +352,64 @@ cdef class BatchIO:
         uint8_t[::1] in_flight,
         int command,
     ):
-        """Async ``send``'s fast path: stage the envs ``ids`` with their buttons or indices.
+        """Async ``send``: write the action, slot and command of each env in ``ids``.
 
-        Pass ``buttons`` (rows of 0/1) or ``indices`` (in ``[0, high)``), the other None. Each
-        env's frame-stack slot advances (``slots``: the parent's copy, ``depth`` slots), its
-        command word is set and it is marked in flight. Returns True once staged; False if any
-        id is out of range, repeated or in flight, or any action is out of range: nothing is
-        written then, and the caller's Python checks say what is wrong.
+        Each env's frame-stack slot advances (``slots``: the parent's copy, ``depth`` slots)
+        and it is marked in flight. Returns True once staged; False if any id is out of range,
+        repeated or in flight, or any action is out of range: nothing is written then, and the
+        caller's Python checks say what is wrong.
         """
-        cdef Py_ssize_t j, i, b, m = ids.shape[0], n = self._n, nb = self._actions.shape[1]
-        cdef bint by_index = buttons is None
+        cdef Py_ssize_t j, i, m = ids.shape[0], n = self._n
         if m == 0 or slots.shape[0] != n or in_flight.shape[0] != n:
             return False
-        if by_index:
-            if indices is None or indices.shape[0] != m or nb != 1:
-                return False
-        elif buttons.shape[0] != m or buttons.shape[1] != nb:
+        if not self._fits(m, buttons, indices):
             return False
         for j in range(m):
             i = ids[j]
-            if i < 0 or i >= n or in_flight[i] != 0:
+            if i < 0 or i >= n or in_flight[i] != 0 or not self._valid(j, buttons, indices, high):
                 return False
-            if by_index:
-                if indices[j] < 0 or indices[j] >= high:
-                    return False
-            else:
-                for b in range(nb):
-                    if buttons[j, b] > 1:
-                        return False
         for j in range(m):  # distinct ids: mark each; a second mark finds a repeat
             i = ids[j]
             if in_flight[i] != 0:
-                for b in range(j):
-                    in_flight[ids[b]] = 0
+                for i in range(j):
+                    in_flight[ids[i]] = 0
                 return False
             in_flight[i] = 1
         for j in range(m):
             i = ids[j]
-            if by_index:
-                self._actions[i, 0] = indices[j]
-            else:
-                for b in range(nb):
-                    self._actions[i, b] = buttons[j, b]
+            self._write(i, j, buttons, indices)
             slots[i] = (slots[i] + 1) % depth
             self._slot[i] = slots[i]
             self._cmd[i] = command
         return True
 
-    def collect_rows(
+    def collect(
         self,
-        const int32_t[:] ids,
         double[::1] rewards,
         uint8_t[::1] terminated,
         uint8_t[::1] truncated,
-        uint8_t[::1] in_flight,
+        const int32_t[:] ids=None,
+        uint8_t[::1] in_flight=None,
     ):
-        """Async ``recv``: copy the finished envs' results in ``ids`` order, mark them no longer
-        in flight; return how many ended their episode."""
-        cdef Py_ssize_t j, i, m = ids.shape[0]
+        """Copy the rewards and episode ends of every env (or of ``ids``, in that order, marking
+        each no longer in ``in_flight``) into new arrays; return how many ended."""
+        cdef Py_ssize_t j, i, m = self._n if ids is None else ids.shape[0]
         cdef int ended = 0
         if rewards.shape[0] != m or terminated.shape[0] != m or truncated.shape[0] != m:
             raise ValueError(f"Expected output arrays of {m} rows")
-        if in_flight.shape[0] != self._n:
-            raise ValueError(f"Expected in_flight of {self._n} rows, got {in_flight.shape[0]}")
+        if ids is not None and (in_flight is None or in_flight.shape[0] != self._n):
+            raise ValueError(f"Expected in_flight of {self._n} rows with ids")
         for j in range(m):
-            i = ids[j]
-            if i < 0 or i >= self._n:
-                raise ValueError(f"Expected env ids in [0, {self._n}), got {i}")
+            i = j
+            if ids is not None:
+                i = ids[j]
+                if i < 0 or i >= self._n:
+                    raise ValueError(f"Expected env ids in [0, {self._n}), got {i}")
+                in_flight[i] = 0
             rewards[j] = self._rewards[i]
             terminated[j] = self._terminated[i] != 0
             truncated[j] = self._truncated[i] != 0
             ended += terminated[j] | truncated[j]
-            in_flight[i] = 0
         return ended
 
     def first_failed(self):
@@ -420,16 +419,3 @@ cdef class BatchIO:
             if self._status[i] != 0:
                 return i
         return -1
-
-    def collect(self, double[::1] rewards, uint8_t[::1] terminated, uint8_t[::1] truncated):
-        """Copy the batch's rewards and episode ends into new arrays; return how many ended."""
-        cdef Py_ssize_t i, n = self._n
-        cdef int ended = 0
-        if rewards.shape[0] != n or terminated.shape[0] != n or truncated.shape[0] != n:
-            raise ValueError(f"Expected output arrays of {n} rows")
-        for i in range(n):
-            rewards[i] = self._rewards[i]
-            terminated[i] = self._terminated[i] != 0
-            truncated[i] = self._truncated[i] != 0
-            ended += terminated[i] | truncated[i]
-        return ended

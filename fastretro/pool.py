@@ -794,7 +794,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self._batch_ready = hs.arm(m)
         rewards = np.empty(m)
         terminated, truncated = np.empty(m, np.uint8), np.empty(m, np.uint8)
-        ended = self._io.collect_rows(ids, rewards, terminated, truncated, self._in_flight_u8)
+        ended = self._io.collect(rewards, terminated, truncated, ids, self._in_flight_u8)
         terminated, truncated = terminated.view(bool), truncated.view(bool)
         a = self._a
         if len(self._stack_views) == 1:
@@ -1134,9 +1134,9 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         arr = self._fast_form(actions, self.num_envs)
         if arr is None:
             return False
-        if self._index_high is not None:
-            return self._io.stage(arr, self._index_high, slot, CMD_STEP) < 0
-        return self._io.stage_buttons(arr, slot, CMD_STEP) < 0
+        by_index = self._index_high is not None
+        buttons, indices = (None, arr) if by_index else (arr, None)
+        return self._io.stage(buttons, indices, self._index_high or 0, slot, CMD_STEP) < 0
 
     def _send_staged(self, actions: Any, env_ids: Any) -> bool:
         """Send's fast path: stage int64 ``env_ids`` in one C loop; False where it cannot.
@@ -1149,10 +1149,11 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         if arr is None:
             return False
         by_index = self._index_high is not None
+        buttons, indices = (None, arr) if by_index else (arr, None)
         return self._io.send_rows(
             env_ids,
-            None if by_index else arr,
-            arr if by_index else None,
+            buttons,
+            indices,
             self._index_high or 0,
             self._slots,
             len(self._stack_views),
