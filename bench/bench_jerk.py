@@ -9,10 +9,12 @@ episode reward over all episodes in the budget. Prints JSON lines and a markdown
 
 fastretro's JERK runs once per ``--replay-from`` choice: ``reset`` replays the best sequence
 from reset as the original does; ``auto`` loads the state saved where it did best, where the
-scenario allows (Airstriker's does).
+scenario and the driver allow (Airstriker's scenario does; only ``--driver lock-step`` can load
+states). ``--driver``: open-loop (the default: each env runs whole moves and replays in its
+worker), lock-step or async-halves (the parent picks every step's actions).
 
-Run: ``python bench/bench_jerk.py [--timesteps 30000] [--seeds 0 1 2] [--num-envs 4]
-[--replay-from reset auto] [--async-batches]``
+Run: ``python bench/bench_jerk.py [--timesteps 30000] [--seeds 0 1 2] [--num-envs 2]
+[--replay-from reset auto] [--driver open-loop|lock-step|async-halves]``
 """
 
 from __future__ import annotations
@@ -145,7 +147,13 @@ def original_jerk(game: str, timesteps: int, seed: int) -> dict:
 
 
 def fastretro_jerk(
-    game: str, timesteps: int, seed: int, num_envs: int, replay_from: str, async_batches: bool
+    game: str,
+    timesteps: int,
+    seed: int,
+    num_envs: int,
+    replay_from: str,
+    async_batches: bool,
+    open_loop: bool,
 ) -> dict:
     """fastretro's JERK with the same budget and the original's exploit schedule."""
     from fastretro.agents.jerk import JerkConfig, run
@@ -159,8 +167,9 @@ def fastretro_jerk(
         progress=False,
         timesteps=timesteps,
         async_batches=async_batches,
+        open_loop=open_loop,
     )
-    halves = ", async halves" if async_batches else ""
+    halves = ", async halves" if async_batches else ", open-loop moves" if open_loop else ""
     return {
         "agent": f"fastretro x{num_envs}{halves}, replay from {result['replay_path']}",
         "seed": seed,
@@ -179,20 +188,30 @@ def main() -> None:
     parser.add_argument("--game", default=DEFAULT_GAME)
     parser.add_argument("--timesteps", type=int, default=30_000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--num-envs", type=int, default=4)
+    parser.add_argument("--num-envs", type=int, default=2)
     parser.add_argument(
         "--replay-from",
         nargs="+",
         choices=("auto", "state", "reset"),
-        default=["reset", "auto"],
+        default=["auto"],
         help="fastretro's exploit episodes: one run per choice (reset: the original's way)",
+    )
+    parser.add_argument(
+        "--driver",
+        choices=("open-loop", "lock-step", "async-halves"),
+        default="open-loop",
+        help="how fastretro drives its pool: each move or replay run whole in its worker "
+        "(open-loop, the default), every step in lock-step, or every step in two async halves "
+        "(open-loop and async-halves replay from reset only)",
     )
     parser.add_argument(
         "--async-batches",
         action="store_true",
-        help="fastretro steps its pool in two halves with send/recv (replays from reset only)",
+        help="the same as --driver async-halves (kept for the commands in bench/README.md)",
     )
     args = parser.parse_args()
+    if args.async_batches:
+        args.driver = "async-halves"
     rows = []
     ctx = mp.get_context("spawn")
     for seed in args.seeds:
@@ -208,7 +227,8 @@ def main() -> None:
                         seed,
                         args.num_envs,
                         job,
-                        args.async_batches,
+                        args.driver == "async-halves",
+                        args.driver == "open-loop",
                     ).result()
             rows.append(row)
             print(json.dumps({"bench": "jerk", **row}), flush=True)

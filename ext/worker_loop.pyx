@@ -19,6 +19,7 @@ CMD_STEP = 1
 CMD_RESET = 2
 CMD_CLOSE = 3
 CMD_RESTORE = 4
+CMD_SEQUENCE = 5
 
 # Autoreset modes (mirrored in fastretro/pool.py).
 AUTORESET_NEXT_STEP = 0
@@ -226,6 +227,10 @@ cdef class EnvStepper:
     cdef unsigned char[::1] buttons_new, buttons_prev
     cdef const long long[::1] action_masks, action_offsets
     cdef const long long[:, ::1] actions
+    cdef const long long[:, :, ::1] seq_actions
+    cdef const long long[::1] seq_len
+    cdef double[:, ::1] seq_rewards
+    cdef long long[::1] seq_steps
     cdef double[::1] rewards
     cdef unsigned char[::1] terminated, truncated
     cdef long long[:, ::1] info, final_info
@@ -290,6 +295,10 @@ cdef class EnvStepper:
         self.buttons_new = self.buttons_new_np
         self.buttons_prev = self.buttons_prev_np
         self.actions = views["actions"]
+        self.seq_actions = views["seq_actions"]
+        self.seq_len = views["seq_len"]
+        self.seq_rewards = views["seq_rewards"]
+        self.seq_steps = views["seq_steps"]
         self.rewards = views["rewards"]
         self.terminated = views["terminated"]
         self.truncated = views["truncated"]
@@ -313,11 +322,10 @@ cdef class EnvStepper:
         self.rng = rng
         self.rng_random = rng.random
 
-    cdef void _decode_action(self):
+    cdef void _decode_action(self, const long long[:] row):
         # Every action set is one lookup into a table of button masks (fastretro/actions.py).
         cdef int b, g
         cdef long long mask = 0
-        cdef const long long[:] row = self.actions[self.index]
         if self.action_mode == MODE_BITS:
             # One 0/1 per button; the table holds data.filter_action of each pressed mask.
             for b in range(self.num_buttons):
@@ -477,6 +485,30 @@ cdef class EnvStepper:
 
     def step(self):
         """Run one agent step (``frameskip`` emulator frames) and write its results."""
+        self._step(self.actions[self.index])
+
+    def run_sequence(self):
+        """Run this env's sequence of actions, one agent step each, without the parent.
+
+        Stops after ``seq_len`` steps or at the step that ends the episode (which resets the
+        env within that step under SAME_STEP autoreset). Each step is exactly what ``step``
+        does with that action; ``seq_rewards`` gets every step's reward, ``seq_steps`` how many
+        ran, and ``rewards`` their total, so the parent collects it like a step.
+        """
+        cdef int i = self.index
+        cdef long long j, n = self.seq_len[i]
+        cdef double total = 0.0
+        for j in range(n):
+            self._step(self.seq_actions[i, j])
+            self.seq_rewards[i, j] = self.rewards[i]
+            total += self.rewards[i]
+            if self.terminated[i] or self.truncated[i]:
+                n = j + 1
+                break
+        self.seq_steps[i] = n
+        self.rewards[i] = total
+
+    cdef void _step(self, const long long[:] row) except *:
         cdef int f
         cdef bint keep_prev, done = False, trunc
         cdef double total = 0.0
@@ -491,7 +523,7 @@ cdef class EnvStepper:
             self.reset()
             return
 
-        self._decode_action()
+        self._decode_action(row)
         # Sticky frame timing exactly as the Retro Contest's StochasticFrameSkip: on the first
         # frame of a step, keep the previous action with probability sticky_prob.
         keep_prev = (self.sticky_prob > 0.0 and self.have_prev
@@ -583,6 +615,8 @@ def run_loop(EnvStepper stepper, handshake, int[::1] cmd, long long[::1] arg, in
             continue  # woken for a batch that does not include this worker
         if c == CMD_STEP:
             step()
+        elif c == CMD_SEQUENCE:
+            stepper.run_sequence()
         elif c == CMD_RESET:
             if arg[index] >= 0:
                 on_reset_seed(arg[index])

@@ -51,7 +51,7 @@ from fastretro.worker import WorkerOptions, scenario_plan, worker_main
 log = logging.getLogger("fastretro.pool")
 
 # Command codes and autoreset codes shared with ext/worker_loop.pyx.
-CMD_STEP, CMD_RESET, CMD_CLOSE, CMD_RESTORE = 1, 2, 3, 4
+CMD_STEP, CMD_RESET, CMD_CLOSE, CMD_RESTORE, CMD_SEQUENCE = 1, 2, 3, 4, 5
 _AUTORESET_CODES = {
     AutoresetMode.NEXT_STEP: 0,
     AutoresetMode.SAME_STEP: 1,
@@ -177,6 +177,11 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             it, :meth:`restore` loads it into any env of the same game to go on from there
             (JERK's replay from saved states). Reserves one save state of shared memory per
             env (~1 MB on Genesis).
+        sequence_length: the longest action sequence :meth:`step_sequences` and
+            :meth:`send_sequences` take (0, the default: none). A sequence runs step after
+            step inside its worker, with no round trip to the parent in between, for agents
+            that decide a stretch of actions at once (JERK's moves and replays, scripted
+            play). Needs ``observe=False``: only the last step's frame would survive.
 
     Observations are uint8 arrays of shape ``(num_envs, H, W, C)``: the screen's (H, W, 3) by
     default, or what the preprocessing options make of it, computed inside each worker by the
@@ -218,6 +223,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         step_timeout: float = 60.0,
         startup_timeout: float = 120.0,
         snapshot_best: bool = False,
+        sequence_length: int = 0,
     ) -> None:
         self._closed = True  # until construction succeeds; close() is then a no-op
         self._resources: _Resources | None = None
@@ -275,6 +281,13 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
                 "on_worker_failure='restart' works in lock-step mode only, got batch_size="
                 f"{batch_size}"
             )
+        sequence_length = _check_int("sequence_length", sequence_length, minimum=0)
+        if sequence_length and observe:
+            raise InvalidArgumentError(
+                f"sequence_length={sequence_length} needs observe=False: the steps of a "
+                "sequence run in the worker one after another, and only the last one's frame "
+                "would reach the agent"
+            )
         record_dirs = _record_dirs(record, num_envs)
         ctx = _context(start_method)
 
@@ -329,6 +342,9 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self._needs_reset = np.zeros(num_envs, dtype=bool)
         self._failure: str | None = None
         self.snapshot_best = bool(snapshot_best)
+        self.sequence_length = sequence_length
+        # Async mode: the length of the sequence each env runs (0: a single step, or idle).
+        self._sequence_running = np.zeros(num_envs, dtype=np.int64)
         self._recording = record_dirs is not None
         self._snapshot_fresh = np.zeros(num_envs, dtype=bool)  # published since last restore
 
@@ -441,6 +457,10 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
                 ("snap_step", (n,), "i8"),
                 ("snap_return", (n,), "f8"),
                 ("snap_screen", (n, *raw_screen) if state_size and self.observe else (n, 0), "u1"),
+                ("seq_actions", (n, self.sequence_length, len(self._action_sizes)), "i8"),
+                ("seq_len", (n,), "i8"),
+                ("seq_rewards", (n, self.sequence_length), "f8"),
+                ("seq_steps", (n,), "i8"),
                 ("sem", (_SEM_STRIDE,), "u1"),
             ]
         )
@@ -569,12 +589,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         """Send the actions and return at once; ``step_wait`` collects the results."""
         self._check_idle("step_async")
         self._check_lock_step("step")
-        if self.autoreset_mode == AutoresetMode.DISABLED and self._needs_reset.any():
-            done = np.flatnonzero(self._needs_reset).tolist()
-            raise StateMachineError(
-                f"Envs {done} ended their episode and autoreset is DISABLED: reset them with "
-                "reset(options={'reset_mask': mask}) before stepping"
-            )
+        self._check_no_reset_due()
         # The frame stack's ring advances one slot per step (fastretro/preprocess.py).
         slot = (self._slot + 1) % len(self._stack_views)
         if not self._stage(actions, slot):
@@ -593,6 +608,11 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self._check_waiting(State.WAITING_STEP, "step_wait", "step_async")
         self._wait(timeout, "step")
         self._state = State.IDLE
+        return self._collect_step()
+
+    def _collect_step(
+        self,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         n = self.num_envs
         rewards = np.empty(n)
         terminated, truncated = np.empty(n, np.uint8), np.empty(n, np.uint8)
@@ -614,6 +634,144 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             infos["worker_restarted"] = restarted
             infos["_worker_restarted"] = restarted.copy()
         return self._observations(), rewards, terminated, truncated, infos
+
+    # -- sequences: many steps per round trip -----------------------------------------------
+
+    def step_sequences(
+        self, actions: np.ndarray, lengths: Sequence[int] | np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Run env ``i`` through ``actions[i, :lengths[i]]``, one step per action, in its worker.
+
+        Each step is what :meth:`step` does with that action (sticky frames, autoreset and
+        ``max_episode_steps`` included); a sequence stops early at the step that ends its
+        episode. Needs ``sequence_length`` at construction; lock-step mode (async mode:
+        :meth:`send_sequences`).
+
+        Args:
+            actions: ``(num_envs, L, ...)``: row ``i`` holds env ``i``'s actions, each shaped
+                as one row of :meth:`step`'s actions (so ``(num_envs, L)`` for the discrete
+                sets); ``L`` at least ``max(lengths)``.
+            lengths: how many of its actions each env runs, each in ``[1, sequence_length]``.
+
+        Returns:
+            ``(obs, rewards, terminated, truncated, infos)`` as from :meth:`step`, of each
+            sequence's last step, except ``rewards``: each sequence's total. ``infos`` also
+            holds ``"sequence_steps"`` (steps each env ran) and ``"sequence_rewards"``
+            (``(num_envs, sequence_length)``, each step's reward, 0 past the steps run). A
+            worker that dies during a sequence raises, whatever ``on_worker_failure`` says.
+        """
+        self._check_idle("step_sequences")
+        self._check_lock_step("step_sequences")
+        self._check_no_reset_due()
+        a = self._a
+        flat, lens = self._check_sequences(actions, lengths, self.num_envs)
+        a["seq_actions"][:, : flat.shape[1]] = flat
+        a["seq_len"][:] = lens
+        a["cmd"][:] = CMD_SEQUENCE
+        self._dispatch(None)
+        self._state = State.WAITING_STEP
+        self._wait(self.step_timeout * int(lens.max()), "step_sequences")
+        self._state = State.IDLE
+        obs, rewards, terminated, truncated, infos = self._collect_step()
+        infos["sequence_steps"] = a["seq_steps"].copy()
+        infos["_sequence_steps"] = np.ones(self.num_envs, dtype=bool)
+        infos["sequence_rewards"] = self._sequence_rewards(slice(None), a["seq_steps"])
+        infos["_sequence_rewards"] = np.ones(self.num_envs, dtype=bool)
+        return obs, rewards, terminated, truncated, infos
+
+    def send_sequences(
+        self,
+        actions: np.ndarray,
+        lengths: Sequence[int] | np.ndarray,
+        env_ids: Sequence[int] | np.ndarray,
+    ) -> None:
+        """Async mode: start each env of ``env_ids`` on its sequence (see :meth:`step_sequences`).
+
+        ``recv`` returns the env when its sequence is over, with the sequence's total reward
+        and ``infos["sequence_steps"]`` / ``infos["sequence_rewards"]`` (for envs ``send``
+        stepped once instead: 1 step, its reward; ``infos["_sequence_steps"]`` False).
+
+        Args:
+            actions: ``(len(env_ids), L, ...)``, row ``j`` for ``env_ids[j]``.
+            lengths: one length per env of ``env_ids``, each in ``[1, sequence_length]``.
+            env_ids: envs returned by ``recv`` and not sent since.
+        """
+        self._check_async("send_sequences")
+        ids = self._check_env_ids(env_ids)
+        flat, lens = self._check_sequences(actions, lengths, len(ids))
+        a = self._a
+        a["seq_actions"][ids, : flat.shape[1]] = flat
+        a["seq_len"][ids] = lens
+        a["cmd"][ids] = CMD_SEQUENCE
+        self._sequence_running[ids] = lens
+        self._in_flight[ids] = True
+        self._wake()
+
+    def _check_sequences(
+        self, actions: Any, lengths: Any, rows: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Validate ``rows`` sequences: ``(actions as (rows, L, width) int64, lengths)``."""
+        k = self.sequence_length
+        if not k:
+            raise InvalidArgumentError(
+                "Sequences need VecRetroEnv(..., sequence_length=K, observe=False): this pool "
+                "was made with sequence_length=0"
+            )
+        lens = np.asarray(lengths)
+        if lens.shape != (rows,) or lens.dtype.kind not in "iu":
+            raise InvalidArgumentError(
+                f"Expected lengths to be {rows} ints (one per env), got {lens.dtype} array of "
+                f"shape {lens.shape}"
+            )
+        out_of_range = (lens < 1) | (lens > k)
+        if out_of_range.any():
+            j = int(np.argmax(out_of_range))
+            raise InvalidArgumentError(
+                f"Expected sequence lengths in [1, {k}] (sequence_length), got {lens[j]} at row {j}"
+            )
+        arr = np.asarray(actions)
+        width = len(self._action_sizes)
+        row = () if self._action_mode == fr_actions.MODE_INDEX else (width,)
+        longest = int(lens.max())
+        if (
+            arr.ndim != 2 + len(row)
+            or arr.shape[0] != rows
+            or arr.shape[2:] != row
+            or (arr.shape[1] < longest)
+        ):
+            shape = ", ".join(["rows", "L", *(["width"] if row else [])])
+            raise ActionError(
+                f"Expected sequence actions of shape ({shape}) = ({rows}, L >= {longest}"
+                f"{', ' + str(width) if row else ''}), got {arr.shape}"
+            )
+        if arr.dtype.kind not in ("biu" if self._action_mode == fr_actions.MODE_BITS else "iu"):
+            raise ActionError(f"Expected integer sequence actions, got {arr.dtype}")
+        flat = arr[:, :longest].reshape(rows, longest, width).astype(np.int64, copy=False)
+        high = 2 if self._action_mode == fr_actions.MODE_BITS else self._action_high
+        used = (np.arange(longest) < lens[:, None])[..., None]
+        bad = used & ((flat < 0) | (flat >= high))
+        if bad.any():
+            r, t, col = np.argwhere(bad)[0]
+            limit = high if np.ndim(high) == 0 else high[col]
+            raise ActionError(
+                f"Expected sequence actions in [0, {limit}) for this action set, got "
+                f"{flat[r, t, col]} at row {r}, step {t}" + (f", column {col}" if width > 1 else "")
+            )
+        return flat, lens.astype(np.int64)
+
+    def _sequence_rewards(self, rows: Any, steps: np.ndarray) -> np.ndarray:
+        # Only the steps run hold this sequence's rewards; the rest are an older sequence's.
+        out = self._a["seq_rewards"][rows].copy()
+        out[np.arange(out.shape[1]) >= np.asarray(steps)[:, None]] = 0.0
+        return out
+
+    def _check_no_reset_due(self) -> None:
+        if self.autoreset_mode == AutoresetMode.DISABLED and self._needs_reset.any():
+            done = np.flatnonzero(self._needs_reset).tolist()
+            raise StateMachineError(
+                f"Envs {done} ended their episode and autoreset is DISABLED: reset them with "
+                "reset(options={'reset_mask': mask}) before stepping"
+            )
 
     # -- snapshots: go on from where an episode did best --------------------------------------
 
@@ -788,6 +946,8 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             )
         hs = self._resources.handshake
         if not self._batch_ready:
+            if timeout is None:  # a sequence of L steps may take L steps' time
+                timeout = self.step_timeout * max(1, int(self._sequence_running.max()))
             self._wait(timeout, "recv")
         ids = np.empty(m, dtype=np.int32)
         hs.take(m, ids)
@@ -808,7 +968,21 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             self._snapshot_fresh[ids[done]] = True
         infos = self._infos(done if self.autoreset_mode == AutoresetMode.SAME_STEP else None, ids)
         infos["env_id"] = ids.astype(np.int64)
+        if self.sequence_length:
+            self._add_sequence_infos(infos, ids, rewards)
         return obs, rewards, terminated, truncated, infos
+
+    def _add_sequence_infos(self, infos: dict, ids: np.ndarray, rewards: np.ndarray) -> None:
+        # Envs that ran a plain step report it as a sequence of one.
+        ran = self._sequence_running[ids] > 0
+        steps = np.where(ran, self._a["seq_steps"][ids], 1)
+        per_step = self._sequence_rewards(ids, steps)
+        per_step[~ran, 0] = rewards[~ran]
+        self._sequence_running[ids] = 0
+        infos["sequence_steps"] = steps
+        infos["_sequence_steps"] = ran
+        infos["sequence_rewards"] = per_step
+        infos["_sequence_rewards"] = ran.copy()
 
     def _check_lock_step(self, call: str) -> None:
         if self.batch_size is not None:

@@ -166,7 +166,7 @@ def test_tiny_run_end_to_end_and_explorers_share_solutions():
         progress=False,
         pool_options={"max_episode_steps": 50},
         timesteps=600,
-        async_batches=False,  # the default, said: every env steps exactly 300 times
+        open_loop=False,  # lock-step: every env steps exactly 300 times
     )
     assert result["timesteps"] == 600 and result["episodes"] == 12  # 2 envs x 300 / 50
     assert result["replay_path"] == "reset" and result["restores"] == 0
@@ -323,8 +323,138 @@ def test_async_batches_step_the_same_budget_with_shared_solutions():
         pool_options={"max_episode_steps": 40},
         timesteps=800,
         async_batches=True,
+        open_loop=False,
     )
     assert result["timesteps"] == 800
     # 800 steps over 4 envs of 40-step episodes: about 20 episodes, however the halves interleave.
     assert 16 <= result["episodes"] <= 20
     assert result["solutions"] == 4 and result["replays"] == result["episodes"]
+
+
+def test_plan_kernel_matches_the_one_env_reference():
+    rng = np.random.default_rng(5)
+    n = 5
+    mode = np.array([0, 1, 2, 2, 0])
+    jump_left = np.array([0, 2, 0, 0, 3])
+    replay = rng.integers(0, 5, (n, 30))
+    replay_len = np.array([0, 0, 30, 4, 0])
+    replay_pos = np.array([0, 0, 5, 0, 0])
+    lengths = np.array([100, 7, 25, 12, 1])
+    draws = rng.random((n, 100))
+    expected = []
+    for i in range(n):
+        jl, rp, row = int(jump_left[i]), int(replay_pos[i]), []
+        for s in range(lengths[i]):
+            a, jl, rp = naive.jerk_action(
+                mode[i], jl, replay[i, : replay_len[i]], rp, draws[i, s], 0.1, 4
+            )
+            row.append(a)
+        expected.append((row, jl, rp))
+    out = np.full((n, 100), -1, np.int64)
+    k.jerk_plan_into(
+        np.arange(n), lengths, mode, jump_left, replay, replay_len, replay_pos, draws, 0.1, 4, out
+    )
+    for i, (row, jl, rp) in enumerate(expected):
+        assert out[i, : lengths[i]].tolist() == row and (out[i, lengths[i] :] == -1).all()
+        assert jump_left[i] == jl and replay_pos[i] == rp
+    assert k.NOOP in out[3].tolist()  # the short replay ran out: no-op after it
+
+
+def _books(n, horizon):
+    """Fresh per-env arrays of jerk_record_step's state, in its argument order."""
+    return [
+        np.zeros(n, np.int64),  # t
+        np.zeros((n, horizon), np.int64),  # history
+        np.zeros(n),  # cumulative
+        np.full(n, -np.inf),  # best
+        np.zeros(n, np.int64),  # best_t
+        np.array([0, 1, 2, 0][:n]),  # mode
+        np.array([5, 3, 0, 100][:n]),  # steps_left
+        np.zeros(n),  # move_reward
+        np.array([1, 0, 0, 2][:n]),  # jump_left
+    ]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_record_sequences_keeps_the_books_of_its_steps_one_by_one(seed):
+    rng = np.random.default_rng(seed)
+    n, width = 4, 12
+    actions = rng.integers(0, 5, (n, width))
+    rewards = rng.integers(-1, 2, (n, width)).astype(float)
+    steps = rng.integers(1, width + 1, n)
+    done = rng.random(n) < 0.5
+    one_by_one, at_once = _books(n, 40), _books(n, 40)
+    for j in range(n):
+        for s in range(steps[j]):
+            k.jerk_record_step(
+                np.array([j]),
+                actions[j, s : s + 1],
+                rewards[j, s : s + 1],
+                np.array([done[j] and s == steps[j] - 1]),
+                *one_by_one,
+                3,
+                2,
+            )
+    k.jerk_record_sequences(np.arange(n), actions, rewards, steps, done, *at_once, 3, 2)
+    for a, b in zip(one_by_one, at_once):
+        np.testing.assert_array_equal(a, b)
+
+
+def _toy_level(action, t):
+    """A level without an emulator: forward pays only in its second hundred steps."""
+    return float(action in (k.FORWARD, k.FORWARD_JUMP) and 100 <= t < 200), t + 1 >= 230
+
+
+@pytest.mark.parametrize("bias, jump_prob", [(0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0)])
+def test_open_loop_agent_does_what_the_per_step_agent_does(bias, jump_prob):
+    # With no random choice left (jumps always or never; every episode explores, or every one
+    # after the first replays) both drivers must take the same actions and keep the same books.
+    config = JerkConfig(EXPLOIT_BIAS=bias, jump_prob=jump_prob, TOTAL_TIMESTEPS=10**12)
+    space = type("Space", (), {"nvec": np.array([5])})()
+    per_step, open_loop = JerkAgent(None, space, config), JerkAgent(None, space, config)
+    t = 0
+    for _ in range(2000):
+        action = int(per_step.act(None)[0])
+        reward, done = _toy_level(action, t)
+        per_step.observe([reward], [done], [False])
+        t = 0 if done else t + 1
+    t, ran = 0, 0
+    while ran < 2000:
+        actions, lengths = open_loop.plan(np.array([0]), np.array([min(64, 2000 - ran)]))
+        rewards, steps, done = np.zeros((1, lengths[0])), 0, False
+        while steps < lengths[0] and not done:
+            rewards[0, steps], done = _toy_level(int(actions[0, steps]), t)
+            t, steps = (0 if done else t + 1), steps + 1
+        open_loop.observe_sequences([0], actions, rewards, [steps], [done], [False])
+        ran += steps
+    assert per_step.episode_rewards == open_loop.episode_rewards
+    assert len(per_step.episode_rewards) == 8  # 2000 steps of 230-step episodes
+    assert per_step.replays == open_loop.replays and (per_step.replays > 0) == bool(bias)
+    for a, b in zip(per_step.solutions.sequences, open_loop.solutions.sequences):
+        np.testing.assert_array_equal(a, b)
+    assert per_step.steps == open_loop.steps == 2000
+
+
+def test_open_loop_run_spends_exactly_the_budget_with_shared_solutions():
+    result = run(
+        GAME,
+        num_envs=2,
+        config=JerkConfig(EXPLOIT_BIAS=1.0, seed=3, replay_from="auto"),
+        progress=False,
+        pool_options={"max_episode_steps": 60},
+        timesteps=700,
+        open_loop=True,
+    )
+    assert result["timesteps"] == 700
+    # Open-loop stretches run in async mode, where a saved state cannot be loaded.
+    assert result["replay_path"] == "reset" and "async" in result["replay_path_why"]
+    # 700 steps of 60-step episodes: 11 ended, whichever env got the budget's tail.
+    assert result["episodes"] == 11 and result["solutions"] == 2
+    assert result["replays"] >= result["episodes"] - 2
+
+
+def test_open_loop_and_async_batches_together_raise():
+    with pytest.raises(InvalidArgumentError, match="Expected open_loop or async_batches, not both"):
+        run(GAME, num_envs=2, progress=False, timesteps=10, async_batches=True)
+    with pytest.raises(InvalidArgumentError, match=r"open_loop=False, --per-step, turns them off"):
+        run(GAME, num_envs=2, config=JerkConfig(replay_from="state"), progress=False, timesteps=10)

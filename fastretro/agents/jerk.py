@@ -24,8 +24,14 @@ replay would. Where the scenario keeps state outside the emulator (the contest's
 script; stable-retro's save states do not carry it), it replays from reset as the original.
 The run reports which path ran (``replay_path``).
 
+Open loop (the default): between two decisions JERK's actions are fixed (a move's are drawn at
+its start, a replay's are the remembered sequence), so the parent hands each env a whole move
+or replay (``VecRetroEnv.send_sequences``) and each worker runs it step after step without a
+round trip; the pool runs async, each env on its own, and the parent only wakes between
+moves. Loading saved states needs the per-step lock-step pool (``--per-step``).
+
 Run: ``fastretro jerk --game G [--state S] [--num-envs N] [--timesteps T] [--seed K]
-[--replay-from auto|state|reset] [--json]``
+[--replay-from auto|state|reset] [--per-step] [--json]``
 """
 
 from __future__ import annotations
@@ -269,6 +275,69 @@ class JerkAgent:
             c.back_steps,
         )
         self.steps += len(envs)
+        self._end_episodes(envs, done)
+
+    def plan(self, envs: np.ndarray, limits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each env's next stretch of actions in which JERK decides nothing (run open-loop).
+
+        The pool runs it with :meth:`VecRetroEnv.send_sequences`. A stretch is the rest of the
+        env's current move (the decision to back off comes at its end) or of its replay (up to
+        the episode's step limit; the episode's end stops it), cut to ``limits[j]`` steps.
+        Returns ``(actions, lengths)``: ``actions[j, :lengths[j]]``
+        for ``envs[j]``. Give what ran back to :meth:`observe_sequences`.
+        """
+        envs = np.asarray(envs, np.int64)
+        replaying = self.mode[envs] == k.MODE_REPLAY
+        stretch = np.where(replaying, self.history.shape[1] - self.t[envs], self.steps_left[envs])
+        lengths = np.maximum(np.minimum(stretch, limits), 1)
+        c = self.config
+        actions = np.zeros((len(envs), int(lengths.max())), np.int64)
+        k.jerk_plan_into(
+            envs,
+            lengths,
+            self.mode,
+            self.jump_left,
+            self.replay,
+            self.replay_len,
+            self.replay_pos,
+            self.rng.random(actions.shape),
+            c.jump_prob,
+            c.jump_repeat,
+            actions,
+        )
+        return actions, lengths
+
+    def observe_sequences(self, envs, actions, rewards, steps, terminated, truncated) -> None:
+        """Account for the stretches :meth:`plan` gave ``envs``.
+
+        ``steps[j]`` steps of them ran, with rewards ``rewards[j, s]``;
+        ``terminated``/``truncated`` are those of each one's last step.
+        """
+        envs = np.asarray(envs, np.int64)
+        done = np.asarray(terminated) | np.asarray(truncated)
+        c = self.config
+        k.jerk_record_sequences(
+            envs,
+            np.asarray(actions, np.int64),
+            np.asarray(rewards, float),
+            np.asarray(steps, np.int64),
+            done,
+            self.t,
+            self.history,
+            self.cumulative,
+            self.best,
+            self.best_t,
+            self.mode,
+            self.steps_left,
+            self.move_reward,
+            self.jump_left,
+            c.forward_steps,
+            c.back_steps,
+        )
+        self.steps += int(np.sum(steps))
+        self._end_episodes(envs, done)
+
+    def _end_episodes(self, envs: np.ndarray, done: np.ndarray) -> None:
         for j in np.flatnonzero(done):  # rare: Python only at episode ends
             i = int(envs[j])
             self.episode_rewards.append(float(self.cumulative[i]))
@@ -335,6 +404,7 @@ def run(
     timesteps: int | None = None,
     movie_dir: str | None = None,
     async_batches: bool = False,
+    open_loop: bool = True,
 ) -> dict:
     """Run JERK on one level with ``num_envs`` explorers; return the run's figures.
 
@@ -343,8 +413,11 @@ def run(
     either way, as in the original. With ``movie_dir``, the best remembered sequence is played
     once more at the end and recorded there as a .bk2 (with the frames' real buttons, so
     ``fastretro replay`` gives back the reward reported as ``best_movie_reward``).
-    ``async_batches``: step the pool in two halves with send/recv instead of in lock-step
-    (measured: no faster here, 1,240 vs 1,267 steps/s on 2 cores; bench/README.md).
+    ``open_loop`` (default): JERK decides nothing within a move or a replay, so each env runs
+    a whole one in its worker (:meth:`VecRetroEnv.send_sequences`, async mode: every env on
+    its own) and the parent steps in only between them; exploit episodes then replay from
+    reset. ``False``: the parent picks every step's actions, in a lock-step pool (which can
+    load saved states), or with ``async_batches`` in two halves with send/recv.
     """
     from tqdm import tqdm
 
@@ -357,6 +430,11 @@ def run(
         raise InvalidArgumentError(f"Expected num_envs >= 1, got {num_envs!r}")
     if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
         raise InvalidArgumentError(f"Expected timesteps to be an int >= 1, got {budget!r}")
+    if open_loop and async_batches:
+        raise InvalidArgumentError(
+            "Expected open_loop or async_batches, not both: async_batches halves a pool that "
+            "the parent steps step by step (pass open_loop=False)"
+        )
     profile = config.profile or PROFILES.get(game)
     if profile is None:
         raise InvalidArgumentError(
@@ -373,6 +451,8 @@ def run(
     # its actions the other keeps emulating (no lock-step barrier).
     batch = (num_envs // 2 or None) if async_batches else None
     batch = batch if batch and batch < num_envs else None
+    if open_loop:
+        batch = 1
     replay_path, why = _replay_path(config.replay_from, game, state, num_envs, options, batch)
     start = time.perf_counter()
     steps = 0
@@ -385,6 +465,7 @@ def run(
         autoreset_mode="same_step",
         batch_size=batch,
         snapshot_best=replay_path == "state",
+        sequence_length=OPEN_LOOP_STEPS if open_loop else 0,
         **options,
     ) as env:
         agent = JerkAgent(
@@ -395,7 +476,9 @@ def run(
             snapshots=env.best_snapshot if replay_path == "state" else None,
         )
         bar = tqdm(total=budget, unit="step", desc="jerk", disable=not progress)
-        if env.batch_size is None:
+        if open_loop:
+            steps = _run_open_loop(env, agent, budget, bar, config.seed)
+        elif env.batch_size is None:
             env.reset(seed=config.seed)
             while steps < budget:
                 _, rewards, terminated, truncated, _ = env.step(agent.act(None))
@@ -459,6 +542,53 @@ def run(
     }
 
 
+#: The longest stretch an env runs open-loop. Budget handed out to one env in flight is not
+#: available to the others, so a short cap keeps the last stretches of a run from leaving
+#: envs idle while one finishes alone.
+OPEN_LOOP_STEPS = 256
+
+
+def _run_open_loop(env, agent: JerkAgent, budget: int, bar, seed: int) -> int:
+    """Drive an async pool (``batch_size=1``) stretch by stretch until ``budget`` steps ran."""
+    n = env.num_envs
+    env.async_reset(seed=seed)
+    running = n
+    started = np.zeros(n, bool)
+    sent = np.zeros((n, env.sequence_length), np.int64)  # the actions each env is running
+    reserved = np.zeros(n, np.int64)  # budget handed to each env in flight
+    steps = 0
+    while running:
+        _, _, terminated, truncated, infos = env.recv()
+        ids = infos["env_id"]
+        running -= len(ids)
+        ran = started[ids]  # an env's first result is its reset, not a stretch
+        if ran.any():
+            done_ids, ran_steps = ids[ran], infos["sequence_steps"][ran]
+            agent.observe_sequences(
+                done_ids,
+                sent[done_ids],
+                infos["sequence_rewards"][ran],
+                ran_steps,
+                terminated[ran],
+                truncated[ran],
+            )
+            steps += int(ran_steps.sum())
+            bar.update(int(ran_steps.sum()))
+        started[ids] = True
+        reserved[ids] = 0
+        left = budget - steps - int(reserved.sum())
+        if left <= 0:
+            continue  # the others finish the budget
+        go = ids[: max(1, min(len(ids), left))]
+        limits = np.full(len(go), min(env.sequence_length, left // len(go)))
+        actions, lengths = agent.plan(go, limits)
+        sent[go, : actions.shape[1]] = actions
+        reserved[go] = lengths
+        env.send_sequences(actions, lengths, go)
+        running += len(go)
+    return steps
+
+
 def _replay_path(choice, game, state, num_envs, options, batch_size) -> tuple[str, str]:
     """``("state" | "reset", why)``: where exploit episodes start, for ``replay_from=choice``."""
     from fastretro.spec import resolve_all
@@ -477,7 +607,10 @@ def _replay_path(choice, game, state, num_envs, options, batch_size) -> tuple[st
     elif options.get("record") is not None:
         why = "the pool records .bk2 movies, which replay from reset"
     elif batch_size is not None:
-        why = "loading states needs the lock-step pool (async_batches is on)"
+        why = (
+            "loading states needs the lock-step pool, and open-loop moves (the default; "
+            "open_loop=False, --per-step, turns them off) or async_batches run it async"
+        )
     else:
         return "state", "the scenario's reward and done read emulator memory only"
     if choice == "state":
@@ -527,6 +660,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="only the JSON line at the end")
     parser.add_argument("--movie-dir", default=None, help="record the best sequence here (.bk2)")
     parser.add_argument(
+        "--per-step",
+        action="store_true",
+        help="the parent picks every step's actions in a lock-step pool (slower; needed for "
+        "--replay-from state) instead of each env running whole moves in its worker",
+    )
+    parser.add_argument(
         "--replay-from",
         choices=("auto", "state", "reset"),
         default="auto",
@@ -544,6 +683,7 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.json,
             timesteps=args.timesteps,
             movie_dir=args.movie_dir,
+            open_loop=not args.per_step,
         )
     except FastRetroError as exc:
         print(f"fastretro jerk: {exc}", file=sys.stderr)

@@ -18,6 +18,25 @@ _JIT = {"cache": True, "nogil": True}
 
 
 @numba.njit(**_JIT)
+def _next_action(i, mode, jump_left, replay, replay_len, replay_pos, draw, jump_prob, jump_repeat):
+    # One env's next action; advances its jump or its replay.
+    if mode[i] == MODE_REPLAY:
+        p = replay_pos[i]
+        replay_pos[i] = p + 1
+        return replay[i, p] if p < replay_len[i] else NOOP
+    jump = False
+    if jump_left[i] > 0:
+        jump = True
+        jump_left[i] -= 1
+    elif draw < jump_prob:
+        jump = True
+        jump_left[i] = jump_repeat - 1
+    if mode[i] == MODE_FORWARD:
+        return FORWARD_JUMP if jump else FORWARD
+    return BACK_JUMP if jump else BACK
+
+
+@numba.njit(**_JIT)
 def jerk_actions_into(
     envs, mode, jump_left, replay, replay_len, replay_pos, draws, jump_prob, jump_repeat, out
 ):
@@ -30,23 +49,94 @@ def jerk_actions_into(
     state arrays are indexed by env.
     """
     for j in range(envs.shape[0]):
-        i = envs[j]
-        if mode[i] == MODE_REPLAY:
-            p = replay_pos[i]
-            out[j] = replay[i, p] if p < replay_len[i] else NOOP
-            replay_pos[i] = p + 1
-            continue
-        jump = False
-        if jump_left[i] > 0:
-            jump = True
-            jump_left[i] -= 1
-        elif draws[j] < jump_prob:
-            jump = True
-            jump_left[i] = jump_repeat - 1
-        if mode[i] == MODE_FORWARD:
-            out[j] = FORWARD_JUMP if jump else FORWARD
+        out[j] = _next_action(
+            envs[j],
+            mode,
+            jump_left,
+            replay,
+            replay_len,
+            replay_pos,
+            draws[j],
+            jump_prob,
+            jump_repeat,
+        )
+
+
+@numba.njit(**_JIT)
+def jerk_plan_into(
+    envs,
+    lengths,
+    mode,
+    jump_left,
+    replay,
+    replay_len,
+    replay_pos,
+    draws,
+    jump_prob,
+    jump_repeat,
+    out,
+):
+    """The next ``lengths[j]`` actions of each env in ``envs`` into ``out[j, :lengths[j]]``.
+
+    The actions :func:`jerk_actions_into` would give over as many steps (``draws[j, s]`` for
+    step ``s``), for a stretch in which JERK takes no decision: the rest of a move, or of a
+    replay. The caller keeps ``lengths`` within that stretch.
+    """
+    for j in range(envs.shape[0]):
+        for s in range(lengths[j]):
+            out[j, s] = _next_action(
+                envs[j],
+                mode,
+                jump_left,
+                replay,
+                replay_len,
+                replay_pos,
+                draws[j, s],
+                jump_prob,
+                jump_repeat,
+            )
+
+
+@numba.njit(**_JIT)
+def _record_one(
+    i,
+    action,
+    reward,
+    done,
+    t,
+    history,
+    cumulative,
+    best,
+    best_t,
+    mode,
+    steps_left,
+    move_reward,
+    jump_left,
+    forward_steps,
+    back_steps,
+):
+    # One step of env i: history, returns, the best prefix, and the end of a move.
+    k = t[i]
+    if k < history.shape[1]:
+        history[i, k] = action
+    cumulative[i] += reward
+    if cumulative[i] > best[i]:
+        best[i] = cumulative[i]
+        best_t[i] = k + 1  # prefix length
+    t[i] = k + 1
+    if mode[i] == MODE_REPLAY or done:
+        return
+    move_reward[i] += reward
+    steps_left[i] -= 1
+    if steps_left[i] <= 0:
+        if mode[i] == MODE_FORWARD and move_reward[i] <= 0:
+            mode[i] = MODE_BACK
+            steps_left[i] = back_steps
         else:
-            out[j] = BACK_JUMP if jump else BACK
+            mode[i] = MODE_FORWARD
+            steps_left[i] = forward_steps
+        move_reward[i] = 0.0
+        jump_left[i] = 0  # every move starts with the jump button released
 
 
 @numba.njit(**_JIT)
@@ -75,28 +165,69 @@ def jerk_record_step(
     other finished move to a new forward move.
     """
     for j in range(envs.shape[0]):
-        i = envs[j]
-        k = t[i]
-        if k < history.shape[1]:
-            history[i, k] = actions[j]
-        cumulative[i] += rewards[j]
-        if cumulative[i] > best[i]:
-            best[i] = cumulative[i]
-            best_t[i] = k + 1  # prefix length
-        t[i] = k + 1
-        if mode[i] == MODE_REPLAY or done[j]:
-            continue
-        move_reward[i] += rewards[j]
-        steps_left[i] -= 1
-        if steps_left[i] <= 0:
-            if mode[i] == MODE_FORWARD and move_reward[i] <= 0:
-                mode[i] = MODE_BACK
-                steps_left[i] = back_steps
-            else:
-                mode[i] = MODE_FORWARD
-                steps_left[i] = forward_steps
-            move_reward[i] = 0.0
-            jump_left[i] = 0  # every move starts with the jump button released
+        _record_one(
+            envs[j],
+            actions[j],
+            rewards[j],
+            done[j],
+            t,
+            history,
+            cumulative,
+            best,
+            best_t,
+            mode,
+            steps_left,
+            move_reward,
+            jump_left,
+            forward_steps,
+            back_steps,
+        )
+
+
+@numba.njit(**_JIT)
+def jerk_record_sequences(
+    envs,
+    actions,
+    rewards,
+    steps,
+    done,
+    t,
+    history,
+    cumulative,
+    best,
+    best_t,
+    mode,
+    steps_left,
+    move_reward,
+    jump_left,
+    forward_steps,
+    back_steps,
+):
+    """:func:`jerk_record_step` over the ``steps[j]`` steps each env ran of its sequence.
+
+    ``actions[j, s]`` and ``rewards[j, s]`` are step ``s``'s; ``done[j]``: the last step ended
+    the episode.
+    """
+    for j in range(envs.shape[0]):
+        n = steps[j]
+        for s in range(n):
+            _record_one(
+                envs[j],
+                actions[j, s],
+                rewards[j, s],
+                done[j] and s == n - 1,
+                t,
+                history,
+                cumulative,
+                best,
+                best_t,
+                mode,
+                steps_left,
+                move_reward,
+                jump_left,
+                forward_steps,
+                back_steps,
+            )
 
 
 @numba.njit(**_JIT)
