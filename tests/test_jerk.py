@@ -458,3 +458,71 @@ def test_open_loop_and_async_batches_together_raise():
         run(GAME, num_envs=2, progress=False, timesteps=10, async_batches=True)
     with pytest.raises(InvalidArgumentError, match=r"open_loop=False, --per-step, turns them off"):
         run(GAME, num_envs=2, config=JerkConfig(replay_from="state"), progress=False, timesteps=10)
+
+
+class _PushBackStream:
+    """Uniform draws from one fixed stream; ``push_back(k)`` returns the last ``k`` unused."""
+
+    def __init__(self, seed: int) -> None:
+        self.values, self.at = np.random.default_rng(seed).random(100_000), 0
+
+    def random(self, shape=None):
+        n = 1 if shape is None else int(np.prod(shape))
+        out = self.values[self.at : self.at + n]
+        self.at += n
+        return out[0] if shape is None else out.reshape(shape)
+
+    def push_back(self, k: int) -> None:
+        self.at -= k
+
+
+def test_open_loop_and_per_step_jerk_play_alike_given_the_same_draws():
+    # The two drivers consume random draws differently (a stretch draws its jumps up front and
+    # an episode's end wastes the rest), so the same seed gives different runs. Given the same
+    # draws (the unused ones handed back), they must play step for step alike, on the emulator,
+    # with sticky frames, moves, back-offs, episode ends and replays.
+    from fastretro import VecRetroEnv
+
+    options = dict(
+        actions=jerk_actions(PROFILES[GAME]),
+        observe=False,
+        autoreset_mode="same_step",
+        frameskip=4,
+        sticky_prob=0.25,
+        max_episode_steps=300,
+    )
+    config = JerkConfig(EXPLOIT_BIAS=0.5)
+    budget, runs = 2500, []
+    with VecRetroEnv(GAME, 1, **options) as env:
+        agent = JerkAgent(None, env.action_space, config, horizon=300)
+        agent.rng = _PushBackStream(9)
+        agent._begin_episode(0)  # the first exploit draw from the stream too
+        env.reset(seed=9)
+        for _ in range(budget):
+            _, rewards, terminated, truncated, _ = env.step(agent.act(None))
+            agent.observe(rewards, terminated, truncated)
+        runs.append(agent)
+    with VecRetroEnv(GAME, 1, batch_size=1, sequence_length=64, **options) as env:
+        agent = JerkAgent(None, env.action_space, config, horizon=300)
+        agent.rng = _PushBackStream(9)
+        agent._begin_episode(0)
+        env.async_reset(seed=9)
+        env.recv()
+        ran = 0
+        while ran < budget:
+            actions, lengths = agent.plan(np.array([0]), np.array([min(64, budget - ran)]))
+            env.send_sequences(actions, lengths, np.array([0]))
+            _, _, terminated, truncated, infos = env.recv()
+            steps = int(infos["sequence_steps"][0])
+            agent.rng.push_back(int(lengths[0]) - steps)
+            agent.observe_sequences(
+                [0], actions, infos["sequence_rewards"], [steps], terminated, truncated
+            )
+            ran += steps
+        runs.append(agent)
+    per_step, open_loop = runs
+    assert per_step.episode_rewards == open_loop.episode_rewards
+    assert len(per_step.episode_rewards) >= 8 and max(per_step.episode_rewards) > 0
+    assert per_step.replays == open_loop.replays > 0
+    for a, b in zip(per_step.solutions.sequences, open_loop.solutions.sequences, strict=True):
+        np.testing.assert_array_equal(a, b)

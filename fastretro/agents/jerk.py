@@ -9,10 +9,10 @@ score) instead, padded with no-op until the episode ends, and adds that replay's
 to the sequence's scores.
 
 Vectorized: every env of a VecRetroEnv runs one explorer; explorers on the same level share
-one pool of remembered solutions. The pool steps all envs together with no frames at all
-(``observe=False``: JERK never looks at pixels); the per-step bookkeeping of every env runs in
-numba kernels (fastretro/kernels/jerk.py) over preallocated arrays, and Python only runs when
-an episode ends.
+one pool of remembered solutions. The pool produces no frames at all (``observe=False``: JERK
+never looks at pixels); the bookkeeping of every env runs in numba kernels
+(fastretro/kernels/jerk.py) over preallocated arrays, and Python only runs when an episode
+ends. How the pool is driven: see "Open loop" below.
 
 Replay path (``JerkConfig.replay_from``): the original replays the best sequence from reset,
 and with sticky frames a replay drifts from the run that scored. Where the scenario's reward
@@ -20,9 +20,10 @@ and done depend only on emulator memory (the pool's workers evaluate it:
 ``scenario_engines == "fastretro"``), fastretro instead loads the emulator state saved where
 that sequence reached its best (``VecRetroEnv(snapshot_best=True)``) and explores on from
 there, so the budget goes to new ground; the episode's return counts the prefix's reward, as a
-replay would. Where the scenario keeps state outside the emulator (the contest's Lua reward
-script; stable-retro's save states do not carry it), it replays from reset as the original.
-The run reports which path ran (``replay_path``).
+replay would; that needs the per-step lock-step pool (``open_loop=False``). Where the
+scenario keeps state outside the emulator (the contest's Lua reward script; stable-retro's
+save states do not carry it), it replays from reset as the original. The run reports which
+path ran (``replay_path``).
 
 Open loop (the default): between two decisions JERK's actions are fixed (a move's are drawn at
 its start, a replay's are the remembered sequence), so the parent hands each env a whole move
@@ -86,7 +87,7 @@ class JerkConfig:
     replay_from: str = "auto"
     """Where an exploit episode starts: ``"state"`` (load the state saved at the end of the best
     sequence and explore on), ``"reset"`` (replay it from reset, then no-op: the original), or
-    ``"auto"`` (``"state"`` where sound, else ``"reset"``)."""
+    ``"auto"`` (``"state"`` where sound and the run is per step, else ``"reset"``)."""
 
     def check(self) -> None:
         """Raise InvalidArgumentError on a value the algorithm cannot use."""
