@@ -40,3 +40,8 @@ def test_ray_pool_example_runs():
 def test_snapshots_example_runs():
     stdout = run_example("snapshots.py", "--steps", "600", "--episode-steps", "150")
     assert "best return" in stdout
+
+
+def test_open_loop_example_runs():
+    stdout = run_example("open_loop.py", "--num-envs", "2", "--length", "60", "--rounds", "2")
+    assert "round 1: returns" in stdout and "best script: return" in stdout
