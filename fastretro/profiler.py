@@ -266,7 +266,7 @@ def run_agent(
         space.seed(0)
         act, observe = (lambda obs: space.sample()), None
     elif agent == "jerk":
-        from fastretro.agents.jerk import PROFILES, JerkAgent, jerk_actions
+        from fastretro.agents.jerk import OPEN_LOOP_STEPS, PROFILES, JerkAgent, jerk_actions
 
         if game not in PROFILES:
             raise InvalidArgumentError(f"No JERK profile for {game}; profile it as module:function")
@@ -280,17 +280,24 @@ def run_agent(
             resize=None,
             max_pool=False,
             frame_stack=1,
+            # As `fastretro jerk` runs it: whole moves and replays in the workers (open loop).
+            batch_size=1,
+            sequence_length=OPEN_LOOP_STEPS,
         )
         jerk = JerkAgent(None, pool.action_space, horizon=contest.MAX_EPISODE_STEPS)
-        act, observe = (lambda obs: jerk.act(None)), jerk.observe
     else:
         func = _load_function(agent)
         pool = _pool(game, state, num_envs)
     try:
         start = time.perf_counter()
         deadline = start + seconds
-        if agent in ("random", "jerk"):
+        if agent == "random":
             _drive(pool, act, observe, watch, deadline)
+        elif agent == "jerk":
+            from fastretro.agents.jerk import _run_open_loop
+
+            pool.reset_stats()
+            _run_open_loop(pool, jerk, 2**62, _NoBar(), 0, deadline, watch)
         else:
             pool.reset(seed=0)
             pool.reset_stats()
@@ -300,6 +307,11 @@ def run_agent(
         return pool.stats(), watch, wall
     finally:
         pool.close()
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
 
 
 def _run_ppo(game, state, num_envs, seconds, watch, options):

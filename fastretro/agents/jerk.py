@@ -549,8 +549,18 @@ def run(
 OPEN_LOOP_STEPS = 256
 
 
-def _run_open_loop(env, agent: JerkAgent, budget: int, bar, seed: int) -> int:
-    """Drive an async pool (``batch_size=1``) stretch by stretch until ``budget`` steps ran."""
+def _run_open_loop(
+    env, agent: JerkAgent, budget: int, bar, seed: int, deadline: float | None = None, watch=None
+) -> int:
+    """Drive an async pool (``batch_size=1``) stretch by stretch until ``budget`` steps ran.
+
+    ``deadline`` (``time.perf_counter``): send no new stretch after it, and return once the
+    ones running are back. ``watch``: a :class:`fastretro.stats.Stopwatch` that times the
+    agent's planning as "inference" and its bookkeeping as "learning" (``fastretro profile``).
+    """
+    from contextlib import nullcontext
+
+    phase = watch or (lambda name: nullcontext())
     n = env.num_envs
     env.async_reset(seed=seed)
     running = n
@@ -565,24 +575,26 @@ def _run_open_loop(env, agent: JerkAgent, budget: int, bar, seed: int) -> int:
         ran = started[ids]  # an env's first result is its reset, not a stretch
         if ran.any():
             done_ids, ran_steps = ids[ran], infos["sequence_steps"][ran]
-            agent.observe_sequences(
-                done_ids,
-                sent[done_ids],
-                infos["sequence_rewards"][ran],
-                ran_steps,
-                terminated[ran],
-                truncated[ran],
-            )
+            with phase("learning"):
+                agent.observe_sequences(
+                    done_ids,
+                    sent[done_ids],
+                    infos["sequence_rewards"][ran],
+                    ran_steps,
+                    terminated[ran],
+                    truncated[ran],
+                )
             steps += int(ran_steps.sum())
             bar.update(int(ran_steps.sum()))
         started[ids] = True
         reserved[ids] = 0
         left = budget - steps - int(reserved.sum())
-        if left <= 0:
+        if left <= 0 or (deadline is not None and time.perf_counter() > deadline):
             continue  # the others finish the budget
         go = ids[: max(1, min(len(ids), left))]
         limits = np.full(len(go), min(env.sequence_length, left // len(go)))
-        actions, lengths = agent.plan(go, limits)
+        with phase("inference"):
+            actions, lengths = agent.plan(go, limits)
         sent[go, : actions.shape[1]] = actions
         reserved[go] = lengths
         env.send_sequences(actions, lengths, go)
