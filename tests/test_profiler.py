@@ -186,6 +186,8 @@ def test_profile_runs_a_module_function_agent():
 def test_jerk_agent_profiles_without_frames():
     stats, watch, wall = run_agent("jerk", GAME, None, 2, 1.0)
     assert stats.steps.sum() > 0 and (stats.obs_s == 0).all()
+    # Open loop, as `fastretro jerk` runs: its planning and its bookkeeping are timed.
+    assert watch.seconds["inference"] > 0 and watch.seconds["learning"] > 0
 
 
 def test_profile_ppo_counts_learning():
