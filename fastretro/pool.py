@@ -658,7 +658,8 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             sequence's last step, except ``rewards``: each sequence's total. ``infos`` also
             holds ``"sequence_steps"`` (steps each env ran) and ``"sequence_rewards"``
             (``(num_envs, sequence_length)``, each step's reward, 0 past the steps run). A
-            worker that dies during a sequence raises, whatever ``on_worker_failure`` says.
+            worker that dies during a sequence raises, whatever ``on_worker_failure`` says;
+            the wait allows ``step_timeout`` per step of the longest sequence.
         """
         self._check_idle("step_sequences")
         self._check_lock_step("step_sequences")

@@ -228,3 +228,20 @@ def test_sequences_in_the_wrong_mode_raise():
         busy = (back + 1) % 3
         with pytest.raises(StateMachineError, match=rf"Cannot send to envs \[{busy}\]"):
             env.send_sequences(np.zeros((1, 4, 12), np.int64), [4], [busy])
+
+
+def test_a_worker_killed_during_sequences_raises_even_in_restart_mode():
+    import os
+    import signal
+
+    from fastretro.errors import WorkerDiedError
+
+    env = pool(SETS["index"], sequence_length=8, on_worker_failure="restart")
+    env.reset(seed=0)
+    victim = env._resources.procs[2]
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.join(10)
+    message = f"Worker 2 (pid {victim.pid}) was killed by SIGKILL during step_sequences"
+    with pytest.raises(WorkerDiedError, match=re.escape(message)):
+        env.step_sequences(np.ones((3, 8), np.int64), [8, 8, 8])
+    assert env.closed
