@@ -17,6 +17,12 @@ from fastretro.agents.jerk import PROFILES, JerkAgent, JerkConfig, jerk_actions,
 from fastretro.kernels import jerk as k
 
 
+def record_step(envs, actions, rewards, done, *books):
+    """One step of each env in ``envs``: the bookkeeping kernel with sequences of one."""
+    ones = np.ones(len(envs), np.int64)
+    k.jerk_record_sequences(envs, actions[:, None], rewards[:, None], ones, done, *books)
+
+
 def test_action_kernel_matches_the_one_env_reference():
     rng = np.random.default_rng(0)
     n, steps = 6, 300
@@ -72,13 +78,13 @@ def test_jumps_hold_the_button_for_jump_repeat_steps():
 def test_best_prefix_is_the_first_step_reaching_the_maximum(seed):
     rewards = np.random.default_rng(seed).integers(-2, 3, 60).astype(float)
     assert k.best_prefix_length(np.cumsum(rewards)) == naive.best_prefix(rewards)
-    # And the per-step kernel finds the same while the episode runs.
+    # And the bookkeeping kernel finds the same while the episode runs, step by step.
     t, hist = np.zeros(1, np.int64), np.zeros((1, 60), np.int64)
     cum, best, best_t = np.zeros(1), np.full(1, -np.inf), np.zeros(1, np.int64)
     mode, left = np.zeros(1, np.int64), np.full(1, 100, np.int64)
     move, jump = np.zeros(1), np.zeros(1, np.int64)
     for r in rewards:
-        k.jerk_record_step(
+        record_step(
             np.arange(1),
             np.ones(1, np.int64),
             np.array([r]),
@@ -105,7 +111,7 @@ def test_forward_move_that_earns_nothing_backs_off_then_goes_forward_again():
     move, jump = np.zeros(1), np.zeros(1, np.int64)
     modes = []
     for r in [0, 0, 0, 0, 0, 1, 1, 1, 0]:
-        k.jerk_record_step(
+        record_step(
             np.arange(1),
             np.ones(1, np.int64),
             np.array([float(r)]),
@@ -361,7 +367,7 @@ def test_plan_kernel_matches_the_one_env_reference():
 
 
 def _books(n, horizon):
-    """Fresh per-env arrays of jerk_record_step's state, in its argument order."""
+    """Fresh per-env arrays of jerk_record_sequences' state, in its argument order."""
     return [
         np.zeros(n, np.int64),  # t
         np.zeros((n, horizon), np.int64),  # history
@@ -386,7 +392,7 @@ def test_record_sequences_keeps_the_books_of_its_steps_one_by_one(seed):
     one_by_one, at_once = _books(n, 40), _books(n, 40)
     for j in range(n):
         for s in range(steps[j]):
-            k.jerk_record_step(
+            record_step(
                 np.array([j]),
                 actions[j, s : s + 1],
                 rewards[j, s : s + 1],

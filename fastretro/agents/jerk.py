@@ -256,27 +256,15 @@ class JerkAgent:
         start the env's next episode.
         """
         envs = self._acted if envs is None else np.asarray(envs, np.int64)
-        done = np.asarray(terminated) | np.asarray(truncated)
-        c = self.config
-        k.jerk_record_step(
+        one_step = np.ones(len(envs), np.int64)
+        self.observe_sequences(
             envs,
-            self.last_action[envs],
-            np.asarray(rewards, float),
-            done,
-            self.t,
-            self.history,
-            self.cumulative,
-            self.best,
-            self.best_t,
-            self.mode,
-            self.steps_left,
-            self.move_reward,
-            self.jump_left,
-            c.forward_steps,
-            c.back_steps,
+            self.last_action[envs][:, None],
+            np.asarray(rewards, float)[:, None],
+            one_step,
+            terminated,
+            truncated,
         )
-        self.steps += len(envs)
-        self._end_episodes(envs, done)
 
     def plan(self, envs: np.ndarray, limits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each env's next stretch of actions in which JERK decides nothing (run open-loop).

@@ -140,51 +140,6 @@ def _record_one(
 
 
 @numba.njit(**_JIT)
-def jerk_record_step(
-    envs,
-    actions,
-    rewards,
-    done,
-    t,
-    history,
-    cumulative,
-    best,
-    best_t,
-    mode,
-    steps_left,
-    move_reward,
-    jump_left,
-    forward_steps,
-    back_steps,
-):
-    """Account for one step of each env in ``envs`` (``actions[j]``, ``rewards[j]``, ``done[j]``).
-
-    Appends the action to the env's history, updates its cumulative reward, the best one and
-    the FIRST step reaching it (the end of the best prefix), and, for envs not at an episode
-    end, switches a finished forward move that earned nothing (<= 0) to a back-off, and any
-    other finished move to a new forward move.
-    """
-    for j in range(envs.shape[0]):
-        _record_one(
-            envs[j],
-            actions[j],
-            rewards[j],
-            done[j],
-            t,
-            history,
-            cumulative,
-            best,
-            best_t,
-            mode,
-            steps_left,
-            move_reward,
-            jump_left,
-            forward_steps,
-            back_steps,
-        )
-
-
-@numba.njit(**_JIT)
 def jerk_record_sequences(
     envs,
     actions,
@@ -203,10 +158,13 @@ def jerk_record_sequences(
     forward_steps,
     back_steps,
 ):
-    """:func:`jerk_record_step` over the ``steps[j]`` steps each env ran of its sequence.
+    """Account for the ``steps[j]`` steps each env in ``envs`` ran (one, stepping per step).
 
     ``actions[j, s]`` and ``rewards[j, s]`` are step ``s``'s; ``done[j]``: the last step ended
-    the episode.
+    the episode. Each step appends its action to the env's history, updates its cumulative
+    reward, the best one and the FIRST step reaching it (the end of the best prefix), and, for
+    envs not at an episode end, switches a finished forward move that earned nothing (<= 0)
+    to a back-off, and any other finished move to a new forward move.
     """
     for j in range(envs.shape[0]):
         n = steps[j]
