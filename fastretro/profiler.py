@@ -294,10 +294,10 @@ def run_agent(
         if agent == "random":
             _drive(pool, act, observe, watch, deadline)
         elif agent == "jerk":
-            from fastretro.agents.jerk import _run_open_loop
+            from fastretro.agents.jerk import drive_open_loop
 
             pool.reset_stats()
-            _run_open_loop(pool, jerk, 2**62, _NoBar(), 0, deadline, watch)
+            drive_open_loop(pool, jerk, 2**62, 0, deadline=deadline, watch=watch)
         else:
             pool.reset(seed=0)
             pool.reset_stats()
@@ -307,11 +307,6 @@ def run_agent(
         return pool.stats(), watch, wall
     finally:
         pool.close()
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
 
 
 def _run_ppo(game, state, num_envs, seconds, watch, options):

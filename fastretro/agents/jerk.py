@@ -272,8 +272,8 @@ class JerkAgent:
         The pool runs it with :meth:`VecRetroEnv.send_sequences`. A stretch is the rest of the
         env's current move (the decision to back off comes at its end) or of its replay (up to
         the episode's step limit; the episode's end stops it), cut to ``limits[j]`` steps.
-        Returns ``(actions, lengths)``: ``actions[j, :lengths[j]]``
-        for ``envs[j]``. Give what ran back to :meth:`observe_sequences`.
+        Returns ``(actions, lengths)``: ``actions[j, :lengths[j]]`` for ``envs[j]``. Give what
+        ran back to :meth:`observe_sequences`.
         """
         envs = np.asarray(envs, np.int64)
         replaying = self.mode[envs] == k.MODE_REPLAY
@@ -466,7 +466,7 @@ def run(
         )
         bar = tqdm(total=budget, unit="step", desc="jerk", disable=not progress)
         if open_loop:
-            steps = _run_open_loop(env, agent, budget, bar, config.seed)
+            steps = drive_open_loop(env, agent, budget, config.seed, bar=bar)
         elif env.batch_size is None:
             env.reset(seed=config.seed)
             while steps < budget:
@@ -537,14 +537,15 @@ def run(
 OPEN_LOOP_STEPS = 256
 
 
-def _run_open_loop(
-    env, agent: JerkAgent, budget: int, bar, seed: int, deadline: float | None = None, watch=None
+def drive_open_loop(
+    env, agent: JerkAgent, budget: int, seed: int, *, bar=None, deadline=None, watch=None
 ) -> int:
-    """Drive an async pool (``batch_size=1``) stretch by stretch until ``budget`` steps ran.
+    """Drive an async pool (``batch_size=1``, ``sequence_length``) stretch by stretch.
 
-    ``deadline`` (``time.perf_counter``): send no new stretch after it, and return once the
-    ones running are back. ``watch``: a :class:`fastretro.stats.Stopwatch` that times the
-    agent's planning as "inference" and its bookkeeping as "learning" (``fastretro profile``).
+    Returns the steps run: ``budget``, or fewer if ``deadline`` (``time.perf_counter``) came
+    first (no stretch is sent after it; the ones running are collected). ``bar``: a tqdm bar
+    to advance. ``watch``: a :class:`fastretro.stats.Stopwatch` that times the agent's
+    planning as "inference" and its bookkeeping as "learning" (``fastretro profile``).
     """
     from contextlib import nullcontext
 
@@ -573,12 +574,13 @@ def _run_open_loop(
                     truncated[ran],
                 )
             steps += int(ran_steps.sum())
-            bar.update(int(ran_steps.sum()))
+            if bar is not None:
+                bar.update(int(ran_steps.sum()))
         started[ids] = True
         reserved[ids] = 0
         left = budget - steps - int(reserved.sum())
         if left <= 0 or (deadline is not None and time.perf_counter() > deadline):
-            continue  # the others finish the budget
+            continue  # spent: collect the stretches still running
         go = ids[: max(1, min(len(ids), left))]
         limits = np.full(len(go), min(env.sequence_length, left // len(go)))
         with phase("inference"):
