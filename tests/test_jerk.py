@@ -17,6 +17,24 @@ from fastretro.agents.jerk import PROFILES, JerkAgent, JerkConfig, jerk_actions,
 from fastretro.kernels import jerk as k
 
 
+def act_step(envs, mode, jump_left, replay, replay_len, replay_pos, draws, prob, repeat, out):
+    """One action for each env in ``envs``: the action kernel with stretches of one."""
+    ones = np.ones(len(envs), np.int64)
+    k.jerk_plan_into(
+        envs,
+        ones,
+        mode,
+        jump_left,
+        replay,
+        replay_len,
+        replay_pos,
+        draws[:, None],
+        prob,
+        repeat,
+        out[:, None],
+    )
+
+
 def record_step(envs, actions, rewards, done, *books):
     """One step of each env in ``envs``: the bookkeeping kernel with sequences of one."""
     ones = np.ones(len(envs), np.int64)
@@ -35,9 +53,7 @@ def test_action_kernel_matches_the_one_env_reference():
     out = np.zeros(n, np.int64)
     for _ in range(steps):
         draws = rng.random(n)
-        k.jerk_actions_into(
-            np.arange(n), mode, jump_left, replay, replay_len, replay_pos, draws, 0.1, 4, out
-        )
+        act_step(np.arange(n), mode, jump_left, replay, replay_len, replay_pos, draws, 0.1, 4, out)
         for i in range(n):
             action, jl, rp = naive.jerk_action(
                 mode[i],
@@ -58,7 +74,7 @@ def test_jumps_hold_the_button_for_jump_repeat_steps():
     empty = np.zeros((1, 1), np.int64)
     out, seen = np.zeros(1, np.int64), []
     for draw in [0.05, 0.9, 0.9, 0.9, 0.9, 0.9]:
-        k.jerk_actions_into(
+        act_step(
             np.arange(1),
             mode,
             jump_left,

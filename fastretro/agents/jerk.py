@@ -221,6 +221,7 @@ class JerkAgent:
         self.replays = 0
         self.steps = 0
         self._all = np.arange(n, dtype=np.int64)
+        self._ones = np.ones(n, dtype=np.int64)
         self._acted = self._all
         for i in range(n):
             self._begin_episode(i)
@@ -233,17 +234,18 @@ class JerkAgent:
         envs = self._all if envs is None else np.asarray(envs, np.int64)
         c = self.config
         out = self.actions[: len(envs)]
-        k.jerk_actions_into(
+        k.jerk_plan_into(  # a stretch of one step for each env
             envs,
+            self._ones[: len(envs)],
             self.mode,
             self.jump_left,
             self.replay,
             self.replay_len,
             self.replay_pos,
-            self.rng.random(len(envs)),
+            self.rng.random((len(envs), 1)),
             c.jump_prob,
             c.jump_repeat,
-            out,
+            out[:, None],
         )
         self.last_action[envs] = out
         self._acted = envs
@@ -256,12 +258,11 @@ class JerkAgent:
         start the env's next episode.
         """
         envs = self._acted if envs is None else np.asarray(envs, np.int64)
-        one_step = np.ones(len(envs), np.int64)
         self.observe_sequences(
             envs,
             self.last_action[envs][:, None],
             np.asarray(rewards, float)[:, None],
-            one_step,
+            self._ones[: len(envs)],
             terminated,
             truncated,
         )

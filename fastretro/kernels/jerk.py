@@ -1,4 +1,4 @@
-"""JERK's per-step bookkeeping for a whole pool at once (see fastretro/agents/jerk.py).
+"""JERK's actions and bookkeeping for a whole pool at once (see fastretro/agents/jerk.py).
 
 Each env runs one explorer, in one of three modes: moving forward (``MODE_FORWARD``, for up to
 ``forward_steps``), backing off (``MODE_BACK``, after a forward move that earned nothing), or
@@ -18,51 +18,6 @@ _JIT = {"cache": True, "nogil": True}
 
 
 @numba.njit(**_JIT)
-def _next_action(i, mode, jump_left, replay, replay_len, replay_pos, draw, jump_prob, jump_repeat):
-    # One env's next action; advances its jump or its replay.
-    if mode[i] == MODE_REPLAY:
-        p = replay_pos[i]
-        replay_pos[i] = p + 1
-        return replay[i, p] if p < replay_len[i] else NOOP
-    jump = False
-    if jump_left[i] > 0:
-        jump = True
-        jump_left[i] -= 1
-    elif draw < jump_prob:
-        jump = True
-        jump_left[i] = jump_repeat - 1
-    if mode[i] == MODE_FORWARD:
-        return FORWARD_JUMP if jump else FORWARD
-    return BACK_JUMP if jump else BACK
-
-
-@numba.njit(**_JIT)
-def jerk_actions_into(
-    envs, mode, jump_left, replay, replay_len, replay_pos, draws, jump_prob, jump_repeat, out
-):
-    """The next action of each env in ``envs`` into ``out[j]``; advances jumps and replays.
-
-    Moving: the jump button is held for ``jump_repeat`` steps, starting with probability
-    ``jump_prob`` on a step where it is not held (``draws[j]``: one uniform draw per env).
-    Replaying: the sequence's next action, then no-op once it is exhausted. ``envs`` lists the
-    envs to act for (all of them in lock-step, a finished batch in async mode); the per-env
-    state arrays are indexed by env.
-    """
-    for j in range(envs.shape[0]):
-        out[j] = _next_action(
-            envs[j],
-            mode,
-            jump_left,
-            replay,
-            replay_len,
-            replay_pos,
-            draws[j],
-            jump_prob,
-            jump_repeat,
-        )
-
-
-@numba.njit(**_JIT)
 def jerk_plan_into(
     envs,
     lengths,
@@ -78,65 +33,33 @@ def jerk_plan_into(
 ):
     """The next ``lengths[j]`` actions of each env in ``envs`` into ``out[j, :lengths[j]]``.
 
-    The actions :func:`jerk_actions_into` would give over as many steps (``draws[j, s]`` for
-    step ``s``), for a stretch in which JERK takes no decision: the rest of a move, or of a
-    replay. The caller keeps ``lengths`` within that stretch.
+    Moving: the jump button is held for ``jump_repeat`` steps, starting with probability
+    ``jump_prob`` on a step where it is not held (``draws[j, s]``: one uniform draw per step).
+    Replaying: the sequence's next action, then no-op once it is exhausted. Advances each env's
+    jump and replay position. ``envs`` lists the envs to act for (all of them in lock-step, a
+    finished batch in async mode); the per-env state arrays are indexed by env. One step at a
+    time (``lengths`` all 1) or a stretch in which JERK takes no decision (the rest of a move,
+    or of a replay: the caller keeps ``lengths`` within it).
     """
     for j in range(envs.shape[0]):
+        i = envs[j]
         for s in range(lengths[j]):
-            out[j, s] = _next_action(
-                envs[j],
-                mode,
-                jump_left,
-                replay,
-                replay_len,
-                replay_pos,
-                draws[j, s],
-                jump_prob,
-                jump_repeat,
-            )
-
-
-@numba.njit(**_JIT)
-def _record_one(
-    i,
-    action,
-    reward,
-    done,
-    t,
-    history,
-    cumulative,
-    best,
-    best_t,
-    mode,
-    steps_left,
-    move_reward,
-    jump_left,
-    forward_steps,
-    back_steps,
-):
-    # One step of env i: history, returns, the best prefix, and the end of a move.
-    k = t[i]
-    if k < history.shape[1]:
-        history[i, k] = action
-    cumulative[i] += reward
-    if cumulative[i] > best[i]:
-        best[i] = cumulative[i]
-        best_t[i] = k + 1  # prefix length
-    t[i] = k + 1
-    if mode[i] == MODE_REPLAY or done:
-        return
-    move_reward[i] += reward
-    steps_left[i] -= 1
-    if steps_left[i] <= 0:
-        if mode[i] == MODE_FORWARD and move_reward[i] <= 0:
-            mode[i] = MODE_BACK
-            steps_left[i] = back_steps
-        else:
-            mode[i] = MODE_FORWARD
-            steps_left[i] = forward_steps
-        move_reward[i] = 0.0
-        jump_left[i] = 0  # every move starts with the jump button released
+            if mode[i] == MODE_REPLAY:
+                p = replay_pos[i]
+                out[j, s] = replay[i, p] if p < replay_len[i] else NOOP
+                replay_pos[i] = p + 1
+                continue
+            jump = False
+            if jump_left[i] > 0:
+                jump = True
+                jump_left[i] -= 1
+            elif draws[j, s] < jump_prob:
+                jump = True
+                jump_left[i] = jump_repeat - 1
+            if mode[i] == MODE_FORWARD:
+                out[j, s] = FORWARD_JUMP if jump else FORWARD
+            else:
+                out[j, s] = BACK_JUMP if jump else BACK
 
 
 @numba.njit(**_JIT)
@@ -167,25 +90,30 @@ def jerk_record_sequences(
     to a back-off, and any other finished move to a new forward move.
     """
     for j in range(envs.shape[0]):
+        i = envs[j]
         n = steps[j]
         for s in range(n):
-            _record_one(
-                envs[j],
-                actions[j, s],
-                rewards[j, s],
-                done[j] and s == n - 1,
-                t,
-                history,
-                cumulative,
-                best,
-                best_t,
-                mode,
-                steps_left,
-                move_reward,
-                jump_left,
-                forward_steps,
-                back_steps,
-            )
+            k = t[i]
+            if k < history.shape[1]:
+                history[i, k] = actions[j, s]
+            cumulative[i] += rewards[j, s]
+            if cumulative[i] > best[i]:
+                best[i] = cumulative[i]
+                best_t[i] = k + 1  # prefix length
+            t[i] = k + 1
+            if mode[i] == MODE_REPLAY or (done[j] and s == n - 1):
+                continue
+            move_reward[i] += rewards[j, s]
+            steps_left[i] -= 1
+            if steps_left[i] <= 0:
+                if mode[i] == MODE_FORWARD and move_reward[i] <= 0:
+                    mode[i] = MODE_BACK
+                    steps_left[i] = back_steps
+                else:
+                    mode[i] = MODE_FORWARD
+                    steps_left[i] = forward_steps
+                move_reward[i] = 0.0
+                jump_left[i] = 0  # every move starts with the jump button released
 
 
 @numba.njit(**_JIT)
