@@ -154,8 +154,21 @@ def _shard_processes(before: dict[int, str]) -> set[int]:
 
 
 def _parent(pid: int) -> int:
-    with open(f"/proc/{pid}/stat") as f:
-        return int(f.read().rsplit(")", 1)[1].split()[1])
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return 0  # gone
+
+
+def _mine(pid: int) -> bool:
+    """Whether ``pid`` descends from this test process (ray.init() starts the local cluster's
+    processes as its children), and not from a test run beside this one."""
+    while pid > 1:
+        if pid == os.getpid():
+            return True
+        pid = _parent(pid)
+    return False
 
 
 def _segments_of(pids: set[int]) -> set[str]:
@@ -169,7 +182,7 @@ def test_close_leaves_no_segments_and_no_processes_behind():
     before = _processes()
     env = RayVecRetroEnv(GAME, 2, envs_per_actor=1, observe=False)
     env.reset()
-    started = _shard_processes(before)
+    started = {p for p in _shard_processes(before) if _mine(p)}
     assert len(started) >= 2 + 2  # at least the 2 workers and the 2 trackers
     # Ray may run an actor in a process it started earlier: the actors are the parents.
     actors = {_parent(p) for p in started} | started
