@@ -343,8 +343,6 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self._failure: str | None = None
         self.snapshot_best = bool(snapshot_best)
         self.sequence_length = sequence_length
-        # Async mode: the length of the sequence each env runs (0: a single step, or idle).
-        self._sequence_running = np.zeros(num_envs, dtype=np.int64)
         self._recording = record_dirs is not None
         self._snapshot_fresh = np.zeros(num_envs, dtype=bool)  # published since last restore
 
@@ -704,7 +702,6 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         a["seq_actions"][ids, : flat.shape[1]] = flat
         a["seq_len"][ids] = lens
         a["cmd"][ids] = CMD_SEQUENCE
-        self._sequence_running[ids] = lens
         self._in_flight[ids] = True
         self._wake()
 
@@ -948,7 +945,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         hs = self._resources.handshake
         if not self._batch_ready:
             if timeout is None:  # a sequence of L steps may take L steps' time
-                timeout = self.step_timeout * max(1, int(self._sequence_running.max()))
+                timeout = self.step_timeout * max(1, int(self._a["seq_len"].max()))
             self._wait(timeout, "recv")
         ids = np.empty(m, dtype=np.int32)
         hs.take(m, ids)
@@ -974,12 +971,14 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         return obs, rewards, terminated, truncated, infos
 
     def _add_sequence_infos(self, infos: dict, ids: np.ndarray, rewards: np.ndarray) -> None:
-        # Envs that ran a plain step report it as a sequence of one.
-        ran = self._sequence_running[ids] > 0
+        # seq_len holds what send_sequences gave each env and is cleared here, so 0 marks an env
+        # that ran a plain step: it reports a sequence of one.
+        seq_len = self._a["seq_len"]
+        ran = seq_len[ids] > 0
         steps = np.where(ran, self._a["seq_steps"][ids], 1)
         per_step = self._sequence_rewards(ids, steps)
         per_step[~ran, 0] = rewards[~ran]
-        self._sequence_running[ids] = 0
+        seq_len[ids] = 0
         infos["sequence_steps"] = steps
         infos["_sequence_steps"] = ran
         infos["sequence_rewards"] = per_step
