@@ -457,6 +457,18 @@ def test_open_loop_agent_does_what_the_per_step_agent_does(bias, jump_prob):
     assert per_step.steps == open_loop.steps == 2000
 
 
+def test_explorers_draw_from_a_stream_apart_from_the_pools_sticky_frames():
+    # The pool seeds env i's sticky frames with default_rng(seed + i); the explorers' draws
+    # must not be env 0's sticky draws (or any env's), or jumps and sticky frames would move
+    # together.
+    space = type("Space", (), {"nvec": np.array([5, 5])})()
+    draws = JerkAgent(None, space, JerkConfig(seed=3)).rng.random(16)
+    for i in range(2):
+        assert not np.isin(draws, np.random.default_rng(3 + i).random(64)).any()
+    again = JerkAgent(None, space, JerkConfig(seed=3)).rng.random(16)
+    np.testing.assert_array_equal(draws, again)  # still one seed, one run
+
+
 def test_open_loop_run_spends_exactly_the_budget_with_shared_solutions():
     result = run(
         GAME,

@@ -83,7 +83,7 @@ class JerkConfig:
     profile: dict = field(default_factory=dict)
     """Button combos of "forward", "back" and "jump"; default: PROFILES[game]."""
     seed: int = 0
-    """Seeds the explorers' draws and the pool's sticky frames."""
+    """Seeds the explorers' draws and the pool's sticky frames (independent streams)."""
     replay_from: str = "auto"
     """Where an exploit episode starts: ``"state"`` (load the state saved at the end of the best
     sequence and explore on), ``"reset"`` (replay it from reset, then no-op: the original), or
@@ -195,7 +195,9 @@ class JerkAgent:
         self.config = config = config or JerkConfig()
         config.check()
         n = self.num_envs = len(action_space.nvec) if hasattr(action_space, "nvec") else 1
-        self.rng = np.random.default_rng(config.seed)
+        # A stream of its own: the pool seeds env i's sticky frames with default_rng(seed + i),
+        # and default_rng(seed) here would make env 0's sticky draws the explorers' jump draws.
+        self.rng = np.random.default_rng(np.random.SeedSequence(config.seed).spawn(1)[0])
         self.mode = np.full(n, k.MODE_FORWARD, np.int64)
         self.steps_left = np.full(n, config.forward_steps, np.int64)
         self.jump_left = np.zeros(n, np.int64)
