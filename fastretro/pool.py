@@ -803,20 +803,50 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         from the loaded memory; ``allow_backtracking`` starts over from there). Only sound
         where the worker evaluates the scenario from emulator memory
         (``scenario_engines[i] == "fastretro"``): stable-retro's save states do not carry a
-        Lua script's variables, so those envs are refused. Lock-step mode only.
+        Lua script's variables, so those envs are refused. Async mode: :meth:`async_restore`.
 
         Returns:
             ``(obs, infos)`` of every env, as :meth:`reset` (the others unchanged).
         """
         self._check_idle("restore")
-        self._check_lock_step("restore")
+        if self.batch_size is not None:
+            raise StateMachineError(
+                f"Cannot call restore: this pool is in async mode (batch_size={self.batch_size}); "
+                "use async_restore, then recv"
+            )
+        mask = self._stage_snapshots(snapshots, "restore")
+        a = self._a
+        idx = np.flatnonzero(mask)
+        a["cmd"][idx] = CMD_RESTORE
+        self._dispatch(idx)
+        # Collected as a reset: the restored envs are in a running episode again.
+        self._pending_mask = mask
+        self._state = State.WAITING_RESET
+        return self.reset_wait()
+
+    def async_restore(self, snapshots: Mapping[int, Snapshot]) -> None:
+        """Async mode: load ``{env_id: Snapshot}`` into those envs, as :meth:`restore` does.
+
+        The envs must not be running (``recv`` them first). Each then shows up in a ``recv``
+        batch as after :meth:`async_reset`: its observation is the snapshot's screen, its reward
+        0, and no step is counted; its episode goes on from the snapshot's step and return.
+        """
+        self._check_async("async_restore")
+        mask = self._stage_snapshots(snapshots, "async_restore")
+        idx = np.flatnonzero(mask)
+        self._a["cmd"][idx] = CMD_RESTORE
+        self._in_flight[idx] = True
+        self._wake()
+
+    def _stage_snapshots(self, snapshots: Mapping[int, Snapshot], call: str) -> np.ndarray:
+        """Check ``{env_id: Snapshot}`` and write it into the envs' slots; their mask."""
         if not isinstance(snapshots, Mapping) or not snapshots:
             raise InvalidArgumentError(
                 f"Expected a non-empty {{env_id: Snapshot}} mapping, got {snapshots!r:.80}"
             )
         a = self._a
         for env_id, snap in snapshots.items():
-            i = self._check_snapshot_env(env_id, "restore")
+            i = self._check_snapshot_env(env_id, call)
             if not isinstance(snap, Snapshot):
                 raise InvalidArgumentError(
                     f"Expected a Snapshot for env {i}, got {type(snap).__name__}"
@@ -860,14 +890,8 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             if self.observe:
                 a["snap_screen"][i] = snap.screen
             mask[i] = True
-        idx = np.flatnonzero(mask)
-        self._snapshot_fresh[idx] = False
-        a["cmd"][idx] = CMD_RESTORE
-        self._dispatch(idx)
-        # Collected as a reset: the restored envs are in a running episode again.
-        self._pending_mask = mask
-        self._state = State.WAITING_RESET
-        return self.reset_wait()
+        self._snapshot_fresh[mask] = False
+        return mask
 
     def _check_snapshot_env(self, env_id: Any, call: str) -> int:
         if not self.snapshot_best:
@@ -879,6 +903,11 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         ):
             raise InvalidArgumentError(
                 f"Expected an env_id in [0, {self.num_envs}), got {env_id!r}"
+            )
+        if self.batch_size is not None and self._in_flight[env_id]:
+            # Its worker writes the snapshot slot when an episode ends.
+            raise StateMachineError(
+                f"Cannot call {call} for env {env_id} while it is running: recv it first"
             )
         return int(env_id)
 

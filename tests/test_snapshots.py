@@ -128,10 +128,52 @@ def test_restore_refuses_a_recording_pool(tmp_path):
             env.restore({0: snap})
 
 
-def test_restore_needs_lock_step_mode():
+def test_restore_and_async_restore_each_need_their_mode():
     with pool(num_envs=2, observe=False, batch_size=1) as env:
-        with pytest.raises(StateMachineError, match="Cannot call restore: this pool is in async"):
+        with pytest.raises(StateMachineError, match=r"in async mode \(batch_size=1\); use async_r"):
             env.restore({0: Snapshot(GAME, b"", 1, 0.0)})
+        env.async_reset(seed=0)  # both envs running
+        with pytest.raises(StateMachineError, match="async_restore for env 0 while it is running"):
+            env.async_restore({0: Snapshot(GAME, b"", 1, 0.0)})
+        with pytest.raises(StateMachineError, match="best_snapshot for env 1 while it is running"):
+            env.best_snapshot(1)
+    with pool(num_envs=1, observe=False) as env:
+        with pytest.raises(StateMachineError, match="Cannot call async_restore: this pool is in"):
+            env.async_restore({0: Snapshot(GAME, b"", 1, 0.0)})
+
+
+@pytest.mark.parametrize("driver", ["send", "send_sequences"])
+def test_async_restore_goes_on_as_the_lock_step_restore(driver):
+    with pool(num_envs=1, observe=False) as env:
+        snap, _ = episode_with_snapshot(env)
+        env.restore({0: snap})
+        expected = []
+        for t in range(snap.episode_step, LIMIT):
+            _, r, terminated, truncated, _ = env.step(AFTER[t][None])
+            expected.append((r[0], terminated[0], truncated[0]))
+    steps = LIMIT - snap.episode_step
+    sequences = {"sequence_length": steps} if driver == "send_sequences" else {}
+    with pool(num_envs=2, observe=False, batch_size=1, **sequences) as env:
+        env.async_reset(seed=0)
+        env.recv(), env.recv()  # the two resets; env 1 then stays idle
+        env.async_restore({0: snap})
+        _, r, terminated, truncated, infos = env.recv()
+        assert infos["env_id"][0] == 0 and r[0] == 0 and not (terminated[0] or truncated[0])
+        assert infos["score"][0] == snap.episode_return
+        got = []
+        if driver == "send":
+            for t in range(snap.episode_step, LIMIT):
+                env.send(AFTER[t][None], [0])
+                _, r, terminated, truncated, _ = env.recv()
+                got.append((r[0], terminated[0], truncated[0]))
+        else:
+            env.send_sequences(AFTER[None, snap.episode_step :], np.array([steps]), [0])
+            _, _, terminated, truncated, infos = env.recv()
+            assert infos["sequence_steps"][0] == steps and truncated[0]
+            rewards = infos["sequence_rewards"][0, :steps]
+            got = [(r, False, t == steps - 1) for t, r in enumerate(rewards)]
+    assert got == expected
+    assert sum(r for r, _, _ in got) > 0  # the comparison covered steps that scored
 
 
 def test_restore_after_an_episode_end_with_next_step_autoreset_goes_on_from_the_snapshot():
