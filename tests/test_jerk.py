@@ -470,28 +470,46 @@ def test_explorers_draw_from_a_stream_apart_from_the_pools_sticky_frames():
 
 
 def test_open_loop_run_spends_exactly_the_budget_with_shared_solutions():
-    result = run(
-        GAME,
-        num_envs=2,
-        config=JerkConfig(EXPLOIT_BIAS=1.0, seed=3, replay_from="auto"),
-        progress=False,
-        pool_options={"max_episode_steps": 60},
-        timesteps=700,
-        open_loop=True,
-    )
-    assert result["timesteps"] == 700
-    # Open-loop stretches run in async mode, where a saved state cannot be loaded.
-    assert result["replay_path"] == "reset" and "async" in result["replay_path_why"]
-    # 700 steps of 60-step episodes: 11 ended, whichever env got the budget's tail.
-    assert result["episodes"] == 11 and result["solutions"] == 2
-    assert result["replays"] >= result["episodes"] - 2
+    result = {}
+    for replay_from in ("reset", "state"):
+        result[replay_from] = run(
+            GAME,
+            num_envs=2,
+            config=JerkConfig(EXPLOIT_BIAS=1.0, seed=3, replay_from=replay_from),
+            progress=False,
+            pool_options={"max_episode_steps": 300},
+            timesteps=1500,
+            open_loop=True,
+        )
+        assert result[replay_from]["timesteps"] == 1500
+        assert result[replay_from]["replay_path"] == replay_from
+    reset, state = result["reset"], result["state"]
+    # EXPLOIT_BIAS=1: once a solution exists every new episode exploits one, shared by both
+    # explorers. From reset it replays the whole sequence; from a state (async_restore) the
+    # episode starts where the sequence did best, with its return (the agent checks at every
+    # episode end that the pool's best state is the end of its own best prefix).
+    assert reset["replays"] >= reset["episodes"] - 2 > 0 and reset["restores"] == 0
+    assert state["restores"] >= state["episodes"] - 2 > 0 and state["replays"] == 0
+    assert reset["solutions"] >= 2 and state["solutions"] >= 2
+    # A restored episode skips its prefix's steps (its return counts them), so more end
+    # within the same budget.
+    assert state["episodes"] > reset["episodes"]
+    assert state["mean_episode_reward"] > 0 and reset["mean_episode_reward"] > 0
 
 
 def test_open_loop_and_async_batches_together_raise():
     with pytest.raises(InvalidArgumentError, match="Expected open_loop or async_batches, not both"):
         run(GAME, num_envs=2, progress=False, timesteps=10, async_batches=True)
-    with pytest.raises(InvalidArgumentError, match=r"open_loop=False, --per-step, turns them off"):
-        run(GAME, num_envs=2, config=JerkConfig(replay_from="state"), progress=False, timesteps=10)
+    with pytest.raises(InvalidArgumentError, match="the async-batches driver replays from reset"):
+        run(
+            GAME,
+            num_envs=2,
+            config=JerkConfig(replay_from="state"),
+            progress=False,
+            timesteps=10,
+            open_loop=False,
+            async_batches=True,
+        )
 
 
 class _PushBackStream:

@@ -20,8 +20,7 @@ and done depend only on emulator memory (the pool's workers evaluate it:
 ``scenario_engines == "fastretro"``), fastretro instead loads the emulator state saved where
 that sequence reached its best (``VecRetroEnv(snapshot_best=True)``) and explores on from
 there, so the budget goes to new ground; the episode's return counts the prefix's reward, as a
-replay would; that needs the per-step lock-step pool (``open_loop=False``). Where the
-scenario keeps state outside the emulator (the contest's Lua reward script; stable-retro's
+replay would. Where the scenario keeps state outside the emulator (the contest's Lua reward script; stable-retro's
 save states do not carry it), it replays from reset as the original. The run reports which
 path ran (``replay_path``).
 
@@ -29,7 +28,8 @@ Open loop (the default): between two decisions JERK's actions are fixed (a move'
 its start, a replay's are the remembered sequence), so the parent hands each env a whole move
 or replay (``VecRetroEnv.send_sequences``) and each worker runs it step after step without a
 round trip; the pool runs async, each env on its own, and the parent only wakes between
-moves. Loading saved states needs the per-step lock-step pool (``--per-step``).
+moves (an exploit episode that goes on from a saved state loads it with
+``VecRetroEnv.async_restore`` first).
 
 Run: ``fastretro jerk --game G [--state S] [--num-envs N] [--timesteps T] [--seed K]
 [--replay-from auto|state|reset] [--per-step] [--json]``
@@ -87,7 +87,7 @@ class JerkConfig:
     replay_from: str = "auto"
     """Where an exploit episode starts: ``"state"`` (load the state saved at the end of the best
     sequence and explore on), ``"reset"`` (replay it from reset, then no-op: the original), or
-    ``"auto"`` (``"state"`` where sound and the run is per step, else ``"reset"``)."""
+    ``"auto"`` (``"state"`` where sound, else ``"reset"``)."""
 
     def check(self) -> None:
         """Raise InvalidArgumentError on a value the algorithm cannot use."""
@@ -168,7 +168,8 @@ class JerkAgent:
 
     Replay from saved states: give ``snapshots`` (a pool's ``best_snapshot``); the agent then
     takes each ended episode's best state, and an exploit episode starts by loading one:
-    after ``observe``, pass ``pending_restores`` to the pool's ``restore`` and clear it.
+    after ``observe``, pass ``pending_restores`` to the pool's ``restore`` (``async_restore``
+    in async mode) and clear it.
 
     Args:
         observation_space: unused (JERK never looks).
@@ -407,9 +408,9 @@ def run(
     ``fastretro replay`` gives back the reward reported as ``best_movie_reward``).
     ``open_loop`` (default): JERK decides nothing within a move or a replay, so each env runs
     a whole one in its worker (:meth:`VecRetroEnv.send_sequences`, async mode: every env on
-    its own) and the parent steps in only between them; exploit episodes then replay from
-    reset. ``False``: the parent picks every step's actions, in a lock-step pool (which can
-    load saved states), or with ``async_batches`` in two halves with send/recv.
+    its own) and the parent steps in only between them. ``False``: the parent picks every
+    step's actions, in a lock-step pool, or with ``async_batches`` in two halves with
+    send/recv (which replays from reset).
     """
     from tqdm import tqdm
 
@@ -445,7 +446,9 @@ def run(
     batch = batch if batch and batch < num_envs else None
     if open_loop:
         batch = 1
-    replay_path, why = _replay_path(config.replay_from, game, state, num_envs, options, batch)
+    replay_path, why = _replay_path(
+        config.replay_from, game, state, num_envs, options, async_batches
+    )
     start = time.perf_counter()
     steps = 0
     with VecRetroEnv(
@@ -581,9 +584,19 @@ def drive_open_loop(
                 bar.update(int(ran_steps.sum()))
         started[ids] = True
         reserved[ids] = 0
+        restores = dict(agent.pending_restores)
+        agent.pending_restores.clear()
         left = budget - steps - int(reserved.sum())
         if left <= 0 or (deadline is not None and time.perf_counter() > deadline):
             continue  # spent: collect the stretches still running
+        if restores:  # exploit episodes that go on from a saved state: load it first
+            env.async_restore(restores)
+            loading = np.fromiter(restores, np.int64)
+            started[loading] = False  # their next result is the load, not a stretch
+            running += len(loading)
+            ids = ids[~np.isin(ids, loading)]
+            if not len(ids):
+                continue
         go = ids[: max(1, min(len(ids), left))]
         limits = np.full(len(go), min(env.sequence_length, left // len(go)))
         with phase("inference"):
@@ -595,7 +608,7 @@ def drive_open_loop(
     return steps
 
 
-def _replay_path(choice, game, state, num_envs, options, batch_size) -> tuple[str, str]:
+def _replay_path(choice, game, state, num_envs, options, async_batches) -> tuple[str, str]:
     """``("state" | "reset", why)``: where exploit episodes start, for ``replay_from=choice``."""
     from fastretro.spec import resolve_all
     from fastretro.worker import scenario_plan
@@ -612,11 +625,8 @@ def _replay_path(choice, game, state, num_envs, options, batch_size) -> tuple[st
         )
     elif options.get("record") is not None:
         why = "the pool records .bk2 movies, which replay from reset"
-    elif batch_size is not None:
-        why = (
-            "loading states needs the lock-step pool, and open-loop moves (the default; "
-            "open_loop=False, --per-step, turns them off) or async_batches run it async"
-        )
+    elif async_batches:
+        why = "the async-batches driver replays from reset"
     else:
         return "state", "the scenario's reward and done read emulator memory only"
     if choice == "state":
@@ -668,8 +678,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--per-step",
         action="store_true",
-        help="the parent picks every step's actions in a lock-step pool (slower; needed for "
-        "--replay-from state) instead of each env running whole moves in its worker",
+        help="the parent picks every step's actions in a lock-step pool (slower) instead of "
+        "each env running whole moves in its worker",
     )
     parser.add_argument(
         "--replay-from",
