@@ -20,9 +20,9 @@ and done depend only on emulator memory (the pool's workers evaluate it:
 ``scenario_engines == "fastretro"``), fastretro instead loads the emulator state saved where
 that sequence reached its best (``VecRetroEnv(snapshot_best=True)``) and explores on from
 there, so the budget goes to new ground; the episode's return counts the prefix's reward, as a
-replay would. Where the scenario keeps state outside the emulator (the contest's Lua reward script; stable-retro's
-save states do not carry it), it replays from reset as the original. The run reports which
-path ran (``replay_path``).
+replay would. Where the scenario keeps state outside the emulator (the contest's Lua reward
+script; stable-retro's save states do not carry it), it replays from reset as the original.
+The run reports which path ran (``replay_path``).
 
 Open loop (the default): between two decisions JERK's actions are fixed (a move's are drawn at
 its start, a replay's are the remembered sequence), so the parent hands each env a whole move
