@@ -809,11 +809,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             ``(obs, infos)`` of every env, as :meth:`reset` (the others unchanged).
         """
         self._check_idle("restore")
-        if self.batch_size is not None:
-            raise StateMachineError(
-                f"Cannot call restore: this pool is in async mode (batch_size={self.batch_size}); "
-                "use async_restore, then recv"
-            )
+        self._check_lock_step("restore", instead="async_restore, then recv")
         mask = self._stage_snapshots(snapshots, "restore")
         a = self._a
         idx = np.flatnonzero(mask)
@@ -1013,11 +1009,11 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         infos["sequence_rewards"] = per_step
         infos["_sequence_rewards"] = ran.copy()
 
-    def _check_lock_step(self, call: str) -> None:
+    def _check_lock_step(self, call: str, instead: str = "async_reset, send and recv") -> None:
         if self.batch_size is not None:
             raise StateMachineError(
                 f"Cannot call {call}: this pool is in async mode (batch_size={self.batch_size}); "
-                "use async_reset, send and recv"
+                f"use {instead}"
             )
 
     def _check_async(self, call: str) -> None:
