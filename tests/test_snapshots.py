@@ -155,7 +155,8 @@ def test_async_restore_goes_on_as_the_lock_step_restore(driver):
     sequences = {"sequence_length": steps} if driver == "send_sequences" else {}
     with pool(num_envs=2, observe=False, batch_size=1, **sequences) as env:
         env.async_reset(seed=0)
-        env.recv(), env.recv()  # the two resets; env 1 then stays idle
+        for _ in range(2):  # the two resets; env 1 then stays idle
+            env.recv()
         env.async_restore({0: snap})
         _, r, terminated, truncated, infos = env.recv()
         assert infos["env_id"][0] == 0 and r[0] == 0 and not (terminated[0] or truncated[0])
