@@ -559,7 +559,7 @@ def drive_open_loop(
     n = env.num_envs
     env.async_reset(seed=seed)
     running = n
-    started = np.zeros(n, bool)
+    stretching = np.zeros(n, bool)  # the env's next result ends a stretch (not a reset/load)
     sent = np.zeros((n, env.sequence_length), np.int64)  # the actions each env is running
     reserved = np.zeros(n, np.int64)  # budget handed to each env in flight
     steps = 0
@@ -567,7 +567,7 @@ def drive_open_loop(
         _, _, terminated, truncated, infos = env.recv()
         ids = infos["env_id"]
         running -= len(ids)
-        ran = started[ids]  # an env's first result is its reset, not a stretch
+        ran = stretching[ids]
         if ran.any():
             done_ids, ran_steps = ids[ran], infos["sequence_steps"][ran]
             with phase("learning"):
@@ -582,7 +582,7 @@ def drive_open_loop(
             steps += int(ran_steps.sum())
             if bar is not None:
                 bar.update(int(ran_steps.sum()))
-        started[ids] = True
+        stretching[ids] = True
         reserved[ids] = 0
         restores = dict(agent.pending_restores)
         agent.pending_restores.clear()
@@ -592,7 +592,7 @@ def drive_open_loop(
         if restores:  # exploit episodes that go on from a saved state: load it first
             env.async_restore(restores)
             loading = np.fromiter(restores, np.int64)
-            started[loading] = False  # their next result is the load, not a stretch
+            stretching[loading] = False  # their next result is the load, not a stretch
             running += len(loading)
             ids = ids[~np.isin(ids, loading)]
             if not len(ids):
