@@ -14,6 +14,10 @@ from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from sync cimport fr_atomic_cas
 
+# Genesis Plus GX's frame without its picture (fastretro/headless.py finds them in the core).
+ctypedef void (*frame_gen_fn)(int do_skip) noexcept nogil
+ctypedef int (*audio_update_fn)(short *buffer) noexcept nogil
+
 # Command codes written by the parent into ``cmd[worker]`` (mirrored in fastretro/worker.py).
 CMD_STEP = 1
 CMD_RESET = 2
@@ -210,7 +214,10 @@ cdef class EnvStepper:
     whether a next-step autoreset is due) and writes its env's row of every shared array.
     """
 
-    cdef int index, num_buttons, frameskip, autoreset, action_mode
+    cdef int index, num_buttons, frameskip, autoreset, action_mode, draw_from
+    cdef frame_gen_fn frame_gen
+    cdef audio_update_fn audio_update
+    cdef short[::1] audio_scratch
     cdef double sticky_prob, reward_scale, clip_reward, x_now, x_max
     cdef bint max_pool, per_frame, have_prev, needs_reset, backtracking, observe, recording
     cdef bint frame_done, snapshots
@@ -250,7 +257,9 @@ cdef class EnvStepper:
                 scenario_plan (a ``ScenarioPlan`` this worker evaluates itself, or ``None``:
                 stable-retro's ``data.update_ram`` evaluates the scenario), and snapshot_best
                 (keep the emulator state where each episode first reaches its best return,
-                published into ``snap`` when the episode ends).
+                published into ``snap`` when the episode ends), and headless (a
+                ``fastretro.headless.HeadlessFrame``: the frames of a step before the first
+                one whose picture is used run without drawing it; ``None``: draw every frame).
             views: the shared arrays (actions, rewards, terminated, truncated, info, final_info,
                 and the snapshot slot: snap, snap_len, snap_step, snap_return, snap_screen).
             write_obs: ``write_obs(screen, prev_screen_or_None, fill)`` writes this env's
@@ -317,6 +326,23 @@ cdef class EnvStepper:
         self.snap_step = views["snap_step"]
         self.snap_return = views["snap_return"]
         self._forget_best()
+        self._bind_headless(opts.get("headless"))
+
+    cdef void _bind_headless(self, headless) except *:
+        # draw_from: the first frame of a step whose picture anyone reads. Without observations,
+        # none; with them, the last (and the one before it for max-pooling), unless an episode
+        # may end on any frame (per-frame evaluation), whose picture is then the observation.
+        self.draw_from = 0
+        if headless is None:
+            return
+        self.frame_gen = <frame_gen_fn><size_t>headless.frame_gen
+        self.audio_update = <audio_update_fn><size_t>headless.audio_update
+        from fastretro.headless import AUDIO_SCRATCH_VALUES
+        self.audio_scratch = np.zeros(AUDIO_SCRATCH_VALUES, np.int16)
+        if not self.observe:
+            self.draw_from = self.frameskip
+        elif not self.per_frame:
+            self.draw_from = self.frameskip - (2 if self.max_pool else 1)
 
     def set_rng(self, rng):
         self.rng = rng
@@ -535,7 +561,13 @@ cdef class EnvStepper:
             if self.recording:
                 self._record_frame(self.buttons_prev if (f == 0 and keep_prev)
                                    else self.buttons_new)
-            self.em_step()
+            if f < self.draw_from:
+                # em.step's retro_run, less the picture: the frame with do_skip, then the
+                # sound chips (their timers are game state; the samples are not kept).
+                self.frame_gen(1)
+                self.audio_update(&self.audio_scratch[0])
+            else:
+                self.em_step()
             frames += 1
             t1 = _now(CLOCK_MONOTONIC)
             timing[T_EMULATE] += t1 - t

@@ -182,6 +182,12 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             step inside its worker, with no round trip to the parent in between, for agents
             that decide a stretch of actions at once (JERK's moves and replays, scripted
             play). Needs ``observe=False``: only the last step's frame would survive.
+        skip_rendering: run the frames of a step whose picture no observation uses without
+            drawing it (all of them with ``observe=False``), where the core allows it: Genesis
+            Plus GX, in Mega Drive mode (fastretro/headless.py). Such a frame costs about half a
+            drawn one; RAM, rewards and observations stay the same. The VDP's sprite-overflow
+            and sprite-collision status bits are not set on those frames: ``False`` draws every
+            frame, for a game that reads them. ``skips_rendering`` says which envs do it.
 
     Observations are uint8 arrays of shape ``(num_envs, H, W, C)``: the screen's (H, W, 3) by
     default, or what the preprocessing options make of it, computed inside each worker by the
@@ -224,6 +230,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         startup_timeout: float = 120.0,
         snapshot_best: bool = False,
         sequence_length: int = 0,
+        skip_rendering: bool = True,
     ) -> None:
         self._closed = True  # until construction succeeds; close() is then a no-op
         self._resources: _Resources | None = None
@@ -363,6 +370,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             record=record_dirs,
             scenario_engine=scenario_engine,
             snapshot_best=bool(snapshot_best),
+            skip_rendering=bool(skip_rendering),
         )
         # Segments left by fastretro processes that were SIGKILLed (their owner is gone):
         # reclaimed here, as `fastretro cleanup` would.
@@ -400,6 +408,8 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             ((action_mode, action_sizes),) = tables
             self._action_mode, self._action_sizes = action_mode, action_sizes
             raw_screens = {r[4] for r in ready}  # one screen shape: one raw shape
+            #: Per env: whether frames no observation uses run without drawing (Genesis).
+            self.skips_rendering: tuple[bool, ...] = tuple(r[5] for r in ready)
             self._create_buffers(self.screen_shape, max(r[3] for r in ready), raw_screens.pop())
             if self.observe and (prep.grayscale or prep.resize is not None):
                 _compile_kernels(prep, self.screen_shape, res.buffers.arrays["obs"][0])

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastretro import actions
+from fastretro.headless import find_headless_frame
 from fastretro.preprocess import FrameWriter, Preprocessing
 from fastretro.spec import EnvSpec, integrations
 
@@ -53,6 +54,7 @@ class WorkerOptions:
     record: tuple[str, ...] | None = None  # one movie folder per env
     scenario_engine: str = "auto"
     snapshot_best: bool = False  # keep each episode's best state (VecRetroEnv.best_snapshot)
+    skip_rendering: bool = True  # frames no observation uses run without drawing (Genesis)
 
 
 def error_payload(index: int, exc: BaseException) -> tuple:
@@ -132,7 +134,15 @@ def worker_main(
         # The save state's size sizes the pool's snapshot slots (fixed per core; ~1 MB Genesis).
         state_size = len(env.em.get_state()) if opts.snapshot_best else 0
         raw_screen = env.em.get_screen().shape  # uncropped, as snapshots keep it
-        ready = (screen_shape(env), table.mode, table.sizes, state_size, raw_screen)
+        headless = find_headless_frame() if opts.skip_rendering else None
+        ready = (
+            screen_shape(env),
+            table.mode,
+            table.sizes,
+            state_size,
+            raw_screen,
+            headless is not None,
+        )
         conn.send(("ready", index, ready))
         msg = _recv_or_orphaned(conn, parent_pid)
         if msg is None or msg[0] != "attach":
@@ -177,6 +187,7 @@ def worker_main(
                 "record": opts.record is not None,
                 "scenario_plan": scenario_plan(spec, opts.scenario_engine),
                 "snapshot_best": opts.snapshot_best,
+                "headless": headless,
             },
             a,
             write_obs,

@@ -64,10 +64,18 @@ def test_copy_true_returns_independent_arrays():
 
 
 @pytest.mark.parametrize(
-    "frameskip, sticky_prob, max_pool",
-    [(1, 0.0, False), (4, 0.25, False), (4, 0.25, True)],
+    "frameskip, sticky_prob, max_pool, per_frame",
+    # Evaluated once per step, the frames before the observed ones run without drawing
+    # (fastretro/headless.py); per frame, every frame is drawn.
+    [
+        (1, 0.0, False, True),
+        (4, 0.25, False, True),
+        (4, 0.25, True, True),
+        (4, 0.25, False, False),
+        (4, 0.25, True, False),
+    ],
 )
-def test_bit_identical_to_plain_stable_retro(frameskip, sticky_prob, max_pool):
+def test_bit_identical_to_plain_stable_retro(frameskip, sticky_prob, max_pool, per_frame):
     steps, n, seed = 120, 2, 7
     acts = random_actions(steps, n, seed=1)
     with VecRetroEnv(
@@ -76,7 +84,7 @@ def test_bit_identical_to_plain_stable_retro(frameskip, sticky_prob, max_pool):
         frameskip=frameskip,
         sticky_prob=sticky_prob,
         max_pool=max_pool,
-        per_frame_reward=True,
+        per_frame_reward=per_frame,
     ) as env:
         obs, _ = env.reset(seed=seed)
         got_obs, got_rew = [obs.copy()], []
