@@ -2,8 +2,11 @@
 
 Frames are counted the EnvPool way: agent steps x frameskip, summed over envs. The limit L is
 ``cores x`` the frames/s of one process calling only the bare core (``em.step()``: no input, no
-RAM read, no screen grab). Each measurement runs in a fresh process, so no emulator ever lives in
-this one and no measurement inherits another's state.
+RAM read, no screen grab), drawing every frame. fastretro does not draw the frames no
+observation uses (``skip_rendering``, fastretro/headless.py), so it can pass L; the
+``fastretro-drawn`` backend draws them all, as L's loop and the peers do, and its ratio to L is
+the pool's own efficiency. Each measurement runs in a fresh process, so no emulator ever lives
+in this one and no measurement inherits another's state.
 """
 
 from __future__ import annotations
@@ -134,7 +137,8 @@ def run_bench(
             "seconds": seconds,
             "warmup": warmup,
             "frames": "agent steps x frameskip, summed over envs (the EnvPool convention)",
-            "limit": "cores x frames/s of one process calling only em.step()",
+            "limit": "cores x frames/s of one process calling only em.step(), every frame drawn",
+            "fastretro-drawn": "fastretro with skip_rendering=False: every frame drawn",
             "peer_preprocessing": "OpenCV" if OPENCV else "fastretro.kernels (no OpenCV)",
             "command": " ".join(["fastretro", "bench", *sys.argv[2:]]),
             "date": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -303,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     m = report["machine"]
     print(
         f"\n{report['settings']['game']} on {m['cpu']} ({m['cores']} cores), "
-        f"{args.seconds:g} s per run. Frames = agent steps x frameskip; L = cores x bare em.step()."
+        f"{args.seconds:g} s per run. Frames = agent steps x frameskip; L = cores x bare em.step();"
+        " fastretro skips drawing frames no observation uses, fastretro-drawn draws them all."
     )
     print(format_table(report, markdown=args.markdown))
     failed = [r for r in report["results"] if r["error"]]

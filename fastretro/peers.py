@@ -259,16 +259,21 @@ def measure_sb3(game, config, num_envs, seconds, warmup):
         env.close()
 
 
-def measure_fastretro(game, config, num_envs, seconds, warmup):
+def measure_fastretro(game, config, num_envs, seconds, warmup, skip_rendering=True):
     """Agent steps/s (all envs) of fastretro's VecRetroEnv."""
     from fastretro import VecRetroEnv
 
-    env = VecRetroEnv(game, num_envs, **config.pool_options())
+    env = VecRetroEnv(game, num_envs, skip_rendering=skip_rendering, **config.pool_options())
     try:
         env.reset(seed=0)
         return num_envs * _timed_loop(env.step, _random_actions(num_envs), seconds, warmup)
     finally:
         env.close()
+
+
+def measure_fastretro_drawn(game, config, num_envs, seconds, warmup):
+    """The same, drawing every frame (``skip_rendering=False``) as L's loop and the peers do."""
+    return measure_fastretro(game, config, num_envs, seconds, warmup, skip_rendering=False)
 
 
 #: name -> (measure function, whether the figure depends on num_envs)
@@ -277,6 +282,7 @@ BACKENDS = {
     "single": (measure_single, False),
     "gymnasium": (measure_gymnasium, True),
     "sb3": (measure_sb3, True),
+    "fastretro-drawn": (measure_fastretro_drawn, True),
     "fastretro": (measure_fastretro, True),
 }
 

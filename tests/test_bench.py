@@ -19,7 +19,7 @@ def test_run_bench_writes_json_png_and_table(tmp_path):
         GAME,
         configs=("rgb-fs1",),
         num_envs=(1, 2),
-        backends=("limit", "single", "gymnasium", "fastretro"),
+        backends=("limit", "single", "gymnasium", "fastretro-drawn", "fastretro"),
         seconds=0.2,
         warmup=0.05,
         out_dir=str(tmp_path),
@@ -35,12 +35,14 @@ def test_run_bench_writes_json_png_and_table(tmp_path):
         ("single", None),
         ("gymnasium", 1),
         ("gymnasium", 2),
+        ("fastretro-drawn", 1),
+        ("fastretro-drawn", 2),
         ("fastretro", 1),
         ("fastretro", 2),
     }
     assert all(r["error"] is None and r["frames_per_s"] > 0 for r in report["results"])
     table = bench.format_table(report, markdown=True)
-    for backend in ("limit", "single", "gymnasium", "fastretro"):
+    for backend in ("limit", "single", "gymnasium", "fastretro-drawn", "fastretro"):
         assert f"| rgb-fs1 | {backend} |" in table
     assert re.search(r"\(\d+\.\d\d L, \d+\.\d\dx gym\)", table)
 
@@ -57,7 +59,7 @@ def test_run_bench_writes_json_png_and_table(tmp_path):
             {"backends": ("envpool",)},
             InvalidArgumentError,
             "Unknown backend 'envpool'; expected one of ['limit', 'single', 'gymnasium', 'sb3', "
-            "'fastretro']",
+            "'fastretro-drawn', 'fastretro']",
         ),
         ({"num_envs": (0,)}, InvalidArgumentError, "Expected every num_envs >= 1, got 0"),
         ({"seconds": 0}, InvalidArgumentError, "Expected seconds > 0, got 0"),
