@@ -215,6 +215,8 @@ cdef class EnvStepper:
     """
 
     cdef int index, num_buttons, frameskip, autoreset, action_mode, draw_from
+    cdef bint redraw_at_end
+    cdef object before_frame
     cdef frame_gen_fn frame_gen
     cdef audio_update_fn audio_update
     cdef short[::1] audio_scratch
@@ -330,9 +332,12 @@ cdef class EnvStepper:
 
     cdef void _bind_headless(self, headless) except *:
         # draw_from: the first frame of a step whose picture anyone reads. Without observations,
-        # none; with them, the last (and the one before it for max-pooling), unless an episode
-        # may end on any frame (per-frame evaluation), whose picture is then the observation.
+        # none; with them, the last (and the one before it for max-pooling). With per-frame
+        # evaluation an episode may end on an earlier frame, whose picture is then the
+        # observation: redraw_at_end keeps the state before each undrawn frame to run that
+        # one frame again, drawn (get_state ~5 us, against ~200 us saved per frame).
         self.draw_from = 0
+        self.redraw_at_end = False
         if headless is None:
             return
         self.frame_gen = <frame_gen_fn><size_t>headless.frame_gen
@@ -341,8 +346,9 @@ cdef class EnvStepper:
         self.audio_scratch = np.zeros(AUDIO_SCRATCH_VALUES, np.int16)
         if not self.observe:
             self.draw_from = self.frameskip
-        elif not self.per_frame:
+        else:
             self.draw_from = self.frameskip - (2 if self.max_pool else 1)
+            self.redraw_at_end = self.per_frame
 
     def set_rng(self, rng):
         self.rng = rng
@@ -562,6 +568,8 @@ cdef class EnvStepper:
                 self._record_frame(self.buttons_prev if (f == 0 and keep_prev)
                                    else self.buttons_new)
             if f < self.draw_from:
+                if self.redraw_at_end:
+                    self.before_frame = self.em.get_state()
                 # em.step's retro_run, less the picture: the frame with do_skip, then the
                 # sound chips (their timers are game state; the samples are not kept).
                 self.frame_gen(1)
@@ -584,6 +592,12 @@ cdef class EnvStepper:
                 t = t1
                 if self.frame_done:
                     done = True
+                    if f < self.draw_from and self.observe:
+                        # The episode ended on an undrawn frame: run it again, drawn, from the
+                        # state before it (same buttons, still set; the emulator is
+                        # deterministic, and the scenario has already counted this frame).
+                        self.em.set_state(self.before_frame)
+                        self.em_step()
                     break
         if not self.per_frame:
             # The scenario's reward is a sum of per-frame deltas of RAM variables, so one read

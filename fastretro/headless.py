@@ -13,6 +13,7 @@ so this module finds it there, next to the exported ``retro_run`` that anchors t
 load address. ``retro_run`` is then replaced, for a skipped frame, by what it does minus the
 picture: ``system_frame_gen(1)`` and ``audio_update`` (which advances the sound chips' state;
 the samples go to a scratch buffer, as nobody reads them either).
+The worker (ext/worker_loop.pyx) decides which frames need their picture.
 
 Everything is checked before it is used: the core must be Genesis Plus GX in Mega Drive mode
 (Sega CD, Master System and Game Gear games take other paths through ``retro_run``), the

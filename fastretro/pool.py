@@ -185,7 +185,9 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         skip_rendering: run the frames of a step whose picture no observation uses without
             drawing it (all of them with ``observe=False``), where the core allows it: Genesis
             Plus GX, in Mega Drive mode (fastretro/headless.py). Such a frame costs about half a
-            drawn one; RAM, rewards and observations stay the same. The VDP's sprite-overflow
+            drawn one; RAM, rewards and observations stay the same (with per-frame evaluation,
+            an episode that ends on an undrawn frame runs that frame again, drawn, from the
+            state saved before it). The VDP's sprite-overflow
             and sprite-collision status bits are not set on those frames: ``False`` draws every
             frame, for a game that reads them. ``skips_rendering`` says which envs do it.
 

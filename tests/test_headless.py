@@ -102,3 +102,16 @@ def test_skipping_rendering_changes_no_observation_reward_or_info(kwargs):
     assert drawn[2].sum() > 0 and drawn[3].any(), "the rollout should score and end episodes"
     for got, want in zip(skipped[1:], drawn[1:]):
         np.testing.assert_array_equal(got, want)
+
+
+def test_an_episode_ending_on_an_undrawn_frame_shows_that_frame():
+    # Evaluated per frame, an episode can end on a frame that was not drawn; the worker then
+    # runs that frame again, drawn, from the state before it. These seeds end 6 episodes by
+    # game over in 1,500 steps, 2 of them on an undrawn frame (without the redraw, exactly
+    # those 2 final observations differ).
+    kwargs = dict(CONTEST, per_frame_reward=True)
+    drawn = _rollout(1500, False, **kwargs)
+    skipped = _rollout(1500, True, **kwargs)
+    assert drawn[3].sum() >= 2, "the rollout should end episodes by game over"
+    for got, want in zip(skipped[1:], drawn[1:]):
+        np.testing.assert_array_equal(got, want)
