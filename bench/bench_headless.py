@@ -1,0 +1,74 @@
+"""What a frame costs drawn (``em.step``) and undrawn (fastretro/headless.py), in one process.
+
+Both run the same random buttons from the same state; the per-frame time is the best of 5
+repeats of 400 frames, alternating the two ways 3 times. Run: ``python bench/bench_headless.py``
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import multiprocessing as mp
+import platform
+import timeit
+
+import numpy as np
+
+from fastretro import DEFAULT_GAME
+
+
+def _measure(game: str, rounds: int, frames: int) -> list[tuple[float, float]]:
+    import stable_retro
+
+    from fastretro.headless import AUDIO_SCRATCH_VALUES, find_headless_frame
+
+    env = stable_retro.make(game, render_mode=None)
+    env.reset(seed=0)
+    em = env.em
+    headless = find_headless_frame()
+    if headless is None:
+        raise SystemExit(f"{game}: its core cannot run a frame without drawing it")
+    frame_gen = ctypes.CFUNCTYPE(None, ctypes.c_int)(headless.frame_gen)
+    audio_update = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)(headless.audio_update)
+    scratch = np.zeros(AUDIO_SCRATCH_VALUES, np.int16).ctypes.data
+    masks = np.random.default_rng(0).integers(0, 2, (frames, 12), dtype=np.uint8)
+    start = em.get_state()
+
+    def drawn():
+        em.set_state(start)
+        for m in masks:
+            em.set_button_mask(m, 0)
+            em.step()
+
+    def undrawn():
+        em.set_state(start)
+        for m in masks:
+            em.set_button_mask(m, 0)
+            frame_gen(1)
+            audio_update(scratch)
+
+    def per_frame_us(run):
+        return min(timeit.repeat(run, number=1, repeat=5)) / frames * 1e6
+
+    out = [(per_frame_us(drawn), per_frame_us(undrawn)) for _ in range(rounds)]
+    env.close()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--game", default=DEFAULT_GAME)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--frames", type=int, default=400)
+    args = parser.parse_args()
+    with mp.get_context("spawn").Pool(1) as pool:  # no emulator in this process
+        rounds = pool.apply(_measure, (args.game, args.rounds, args.frames))
+    print(f"{args.game}, {platform.processor() or platform.machine()}, us per frame:")
+    print("| round | drawn (em.step) | undrawn (headless) | undrawn / drawn |")
+    print("|---|---|---|---|")
+    for i, (d, u) in enumerate(rounds, 1):
+        print(f"| {i} | {d:.1f} | {u:.1f} | {u / d:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
