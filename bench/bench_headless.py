@@ -11,6 +11,7 @@ import ctypes
 import multiprocessing as mp
 import platform
 import timeit
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
@@ -30,7 +31,7 @@ def _measure(game: str, rounds: int, frames: int) -> list[tuple[float, float]]:
         raise SystemExit(f"{game}: its core cannot run a frame without drawing it")
     frame_gen = ctypes.CFUNCTYPE(None, ctypes.c_int)(headless.frame_gen)
     audio_update = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)(headless.audio_update)
-    scratch = np.zeros(AUDIO_SCRATCH_VALUES, np.int16).ctypes.data
+    scratch = np.zeros(AUDIO_SCRATCH_VALUES, np.int16)  # kept alive: the core writes into it
     masks = np.random.default_rng(0).integers(0, 2, (frames, 12), dtype=np.uint8)
     start = em.get_state()
 
@@ -45,7 +46,7 @@ def _measure(game: str, rounds: int, frames: int) -> list[tuple[float, float]]:
         for m in masks:
             em.set_button_mask(m, 0)
             frame_gen(1)
-            audio_update(scratch)
+            audio_update(scratch.ctypes.data)
 
     def per_frame_us(run):
         return min(timeit.repeat(run, number=1, repeat=5)) / frames * 1e6
@@ -61,8 +62,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--frames", type=int, default=400)
     args = parser.parse_args()
-    with mp.get_context("spawn").Pool(1) as pool:  # no emulator in this process
-        rounds = pool.apply(_measure, (args.game, args.rounds, args.frames))
+    # No emulator in this process; a crash in the child raises here instead of hanging.
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as ex:
+        rounds = ex.submit(_measure, args.game, args.rounds, args.frames).result()
     print(f"{args.game}, {platform.processor() or platform.machine()}, us per frame:")
     print("| round | drawn (em.step) | undrawn (headless) | undrawn / drawn |")
     print("|---|---|---|---|")
