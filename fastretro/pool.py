@@ -187,9 +187,9 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             Plus GX, in Mega Drive mode (fastretro/headless.py). Such a frame costs about half a
             drawn one; RAM, rewards and observations stay the same (with per-frame evaluation,
             an episode that ends on an undrawn frame runs that frame again, drawn, from the
-            state saved before it). The VDP's sprite-overflow
-            and sprite-collision status bits are not set on those frames: ``False`` draws every
-            frame, for a game that reads them. ``skips_rendering`` says which envs do it.
+            state saved before it). The VDP's sprite-overflow and sprite-collision status bits
+            are not set on those frames: ``False`` draws every frame, for a game that reads
+            them. ``skips_rendering`` says which envs do it.
 
     Observations are uint8 arrays of shape ``(num_envs, H, W, C)``: the screen's (H, W, 3) by
     default, or what the preprocessing options make of it, computed inside each worker by the
