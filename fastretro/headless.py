@@ -1,8 +1,8 @@
 """Emulate a Genesis frame without drawing it, for frames whose picture nobody looks at.
 
 stable-retro's ``em.step`` runs libretro's ``retro_run``, which draws every frame: on Genesis
-Plus GX the VDP's line renderer takes ~45% of a frame's time (``perf``, Airstriker, random
-buttons). Most frames of an RL step are never seen: with frameskip 4, only the last one (two
+Plus GX the VDP's line renderer takes ~40% of a frame's time (``perf``, Airstriker, random
+buttons; an undrawn frame measured 0.55-0.63 of a drawn one, bench/bench_headless.py). Most frames of an RL step are never seen: with frameskip 4, only the last one (two
 with max-pooling) becomes an observation, and JERK looks at none. The core can run a frame
 without drawing it: ``system_frame_gen(1)`` is what its own frontends call to skip frames. The
 CPUs, the sound chips, DMA, interrupts and the VDP's counters run as before; only the per-line
@@ -12,8 +12,8 @@ libretro does not export that function, but stable-retro ships the core with its
 so this module finds it there, next to the exported ``retro_run`` that anchors the library's
 load address. ``retro_run`` is then replaced, for a skipped frame, by what it does minus the
 picture: ``system_frame_gen(1)`` and ``audio_update`` (which advances the sound chips' state;
-the samples go to a scratch buffer, as nobody reads them either).
-The worker (ext/worker_loop.pyx) decides which frames need their picture.
+the samples go to a scratch buffer, as nobody reads them either). The worker
+(ext/worker_loop.pyx) decides which frames need their picture.
 
 Everything is checked before it is used: the core must be Genesis Plus GX in Mega Drive mode
 (Sega CD, Master System and Game Gear games take other paths through ``retro_run``), the
@@ -43,7 +43,7 @@ SYSTEM_PBC = 0x81
 SYSTEM_MCD = 0x84
 
 # Stereo int16 samples one frame can produce: 44.1 kHz / ~50 Hz (PAL) is 882 per channel; the
-# core's own buffer holds 3068 values. Twice that, to be safe.
+# core's own buffer holds 3068 values. Over twice that, to be safe.
 AUDIO_SCRATCH_VALUES = 8192
 
 _SYMBOLS = {
