@@ -2,10 +2,11 @@
 
 stable-retro's ``em.step`` runs libretro's ``retro_run``, which draws every frame: on Genesis
 Plus GX the VDP's line renderer takes ~40% of a frame's time (``perf``, Airstriker, random
-buttons; an undrawn frame measured 0.55-0.63 of a drawn one, bench/bench_headless.py). Most frames of an RL step are never seen: with frameskip 4, only the last one (two
-with max-pooling) becomes an observation, and JERK looks at none. The core can run a frame
-without drawing it: ``system_frame_gen(1)`` is what its own frontends call to skip frames. The
-CPUs, the sound chips, DMA, interrupts and the VDP's counters run as before; only the per-line
+buttons; an undrawn frame measured 0.55-0.63 of a drawn one, bench/bench_headless.py). Most
+frames of an RL step are never seen: with frameskip 4, only the last one (two with
+max-pooling) becomes an observation, and JERK looks at none. The core can run a frame without
+drawing it: ``system_frame_gen(1)`` is what its own frontends call to skip frames. The CPUs,
+the sound chips, DMA, interrupts and the VDP's counters run as before; only the per-line
 rendering (and the sprite parsing that feeds it) is left out.
 
 libretro does not export that function, but stable-retro ships the core with its symbol table,
