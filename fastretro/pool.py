@@ -184,7 +184,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             play). Needs ``observe=False``: only the last step's frame would survive.
         skip_rendering: run the frames of a step whose picture no observation uses without
             drawing it (all of them with ``observe=False``), where the core allows it: Genesis
-            Plus GX, in Mega Drive mode (fastretro/headless.py). Such a frame costs about half a
+            Plus GX, in Mega Drive mode (fastretro/headless.py). Such a frame costs ~0.6 of a
             drawn one; RAM, rewards and observations stay the same (with per-frame evaluation,
             an episode that ends on an undrawn frame runs that frame again, drawn, from the
             state saved before it). The VDP's sprite-overflow and sprite-collision status bits
