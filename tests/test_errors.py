@@ -495,7 +495,9 @@ def test_bad_failure_modes(kwargs, message):
 
 
 def test_restart_mode_kills_and_replaces_a_stuck_worker():
-    with VecRetroEnv(GAME, 2, on_worker_failure="restart", step_timeout=1.0) as env:
+    # step_timeout bounds the replacement's first step too: 1 s was too short on a loaded 2-core VM
+    # (CI beside another test run killed the fresh worker again, 2026-11-26).
+    with VecRetroEnv(GAME, 2, on_worker_failure="restart", step_timeout=5.0) as env:
         env.reset()
         stuck = env._resources.procs[0]
         os.kill(stuck.pid, signal.SIGSTOP)  # alive but not running: a core stuck in a loop
