@@ -592,7 +592,7 @@ cdef class EnvStepper:
                 t = t1
                 if self.frame_done:
                     done = True
-                    if f < self.draw_from and self.observe:
+                    if self.redraw_at_end and f < self.draw_from:
                         # The episode ended on an undrawn frame: run it again, drawn, from the
                         # state before it (same buttons, still set; the emulator is
                         # deterministic, and the scenario has already counted this frame).
