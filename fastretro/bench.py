@@ -2,11 +2,16 @@
 
 Frames are counted the EnvPool way: agent steps x frameskip, summed over envs. The limit L is
 ``cores x`` the frames/s of one process calling only the bare core (``em.step()``: no input, no
-RAM read, no screen grab), drawing every frame. fastretro does not draw the frames no
-observation uses (``skip_rendering``, fastretro/headless.py), so it can pass L; the
-``fastretro-drawn`` backend draws them all, as L's loop and the peers do, and its ratio to L is
-the pool's own efficiency. Each measurement runs in a fresh process, so no emulator ever lives
-in this one and no measurement inherits another's state.
+RAM read, no screen grab), drawing every frame. L does not depend on the config, but it is read
+once per config, at different moments of the run, and on a shared VM those readings have
+differed by half (5,363-8,159 in one run): every ratio uses the median of the run's readings,
+so that no cell looks better, or worse, for having met one slow or fast reading.
+
+fastretro does not draw the frames no observation uses (``skip_rendering``,
+fastretro/headless.py), so it can pass L; the ``fastretro-drawn`` backend draws them all, as
+L's loop and the peers do, and its ratio to L is the pool's own efficiency. Each measurement
+runs in a fresh process, so no emulator ever lives in this one and no measurement inherits
+another's state.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import statistics
 import sys
 import time
 from dataclasses import asdict
@@ -137,7 +143,10 @@ def run_bench(
             "seconds": seconds,
             "warmup": warmup,
             "frames": "agent steps x frameskip, summed over envs (the EnvPool convention)",
-            "limit": "cores x frames/s of one process calling only em.step(), every frame drawn",
+            "limit": (
+                "cores x frames/s of one process calling only em.step(), every frame drawn; "
+                "read once per config, and the ratios use the readings' median (run_limit)"
+            ),
             "fastretro-drawn": "fastretro with skip_rendering=False: every frame drawn",
             "peer_preprocessing": "OpenCV" if OPENCV else "fastretro.kernels (no OpenCV)",
             "command": " ".join(["fastretro", "bench", *sys.argv[2:]]),
@@ -185,6 +194,16 @@ def machine_info() -> dict:
     }
 
 
+def run_limit(report) -> float | None:
+    """L for every ratio of the run: the median of its limit readings (one per config), or None."""
+    readings = [
+        r["frames_per_s"]
+        for r in report["results"]
+        if r["backend"] == "limit" and r["frames_per_s"] is not None
+    ]
+    return statistics.median(readings) if readings else None
+
+
 def _figure(report, config, backend, n):
     for r in report["results"]:
         if (r["config"], r["backend"]) == (config, backend) and r["num_envs"] in (n, None):
@@ -199,8 +218,8 @@ def format_table(report, markdown: bool = False) -> str:
     lines = []
     header = ["config", "backend", *[f"{n} envs" for n in ns]]
     rows = []
+    limit = run_limit(report)
     for config in settings["configs"]:
-        limit = _figure(report, config, "limit", None)
         for backend in settings["backends"]:
             cells = []
             for n in ns if BACKENDS[backend][1] else ns[:1]:
@@ -211,7 +230,7 @@ def format_table(report, markdown: bool = False) -> str:
                     continue
                 cell = f"{fps:,.0f}"
                 notes = []
-                if limit and backend != "limit":
+                if limit:  # the limit's own readings too: their spread is the VM's noise
                     notes.append(f"{fps / limit:.2f} L")
                 if gym and backend not in ("gymnasium", "limit", "single"):
                     notes.append(f"{fps / gym:.2f}x gym")
@@ -231,7 +250,10 @@ def format_table(report, markdown: bool = False) -> str:
 
 
 def plot_report(report, path: str) -> None:
-    """Frames/s vs num_envs: a line per backend, L dashed, single env dotted; a panel per config."""
+    """Frames/s vs num_envs: a line per backend, L dashed, single env dotted; a panel per config.
+
+    L is the median of the run's limit readings (:func:`run_limit`), the same on every panel.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -240,13 +262,14 @@ def plot_report(report, path: str) -> None:
     settings = report["settings"]
     configs, ns = list(settings["configs"]), settings["num_envs"]
     fig, axes = plt.subplots(1, len(configs), figsize=(6 * len(configs), 4.5), squeeze=False)
+    limit = run_limit(report)
     for ax, config in zip(axes[0], configs):
+        if limit:
+            ax.axhline(limit, color="black", linestyle="--", label=f"limit L ({limit:,.0f})")
         for backend in settings["backends"]:
             if backend == "limit":
-                y = _figure(report, config, backend, None)
-                if y:
-                    ax.axhline(y, color="black", linestyle="--", label=f"limit L ({y:,.0f})")
-            elif backend == "single":
+                continue  # drawn above, once
+            if backend == "single":
                 y = _figure(report, config, backend, None)
                 if y:
                     ax.axhline(y, color="gray", linestyle=":", label=f"single env ({y:,.0f})")
@@ -307,8 +330,10 @@ def main(argv: list[str] | None = None) -> int:
     m = report["machine"]
     print(
         f"\n{report['settings']['game']} on {m['cpu']} ({m['cores']} cores), "
-        f"{args.seconds:g} s per run. Frames = agent steps x frameskip; L = cores x bare em.step();"
-        " fastretro skips drawing frames no observation uses, fastretro-drawn draws them all."
+        f"{args.seconds:g} s per run. Frames = agent steps x frameskip; L = cores x bare em.step(),"
+        " the median of the run's limit readings (one per config; their spread in the limit rows"
+        " is the machine's noise); fastretro skips drawing frames no observation uses,"
+        " fastretro-drawn draws them all."
     )
     print(format_table(report, markdown=args.markdown))
     failed = [r for r in report["results"] if r["error"]]

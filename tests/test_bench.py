@@ -47,6 +47,39 @@ def test_run_bench_writes_json_png_and_table(tmp_path):
     assert re.search(r"\(\d+\.\d\d L, \d+\.\d\dx gym\)", table)
 
 
+def _report(limits: dict, fastretro: float) -> dict:
+    """A report as run_bench returns it, with given limit readings and one fastretro figure."""
+    results = []
+    for config, limit in limits.items():
+        results.append(
+            {"config": config, "backend": "limit", "num_envs": None, "frames_per_s": limit}
+        )
+        results.append(
+            {"config": config, "backend": "fastretro", "num_envs": 4, "frames_per_s": fastretro}
+        )
+    settings = {"configs": dict.fromkeys(limits), "backends": ["limit", "fastretro"]}
+    return {"settings": {**settings, "num_envs": [4], "game": GAME}, "results": results}
+
+
+def test_every_ratio_uses_the_median_limit_reading_of_the_run():
+    # L does not depend on the config; one slow (or fast) reading must not move that config's
+    # ratios.
+    report = _report({"rgb-fs1": 1000.0, "rgb-fs4-sticky": 4000.0, "contest": 2000.0}, 1500.0)
+    assert bench.run_limit(report) == 2000.0
+    table = bench.format_table(report, markdown=True)
+    for config in ("rgb-fs1", "rgb-fs4-sticky", "contest"):
+        assert f"| {config} | fastretro | 1,500 (0.75 L) |" in table
+    # Each reading stays visible, as a fraction of L: the spread is the machine's noise.
+    assert "| rgb-fs1 | limit | 1,000 (0.50 L) |" in table
+    assert "| rgb-fs4-sticky | limit | 4,000 (2.00 L) |" in table
+
+
+def test_a_failed_or_absent_limit_reading_gives_no_ratio():
+    report = _report({"rgb-fs1": None}, fastretro=1500.0)
+    assert bench.run_limit(report) is None
+    assert "| rgb-fs1 | fastretro | 1,500 |" in bench.format_table(report, markdown=True)
+
+
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
