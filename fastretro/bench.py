@@ -3,9 +3,10 @@
 Frames are counted the EnvPool way: agent steps x frameskip, summed over envs. The limit L is
 ``cores x`` the frames/s of one process calling only the bare core (``em.step()``: no input, no
 RAM read, no screen grab), drawing every frame. L does not depend on the config, but it is read
-once per config, at different moments of the run, and on a shared VM those readings have
-differed by half (5,363-8,159 in one run): every ratio uses the median of the run's readings,
-so that no cell looks better, or worse, for having met one slow or fast reading.
+once per config (and per ``repeat``), at different moments of the run, and on a shared VM
+those readings have differed by half (5,363-8,159 in one run): every ratio uses the median of
+the run's readings, so that no cell looks better, or worse, for having met one slow or fast
+reading.
 
 fastretro does not draw the frames no observation uses (``skip_rendering``,
 fastretro/headless.py), so it can pass L; the ``fastretro-drawn`` backend draws them all, as
@@ -73,7 +74,7 @@ def _plan(configs, num_envs, backends):
     return plan
 
 
-def _check(game, configs, num_envs, backends, seconds):
+def _check(game, configs, num_envs, backends, seconds, repeat):
     for c in configs:
         if c not in CONFIGS:
             raise InvalidArgumentError(f"Unknown config {c!r}; expected one of {list(CONFIGS)}")
@@ -85,6 +86,8 @@ def _check(game, configs, num_envs, backends, seconds):
             raise InvalidArgumentError(f"Expected every num_envs >= 1, got {n!r}")
     if not seconds > 0:
         raise InvalidArgumentError(f"Expected seconds > 0, got {seconds!r}")
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
+        raise InvalidArgumentError(f"Expected repeat to be an int >= 1, got {repeat!r}")
     from fastretro.spec import resolve
 
     resolve(game)  # unknown game or missing ROM: a clear error before anything starts
@@ -100,23 +103,32 @@ def run_bench(
     out_dir: str | None = "bench/out",
     progress: bool = True,
     plot: bool = True,
+    repeat: int = 1,
 ) -> dict:
     """Measure every (config, backend, num_envs); write JSON and a PNG into ``out_dir``.
 
+    With ``repeat`` > 1 the whole plan runs that many times over, so that the readings of one
+    cell are spread across the run rather than taken back to back (a slow spell of a shared
+    machine then spoils one reading of many cells, not every reading of one), and each cell
+    reports the median of its readings.
+
     Returns:
-        A dict with ``machine``, ``settings`` and ``results``: one entry per measurement with
-        ``config``, ``backend``, ``num_envs``, ``frames_per_s`` (None if it failed) and ``error``.
+        A dict with ``machine``, ``settings`` and ``results``: one entry per cell with
+        ``config``, ``backend``, ``num_envs``, ``frames_per_s`` (the median of the readings
+        that succeeded; None if none did), ``readings`` (each one, None where it failed) and
+        ``error`` (the first failure's message, if no reading succeeded).
     """
     configs, num_envs, backends = tuple(configs), tuple(num_envs), tuple(backends)
-    _check(game, configs, num_envs, backends, seconds)
+    _check(game, configs, num_envs, backends, seconds, repeat)
     if "sb3" in backends and not _installed("stable-baselines3"):
         backends = tuple(b for b in backends if b != "sb3")
         print("sb3 skipped: stable-baselines3 is not installed (pip install fastretro[sb3])")
     from tqdm import tqdm
 
     plan = _plan(configs, num_envs, backends)
-    results = []
-    bar = tqdm(plan, desc="bench", unit="run", disable=not progress, dynamic_ncols=True)
+    readings = {cell: [] for cell in plan}
+    errors = {cell: [] for cell in plan}
+    bar = tqdm(plan * repeat, desc="bench", unit="run", disable=not progress, dynamic_ncols=True)
     for config, backend, n in bar:
         bar.set_postfix_str(f"{config} {backend} x{n}")
         status, value = _measure(backend, game, config, n, seconds, warmup)
@@ -124,13 +136,20 @@ def run_bench(
         if status == "ok":
             # The limit loop counts frames (bare em.step calls); the others count agent steps.
             fps = value * cores() if backend == "limit" else value * CONFIGS[config].frameskip
+        else:
+            errors[config, backend, n].append(value)
+        readings[config, backend, n].append(fps)
+    results = []
+    for (config, backend, n), values in readings.items():
+        ok = [v for v in values if v is not None]
         results.append(
             {
                 "config": config,
                 "backend": backend,
                 "num_envs": n if BACKENDS[backend][1] else None,
-                "frames_per_s": fps,
-                "error": None if status == "ok" else value,
+                "frames_per_s": statistics.median(ok) if ok else None,
+                "readings": values,
+                "error": None if ok else errors[config, backend, n][0],
             }
         )
     report = {
@@ -142,6 +161,7 @@ def run_bench(
             "backends": list(backends),
             "seconds": seconds,
             "warmup": warmup,
+            "repeat": repeat,
             "frames": "agent steps x frameskip, summed over envs (the EnvPool convention)",
             "limit": (
                 "cores x frames/s of one process calling only em.step(), every frame drawn; "
@@ -195,11 +215,17 @@ def machine_info() -> dict:
 
 
 def run_limit(report) -> float | None:
-    """L for every ratio of the run: the median of its limit readings (one per config), or None."""
+    """L for every ratio of the run: the median of all its limit readings, or None.
+
+    The limit is read once per config and repeat; a report without ``readings`` (written
+    before ``repeat`` existed) counts each config's figure as one reading.
+    """
     readings = [
-        r["frames_per_s"]
+        v
         for r in report["results"]
-        if r["backend"] == "limit" and r["frames_per_s"] is not None
+        if r["backend"] == "limit"
+        for v in r.get("readings", [r["frames_per_s"]])
+        if v is not None
     ]
     return statistics.median(readings) if readings else None
 
@@ -308,6 +334,12 @@ def main(argv: list[str] | None = None) -> int:
         "--backends", nargs="+", default=list(BACKENDS), help=f"backends among {list(BACKENDS)}"
     )
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per run")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run the whole plan K times over; each cell shows the median of its K readings",
+    )
     parser.add_argument("--out", default="bench/out", help="folder for bench.json and bench.png")
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument("--markdown", action="store_true", help="print the table as markdown")
@@ -323,17 +355,20 @@ def main(argv: list[str] | None = None) -> int:
             out_dir=args.out,
             progress=not args.no_progress,
             plot=not args.no_plot,
+            repeat=args.repeat,
         )
     except InvalidArgumentError as exc:
         print(f"fastretro bench: {exc}", file=sys.stderr)
         return 2
     m = report["machine"]
+    repeats = f", each cell the median of {args.repeat} runs spread over the bench"
     print(
         f"\n{report['settings']['game']} on {m['cpu']} ({m['cores']} cores), "
-        f"{args.seconds:g} s per run. Frames = agent steps x frameskip; L = cores x bare em.step(),"
-        " the median of the run's limit readings (one per config; their spread in the limit rows"
-        " is the machine's noise); fastretro skips drawing frames no observation uses,"
-        " fastretro-drawn draws them all."
+        f"{args.seconds:g} s per run{repeats if args.repeat > 1 else ''}"
+        ". Frames = agent steps x frameskip; L = cores x bare em.step(),"
+        " the median of the run's limit readings (one per config and round; the limit rows show"
+        " their spread: the machine's noise); fastretro skips drawing frames no observation"
+        " uses, fastretro-drawn draws them all."
     )
     print(format_table(report, markdown=args.markdown))
     failed = [r for r in report["results"] if r["error"]]

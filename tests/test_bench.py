@@ -74,6 +74,51 @@ def test_every_ratio_uses_the_median_limit_reading_of_the_run():
     assert "| rgb-fs4-sticky | limit | 4,000 (2.00 L) |" in table
 
 
+def test_repeat_measures_each_cell_again_and_reports_the_median(tmp_path, monkeypatch):
+    calls = []
+    figures = iter([100.0, 10.0, 300.0, 30.0, 200.0, 20.0])  # limit, fastretro; three rounds
+
+    def fake_measure(backend, game, config, n, seconds, warmup):
+        calls.append(backend)
+        return "ok", next(figures)
+
+    monkeypatch.setattr(bench, "_measure", fake_measure)
+    monkeypatch.setattr(bench, "cores", lambda: 2)
+    report = bench.run_bench(
+        GAME,
+        configs=("rgb-fs1",),
+        num_envs=(1,),
+        backends=("limit", "fastretro"),
+        out_dir=str(tmp_path),
+        progress=False,
+        plot=False,
+        repeat=3,
+    )
+    # The whole plan runs three times over: a cell's readings are spread across the run.
+    assert calls == ["limit", "fastretro"] * 3
+    limit, fastretro = report["results"]
+    assert limit["readings"] == [200.0, 600.0, 400.0]  # x 2 cores
+    assert limit["frames_per_s"] == 400.0
+    assert fastretro["readings"] == [10.0, 30.0, 20.0]  # x frameskip 1
+    assert fastretro["frames_per_s"] == 20.0
+    assert bench.run_limit(report) == 400.0
+    assert report["settings"]["repeat"] == 3
+
+
+def test_a_cell_with_some_failed_readings_keeps_the_others(tmp_path, monkeypatch):
+    outcomes = iter([("error", "boom"), ("ok", 50.0), ("error", "again")])
+    monkeypatch.setattr(bench, "_measure", lambda *args: next(outcomes))
+    kwargs = dict(configs=("rgb-fs1",), num_envs=(1,), backends=("fastretro",), plot=False)
+    report = bench.run_bench(GAME, out_dir=str(tmp_path), progress=False, repeat=3, **kwargs)
+    (cell,) = report["results"]
+    assert cell["readings"] == [None, 50.0, None]
+    assert (cell["frames_per_s"], cell["error"]) == (50.0, None)
+    outcomes = iter([("error", "boom"), ("error", "again")])
+    report = bench.run_bench(GAME, out_dir=str(tmp_path), progress=False, repeat=2, **kwargs)
+    (cell,) = report["results"]
+    assert (cell["frames_per_s"], cell["error"], cell["readings"]) == (None, "boom", [None, None])
+
+
 def test_a_failed_or_absent_limit_reading_gives_no_ratio():
     report = _report({"rgb-fs1": None}, fastretro=1500.0)
     assert bench.run_limit(report) is None
@@ -96,6 +141,8 @@ def test_a_failed_or_absent_limit_reading_gives_no_ratio():
         ),
         ({"num_envs": (0,)}, InvalidArgumentError, "Expected every num_envs >= 1, got 0"),
         ({"seconds": 0}, InvalidArgumentError, "Expected seconds > 0, got 0"),
+        ({"repeat": 0}, InvalidArgumentError, "Expected repeat to be an int >= 1, got 0"),
+        ({"repeat": 1.5}, InvalidArgumentError, "Expected repeat to be an int >= 1, got 1.5"),
         ({"game": "Nope-v0"}, GameNotFoundError, "Unknown game 'Nope-v0'"),
     ],
 )
