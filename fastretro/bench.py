@@ -126,30 +126,29 @@ def run_bench(
     from tqdm import tqdm
 
     plan = _plan(configs, num_envs, backends)
-    readings = {cell: [] for cell in plan}
-    errors = {cell: [] for cell in plan}
+    outcomes = {cell: [] for cell in plan}  # per cell: (frames/s or None, error or None)
     bar = tqdm(plan * repeat, desc="bench", unit="run", disable=not progress, dynamic_ncols=True)
     for config, backend, n in bar:
         bar.set_postfix_str(f"{config} {backend} x{n}")
         status, value = _measure(backend, game, config, n, seconds, warmup)
-        fps = None
         if status == "ok":
             # The limit loop counts frames (bare em.step calls); the others count agent steps.
             fps = value * cores() if backend == "limit" else value * CONFIGS[config].frameskip
+            outcomes[config, backend, n].append((fps, None))
         else:
-            errors[config, backend, n].append(value)
-        readings[config, backend, n].append(fps)
+            outcomes[config, backend, n].append((None, value))
     results = []
-    for (config, backend, n), values in readings.items():
-        ok = [v for v in values if v is not None]
+    for (config, backend, n), cell in outcomes.items():
+        ok = [fps for fps, _ in cell if fps is not None]
+        errors = [error for _, error in cell if error is not None]
         results.append(
             {
                 "config": config,
                 "backend": backend,
                 "num_envs": n if BACKENDS[backend][1] else None,
                 "frames_per_s": statistics.median(ok) if ok else None,
-                "readings": values,
-                "error": None if ok else errors[config, backend, n][0],
+                "readings": [fps for fps, _ in cell],
+                "error": None if ok else errors[0],
             }
         )
     report = {
@@ -165,7 +164,7 @@ def run_bench(
             "frames": "agent steps x frameskip, summed over envs (the EnvPool convention)",
             "limit": (
                 "cores x frames/s of one process calling only em.step(), every frame drawn; "
-                "read once per config, and the ratios use the readings' median (run_limit)"
+                "read once per config and round, and the ratios use the readings' median"
             ),
             "fastretro-drawn": "fastretro with skip_rendering=False: every frame drawn",
             "peer_preprocessing": "OpenCV" if OPENCV else "fastretro.kernels (no OpenCV)",
