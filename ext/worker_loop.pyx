@@ -10,6 +10,7 @@ preprocessing kernel, if any.
 
 import numpy as np
 from libc.math cimport INFINITY
+from libc.string cimport memset
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from sync cimport fr_atomic_cas
@@ -17,6 +18,9 @@ from sync cimport fr_atomic_cas
 # Genesis Plus GX's frame without its picture (fastretro/headless.py finds them in the core).
 ctypedef void (*frame_gen_fn)(int do_skip) noexcept nogil
 ctypedef int (*audio_update_fn)(short *buffer) noexcept nogil
+
+# The core's FM chip call, YM_Update(buffer, samples) (fastretro/headless.py's SilentFM).
+ctypedef void (*fm_update_fn)(int *buffer, int length) noexcept nogil
 
 # Command codes written by the parent into ``cmd[worker]`` (mirrored in fastretro/worker.py).
 CMD_STEP = 1
@@ -633,6 +637,44 @@ cdef class EnvStepper:
                     self.write_final_obs()
                 self.final_info[i, :] = self.info[i, :]
                 self._begin_episode()
+
+
+# -- the FM chip without its sound ----------------------------------------------------------
+# One core per process, so module state: the real chip's update and its mode register.
+cdef fm_update_fn _fm_real = NULL
+cdef const int *_fm_mode = NULL
+cdef long long _fm_silenced = 0, _fm_forwarded = 0
+
+
+cdef void _fm_update_unless_timers_stopped(int *buffer, int length) noexcept nogil:
+    global _fm_silenced, _fm_forwarded
+    # A running timer (mode bit 0: timer A, bit 1: timer B) is all a game can see of the chip
+    # (its status register holds their overflow flags), and only the real chip advances it.
+    # With both stopped the call would only synthesize samples nobody hears: silence instead.
+    if _fm_mode[0] & 0x03:
+        _fm_forwarded += 1
+        _fm_real(buffer, length)
+    else:
+        _fm_silenced += 1
+        memset(buffer, 0, 2 * length * sizeof(int))  # stereo samples
+
+
+def install_silent_fm(silent_fm):
+    """Point the loaded core's ``YM_Update`` at the function above.
+
+    Args:
+        silent_fm: a :class:`fastretro.headless.SilentFM` found in this process.
+    """
+    global _fm_real, _fm_mode
+    cdef fm_update_fn *slot = <fm_update_fn *><size_t>silent_fm.slot
+    _fm_real = <fm_update_fn><size_t>silent_fm.update
+    _fm_mode = <const int *><size_t>silent_fm.mode
+    slot[0] = _fm_update_unless_timers_stopped
+
+
+def silent_fm_calls():
+    """``(silenced, forwarded)``: the FM chip's updates since :func:`install_silent_fm`."""
+    return _fm_silenced, _fm_forwarded
 
 
 def run_loop(EnvStepper stepper, handshake, int[::1] cmd, long long[::1] arg, int index,

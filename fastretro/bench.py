@@ -8,9 +8,10 @@ those readings have differed by half (5,363-8,159 in one run): every ratio uses 
 the run's readings, so that no cell looks better, or worse, for having met one slow or fast
 reading.
 
-fastretro does not draw the frames no observation uses (``skip_rendering``,
-fastretro/headless.py), so it can pass L; the ``fastretro-drawn`` backend draws them all, as
-L's loop and the peers do, and its ratio to L is the pool's own efficiency. Each measurement
+fastretro does not draw the frames no observation uses (``skip_rendering``) nor synthesize the
+FM chip's sound (``skip_audio``; both in fastretro/headless.py), so it can pass L; the
+``fastretro-drawn`` backend does all of that work, as L's loop and the peers do, and its ratio
+to L is the pool's own efficiency. Each measurement
 runs in a fresh process, so no emulator ever lives in this one and no measurement inherits
 another's state.
 """
@@ -166,7 +167,10 @@ def run_bench(
                 "cores x frames/s of one process calling only em.step(), every frame drawn; "
                 "read once per config and round, and the ratios use the readings' median"
             ),
-            "fastretro-drawn": "fastretro with skip_rendering=False: every frame drawn",
+            "fastretro-drawn": (
+                "fastretro with skip_rendering=False and skip_audio=False: every frame drawn, "
+                "with its sound, as in L's loop"
+            ),
             "peer_preprocessing": "OpenCV" if OPENCV else "fastretro.kernels (no OpenCV)",
             "command": " ".join(["fastretro", "bench", *sys.argv[2:]]),
             "date": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -367,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         ". Frames = agent steps x frameskip; L = cores x bare em.step(),"
         " the median of the run's limit readings (one per config and round; the limit rows show"
         " their spread: the machine's noise); fastretro skips drawing frames no observation"
-        " uses, fastretro-drawn draws them all."
+        " uses and the FM chip's sound, fastretro-drawn does all the core's work, as L does."
     )
     print(format_table(report, markdown=args.markdown))
     failed = [r for r in report["results"] if r["error"]]

@@ -26,11 +26,24 @@ What differs from drawing: the VDP's sprite-overflow and sprite-collision status
 while drawing, so on a skipped frame a game that polls them sees them clear. The tests check
 that RAM, rewards and observations match frame for frame on the shipped game; pass
 ``skip_rendering=False`` to ``VecRetroEnv`` for games that rely on those bits.
+
+The FM chip without its sound (:func:`find_silent_fm`): nobody listens to a worker's audio
+either, and on Airstriker's contest config the YM2612's synthesis (``YM2612Update`` and its
+``chan_calc``) takes ~24% of the core's time (``perf``). The core calls it through one function
+pointer (``YM_Update``), which the worker points at its own function
+(ext/worker_loop.pyx): while both of the chip's timers are stopped it does nothing; while a
+timer runs it calls the real chip. The timers are all a game can observe of the FM chip (its
+status register holds their overflow flags; the rest is write-only), so the game runs exactly
+as before and only the FM part of the audio is lost. That needs one field of the chip's state,
+its mode register, whose offset is known only for the builds listed in
+:data:`YM2612_MODE_OFFSET` (by the file's SHA-256); other builds keep their sound.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
+import hashlib
 import os
 from dataclasses import dataclass
 
@@ -53,6 +66,22 @@ _SYMBOLS = {
     "audio_update": "STT_FUNC",
     "system_hw": "STT_OBJECT",
 }
+_FM_SYMBOLS = {
+    "retro_run": "STT_FUNC",
+    "system_hw": "STT_OBJECT",
+    "YM_Update": "STT_OBJECT",  # static void (*YM_Update)(int *buffer, int length)
+    "YM2612Update": "STT_FUNC",
+    "ym2612": "STT_OBJECT",
+}
+
+#: Offset of the mode register (``ym2612.OPN.ST.mode``: bit 0 runs timer A, bit 1 timer B) in
+#: the ``ym2612`` state, per build of the core (SHA-256 of the file). Read off the build's own
+#: code: ``YM2612Update`` tests ``mode & 0xC0`` at ``ym2612+0x96c`` before anything else, and
+#: ``YM2612Read`` returns the status byte two bytes before it.
+YM2612_MODE_OFFSET = {
+    # stable-retro 1.0.1, manylinux_2_28 x86_64 wheel (cp311).
+    "65a83a22c7b9e836698487b018739966136aed342885dd7959b581f0d454210a": 0x96C,
+}
 
 
 @dataclass(frozen=True)
@@ -61,6 +90,44 @@ class HeadlessFrame:
 
     frame_gen: int  # void system_frame_gen(int do_skip)
     audio_update: int  # int audio_update(int16 *buffer)
+
+
+@dataclass(frozen=True)
+class SilentFM:
+    """Addresses, in this process, of what it takes to run the FM chip without its sound."""
+
+    slot: int  # the core's YM_Update function pointer
+    update: int  # void YM2612Update(int *buffer, int length), the real chip
+    mode: int  # the chip's mode register (an int; timers run while bit 0 or 1 is set)
+
+
+def find_silent_fm() -> SilentFM | None:
+    """Where to switch off the Genesis core's FM synthesis in this process, or ``None``.
+
+    Call it in a worker after its stable-retro env exists. ``None`` when no Genesis Plus GX
+    core is loaded, when the game is not a Mega Drive game, when the core's build is not one
+    whose state layout is known (:data:`YM2612_MODE_OFFSET`), or when ``YM_Update`` does not
+    point at the MAME YM2612 (another FM core was chosen).
+    """
+    loaded = _loaded_core()
+    if loaded is None:
+        return None
+    path, base = loaded
+    offset = YM2612_MODE_OFFSET.get(_file_sha256(path))
+    symbols = _symbol_addresses(path, _FM_SYMBOLS)
+    if offset is None or symbols is None or not _is_mega_drive(path, base, symbols):
+        return None
+    slot = base + symbols["YM_Update"]
+    update = base + symbols["YM2612Update"]
+    if ctypes.c_void_p.from_address(slot).value != update:
+        return None
+    return SilentFM(slot=slot, update=update, mode=base + symbols["ym2612"] + offset)
+
+
+@functools.cache
+def _file_sha256(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def find_headless_frame() -> HeadlessFrame | None:
@@ -74,24 +141,27 @@ def find_headless_frame() -> HeadlessFrame | None:
     if loaded is None:
         return None
     path, base = loaded
-    symbols = _symbol_addresses(path)
-    if symbols is None:
-        return None
-    try:
-        lib = ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
-    except OSError:
-        return None
-    # The loader's address of retro_run, less its symbol's value, must be where the file is
-    # mapped: otherwise the symbol table on disk is not the library in memory.
-    if ctypes.cast(lib.retro_run, ctypes.c_void_p).value - symbols["retro_run"] != base:
-        return None
-    system_hw = ctypes.c_uint8.from_address(base + symbols["system_hw"]).value
-    if system_hw == SYSTEM_MCD or (system_hw & SYSTEM_PBC) != SYSTEM_MD:
+    symbols = _symbol_addresses(path, _SYMBOLS)
+    if symbols is None or not _is_mega_drive(path, base, symbols):
         return None
     return HeadlessFrame(
         frame_gen=base + symbols["system_frame_gen"],
         audio_update=base + symbols["audio_update"],
     )
+
+
+def _is_mega_drive(path: str, base: int, symbols: dict[str, int]) -> bool:
+    """Whether the symbols are the loaded library's and it runs a Mega Drive game."""
+    try:
+        lib = ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
+    except OSError:
+        return False
+    # The loader's address of retro_run, less its symbol's value, must be where the file is
+    # mapped: otherwise the symbol table on disk is not the library in memory.
+    if ctypes.cast(lib.retro_run, ctypes.c_void_p).value - symbols["retro_run"] != base:
+        return False
+    system_hw = ctypes.c_uint8.from_address(base + symbols["system_hw"]).value
+    return system_hw != SYSTEM_MCD and (system_hw & SYSTEM_PBC) == SYSTEM_MD
 
 
 def _loaded_core() -> tuple[str, int] | None:
@@ -109,20 +179,30 @@ def _loaded_core() -> tuple[str, int] | None:
     return None
 
 
-def _symbol_addresses(path: str) -> dict[str, int] | None:
+def _symbol_addresses(path: str, wanted: dict[str, str]) -> dict[str, int] | None:
+    """The values of the ``wanted`` symbols (name -> type) in the file, or None if one lacks."""
+    table = _core_symbols(path)
+    if table is None or any(table.get(name, ("", 0))[0] != kind for name, kind in wanted.items()):
+        return None
+    return {name: table[name][1] for name in wanted}
+
+
+@functools.cache
+def _core_symbols(path: str) -> dict[str, tuple[str, int]] | None:
+    # One pass over the symbol table (~20k entries) for everything this module looks up.
     from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
 
+    names = {**_SYMBOLS, **_FM_SYMBOLS}
     try:
         with open(path, "rb") as f:
             table = ELFFile(f).get_section_by_name(".symtab")
             if table is None:  # a stripped build
                 return None
-            found = {}
-            for sym in table.iter_symbols():
-                kind = _SYMBOLS.get(sym.name)
-                if kind is not None and sym["st_info"]["type"] == kind and sym["st_value"]:
-                    found[sym.name] = sym["st_value"]
+            return {
+                sym.name: (sym["st_info"]["type"], sym["st_value"])
+                for sym in table.iter_symbols()
+                if names.get(sym.name) == sym["st_info"]["type"] and sym["st_value"]
+            }
     except (OSError, ELFError):
         return None
-    return found if len(found) == len(_SYMBOLS) else None

@@ -259,11 +259,17 @@ def measure_sb3(game, config, num_envs, seconds, warmup):
         env.close()
 
 
-def measure_fastretro(game, config, num_envs, seconds, warmup, skip_rendering=True):
+def measure_fastretro(game, config, num_envs, seconds, warmup, skip_work=True):
     """Agent steps/s (all envs) of fastretro's VecRetroEnv."""
     from fastretro import VecRetroEnv
 
-    env = VecRetroEnv(game, num_envs, skip_rendering=skip_rendering, **config.pool_options())
+    env = VecRetroEnv(
+        game,
+        num_envs,
+        skip_rendering=skip_work,
+        skip_audio=skip_work,
+        **config.pool_options(),
+    )
     try:
         env.reset(seed=0)
         return num_envs * _timed_loop(env.step, _random_actions(num_envs), seconds, warmup)
@@ -272,8 +278,11 @@ def measure_fastretro(game, config, num_envs, seconds, warmup, skip_rendering=Tr
 
 
 def measure_fastretro_drawn(game, config, num_envs, seconds, warmup):
-    """The same, drawing every frame (``skip_rendering=False``) as L's loop and the peers do."""
-    return measure_fastretro(game, config, num_envs, seconds, warmup, skip_rendering=False)
+    """The same, doing all of the core's work, as L's loop and the peers do.
+
+    Every frame drawn and its sound synthesized: ``skip_rendering=False, skip_audio=False``.
+    """
+    return measure_fastretro(game, config, num_envs, seconds, warmup, skip_work=False)
 
 
 #: name -> (measure function, whether the figure depends on num_envs)

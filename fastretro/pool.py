@@ -190,6 +190,12 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             state saved before it). The VDP's sprite-overflow and sprite-collision status bits
             are not set on those frames: ``False`` draws every frame, for a game that reads
             them. ``skips_rendering`` says which envs do it.
+        skip_audio: run the Genesis FM chip (YM2612) without synthesizing its sound while its
+            timers are stopped, where the core's build allows it (fastretro/headless.py): the
+            chip's synthesis is ~24% of the core's time, and nobody listens to a worker. A
+            game sees only the chip's timers, which keep running exactly, so RAM, rewards and
+            observations stay the same; the workers' audio loses its FM part (the PSG's is
+            kept). ``False`` keeps the sound; ``skips_audio`` says which envs skip it.
 
     Observations are uint8 arrays of shape ``(num_envs, H, W, C)``: the screen's (H, W, 3) by
     default, or what the preprocessing options make of it, computed inside each worker by the
@@ -233,6 +239,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         snapshot_best: bool = False,
         sequence_length: int = 0,
         skip_rendering: bool = True,
+        skip_audio: bool = True,
     ) -> None:
         self._closed = True  # until construction succeeds; close() is then a no-op
         self._resources: _Resources | None = None
@@ -373,6 +380,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             scenario_engine=scenario_engine,
             snapshot_best=bool(snapshot_best),
             skip_rendering=bool(skip_rendering),
+            skip_audio=bool(skip_audio),
         )
         # Segments left by fastretro processes that were SIGKILLed (their owner is gone):
         # reclaimed here, as `fastretro cleanup` would.
@@ -412,6 +420,8 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             raw_screens = {r[4] for r in ready}  # one screen shape: one raw shape
             #: Per env: whether frames no observation uses run without drawing (Genesis).
             self.skips_rendering: tuple[bool, ...] = tuple(r[5] for r in ready)
+            #: Per env: whether the FM chip runs without its sound (Genesis; ``skip_audio``).
+            self.skips_audio: tuple[bool, ...] = tuple(r[6] for r in ready)
             self._create_buffers(self.screen_shape, max(r[3] for r in ready), raw_screens.pop())
             if self.observe and (prep.grayscale or prep.resize is not None):
                 _compile_kernels(prep, self.screen_shape, res.buffers.arrays["obs"][0])

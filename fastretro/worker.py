@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastretro import actions
-from fastretro.headless import find_headless_frame
+from fastretro.headless import find_headless_frame, find_silent_fm
 from fastretro.preprocess import FrameWriter, Preprocessing
 from fastretro.spec import EnvSpec, integrations
 
@@ -55,6 +55,7 @@ class WorkerOptions:
     scenario_engine: str = "auto"
     snapshot_best: bool = False  # keep each episode's best state (VecRetroEnv.best_snapshot)
     skip_rendering: bool = True  # frames no observation uses run without drawing (Genesis)
+    skip_audio: bool = True  # no FM synthesis while the chip's timers are stopped (Genesis)
 
 
 def error_payload(index: int, exc: BaseException) -> tuple:
@@ -135,6 +136,9 @@ def worker_main(
         state_size = len(env.em.get_state()) if opts.snapshot_best else 0
         raw_screen = env.em.get_screen().shape  # uncropped, as snapshots keep it
         headless = find_headless_frame() if opts.skip_rendering else None
+        silent_fm = find_silent_fm() if opts.skip_audio else None
+        if silent_fm is not None:
+            worker_loop.install_silent_fm(silent_fm)
         ready = (
             screen_shape(env),
             table.mode,
@@ -142,6 +146,7 @@ def worker_main(
             state_size,
             raw_screen,
             headless is not None,
+            silent_fm is not None,
         )
         conn.send(("ready", index, ready))
         msg = _recv_or_orphaned(conn, parent_pid)

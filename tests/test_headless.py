@@ -1,4 +1,5 @@
-"""Frames run without drawing them (fastretro/headless.py): same game, no picture, less time."""
+"""Frames run without drawing them, and the FM chip without its sound (fastretro/headless.py):
+same game, no picture or FM sound, less time."""
 
 from __future__ import annotations
 
@@ -10,29 +11,51 @@ import pytest
 from conftest import GAME
 
 from fastretro import VecRetroEnv
-from fastretro.headless import AUDIO_SCRATCH_VALUES, GENESIS_CORE, find_headless_frame
+from fastretro.headless import (
+    AUDIO_SCRATCH_VALUES,
+    GENESIS_CORE,
+    YM2612_MODE_OFFSET,
+    find_headless_frame,
+    find_silent_fm,
+)
 
 CONTEST = dict(
     frameskip=4, sticky_prob=0.25, grayscale=True, resize=(84, 84), max_pool=True, frame_stack=4
 )
 
 
-def _genesis_core_has_symbols() -> bool:
-    # Read from disk, no emulator: a stripped build of the core cannot skip drawing, and the
-    # pool then draws every frame; everywhere else these tests must pass.
+def _genesis_core_path() -> str:
     import os
 
     import stable_retro
+
+    return os.path.join(os.path.dirname(stable_retro.__file__), "cores", GENESIS_CORE)
+
+
+def _genesis_core_has_symbols() -> bool:
+    # Read from disk, no emulator: a stripped build of the core cannot skip drawing, and the
+    # pool then draws every frame; everywhere else these tests must pass.
     from elftools.elf.elffile import ELFFile
 
-    path = os.path.join(os.path.dirname(stable_retro.__file__), "cores", GENESIS_CORE)
-    with open(path, "rb") as f:
+    with open(_genesis_core_path(), "rb") as f:
         return ELFFile(f).get_section_by_name(".symtab") is not None
+
+
+def _genesis_core_is_a_known_build() -> bool:
+    import hashlib
+
+    with open(_genesis_core_path(), "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest() in YM2612_MODE_OFFSET
 
 
 needs_symbols = pytest.mark.skipif(
     not _genesis_core_has_symbols(),
     reason="this stable-retro build's Genesis core is stripped: frames cannot be left undrawn",
+)
+needs_known_build = pytest.mark.skipif(
+    not (_genesis_core_has_symbols() and _genesis_core_is_a_known_build()),
+    reason="this stable-retro build's Genesis core is not one whose YM2612 state layout "
+    "fastretro knows (fastretro/headless.py YM2612_MODE_OFFSET): its FM chip keeps its sound",
 )
 
 
@@ -77,6 +100,7 @@ def _drawn_and_headless(frames: int):
 def test_no_core_in_this_process_means_no_headless_frame():
     # The test process never creates an emulator, so no Genesis core is mapped here.
     assert find_headless_frame() is None
+    assert find_silent_fm() is None
 
 
 @needs_symbols
@@ -94,10 +118,12 @@ def test_a_headless_frame_is_the_same_frame_without_its_picture():
     np.testing.assert_array_equal(h_after, after)  # drawing resumes exactly
 
 
-def _rollout(n_steps, skip_rendering, **kwargs):
+def _rollout(n_steps, skip_rendering, skip_audio=False, **kwargs):
     acts = np.random.default_rng(2).integers(0, 2, (n_steps, 2, 12), dtype=np.uint8)
-    with VecRetroEnv(GAME, 2, seed=4, skip_rendering=skip_rendering, **kwargs) as env:
-        skips = env.skips_rendering
+    with VecRetroEnv(
+        GAME, 2, seed=4, skip_rendering=skip_rendering, skip_audio=skip_audio, **kwargs
+    ) as env:
+        skips = env.skips_rendering + env.skips_audio
         obs, infos = env.reset()
         observations, rewards, ends, lives = [obs.copy()], [], [], []
         for a in acts:
@@ -119,7 +145,7 @@ def test_skipping_rendering_changes_no_observation_reward_or_info(kwargs):
     # 400 steps of 4 frames reach episode ends (autoreset) on Airstriker with random buttons.
     drawn = _rollout(400, False, max_episode_steps=150, **kwargs)
     skipped = _rollout(400, True, max_episode_steps=150, **kwargs)
-    assert drawn[0] == (False, False) and skipped[0] == (True, True)
+    assert drawn[0] == (False,) * 4 and skipped[0] == (True, True, False, False)
     assert drawn[2].sum() > 0 and drawn[3].any(), "the rollout should score and end episodes"
     for got, want in zip(skipped[1:], drawn[1:]):
         np.testing.assert_array_equal(got, want)
@@ -136,4 +162,96 @@ def test_an_episode_ending_on_an_undrawn_frame_shows_that_frame():
     skipped = _rollout(1500, True, **kwargs)
     assert drawn[3].sum() >= 2, "the rollout should end episodes by game over"
     for got, want in zip(skipped[1:], drawn[1:]):
+        np.testing.assert_array_equal(got, want)
+
+
+def _timers_on_and_off(frames: int):
+    # Runs in a fresh process. The same buttons from the same state, three times: the real core
+    # with the YM2612's timers running (its mode register set by hand: load and flag both
+    # timers; Airstriker itself never starts them), the silent FM with the timers running, and
+    # the silent FM as the game leaves the chip (timers stopped). Returns what a game can see of
+    # the chip (the status register) and the RAM, frame by frame, and the silent FM's calls.
+    import ctypes
+
+    import stable_retro
+
+    from fastretro._ext import worker_loop
+
+    env = stable_retro.make(GAME, render_mode=None)
+    env.reset(seed=0)
+    em = env.em
+    silent = find_silent_fm()
+    mode = ctypes.c_int.from_address(silent.mode)
+    status = ctypes.c_uint8.from_address(silent.mode - 2)  # YM2612Read's byte, in this build
+    masks = np.random.default_rng(1).integers(0, 2, (frames, 12), dtype=np.uint8)
+    start = em.get_state()
+
+    def play(timers: bool):
+        em.set_state(start)
+        if timers:
+            mode.value = 0x0F
+        statuses, rams = [], []
+        for m in masks:
+            em.set_button_mask(m, 0)
+            em.step()
+            statuses.append(status.value)
+            rams.append(env.get_ram().copy())
+        return np.array(statuses), np.array(rams)
+
+    runs = {"real, timers": play(True)}
+    worker_loop.install_silent_fm(silent)
+    slot = ctypes.c_void_p.from_address(silent.slot)
+    installed = slot.value not in (None, silent.update)
+    before = worker_loop.silent_fm_calls()
+    runs["silent, timers"] = play(True)
+    timed = worker_loop.silent_fm_calls()
+    runs["silent, stopped"] = play(False)
+    stopped = worker_loop.silent_fm_calls()
+    env.reset()  # resets and state loads keep the switch
+    em.set_state(start)
+    kept = slot.value not in (None, silent.update)
+    unknown = YM2612_MODE_OFFSET.copy()
+    YM2612_MODE_OFFSET.clear()  # an unknown build
+    from fastretro import headless
+
+    headless._file_sha256.cache_clear()
+    refused = find_silent_fm() is None
+    YM2612_MODE_OFFSET.update(unknown)
+    env.close()
+    calls = {
+        "timers": (timed[0] - before[0], timed[1] - before[1]),
+        "stopped": (stopped[0] - timed[0], stopped[1] - timed[1]),
+    }
+    return runs, calls, installed, kept, refused
+
+
+@needs_known_build
+def test_the_silent_fm_chip_keeps_its_timers_exactly():
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as ex:
+        runs, calls, installed, kept, refused = ex.submit(_timers_on_and_off, 300).result(
+            timeout=300
+        )
+    assert installed and kept, "the core's YM_Update should point at the silent FM"
+    real_status, real_ram = runs["real, timers"]
+    assert real_status.any(), "running timers should raise status flags, or this proves nothing"
+    assert not (real_ram == real_ram[0]).all(), "the game should move"
+    status, ram = runs["silent, timers"]
+    np.testing.assert_array_equal(status, real_status)
+    np.testing.assert_array_equal(ram, real_ram)
+    silenced, forwarded = calls["timers"]
+    assert forwarded > 0 and silenced == 0, "running timers need the real chip on every call"
+    status, _ = runs["silent, stopped"]
+    silenced, forwarded = calls["stopped"]
+    assert silenced > 0 and forwarded == 0 and not status.any()
+    assert refused, "an unknown build of the core must keep its sound"
+
+
+@needs_known_build
+def test_skipping_audio_changes_no_observation_reward_or_info():
+    kwargs = dict(CONTEST, max_episode_steps=150)
+    full = _rollout(400, False, skip_audio=False, **kwargs)
+    silent = _rollout(400, False, skip_audio=True, **kwargs)
+    assert full[0] == (False,) * 4 and silent[0] == (False, False, True, True)
+    assert full[2].sum() > 0 and full[3].any(), "the rollout should score and end episodes"
+    for got, want in zip(silent[1:], full[1:]):
         np.testing.assert_array_equal(got, want)
