@@ -1,4 +1,4 @@
-"""Emulate a Genesis frame without drawing it, for frames whose picture nobody looks at.
+"""Emulate Genesis frames without the work nobody sees or hears: pictures and FM sound.
 
 stable-retro's ``em.step`` runs libretro's ``retro_run``, which draws every frame: on Genesis
 Plus GX the VDP's line renderer takes ~40% of a frame's time (``perf``, Airstriker, random
