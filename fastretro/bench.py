@@ -2,11 +2,11 @@
 
 Frames are counted the EnvPool way: agent steps x frameskip, summed over envs. The limit L is
 ``cores x`` the frames/s of one process calling only the bare core (``em.step()``: no input, no
-RAM read, no screen grab), drawing every frame. L does not depend on the config, but it is read
-once per config (and per ``repeat``), at different moments of the run, and on a shared VM
-those readings have differed by half (5,363-8,159 in one run): every ratio uses the median of
-the run's readings, so that no cell looks better, or worse, for having met one slow or fast
-reading.
+RAM read, no screen grab), drawing every frame and its sound. L does not depend on the
+config, but it is read once per config (and per ``repeat``), at different moments of the run,
+and on a shared VM those readings have differed by half (5,363-8,159 in one run): every ratio
+uses the median of the run's readings, so that no cell looks better, or worse, for having met
+one slow or fast reading.
 
 fastretro does not draw the frames no observation uses (``skip_rendering``) nor synthesize the
 FM chip's sound (``skip_audio``; both in fastretro/headless.py), so it can pass L; the
@@ -164,7 +164,8 @@ def run_bench(
             "repeat": repeat,
             "frames": "agent steps x frameskip, summed over envs (the EnvPool convention)",
             "limit": (
-                "cores x frames/s of one process calling only em.step(), every frame drawn; "
+                "cores x frames/s of one process calling only em.step(), every frame drawn "
+                "and its sound synthesized; "
                 "read once per config and round, and the ratios use the readings' median"
             ),
             "fastretro-drawn": (

@@ -31,7 +31,7 @@ The FM chip without its sound (:func:`find_silent_fm`): nobody listens to a work
 either, and on Airstriker's contest config the YM2612's synthesis (``YM2612Update`` and its
 ``chan_calc``) takes ~24% of the core's time (``perf``). The core calls it through one function
 pointer (``YM_Update``), which the worker points at its own function
-(ext/worker_loop.pyx): while both of the chip's timers are stopped it does nothing; while a
+(ext/worker_loop.pyx): while both of the chip's timers are stopped it writes silence; while a
 timer runs it calls the real chip. The timers are all a game can observe of the FM chip (its
 status register holds their overflow flags; the rest is write-only), so the game runs exactly
 as before and only the FM part of the audio is lost. That needs one field of the chip's state,
