@@ -79,7 +79,7 @@ _FM_SYMBOLS = {
 #: code: ``YM2612Update`` tests ``mode & 0xC0`` at ``ym2612+0x96c`` before anything else, and
 #: ``YM2612Read`` returns the status byte two bytes before it.
 YM2612_MODE_OFFSET = {
-    # stable-retro 1.0.1, manylinux_2_28 x86_64 wheel (cp311).
+    # stable-retro 1.0.1's manylinux_2_28 x86_64 wheels: cp310 to cp313 ship this same file.
     "65a83a22c7b9e836698487b018739966136aed342885dd7959b581f0d454210a": 0x96C,
 }
 
