@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import GAME
 
-from fastretro import VecRetroEnv
+from fastretro import VecRetroEnv, headless
 from fastretro.headless import (
     AUDIO_SCRATCH_VALUES,
     GENESIS_CORE,
@@ -42,10 +42,7 @@ def _genesis_core_has_symbols() -> bool:
 
 
 def _genesis_core_is_a_known_build() -> bool:
-    import hashlib
-
-    with open(_genesis_core_path(), "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest() in YM2612_MODE_OFFSET
+    return headless._file_sha256(_genesis_core_path()) in YM2612_MODE_OFFSET
 
 
 needs_symbols = pytest.mark.skipif(
@@ -212,8 +209,6 @@ def _timers_on_and_off(frames: int):
     kept = slot.value not in (None, silent.update)
     unknown = YM2612_MODE_OFFSET.copy()
     YM2612_MODE_OFFSET.clear()  # an unknown build
-    from fastretro import headless
-
     headless._file_sha256.cache_clear()
     refused = find_silent_fm() is None
     YM2612_MODE_OFFSET.update(unknown)
