@@ -29,10 +29,8 @@ rather than one async pool keep every env at the same time index of the rollout,
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
-import logging
 import os
 import time
 from collections.abc import Sequence
@@ -41,27 +39,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fastretro import DEFAULT_GAME
+from fastretro.agents.common import (
+    AUTO_ACTIONS,
+    NatureCNN,
+    RunLog,
+    image_pool,
+    init_layer,
+    torch,
+)
+from fastretro.agents.common import load_checkpoint as _load_tagged
+from fastretro.agents.common import save_checkpoint as _save_tagged
 from fastretro.errors import InvalidArgumentError
 
-log = logging.getLogger("fastretro.ppo2")
+nn = torch.nn
 
-# torch's OpenMP threads (GNU libgomp) spin ~300,000 iterations after each parallel region by
-# default, on the cores the emulators need (measured: the env step took 10.5 ms instead of 7
-# after each forward pass; bench/README.md). Not spinning at all (OMP_WAIT_POLICY=PASSIVE) makes
-# two threads slower than one on the forward pass (2.6 vs 2.3 ms: each layer waits for a thread
-# to wake). A short spin keeps them together between layers and asleep once the pass is done:
-# 1.4 ms on two threads. Only effective when this module is what first imports torch (the
-# fastretro ppo command), and only when the user set neither variable.
-if "OMP_WAIT_POLICY" not in os.environ:
-    os.environ.setdefault("GOMP_SPINCOUNT", "10000")
-try:
-    import torch
-    from torch import nn
-except ImportError as exc:  # pragma: no cover - the [sb3]/[ppo] extra installs it
-    raise ImportError(
-        "fastretro's PPO2 needs PyTorch: pip install 'fastretro[ppo]' (pins torch==2.13.0; an "
-        "unpinned torch pulls a multi-GB CUDA build)"
-    ) from exc
+__all__ = ["AUTO_ACTIONS", "ActorCritic", "PPO2Config", "NatureCNN", "RunLog", "play", "train"]
 
 
 @dataclass
@@ -189,55 +181,7 @@ PRESETS: dict[str, dict] = {
 }
 
 
-#: ``actions="auto"`` per game: Sonic gets ``sonic7``; Airstriker a small set (B fires; the ship
-#: moves in every direction); any other game stable-retro's ``discrete`` combos.
-AUTO_ACTIONS: dict[str, list] = {
-    "Airstriker-Genesis-v0": [
-        "",
-        "B",
-        "LEFT",
-        "RIGHT",
-        "UP",
-        "DOWN",
-        "LEFT+B",
-        "RIGHT+B",
-        "UP+B",
-        "DOWN+B",
-    ],
-}
-
-
 # -- the networks ----------------------------------------------------------------------------
-
-
-def _layer(layer: nn.Module, std: float = np.sqrt(2), bias: float = 0.0) -> nn.Module:
-    nn.init.orthogonal_(layer.weight, std)
-    nn.init.constant_(layer.bias, bias)
-    return layer
-
-
-class NatureCNN(nn.Module):
-    """Mnih et al. (2015): 3 conv layers and 512 units; input (N, C, 84, 84) uint8."""
-
-    def __init__(self, in_channels: int, hw: tuple[int, int]) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            _layer(nn.Conv2d(in_channels, 32, 8, stride=4)),
-            nn.ReLU(),
-            _layer(nn.Conv2d(32, 64, 4, stride=2)),
-            nn.ReLU(),
-            _layer(nn.Conv2d(64, 64, 3, stride=1)),
-            nn.ReLU(),
-            nn.Flatten(),
-        )
-        with torch.no_grad():
-            n = self.body(torch.zeros(1, in_channels, *hw)).shape[1]
-        self.fc = nn.Sequential(_layer(nn.Linear(n, 512)), nn.ReLU())
-        self.out_features = 512
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Features (N, out_features) of float images (N, C, H, W)."""
-        return self.fc(self.body(x))
 
 
 class _Residual(nn.Module):
@@ -268,7 +212,7 @@ class ImpalaCNN(nn.Module):
         self.body = nn.Sequential(*layers, nn.ReLU(), nn.Flatten())
         with torch.no_grad():
             n = self.body(torch.zeros(1, in_channels, *hw)).shape[1]
-        self.fc = nn.Sequential(_layer(nn.Linear(n, 256)), nn.ReLU())
+        self.fc = nn.Sequential(init_layer(nn.Linear(n, 256)), nn.ReLU())
         self.out_features = 256
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -286,8 +230,8 @@ class ActorCritic(nn.Module):
         super().__init__()
         c, h, w = obs_shape
         self.body = NETWORKS[network](c, (h, w))
-        self.policy = _layer(nn.Linear(self.body.out_features, n_actions), std=0.01)
-        self.value = _layer(nn.Linear(self.body.out_features, 1), std=1.0)
+        self.policy = init_layer(nn.Linear(self.body.out_features, n_actions), std=0.01)
+        self.value = init_layer(nn.Linear(self.body.out_features, 1), std=1.0)
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (N, A) and values (N,) of uint8 observations (N, C, H, W)."""
@@ -361,8 +305,7 @@ class Rollout:
 
 def make_pool(cfg: PPO2Config, env_ids: Sequence[int] | None = None, **extra):
     """The VecRetroEnv the agent trains on: in-worker preprocessing, same-step autoreset."""
-    from fastretro import VecRetroEnv
-    from fastretro.contest import has_contest_scenario, spread
+    from fastretro.contest import spread
 
     ids = list(range(cfg.num_envs)) if env_ids is None else list(env_ids)
     if cfg.levels:
@@ -370,30 +313,15 @@ def make_pool(cfg: PPO2Config, env_ids: Sequence[int] | None = None, **extra):
         games, states = [all_games[i] for i in ids], [all_states[i] for i in ids]
     else:
         games, states = [cfg.game] * len(ids), [cfg.state] * len(ids)
-    scenario = cfg.scenario
-    if scenario is None:
-        scenario = ["contest" if has_contest_scenario(g) else None for g in games]
-    actions = cfg.actions
-    if actions == "auto":
-        actions = AUTO_ACTIONS.get(games[0], "discrete")
-        if all("Sonic" in g for g in games):
-            actions = "sonic7"
-    return VecRetroEnv(
+    return image_pool(
         games,
-        len(ids),
-        state=states,
-        scenario=scenario,
+        states,
+        cfg.scenario,
+        actions=cfg.actions,
         frameskip=cfg.frameskip,
         sticky_prob=cfg.sticky_prob,
         max_episode_steps=cfg.max_episode_steps,
-        actions=actions,
-        grayscale=True,
-        resize=(84, 84),
-        max_pool=True,
-        frame_stack=4,
-        channels_first=True,
         allow_backtracking=cfg.allow_backtracking,
-        autoreset_mode="same_step",
         **extra,
     )
 
@@ -403,32 +331,20 @@ def make_pool(cfg: PPO2Config, env_ids: Sequence[int] | None = None, **extra):
 
 def save_checkpoint(path: str, model, optimizer, cfg: PPO2Config, frames: int, **more) -> None:
     """Weights, optimizer, config and step count, written atomically (tmp + rename)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "config": dataclasses.asdict(cfg),
-            "frames": int(frames),
-            **more,
-        },
-        tmp,
+    _save_tagged(
+        path,
+        "ppo2",
+        dataclasses.asdict(cfg),
+        frames,
+        model=model.state_dict(),
+        optimizer=optimizer.state_dict(),
+        **more,
     )
-    os.replace(tmp, path)
 
 
 def load_checkpoint(path: str) -> dict:
     """A checkpoint written by :func:`save_checkpoint`; clear errors for a missing/bad file."""
-    if not os.path.isfile(path):
-        raise InvalidArgumentError(f"No checkpoint at {path!r}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not a checkpoint"
-        raise InvalidArgumentError(f"{path!r} is not a fastretro PPO2 checkpoint: {exc}") from exc
-    if not isinstance(ckpt, dict) or not {"model", "config", "frames"} <= set(ckpt):
-        raise InvalidArgumentError(f"{path!r} is not a fastretro PPO2 checkpoint")
-    return ckpt
+    return _load_tagged(path, "ppo2", "PPO2", required=("model",))
 
 
 def config_from_checkpoint(ckpt: dict) -> PPO2Config:
@@ -437,72 +353,6 @@ def config_from_checkpoint(ckpt: dict) -> PPO2Config:
     values["levels"] = [tuple(lv) for lv in values.get("levels", [])]
     known = {f.name for f in dataclasses.fields(PPO2Config)}
     return PPO2Config(**{k: v for k, v in values.items() if k in known})
-
-
-# -- logging ---------------------------------------------------------------------------------
-
-
-class RunLog:
-    """monitor.csv (one row per episode, SB3's format), progress.csv and TensorBoard."""
-
-    def __init__(self, run_dir: str, resume: bool) -> None:
-        os.makedirs(run_dir, exist_ok=True)
-        self.start = time.time()
-        mode = "a" if resume else "w"
-        monitor_path = os.path.join(run_dir, "monitor.csv")
-        fresh = not (resume and os.path.exists(monitor_path))
-        self.monitor = open(monitor_path, "a" if not fresh else "w", newline="")
-        self.monitor_csv = csv.writer(self.monitor)
-        if fresh:
-            self.monitor.write(f"#{json.dumps({'t_start': self.start, 'env_id': 'fastretro'})}\n")
-            # SB3's Monitor columns, plus the run's frame count when the episode ended (SB3's
-            # load_results keeps extra columns).
-            self.monitor_csv.writerow(["r", "l", "t", "frames"])
-        progress_path = os.path.join(run_dir, "progress.csv")
-        fresh = not (resume and os.path.exists(progress_path))
-        self.progress = open(progress_path, "a" if not fresh else mode, newline="")
-        self.progress_csv = None
-        self._write_header = fresh
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(os.path.join(run_dir, "tb"))
-        except ImportError:
-            log.warning(
-                "tensorboard is not installed: no TensorBoard scalars (pip install "
-                "tensorboard); monitor.csv and progress.csv are written all the same"
-            )
-            self.tb = None
-
-    def episode(self, reward: float, length: int, frames: int) -> None:
-        """One finished episode: a monitor.csv row and two scalars."""
-        self.monitor_csv.writerow(
-            [round(reward, 6), length, round(time.time() - self.start, 6), frames]
-        )
-        if self.tb is not None:
-            self.tb.add_scalar("episode/reward", reward, frames)
-            self.tb.add_scalar("episode/length", length, frames)
-
-    def update(self, row: dict) -> None:
-        """One update's figures: a progress.csv row and TensorBoard scalars."""
-        if self.progress_csv is None:
-            self.progress_csv = csv.DictWriter(self.progress, fieldnames=list(row))
-            if self._write_header:
-                self.progress_csv.writeheader()
-        self.progress_csv.writerow(row)
-        self.progress.flush()
-        self.monitor.flush()
-        if self.tb is not None:
-            for k, v in row.items():
-                if k != "frames":
-                    self.tb.add_scalar(k, v, row["frames"])
-
-    def close(self) -> None:
-        """Flush and close every file."""
-        self.monitor.close()
-        self.progress.close()
-        if self.tb is not None:
-            self.tb.close()
 
 
 # -- training --------------------------------------------------------------------------------
