@@ -1,0 +1,1 @@
+"""Everything a step touches: the pool, its workers, shared memory, emulators, preprocessing."""

@@ -1,0 +1,61 @@
+"""The emulator seam: the few operations a worker needs from one emulator.
+
+A worker process owns one or more :class:`Emulator` objects (stable-retro allows one per
+process; ALE allows several) and drives them from its compiled loop (ext/worker_loop.pyx):
+start an episode, hold buttons, run frames (drawing only the ones whose picture is used), read
+the picture and the game's RAM variables, save and load states. Everything above this seam
+(frame timing, sticky actions, action sets, scenarios, preprocessing, shared memory) is the
+same whichever emulator runs the game.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import numpy as np
+
+
+class Emulator(abc.ABC):
+    """One game's emulator inside a worker process.
+
+    Attributes:
+        backend: the backend's name, as ``VecRetroEnv.backends`` reports it.
+        buttons: the console's button names (stable-retro's order); bit ``b`` of a button mask
+            is ``buttons[b]``.
+        skips_drawing: whether :meth:`frame` with ``draw=False`` saves work (else it draws).
+    """
+
+    backend: str
+    buttons: tuple[str, ...]
+    skips_drawing: bool = False
+
+    @abc.abstractmethod
+    def start(self) -> None:
+        """Begin an episode: the level's start state, nothing pressed."""
+
+    @abc.abstractmethod
+    def press(self, mask: int) -> None:
+        """Hold the buttons of ``mask`` (bit ``b``: ``buttons[b]``) from the next frame on."""
+
+    @abc.abstractmethod
+    def frame(self, draw: bool = True) -> None:
+        """Run one frame; ``draw=False`` where nobody will look at its picture."""
+
+    @abc.abstractmethod
+    def screen(self) -> np.ndarray:
+        """The last drawn picture: RGB uint8 ``(H, W, 3)``, valid until the next frame."""
+
+    @abc.abstractmethod
+    def variables(self) -> dict[str, int]:
+        """The integration's RAM variables (``data.json``'s "info") as they are now."""
+
+    @abc.abstractmethod
+    def save_state(self) -> bytes:
+        """The emulator's whole state."""
+
+    @abc.abstractmethod
+    def load_state(self, state: bytes) -> None:
+        """Go back to a state from :meth:`save_state` (the next frame shows its picture)."""
+
+    def close(self) -> None:  # noqa: B027 - most emulators need nothing
+        """Free what the emulator holds."""
