@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from fastretro import DEFAULT_GAME, VecRetroEnv
-from fastretro.peers import CONFIGS, cores
+from fastretro.tools.peers import CONFIGS, cores
 
 
 def burn(us: float) -> None:

@@ -1,6 +1,6 @@
 """What a frame costs drawn (``em.step``) and undrawn, with and without FM sound, in one process.
 
-fastretro/headless.py: a frame can run without its picture (``skip_rendering``) and the FM chip
+fastretro/runtime/headless.py: a frame can run without its picture (``skip_rendering``) and the FM chip
 without its sound (``skip_audio``). All four ways run the same random buttons from the same
 state; the per-frame time is the best of 5 repeats of 400 frames, alternating the ways 3
 times. Run: ``python bench/bench_headless.py``
@@ -23,8 +23,8 @@ from fastretro import DEFAULT_GAME
 def _measure(game: str, rounds: int, frames: int) -> list[tuple[float, float]]:
     import stable_retro
 
-    from fastretro._ext import worker_loop
-    from fastretro.headless import AUDIO_SCRATCH_VALUES, find_headless_frame, find_silent_fm
+    from fastretro.runtime._ext import worker_loop
+    from fastretro.runtime.headless import AUDIO_SCRATCH_VALUES, find_headless_frame, find_silent_fm
 
     env = stable_retro.make(game, render_mode=None)
     env.reset(seed=0)

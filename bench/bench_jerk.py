@@ -29,7 +29,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 
 from fastretro import DEFAULT_GAME
-from fastretro.peers import cores
+from fastretro.tools.peers import cores
 
 EXPLOIT_BIAS = 0.25
 
@@ -39,7 +39,7 @@ def original_jerk(game: str, timesteps: int, seed: int) -> dict:
     import gymnasium
     import stable_retro
 
-    from fastretro.peers import StochasticFrameSkip
+    from fastretro.tools.peers import StochasticFrameSkip
 
     random.seed(seed)
     env = stable_retro.make(game, render_mode=None)

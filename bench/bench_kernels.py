@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastretro import kernels
+from fastretro.runtime import kernels
 
 cv2 = pytest.importorskip("cv2", reason="the comparison needs OpenCV (pip install .[test])")
 

@@ -20,8 +20,8 @@ import numpy as np
 
 from fastretro import DEFAULT_GAME, VecRetroEnv
 from fastretro.agents.jerk import PROFILES, jerk_actions
-from fastretro.peers import cores
-from fastretro.pool import CMD_STEP
+from fastretro.runtime.pool import CMD_STEP
+from fastretro.tools.peers import cores
 
 
 def loop(env: VecRetroEnv, how: str, batches: int) -> tuple[float, float]:

@@ -28,7 +28,7 @@ import time
 import numpy as np
 
 from fastretro import DEFAULT_GAME
-from fastretro.peers import cores
+from fastretro.tools.peers import cores
 
 HYPER = dict(
     n_steps=128,
@@ -53,7 +53,7 @@ def _peer_env(game: str, seed: int):
     """Plain stable-retro + the contest's frame timing + WarpFrame/FrameStack + a discretizer."""
     import gymnasium
 
-    from fastretro.peers import CONFIGS, make_plain_env
+    from fastretro.tools.peers import CONFIGS, make_plain_env
 
     class Discretizer(gymnasium.ActionWrapper):
         """retro-baselines' SonicDiscretizer, for any list of combos."""
@@ -143,8 +143,8 @@ def _sb3(game: str, num_envs: int, updates: int, queue) -> None:
 def _ppo2(game: str, num_envs: int, updates: int, overlap: bool, queue) -> None:
     # ppo2 before torch: it sets torch's OpenMP spin policy, which is read when torch loads.
     from fastretro.agents.ppo2 import PPO2Config, train
-    from fastretro.profiler import _run_ppo, analyse
-    from fastretro.stats import Stopwatch
+    from fastretro.runtime.stats import Stopwatch
+    from fastretro.tools.profiler import _run_ppo, analyse
 
     run_dir = os.path.join(OUT, f"ppo2-speed{'-overlap' if overlap else ''}")
     frames = HYPER["n_steps"] * num_envs * 4 * (updates + 1)
@@ -220,7 +220,7 @@ def speed(args) -> None:
 
 def learn(args) -> None:
     from fastretro.agents.ppo2 import PPO2Config, make_pool, train
-    from fastretro.plot import learning_curve
+    from fastretro.tools.plot import learning_curve
 
     cfg = PPO2Config(
         game=args.game,

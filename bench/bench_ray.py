@@ -19,9 +19,10 @@ import time
 import numpy as np
 import ray
 
-from fastretro import DEFAULT_GAME, VecRetroEnv, distributed
-from fastretro.distributed import RayVecRetroEnv
-from fastretro.peers import CONFIGS, cores
+from fastretro import DEFAULT_GAME, VecRetroEnv
+from fastretro.integrations import ray as distributed
+from fastretro.integrations.ray import RayVecRetroEnv
+from fastretro.tools.peers import CONFIGS, cores
 
 
 def steps_per_s(env, seconds: float) -> dict:

@@ -1,7 +1,7 @@
 """Rendering speed: a 320x224 .bk2 movie to mp4 at default settings, frames encoded per second.
 
 The movie is recorded first by plain stable-retro (in a subprocess); the timed part is
-``fastretro.movies.render`` end to end (replaying the movie in the emulator, grabbing each
+``fastretro.contest.movies.render`` end to end (replaying the movie in the emulator, grabbing each
 frame, encoding through imageio-ffmpeg's ffmpeg). Prints one JSON line.
 
 Run: ``python bench/bench_render.py [--frames 3000]``
@@ -21,7 +21,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 
 from fastretro import DEFAULT_GAME
-from fastretro.movies import render
+from fastretro.contest.movies import render
 
 
 def _record(folder: str, game: str, frames: int) -> str:

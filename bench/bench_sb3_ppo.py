@@ -21,7 +21,7 @@ import platform
 import time
 
 from fastretro import DEFAULT_GAME
-from fastretro.peers import CONFIGS, cores
+from fastretro.tools.peers import CONFIGS, cores
 
 PPO_KWARGS = {  # retro-baselines' PPO2 values, with shorter rollouts so the bench is quick
     "n_steps": 128,
@@ -42,7 +42,7 @@ def _env(backend: str, game: str, num_envs: int):
     config = CONFIGS["contest"]
     if backend.startswith("fastretro"):
         from fastretro import VecRetroEnv
-        from fastretro.sb3 import SB3VecEnv
+        from fastretro.integrations.sb3 import SB3VecEnv
 
         chw = backend == "fastretro-chw"  # the pool writes (C, H, W): no transpose needed
         pool = VecRetroEnv(
@@ -55,7 +55,7 @@ def _env(backend: str, game: str, num_envs: int):
         return SB3VecEnv(pool) if chw else VecTransposeImage(SB3VecEnv(pool))
     from stable_baselines3.common.vec_env import SubprocVecEnv
 
-    from fastretro.peers import _EnvFn
+    from fastretro.tools.peers import _EnvFn
 
     return VecTransposeImage(SubprocVecEnv([_EnvFn(game, config, i) for i in range(num_envs)]))
 

@@ -18,7 +18,8 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from fastretro import DEFAULT_GAME, VecRetroEnv, shm
+from fastretro import DEFAULT_GAME, VecRetroEnv
+from fastretro.runtime import shm
 
 
 def rss_kib(pid: int) -> int:

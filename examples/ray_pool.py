@@ -15,8 +15,9 @@ import time
 
 import numpy as np
 
-from fastretro import DEFAULT_GAME, distributed
-from fastretro.distributed import RayVecRetroEnv
+from fastretro import DEFAULT_GAME
+from fastretro.integrations import ray as distributed
+from fastretro.integrations.ray import RayVecRetroEnv
 
 
 def main() -> None:

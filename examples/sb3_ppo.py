@@ -18,7 +18,7 @@ from stable_baselines3 import PPO  # noqa: E402
 from stable_baselines3.common.vec_env import VecMonitor, VecTransposeImage  # noqa: E402
 
 from fastretro import DEFAULT_GAME, VecRetroEnv  # noqa: E402
-from fastretro.sb3 import SB3VecEnv  # noqa: E402
+from fastretro.integrations.sb3 import SB3VecEnv  # noqa: E402
 
 
 def main() -> None:

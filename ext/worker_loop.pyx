@@ -15,31 +15,31 @@ from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from sync cimport fr_atomic_cas
 
-# Genesis Plus GX's frame without its picture (fastretro/headless.py finds them in the core).
+# Genesis Plus GX's frame without its picture (fastretro/runtime/headless.py finds them in the core).
 ctypedef void (*frame_gen_fn)(int do_skip) noexcept nogil
 ctypedef int (*audio_update_fn)(short *buffer) noexcept nogil
 
-# The core's FM chip call, YM_Update(buffer, samples) (fastretro/headless.py's SilentFM).
+# The core's FM chip call, YM_Update(buffer, samples) (fastretro/runtime/headless.py's SilentFM).
 ctypedef void (*fm_update_fn)(int *buffer, int length) noexcept nogil
 
-# Command codes written by the parent into ``cmd[worker]`` (mirrored in fastretro/worker.py).
+# Command codes written by the parent into ``cmd[worker]`` (mirrored in fastretro/runtime/worker.py).
 CMD_STEP = 1
 CMD_RESET = 2
 CMD_CLOSE = 3
 CMD_RESTORE = 4
 CMD_SEQUENCE = 5
 
-# Autoreset modes (mirrored in fastretro/pool.py).
+# Autoreset modes (mirrored in fastretro/runtime/pool.py).
 AUTORESET_NEXT_STEP = 0
 AUTORESET_SAME_STEP = 1
 AUTORESET_DISABLED = 2
 
-# Action decoding modes (mirrored in fastretro/actions.py).
+# Action decoding modes (mirrored in fastretro/runtime/actions.py).
 MODE_BITS = 0
 MODE_INDEX = 1
 MODE_GROUPS = 2
 
-# Columns of this worker's row of the shared ``timing`` array (mirrored in fastretro/stats.py):
+# Columns of this worker's row of the shared ``timing`` array (mirrored in fastretro/runtime/stats.py):
 # nanoseconds spent in each phase, and event counts. Always on: about ten CLOCK_MONOTONIC reads
 # per step at 25 ns each (vDSO, no syscall). The workers' CPU time is NOT read here: two
 # CLOCK_THREAD_CPUTIME_ID reads per step (a syscall) cost ~10% of the contest config's
@@ -57,7 +57,7 @@ cdef enum:
 TIMING_WIDTH = TIMING_COLUMNS
 
 
-# stable-retro's scenario operations (fastretro/scenario.py holds the names).
+# stable-retro's scenario operations (fastretro/runtime/scenario.py holds the names).
 cdef enum:
     OP_NOOP = 0
     OP_EQUAL = 1
@@ -107,7 +107,7 @@ cdef class VariableScenario:
     """A declarative scenario's reward and done, evaluated on the RAM variables' values.
 
     What stable-retro's ``Scenario::update`` computes, without ``data.update_ram``'s RAM snapshot
-    (fastretro/scenario.py says why). The deltas are against the values of the previous
+    (fastretro/runtime/scenario.py says why). The deltas are against the values of the previous
     evaluation, or of the episode's start: the same two points stable-retro's snapshots take.
     """
 
@@ -119,7 +119,7 @@ cdef class VariableScenario:
     cdef object done_root
 
     def __init__(self, plan):
-        """Args: plan: a :class:`fastretro.scenario.ScenarioPlan`."""
+        """Args: plan: a :class:`fastretro.runtime.scenario.ScenarioPlan`."""
         self.names = tuple(plan.names)
         self.now = np.zeros(len(self.names), np.int64)
         self.prev = np.zeros(len(self.names), np.int64)
@@ -258,13 +258,13 @@ cdef class EnvStepper:
             rng: ``numpy.random.Generator`` for the sticky-frame draws.
             opts: frameskip, sticky_prob, max_pool, per_frame_reward, max_episode_steps,
                 autoreset, info_names, num_buttons, the action table (action_mode,
-                action_masks, action_offsets; see fastretro/actions.py), the reward
+                action_masks, action_offsets; see fastretro/runtime/actions.py), the reward
                 transforms (allow_backtracking, reward_scale, clip_reward) and
                 scenario_plan (a ``ScenarioPlan`` this worker evaluates itself, or ``None``:
                 stable-retro's ``data.update_ram`` evaluates the scenario), and snapshot_best
                 (keep the emulator state where each episode first reaches its best return,
                 published into ``snap`` when the episode ends), and headless (a
-                ``fastretro.headless.HeadlessFrame``: the frames of a step before the first
+                ``fastretro.runtime.headless.HeadlessFrame``: the frames of a step before the first
                 one whose picture is used run without drawing it; ``None``: draw every frame).
             views: the shared arrays (actions, rewards, terminated, truncated, info, final_info,
                 and the snapshot slot: snap, snap_len, snap_step, snap_return, snap_screen).
@@ -346,7 +346,7 @@ cdef class EnvStepper:
             return
         self.frame_gen = <frame_gen_fn><size_t>headless.frame_gen
         self.audio_update = <audio_update_fn><size_t>headless.audio_update
-        from fastretro.headless import AUDIO_SCRATCH_VALUES
+        from fastretro.runtime.headless import AUDIO_SCRATCH_VALUES
         self.audio_scratch = np.zeros(AUDIO_SCRATCH_VALUES, np.int16)
         if not self.observe:
             self.draw_from = self.frameskip
@@ -359,7 +359,7 @@ cdef class EnvStepper:
         self.rng_random = rng.random
 
     cdef void _decode_action(self, const long long[:] row):
-        # Every action set is one lookup into a table of button masks (fastretro/actions.py).
+        # Every action set is one lookup into a table of button masks (fastretro/runtime/actions.py).
         cdef int b, g
         cdef long long mask = 0
         if self.action_mode == MODE_BITS:
@@ -663,7 +663,7 @@ def install_silent_fm(silent_fm):
     """Point the loaded core's ``YM_Update`` at the function above.
 
     Args:
-        silent_fm: a :class:`fastretro.headless.SilentFM` found in this process.
+        silent_fm: a :class:`fastretro.runtime.headless.SilentFM` found in this process.
     """
     global _fm_real, _fm_mode
     cdef fm_update_fn *slot = <fm_update_fn *><size_t>silent_fm.slot

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-from fastretro.errors import (  # noqa: E402
+from fastretro import _moved
+from fastretro.errors import (
     ActionError,
     ClosedError,
     FastRetroError,
@@ -20,13 +21,29 @@ from fastretro.errors import (  # noqa: E402
 
 DEFAULT_GAME = "Airstriker-Genesis-v0"
 
+_moved.install()
+
+# Public names whose modules import the compiled handshake, numba or stable-retro's data: loaded
+# on first use, so that `import fastretro` stays cheap in worker processes and in tools that
+# need no pool.
+_LAZY = {
+    "VecRetroEnv": "fastretro.runtime.pool",
+    "Snapshot": "fastretro.runtime.pool",
+    "EnvConfig": "fastretro.config",
+    "PoolConfig": "fastretro.config",
+    "SB3VecEnv": "fastretro.integrations.sb3",
+    "contest_env": "fastretro.contest.levels",
+}
+
 __all__ = [
     "DEFAULT_GAME",
     "ActionError",
     "ClosedError",
+    "EnvConfig",
     "FastRetroError",
     "GameNotFoundError",
     "InvalidArgumentError",
+    "PoolConfig",
     "SB3VecEnv",
     "ScenarioNotFoundError",
     "Snapshot",
@@ -42,22 +59,8 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    # VecRetroEnv pulls in the compiled handshake; import it lazily so `import fastretro`
-    # (and fastretro.kernels) stays cheap in worker processes and in tools that need no pool.
-    if name == "VecRetroEnv":
-        from fastretro.pool import VecRetroEnv
+    if name in _LAZY:
+        import importlib
 
-        return VecRetroEnv
-    if name == "Snapshot":
-        from fastretro.pool import Snapshot
-
-        return Snapshot
-    if name == "SB3VecEnv":
-        from fastretro.sb3 import SB3VecEnv
-
-        return SB3VecEnv
-    if name == "contest_env":
-        from fastretro.contest import contest_env
-
-        return contest_env
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'fastretro' has no attribute {name!r}")

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from fastretro import shm
+from fastretro.runtime import shm
 
 GAME = "Airstriker-Genesis-v0"
 DATA = os.path.join(os.path.dirname(__file__), "data")

@@ -1,4 +1,4 @@
-"""Plain-numpy references for every kernel in fastretro.kernels: slow, obvious, independent.
+"""Plain-numpy references for every kernel in fastretro.runtime.kernels: slow, obvious, independent.
 
 Each one follows the textbook definition rather than the kernel's algorithm (float luma, dense
 overlap matrices for the area average, a deque for the frame stack), so that agreeing with them

@@ -11,7 +11,7 @@ from conftest import GAME
 from reference import plain_rollout
 
 from fastretro import ActionError, InvalidArgumentError, VecRetroEnv
-from fastretro.actions import SONIC7, SONIC10
+from fastretro.runtime.actions import SONIC7, SONIC10
 
 BUTTONS = ("B", "A", "MODE", "START", "UP", "DOWN", "LEFT", "RIGHT", "C", "Y", "X", "Z")
 
@@ -173,8 +173,8 @@ def test_out_of_range_multi_discrete_action_names_its_group():
 
 
 def test_decoding_modes_agree_with_the_compiled_loop():
-    from fastretro import actions
-    from fastretro._ext import worker_loop
+    from fastretro.runtime import actions
+    from fastretro.runtime._ext import worker_loop
 
     assert (actions.MODE_BITS, actions.MODE_INDEX, actions.MODE_GROUPS) == (
         worker_loop.MODE_BITS,

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from conftest import GAME
 
-from fastretro import bench, peers
 from fastretro.errors import GameNotFoundError, InvalidArgumentError
+from fastretro.tools import bench, peers
 
 
 def test_run_bench_writes_json_png_and_table(tmp_path):

@@ -6,7 +6,8 @@ import os
 
 from conftest import GAME
 
-from fastretro import cli, shm
+from fastretro.runtime import shm
+from fastretro.tools import cli
 
 
 def test_help_lists_commands(capsys):

@@ -14,13 +14,14 @@ from conftest import GAME
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install fastretro[ray]")
 
-from fastretro import InvalidArgumentError, VecRetroEnv, WorkerDiedError, shm  # noqa: E402
-from fastretro.distributed import RayVecRetroEnv  # noqa: E402
+from fastretro import InvalidArgumentError, VecRetroEnv, WorkerDiedError  # noqa: E402
+from fastretro.integrations.ray import RayVecRetroEnv  # noqa: E402
+from fastretro.runtime import shm
 
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
-    from fastretro import distributed
+    from fastretro.integrations import ray as distributed
 
     distributed.init(num_cpus=2)
     yield
@@ -70,7 +71,7 @@ def test_two_shards_step_exactly_like_a_local_pool(transport):
 def test_per_env_levels_and_the_sb3_adapter_on_top():
     from stable_baselines3.common.vec_env import VecMonitor
 
-    from fastretro.sb3 import SB3VecEnv
+    from fastretro.integrations.sb3 import SB3VecEnv
 
     env = RayVecRetroEnv(
         GAME,
@@ -285,7 +286,7 @@ def test_bad_arguments():
 
 
 def test_without_ray_the_import_says_how_to_install_it():
-    code = "import sys; sys.modules['ray'] = None; import fastretro.distributed"
+    code = "import sys; sys.modules['ray'] = None; import fastretro.integrations.ray"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode != 0
     assert 'pip install "fastretro[ray]"' in out.stderr

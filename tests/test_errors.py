@@ -27,9 +27,9 @@ from fastretro import (
     VecRetroEnv,
     WorkerDiedError,
     WorkerTimeoutError,
-    shm,
 )
 from fastretro.errors import RemoteTraceback
+from fastretro.runtime import shm
 
 
 def no_workers():
@@ -529,7 +529,7 @@ def run_script(code: str, timeout: float) -> str:
 _EXIT_WITH_A_STUCK_LOG_QUEUE = textwrap.dedent(
     """
     import multiprocessing as mp, os, signal, time
-    from fastretro import logs
+    from fastretro.runtime import logs
     ctx = mp.get_context("fork")
     queue = logs.worker_log_queue(ctx)
 
@@ -548,7 +548,8 @@ _EXIT_WITH_A_STUCK_LOG_QUEUE = textwrap.dedent(
 _CLOSE_WITH_A_STUCK_LOG_QUEUE = textwrap.dedent(
     """
     import multiprocessing as mp, os, signal
-    from fastretro import VecRetroEnv, logs
+    from fastretro import VecRetroEnv
+    from fastretro.runtime import logs
 
     def hold_write_lock_and_die(queue):
         queue._wlock.acquire()  # as a worker killed in the middle of writing a log record
@@ -578,7 +579,8 @@ def test_workers_exit_on_their_own_when_a_killed_worker_jammed_the_log_queue():
 _LOGS_AFTER_A_KILL = textwrap.dedent(
     """
     import logging, multiprocessing as mp, os, signal, time
-    from fastretro import VecRetroEnv, logs
+    from fastretro import VecRetroEnv
+    from fastretro.runtime import logs
 
     seen = []
 

@@ -15,8 +15,8 @@ import pytest
 from conftest import GAME
 
 from fastretro import InvalidArgumentError
-from fastretro.evaluate import RandomAgent, evaluate, load_agent
-from fastretro.movies import replay
+from fastretro.contest.evaluate import RandomAgent, evaluate, load_agent
+from fastretro.contest.movies import replay
 
 pytest.importorskip("stable_baselines3", reason="monitor.csv is checked with SB3's load_results")
 from stable_baselines3.common.monitor import load_results  # noqa: E402
@@ -97,7 +97,7 @@ def test_eval_cli_prints_the_score(tmp_path):
         [
             sys.executable,
             "-m",
-            "fastretro.cli",
+            "fastretro",
             "eval",
             "--agent",
             "random",
@@ -152,7 +152,7 @@ def test_bad_eval_input_is_one_line_and_exit_2(tmp_path, args, message):
         [
             sys.executable,
             "-m",
-            "fastretro.cli",
+            "fastretro",
             "eval",
             "--timesteps",
             "5",
@@ -209,7 +209,7 @@ def test_replay_check_compares_each_movie_with_its_monitor_row(tmp_path):
     )
     movies = sorted(glob.glob(os.path.join(tmp_path, f"{GAME}-default", "bk2", "*.bk2")))
     out = subprocess.run(
-        [sys.executable, "-m", "fastretro.cli", "replay", "--check", "--json", *movies],
+        [sys.executable, "-m", "fastretro", "replay", "--check", "--json", *movies],
         capture_output=True,
         text=True,
         timeout=120,

@@ -1,4 +1,4 @@
-"""Frames run without drawing them, and the FM chip without its sound (fastretro/headless.py):
+"""Frames run without drawing them, and the FM chip without its sound (fastretro/runtime/headless.py):
 same game, no picture or FM sound, less time."""
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from conftest import GAME
 
-from fastretro import VecRetroEnv, headless
-from fastretro.headless import (
+from fastretro import VecRetroEnv
+from fastretro.runtime import headless
+from fastretro.runtime.headless import (
     AUDIO_SCRATCH_VALUES,
     GENESIS_CORE,
     YM2612_MODE_OFFSET,
@@ -52,7 +53,7 @@ needs_symbols = pytest.mark.skipif(
 needs_known_build = pytest.mark.skipif(
     not (_genesis_core_has_symbols() and _genesis_core_is_a_known_build()),
     reason="this stable-retro build's Genesis core is not one whose YM2612 state layout "
-    "fastretro knows (fastretro/headless.py YM2612_MODE_OFFSET): its FM chip keeps its sound",
+    "fastretro knows (fastretro/runtime/headless.py YM2612_MODE_OFFSET): its FM chip keeps its sound",
 )
 
 
@@ -172,7 +173,7 @@ def _timers_on_and_off(frames: int):
 
     import stable_retro
 
-    from fastretro._ext import worker_loop
+    from fastretro.runtime._ext import worker_loop
 
     env = stable_retro.make(GAME, render_mode=None)
     env.reset(seed=0)

@@ -14,7 +14,7 @@ from conftest import GAME
 
 from fastretro import InvalidArgumentError
 from fastretro.agents.jerk import PROFILES, JerkAgent, JerkConfig, jerk_actions, run
-from fastretro.kernels import jerk as k
+from fastretro.runtime.kernels import jerk as k
 
 
 def act_step(envs, mode, jump_left, replay, replay_len, replay_pos, draws, prob, repeat, out):
@@ -264,7 +264,7 @@ def test_cli_prints_one_json_line():
         [
             sys.executable,
             "-m",
-            "fastretro.cli",
+            "fastretro",
             "jerk",
             "--timesteps",
             "200",
@@ -319,7 +319,7 @@ def test_action_set_order_matches_the_kernels():
 
 
 def test_best_sequence_movie_replays_to_its_reward(tmp_path):
-    from fastretro.movies import replay
+    from fastretro.contest.movies import replay
 
     result = run(
         GAME,

@@ -11,7 +11,7 @@ import naive
 import numpy as np
 import pytest
 
-from fastretro import kernels
+from fastretro.runtime import kernels
 
 cv2 = pytest.importorskip("cv2", reason="OpenCV (opencv-python-headless) is a test extra")
 
@@ -162,7 +162,7 @@ def test_kernels_agree_with_their_pure_python_selves():
     # any difference between compiled and interpreted integer/float semantics shows up here.
     code = """
 import json, numpy as np
-from fastretro import kernels
+from fastretro.runtime import kernels
 rng = np.random.default_rng(7)
 src, prev = rng.integers(0, 256, (2, 23, 31, 3), dtype=np.uint8)
 ty, tx = kernels.area_table(20, 9), kernels.area_table(27, 8)

@@ -14,7 +14,7 @@ import pytest
 from conftest import GAME
 
 from fastretro import InvalidArgumentError, VecRetroEnv
-from fastretro.movies import replay
+from fastretro.contest.movies import replay
 
 
 def test_each_episode_is_a_movie_that_replays_to_its_reward(tmp_path):
@@ -59,7 +59,7 @@ def test_replay_cli_prints_json(tmp_path):
             env.step(np.ones((1, 12), np.uint8))
     movie = sorted(glob.glob(str(tmp_path / "env000" / "*.bk2")))[0]
     out = subprocess.run(
-        [sys.executable, "-m", "fastretro.cli", "replay", movie, "--json"],
+        [sys.executable, "-m", "fastretro", "replay", movie, "--json"],
         capture_output=True,
         text=True,
         timeout=120,

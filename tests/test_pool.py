@@ -66,7 +66,7 @@ def test_copy_true_returns_independent_arrays():
 @pytest.mark.parametrize(
     "frameskip, sticky_prob, max_pool, per_frame",
     # Evaluated once per step, the frames before the observed ones run without drawing
-    # (fastretro/headless.py); per frame, every frame is drawn.
+    # (fastretro/runtime/headless.py); per frame, every frame is drawn.
     [
         (1, 0.0, False, True),
         (4, 0.25, False, True),
@@ -200,7 +200,7 @@ def test_worker_logs_reach_parent_handlers(caplog):
     ):
         time.sleep(0.05)
     assert any(
-        r.name == "fastretro.worker" and "worker 0 serving" in r.getMessage()
+        r.name == "fastretro.runtime.worker" and "worker 0 serving" in r.getMessage()
         for r in caplog.records
     )
 

@@ -132,7 +132,7 @@ def test_overlap_mode_trains_and_counts_the_same_frames(tmp_path):
 
 @pytest.mark.parametrize("overlap", [False, True])
 def test_acting_gets_every_core_in_lock_step_and_one_less_with_overlap(tmp_path, overlap):
-    from fastretro.stats import available_cores
+    from fastretro.runtime.stats import available_cores
 
     seen = []
     train(
@@ -242,7 +242,7 @@ def test_cli_trains_plots_and_plays(tmp_path):
         [
             sys.executable,
             "-m",
-            "fastretro.cli",
+            "fastretro",
             "ppo",
             "--run-dir",
             str(run),
@@ -269,7 +269,7 @@ def test_cli_trains_plots_and_plays(tmp_path):
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     assert summary["frames"] == 256 and summary["episodes"] >= 2
     out = subprocess.run(
-        [sys.executable, "-m", "fastretro.cli", "plot", str(run)],
+        [sys.executable, "-m", "fastretro", "plot", str(run)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -277,7 +277,15 @@ def test_cli_trains_plots_and_plays(tmp_path):
     assert out.returncode == 0, out.stderr
     assert (run / "curve.png").stat().st_size > 1000
     out = subprocess.run(
-        [sys.executable, "-m", "fastretro.cli", "play", summary["checkpoint"], "--game", GAME],
+        [
+            sys.executable,
+            "-m",
+            "fastretro",
+            "play",
+            summary["checkpoint"],
+            "--game",
+            GAME,
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -288,7 +296,7 @@ def test_cli_trains_plots_and_plays(tmp_path):
 
 def test_cli_rejects_a_bad_level():
     out = subprocess.run(
-        [sys.executable, "-m", "fastretro.cli", "ppo", "--level", "SonicTheHedgehog-Genesis"],
+        [sys.executable, "-m", "fastretro", "ppo", "--level", "SonicTheHedgehog-Genesis"],
         capture_output=True,
         text=True,
         timeout=60,

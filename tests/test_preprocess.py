@@ -199,8 +199,8 @@ def test_workers_load_compiled_kernels_from_numba_cache(tmp_path):
         pass
     code = """
 import json, numpy as np
-from fastretro import kernels
-from fastretro.preprocess import FrameWriter, Preprocessing
+from fastretro.runtime import kernels
+from fastretro.runtime.preprocess import FrameWriter, Preprocessing
 prep = Preprocessing(grayscale=True, resize=(84, 84), max_pool=True, frame_stack=4)
 row = np.zeros((1, *prep.buffer_shape((224, 320, 3))), np.uint8)[0]
 writer = FrameWriter(prep, (224, 320, 3), (0, 0, 224, 320), None, row, np.zeros(1, np.int32))
@@ -264,7 +264,7 @@ def test_options_that_do_not_fit_the_screen_raise_and_stop_the_workers(options, 
 
 
 def test_copy_into_copies_stack_views_and_plain_arrays():
-    from fastretro.preprocess import copy_into, stack_views
+    from fastretro.runtime.preprocess import copy_into, stack_views
 
     ring = np.random.default_rng(0).integers(0, 256, (3, 5, 7, 8), dtype=np.uint8)
     for view in [*stack_views(ring, 4, 1), ring[:, 1:4], ring]:

@@ -13,8 +13,8 @@ import pytest
 from conftest import GAME
 
 from fastretro import ClosedError, VecRetroEnv
-from fastretro.profiler import advise, analyse, run_agent
-from fastretro.stats import PoolStats, Stopwatch
+from fastretro.runtime.stats import PoolStats, Stopwatch
+from fastretro.tools.profiler import advise, analyse, run_agent
 
 
 def test_stats_count_steps_frames_and_resets_per_worker():
@@ -140,7 +140,7 @@ def test_profile_random_agent_writes_table_and_png(tmp_path):
         [
             sys.executable,
             "-m",
-            "fastretro.cli",
+            "fastretro",
             "profile",
             "--agent",
             "random",
@@ -201,7 +201,7 @@ def test_profile_ppo_counts_learning():
 
 def test_profile_rejects_an_unknown_agent():
     out = subprocess.run(
-        [sys.executable, "-m", "fastretro.cli", "profile", "--agent", "dqn"],
+        [sys.executable, "-m", "fastretro", "profile", "--agent", "dqn"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -16,7 +16,7 @@ import pytest
 from conftest import GAME
 
 from fastretro import InvalidArgumentError
-from fastretro.movies import render
+from fastretro.contest.movies import render
 
 imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="rendering needs imageio-ffmpeg")
 
@@ -74,7 +74,7 @@ def test_render_with_audio_and_from_the_cli(plain_movie, tmp_path):
         [
             sys.executable,
             "-m",
-            "fastretro.cli",
+            "fastretro",
             "render",
             plain_movie,
             "-o",
@@ -121,7 +121,7 @@ def test_broken_movies_are_a_one_line_error(tmp_path, plain_movie, content):
             [
                 sys.executable,
                 "-m",
-                "fastretro.cli",
+                "fastretro",
                 *command,
                 *(["--no-progress"] if command[0] == "render" else []),
             ],
@@ -151,7 +151,7 @@ def test_a_movie_of_a_game_without_its_rom_says_how_to_import_it(tmp_path, plain
     if rom_imported("SonicTheHedgehog-Genesis-v0"):
         pytest.skip("the Sonic ROM is imported here")
     proc = subprocess.run(
-        [sys.executable, "-m", "fastretro.cli", "replay", str(other)],
+        [sys.executable, "-m", "fastretro", "replay", str(other)],
         capture_output=True,
         text=True,
         timeout=120,

@@ -31,14 +31,14 @@ from stable_baselines3.common.vec_env import (  # noqa: E402
 from stable_baselines3.common.vec_env.base_vec_env import tile_images  # noqa: E402
 
 from fastretro import VecRetroEnv  # noqa: E402
+from fastretro.contest.render import tile_frames, to_rgb  # noqa: E402
 from fastretro.errors import (  # noqa: E402
     ActionError,
     ClosedError,
     InvalidArgumentError,
     StateMachineError,
 )
-from fastretro.render import tile_frames, to_rgb  # noqa: E402
-from fastretro.sb3 import SB3VecEnv  # noqa: E402
+from fastretro.integrations.sb3 import SB3VecEnv  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPE = (224, 320, 3)

@@ -12,8 +12,8 @@ pytest.importorskip("stable_baselines3", reason="stable-baselines3 is a test ext
 from stable_baselines3.common.vec_env import SubprocVecEnv  # noqa: E402
 
 from fastretro import VecRetroEnv  # noqa: E402
-from fastretro.peers import BenchConfig, make_plain_env  # noqa: E402
-from fastretro.sb3 import SB3VecEnv  # noqa: E402
+from fastretro.integrations.sb3 import SB3VecEnv  # noqa: E402
+from fastretro.tools.peers import BenchConfig, make_plain_env  # noqa: E402
 
 CONTEST_TIMING = BenchConfig("contest-timing", frameskip=4, sticky_prob=0.25)
 EPISODE_STEPS = 7

@@ -1,4 +1,4 @@
-"""The worker's own evaluation of declarative scenarios (fastretro/scenario.py) vs stable-retro."""
+"""The worker's own evaluation of declarative scenarios (fastretro/runtime/scenario.py) vs stable-retro."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from conftest import DATA, GAME
 from naive import ScenarioReference
 
 from fastretro import VecRetroEnv
-from fastretro._ext.worker_loop import VariableScenario
 from fastretro.errors import InvalidArgumentError
-from fastretro.scenario import compile_scenario
+from fastretro.runtime._ext.worker_loop import VariableScenario
+from fastretro.runtime.scenario import compile_scenario
 
 VARIABLES = ("a", "b", "c")
 

@@ -11,7 +11,7 @@ to the sequence's scores.
 Vectorized: every env of a VecRetroEnv runs one explorer; explorers on the same level share
 one pool of remembered solutions. The pool produces no frames at all (``observe=False``: JERK
 never looks at pixels); the bookkeeping of every env runs in numba kernels
-(fastretro/kernels/jerk.py) over preallocated arrays, and Python only runs when an episode
+(fastretro/agents/jerk_kernels.py) over preallocated arrays, and Python only runs when an episode
 ends. How the pool is driven: see "Open loop" below.
 
 Replay path (``JerkConfig.replay_from``): the original replays the best sequence from reset,
@@ -49,10 +49,10 @@ import numpy as np
 
 from fastretro import contest
 from fastretro.errors import FastRetroError, InvalidArgumentError
-from fastretro.kernels import jerk as k
+from fastretro.runtime.kernels import jerk as k
 
 if TYPE_CHECKING:
-    from fastretro.pool import Snapshot
+    from fastretro.runtime.pool import Snapshot
 
 #: What "forward", "back" and "jump" press, per game (other games: pass a profile).
 PROFILES = {
@@ -550,7 +550,7 @@ def drive_open_loop(
 
     Returns the steps run: ``budget``, or fewer if ``deadline`` (``time.perf_counter``) came
     first (no stretch is sent after it; the ones running are collected). ``bar``: a tqdm bar
-    to advance. ``watch``: a :class:`fastretro.stats.Stopwatch` that times the agent's
+    to advance. ``watch``: a :class:`fastretro.runtime.stats.Stopwatch` that times the agent's
     planning as "inference" and its bookkeeping as "learning" (``fastretro profile``).
     """
     from contextlib import nullcontext
@@ -610,8 +610,8 @@ def drive_open_loop(
 
 def _replay_path(choice, game, state, num_envs, options, async_batches) -> tuple[str, str]:
     """``("state" | "reset", why)``: where exploit episodes start, for ``replay_from=choice``."""
-    from fastretro.spec import resolve_all
-    from fastretro.worker import scenario_plan
+    from fastretro.runtime.games import resolve_all
+    from fastretro.runtime.worker import scenario_plan
 
     if choice == "reset":
         return "reset", "replay_from='reset' (the original)"

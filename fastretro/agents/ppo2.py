@@ -376,7 +376,7 @@ def train(
         run_dir: where monitor.csv, progress.csv, tb/ and checkpoints/ go.
         resume: a checkpoint of this run to continue (weights, optimizer, config, step count).
         init_from: a checkpoint whose weights start this run (fine-tuning; new optimizer).
-        watch: a :class:`fastretro.stats.Stopwatch` for ``inference``/``learning`` time.
+        watch: a :class:`fastretro.runtime.stats.Stopwatch` for ``inference``/``learning`` time.
         progress: show a progress bar.
         max_seconds: stop after this much wall-clock (the profiler's budget).
         on_loop: ``on_loop("start" | "end", pools)`` is called just before the first rollout and
@@ -388,7 +388,7 @@ def train(
     """
     from tqdm import tqdm
 
-    from fastretro.stats import Stopwatch
+    from fastretro.runtime.stats import Stopwatch
 
     start_frames = 0
     ckpt = None
@@ -405,7 +405,7 @@ def train(
     device = torch.device(
         ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
     )
-    from fastretro.stats import available_cores
+    from fastretro.runtime.stats import available_cores
 
     # Lock-step acting and learning both run while the emulators wait, so torch gets every
     # core; overlapped acting shares them with the other half's emulators, so it gets one less.

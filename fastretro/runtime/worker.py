@@ -2,7 +2,7 @@
 
 Life of a worker: create the stable-retro env (``render_mode=None``: the default "human" mode
 needs a display) -> report the observation shape on the pipe -> attach the parent's shared
-segment -> serve commands in ``fastretro._ext.worker_loop.run_loop`` until CLOSE, or until the
+segment -> serve commands in ``fastretro.runtime._ext.worker_loop.run_loop`` until CLOSE, or until the
 parent disappears. An exception anywhere is sent to the parent with its traceback, and the
 batch it belongs to is completed so the parent wakes up and re-raises it.
 """
@@ -19,12 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastretro import actions
-from fastretro.headless import find_headless_frame, find_silent_fm
-from fastretro.preprocess import FrameWriter, Preprocessing
-from fastretro.spec import EnvSpec, integrations
+from fastretro.runtime import actions
+from fastretro.runtime.games import EnvSpec, integrations
+from fastretro.runtime.headless import find_headless_frame, find_silent_fm
+from fastretro.runtime.preprocess import FrameWriter, Preprocessing
 
-log = logging.getLogger("fastretro.worker")
+log = logging.getLogger("fastretro.runtime.worker")
 
 #: Worker status codes in the shared ``status`` array.
 STATUS_OK = 0
@@ -99,7 +99,7 @@ def screen_window(env) -> tuple[int, int, int, int]:
 
 
 def frame_writer(env, prep: Preprocessing, row: np.ndarray, slot: np.ndarray) -> FrameWriter:
-    """The :class:`~fastretro.preprocess.FrameWriter` of this process's env."""
+    """The :class:`~fastretro.runtime.preprocess.FrameWriter` of this process's env."""
     rotate = env._apply_rotation if env._rotation_steps() != 0 else None
     return FrameWriter(prep, env.em.get_screen().shape, screen_window(env), rotate, row, slot)
 
@@ -121,9 +121,9 @@ def worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _batch_scheduling()
     _route_logs(log_queue)
-    from fastretro._ext import worker_loop
-    from fastretro._ext.handshake import Handshake
-    from fastretro.shm import SharedBuffers
+    from fastretro.runtime._ext import worker_loop
+    from fastretro.runtime._ext.handshake import Handshake
+    from fastretro.runtime.shm import SharedBuffers
 
     buffers = env = handshake = None
     try:
@@ -270,7 +270,7 @@ def _flush_logs(log_queue, timeout: float = 1.0) -> None:
 
 def _route_logs(log_queue) -> None:
     # Records go to the parent, where a listener thread hands them to the
-    # parent's own handlers (fastretro/logs.py); forked copies of those handlers are dropped.
+    # parent's own handlers (fastretro/runtime/logs.py); forked copies of those handlers are dropped.
     logger = logging.getLogger("fastretro")
     for h in list(logger.handlers):
         logger.removeHandler(h)

@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from fastretro._ext.handshake import Handshake
+from fastretro.runtime._ext.handshake import Handshake
 
 CMD_STEP: int
 CMD_RESET: int

@@ -53,12 +53,12 @@ from fastretro.errors import (
     StateMachineError,
     WorkerDiedError,
 )
-from fastretro.spec import per_env
+from fastretro.runtime.games import per_env
 
 try:
     import ray
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
-    raise ImportError('fastretro.distributed needs Ray: pip install "fastretro[ray]"') from exc
+    raise ImportError('fastretro.integrations.ray needs Ray: pip install "fastretro[ray]"') from exc
 
 
 #: Ray settings fastretro starts a local Ray with (see the module docstring).

@@ -3,7 +3,7 @@
 The contest's environment: the ``contest`` scenario (reward = x-progress through the level, from
 the Lua script in stable-retro's Sonic integrations), 4 frames per step with sticky probability
 0.25, and episodes cut at 4,500 steps. Its levels: 47 training and 11 validation (game, state)
-pairs of Sonic 1, 2 and 3 & Knuckles (``fastretro/data/sonic-levels.csv``). The ROMs are not
+pairs of Sonic 1, 2 and 3 & Knuckles (``fastretro/contest/data/sonic-levels.csv``). The ROMs are not
 shipped; import yours with ``python -m stable_retro.import DIR``.
 """
 
@@ -37,7 +37,7 @@ class Level:
 @lru_cache(maxsize=1)
 def all_levels() -> tuple[Level, ...]:
     """The contest's 58 levels, training then validation, in the CSV's order."""
-    text = resources.files("fastretro").joinpath("data/sonic-levels.csv").read_text()
+    text = resources.files("fastretro.contest").joinpath("data/sonic-levels.csv").read_text()
     return tuple(
         Level(r["game"], r["state"], r["split"]) for r in csv.DictReader(text.splitlines())
     )
@@ -55,7 +55,7 @@ def validation_levels() -> list[Level]:
 
 def rom_imported(game: str) -> bool:
     """True when the game's ROM is imported into stable-retro."""
-    from fastretro.spec import _retro_data, integrations
+    from fastretro.runtime.games import _retro_data, integrations
 
     try:
         _retro_data().get_romfile_path(game, integrations())
@@ -66,7 +66,7 @@ def rom_imported(game: str) -> bool:
 
 def has_contest_scenario(game: str) -> bool:
     """True when the game's integration ships the contest scenario (Sonic 1, 2, 3&K do)."""
-    from fastretro.spec import _retro_data, integrations
+    from fastretro.runtime.games import _retro_data, integrations
 
     return bool(_retro_data().get_file_path(game, f"{SCENARIO}.json", integrations()))
 

@@ -45,7 +45,7 @@ def _movie_env(path: str, scenario: str | None = None):
     """stable-retro's playback set-up: the movie, and an env reset to its start state."""
     import stable_retro
 
-    from fastretro.spec import resolve
+    from fastretro.runtime.games import resolve
 
     try:
         movie = stable_retro.Movie(path)
@@ -101,7 +101,7 @@ def _render(paths, out, fps, scale, every, with_audio, sheet_every, progress):
     # pass_fds or sockets, so this works on every platform.
     from tqdm import tqdm
 
-    from fastretro.render import tile_frames
+    from fastretro.contest.render import tile_frames
 
     gif = out.lower().endswith(".gif")
     audio = {"chunks": [], "rate": None} if (with_audio and not gif) else None

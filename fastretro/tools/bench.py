@@ -9,7 +9,7 @@ uses the median of the run's readings, so that no cell looks better, or worse, f
 one slow or fast reading.
 
 fastretro does not draw the frames no observation uses (``skip_rendering``) nor synthesize the
-FM chip's sound (``skip_audio``; both in fastretro/headless.py), so it can pass L; the
+FM chip's sound (``skip_audio``; both in fastretro/runtime/headless.py), so it can pass L; the
 ``fastretro-drawn`` backend does all of that work, as L's loop and the peers do, and its ratio
 to L is the pool's own efficiency. Each measurement
 runs in a fresh process, so no emulator ever lives in this one and no measurement inherits
@@ -31,7 +31,7 @@ from importlib import metadata
 
 from fastretro import DEFAULT_GAME
 from fastretro.errors import InvalidArgumentError
-from fastretro.peers import BACKENDS, CONFIGS, OPENCV, cores
+from fastretro.tools.peers import BACKENDS, CONFIGS, OPENCV, cores
 
 DEFAULT_CONFIGS = ("rgb-fs1", "rgb-fs4-sticky", "contest")
 DEFAULT_NUM_ENVS = (1, 2, 4, 8, 16)
@@ -89,7 +89,7 @@ def _check(game, configs, num_envs, backends, seconds, repeat):
         raise InvalidArgumentError(f"Expected seconds > 0, got {seconds!r}")
     if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
         raise InvalidArgumentError(f"Expected repeat to be an int >= 1, got {repeat!r}")
-    from fastretro.spec import resolve
+    from fastretro.runtime.games import resolve
 
     resolve(game)  # unknown game or missing ROM: a clear error before anything starts
 
@@ -172,7 +172,7 @@ def run_bench(
                 "fastretro with skip_rendering=False and skip_audio=False: every frame drawn, "
                 "with its sound, as in L's loop"
             ),
-            "peer_preprocessing": "OpenCV" if OPENCV else "fastretro.kernels (no OpenCV)",
+            "peer_preprocessing": "OpenCV" if OPENCV else "fastretro.runtime.kernels (no OpenCV)",
             "command": " ".join(["fastretro", "bench", *sys.argv[2:]]),
             "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         },

@@ -1,7 +1,7 @@
 """Observation preprocessing inside the worker: crop, gray, resize, max-pool, frame stack.
 
 A worker turns the emulator's screen into its observation with one fused kernel call
-(``fastretro.kernels``) that writes straight into shared memory: the full RGB frame never
+(``fastretro.runtime.kernels``) that writes straight into shared memory: the full RGB frame never
 crosses a process boundary.
 
 The frame stack is a mirrored ring in shared memory, so stacking costs one frame write, not a
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastretro import kernels
 from fastretro.errors import InvalidArgumentError
+from fastretro.runtime import kernels
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ import numpy as np
 
 from fastretro import DEFAULT_GAME, contest
 from fastretro.errors import InvalidArgumentError
-from fastretro.stats import PoolStats, Stopwatch, available_cores
+from fastretro.runtime.stats import PoolStats, Stopwatch, available_cores
 
 AGENTS = ("random", "jerk", "ppo")
 
@@ -139,7 +139,7 @@ def advise(
         return (
             f"env-bound: the emulators keep {k} core(s) {100 * busy:.0f}% busy; more envs will "
             f"not help ({cores} core(s) are saturated) and neither will a faster agent; "
-            "cheaper steps (frameskip, observe=False) or more machines (fastretro.distributed) "
+            "cheaper steps (frameskip, observe=False) or more machines (fastretro.integrations.ray) "
             "will."
         )
     if agent_share >= 0.5 and learning_share >= agent_share / 2:
@@ -357,7 +357,7 @@ def _merge(snapshots: list[PoolStats]) -> PoolStats:
 
 
 def _load_function(spec: str) -> Callable:
-    from fastretro.evaluate import import_callable
+    from fastretro.contest.evaluate import import_callable
 
     return import_callable(spec, AGENTS, "function")
 

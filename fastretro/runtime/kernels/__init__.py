@@ -4,7 +4,7 @@ Every kernel is a pure function that writes into a caller-owned ``out`` buffer (
 ``_into`` suffix) and has a plain-numpy twin in ``tests/naive.py`` that the tests compare against.
 """
 
-from fastretro.kernels.image import (
+from fastretro.runtime.kernels.image import (
     AreaTable,
     area_resize_into,
     area_table,

@@ -13,7 +13,7 @@ def _games(argv: list[str]) -> int:
     parser.add_argument("--all", action="store_true", help="also list games whose ROM is missing")
     parser.add_argument("--states", action="store_true", help="list each game's states")
     args = parser.parse_args(argv)
-    from fastretro.spec import _retro_data, integrations, known_games
+    from fastretro.runtime.games import _retro_data, integrations, known_games
 
     data = _retro_data()
     present = 0
@@ -42,7 +42,7 @@ def _cleanup(argv: list[str]) -> int:
         description="Remove shared memory left by fastretro processes that no longer exist.",
     )
     parser.parse_args(argv)
-    from fastretro.shm import cleanup_orphans, list_segments
+    from fastretro.runtime.shm import cleanup_orphans, list_segments
 
     removed = cleanup_orphans()
     for name in removed:
@@ -52,13 +52,13 @@ def _cleanup(argv: list[str]) -> int:
 
 
 def _bench(argv: list[str]) -> int:
-    from fastretro import bench
+    from fastretro.tools import bench
 
     return bench.main(argv)
 
 
 def _eval(argv: list[str]) -> int:
-    from fastretro import evaluate
+    from fastretro.contest import evaluate
 
     return evaluate.main(argv)
 
@@ -70,13 +70,13 @@ def _jerk(argv: list[str]) -> int:
 
 
 def _replay(argv: list[str]) -> int:
-    from fastretro import movies
+    from fastretro.contest import movies
 
     return movies.main(argv)
 
 
 def _render(argv: list[str]) -> int:
-    from fastretro import movies
+    from fastretro.contest import movies
 
     return movies.render_main(argv)
 
@@ -94,13 +94,13 @@ def _play(argv: list[str]) -> int:
 
 
 def _plot(argv: list[str]) -> int:
-    from fastretro import plot
+    from fastretro.tools import plot
 
     return plot.main(argv)
 
 
 def _profile(argv: list[str]) -> int:
-    from fastretro import profiler
+    from fastretro.tools import profiler
 
     return profiler.main(argv)
 

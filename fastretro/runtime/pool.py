@@ -2,7 +2,7 @@
 
 The parent never creates an emulator (stable-retro allows one per process). Each worker owns one
 emulator and one row of every shared array; a step is: the parent writes the actions, wakes the
-workers (``fastretro._ext.handshake``), and sleeps until the last one has written its results.
+workers (``fastretro.runtime._ext.handshake``), and sleeps until the last one has written its results.
 Nothing is pickled on that path.
 
 The public state machine has three states, as gymnasium's ``AsyncVectorEnv``: IDLE,
@@ -30,8 +30,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
-from fastretro import DEFAULT_GAME, logs, shm
-from fastretro import actions as fr_actions
+from fastretro import DEFAULT_GAME
 from fastretro.errors import (
     ActionError,
     ClosedError,
@@ -42,13 +41,15 @@ from fastretro.errors import (
     WorkerError,
     WorkerTimeoutError,
 )
-from fastretro.preprocess import FrameWriter, Preprocessing, copy_into, stack_views
-from fastretro.shm import Layout, SharedBuffers
-from fastretro.spec import EnvSpec, resolve_all
-from fastretro.stats import TIMING_STRIDE, TIMING_WIDTH, PoolStats, process_cpu_seconds
-from fastretro.worker import WorkerOptions, scenario_plan, worker_main
+from fastretro.runtime import actions as fr_actions
+from fastretro.runtime import logs, shm
+from fastretro.runtime.games import EnvSpec, resolve_all
+from fastretro.runtime.preprocess import FrameWriter, Preprocessing, copy_into, stack_views
+from fastretro.runtime.shm import Layout, SharedBuffers
+from fastretro.runtime.stats import TIMING_STRIDE, TIMING_WIDTH, PoolStats, process_cpu_seconds
+from fastretro.runtime.worker import WorkerOptions, scenario_plan, worker_main
 
-log = logging.getLogger("fastretro.pool")
+log = logging.getLogger("fastretro.runtime.pool")
 
 # Command codes and autoreset codes shared with ext/worker_loop.pyx.
 CMD_STEP, CMD_RESET, CMD_CLOSE, CMD_RESTORE, CMD_SEQUENCE = 1, 2, 3, 4, 5
@@ -57,7 +58,7 @@ _AUTORESET_CODES = {
     AutoresetMode.SAME_STEP: 1,
     AutoresetMode.DISABLED: 2,
 }
-_SEM_STRIDE = 64  # fastretro._ext.handshake.SEM_STRIDE, checked at construction
+_SEM_STRIDE = 64  # fastretro.runtime._ext.handshake.SEM_STRIDE, checked at construction
 # A waiting parent wakes this often to check that its workers are alive: it bounds how long a
 # killed worker goes unnoticed, and costs nothing while steps complete sooner than this.
 _LIVENESS_POLL_S = 0.05
@@ -110,7 +111,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             buttons, filtered), ``"discrete"``/``"multi_discrete"`` (stable-retro's button
             combos), ``"sonic7"`` (retro-baselines' SonicDiscretizer), ``"sonic10"`` (sonic7
             plus no-op, LEFT+B, RIGHT+B), or a list of button combos (``[["LEFT"], ["RIGHT",
-            "B"], []]`` or ``["LEFT", "RIGHT+B", ""]``). See :mod:`fastretro.actions`.
+            "B"], []]`` or ``["LEFT", "RIGHT+B", ""]``). See :mod:`fastretro.runtime.actions`.
         grayscale: observe ITU-R 601 luma (``cv2.cvtColor(RGB2GRAY)``), 1 channel.
         resize: ``(height, width)`` to shrink the frame to by area averaging
             (``cv2.resize(INTER_AREA)``).
@@ -145,7 +146,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             scenario is declarative (tests on ``data.json`` variables, as in most
             integrations), and stable-retro's ``data.update_ram`` where it is not (a Lua
             script, as in Sonic's ``contest``); same rewards and ends, ~65 us less per
-            evaluation (fastretro/scenario.py). ``"stable-retro"``: always stable-retro.
+            evaluation (fastretro/runtime/scenario.py). ``"stable-retro"``: always stable-retro.
             ``scenario_engines`` says which one each env got.
         autoreset_mode: gymnasium's ``AutoresetMode`` (or its string): NEXT_STEP (default),
             SAME_STEP (``final_obs``/``final_info`` in infos) or DISABLED (reset done envs
@@ -184,14 +185,14 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             play). Needs ``observe=False``: only the last step's frame would survive.
         skip_rendering: run the frames of a step whose picture no observation uses without
             drawing it (all of them with ``observe=False``), where the core allows it: Genesis
-            Plus GX, in Mega Drive mode (fastretro/headless.py). Such a frame costs ~0.6 of a
+            Plus GX, in Mega Drive mode (fastretro/runtime/headless.py). Such a frame costs ~0.6 of a
             drawn one; RAM, rewards and observations stay the same (with per-frame evaluation,
             an episode that ends on an undrawn frame runs that frame again, drawn, from the
             state saved before it). The VDP's sprite-overflow and sprite-collision status bits
             are not set on those frames: ``False`` draws every frame, for a game that reads
             them. ``skips_rendering`` says which envs do it.
         skip_audio: run the Genesis FM chip (YM2612) without synthesizing its sound while its
-            timers are stopped, where the core's build allows it (fastretro/headless.py): the
+            timers are stopped, where the core's build allows it (fastretro/runtime/headless.py): the
             chip's synthesis is ~24% of the core's time, and nobody listens to a worker. A
             game sees only the chip's timers, which keep running exactly, so RAM, rewards and
             observations stay the same; the workers' audio loses its FM part (the PSG's is
@@ -199,7 +200,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
 
     Observations are uint8 arrays of shape ``(num_envs, H, W, C)``: the screen's (H, W, 3) by
     default, or what the preprocessing options make of it, computed inside each worker by the
-    kernels of :mod:`fastretro.kernels`. Actions follow ``single_action_space``.
+    kernels of :mod:`fastretro.runtime.kernels`. Actions follow ``single_action_space``.
     """
 
     metadata: dict[str, Any] = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
@@ -442,8 +443,8 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
     def _create_buffers(
         self, screen_shape: tuple[int, ...], state_size: int, raw_screen: tuple[int, ...]
     ) -> None:
-        from fastretro._ext.handshake import SEM_STRIDE, BatchIO, Handshake
-        from fastretro._ext.worker_loop import TIMING_WIDTH as COMPILED_WIDTH
+        from fastretro.runtime._ext.handshake import SEM_STRIDE, BatchIO, Handshake
+        from fastretro.runtime._ext.worker_loop import TIMING_WIDTH as COMPILED_WIDTH
 
         assert SEM_STRIDE == _SEM_STRIDE
         assert COMPILED_WIDTH == TIMING_WIDTH
@@ -610,7 +611,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self._check_idle("step_async")
         self._check_lock_step("step")
         self._check_no_reset_due()
-        # The frame stack's ring advances one slot per step (fastretro/preprocess.py).
+        # The frame stack's ring advances one slot per step (fastretro/runtime/preprocess.py).
         slot = (self._slot + 1) % len(self._stack_views)
         if not self._stage(actions, slot):
             a = self._a
@@ -1089,7 +1090,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
 
         The counters live in shared memory and are kept by the workers all the time (~1.5 us of
         clock reads per step, ext/worker_loop.pyx); this call only copies them. See
-        :class:`fastretro.stats.PoolStats` for the fields.
+        :class:`fastretro.runtime.stats.PoolStats` for the fields.
         """
         self._check_open("stats")
         pids, cpu = self._worker_cpu()
@@ -1207,7 +1208,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         res.procs[i], res.conns[i] = proc, parent_conn
 
     def _renew_log_queue(self) -> None:
-        """Workers started from now on log to a new queue (see :func:`fastretro.logs.retire`)."""
+        """Workers started from now on log to a new queue (see :func:`fastretro.runtime.logs.retire`)."""
         ctx, target, opts, _ = self._spawn_args
         logs.retire(ctx.get_start_method())
         self._spawn_args = (ctx, target, opts, logs.worker_log_queue(ctx))

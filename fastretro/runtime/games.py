@@ -19,7 +19,7 @@ from fastretro.errors import (
     ScenarioNotFoundError,
     StateNotFoundError,
 )
-from fastretro.scenario import ScenarioPlan, compile_scenario
+from fastretro.runtime.scenario import ScenarioPlan, compile_scenario
 
 IMPORT_HINT = "import your ROMs with `python -m stable_retro.import DIR`"
 
@@ -55,7 +55,7 @@ class EnvSpec:
         info_names: the integration's info variables (``data.json``), e.g. ``("lives", "score")``.
         buttons: the console's button names, in the order of the action array.
         scenario_plan: the scenario compiled for the worker to evaluate itself
-            (fastretro/scenario.py), or ``None`` where it must stay with stable-retro.
+            (fastretro/runtime/scenario.py), or ``None`` where it must stay with stable-retro.
         scenario_plan_why_not: why ``scenario_plan`` is ``None`` ("" when it is not).
     """
 

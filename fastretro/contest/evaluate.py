@@ -150,7 +150,7 @@ def evaluate(
     from tqdm import tqdm
 
     from fastretro import VecRetroEnv
-    from fastretro.spec import _retro_data, integrations
+    from fastretro.runtime.games import _retro_data, integrations
 
     if timesteps < 1:
         raise InvalidArgumentError(f"Expected timesteps >= 1, got {timesteps}")

@@ -116,7 +116,7 @@ class WarpFrame(gymnasium.ObservationWrapper):
         self.observation_space = gymnasium.spaces.Box(0, 255, (h, w, c), np.uint8)
         self._writer = None
         if not OPENCV:
-            from fastretro.preprocess import FrameWriter, Preprocessing
+            from fastretro.runtime.preprocess import FrameWriter, Preprocessing
 
             screen = env.observation_space.shape
             prep = Preprocessing(grayscale=grayscale, resize=size)

@@ -24,9 +24,9 @@ from stable_baselines3.common.vec_env.base_vec_env import (
     VecEnvStepReturn,
 )
 
+from fastretro.contest.render import tile_frames, to_rgb
 from fastretro.errors import ActionError, ClosedError, InvalidArgumentError, StateMachineError
-from fastretro.preprocess import copy_into
-from fastretro.render import tile_frames, to_rgb
+from fastretro.runtime.preprocess import copy_into
 
 # Attributes the pool reads on every call, so that setting them takes effect; everything else
 # (frameskip, sticky_prob, ...) was handed to the workers when they started.
@@ -392,7 +392,7 @@ class SB3VecEnv(VecEnv):
         Returns:
             A list of ``num_envs`` uint8 arrays of shape ``(H, W, 3)``, copies (they do not
             alias shared memory). A frame-stacked observation shows its newest frame; a gray
-            frame is repeated on the three channels (see :func:`fastretro.render.to_rgb`).
+            frame is repeated on the three channels (see :func:`fastretro.contest.render.to_rgb`).
 
         Raises:
             ClosedError: after :meth:`close`.
