@@ -73,13 +73,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
-    config = CONFIGS[args.config]
+    config = CONFIGS[args.config].replace(game=args.game)
     n, m = args.num_envs, args.num_envs // 2
     rows = []
     for agent_us in args.agent_us:
-        with VecRetroEnv(args.game, n, **config.pool_options()) as env:
+        with VecRetroEnv(config, n) as env:
             sync = lock_step(env, agent_us, args.seconds) * config.frameskip
-        with VecRetroEnv(args.game, n, batch_size=m, **config.pool_options()) as env:
+        with VecRetroEnv(config, n, batch_size=m) as env:
             asyn = async_mode(env, agent_us, args.seconds) * config.frameskip
         row = {"agent_us_per_env": agent_us, "lock_step_fps": sync, "async_fps": asyn}
         rows.append(row)

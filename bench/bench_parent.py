@@ -28,7 +28,7 @@ def loop(env: VecRetroEnv, how: str, batches: int) -> tuple[float, float]:
     """Run ``batches`` batches one way; return (agent steps/s, parent CPU us per batch)."""
     n = env.num_envs
     actions = np.ones(n, np.int32 if how == "step-int32" else np.int64)
-    a, handshake = env._a, env._resources.handshake
+    a, handshake = env._a, env._workers.handshake
     cpu, start = time.process_time(), time.perf_counter()
     for _ in range(batches):
         if how == "handshake":

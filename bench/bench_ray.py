@@ -108,11 +108,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    options = CONFIGS["contest"].pool_options()
-    n, frames = args.num_envs, CONFIGS["contest"].frameskip
+    config = CONFIGS["contest"].replace(game=args.game)
+    options = {k: v for k, v in config.as_options().items() if k != "game"}
+    n, frames = args.num_envs, config.frameskip
     distributed.init()
     makers = {
-        "local": lambda: VecRetroEnv(args.game, n, **options),
+        "local": lambda: VecRetroEnv(config, n),
         "socket": lambda: RayVecRetroEnv(args.game, n, envs_per_actor=n // 2, **options),
         "ray": lambda: RayVecRetroEnv(
             args.game, n, envs_per_actor=n // 2, transport="ray", **options

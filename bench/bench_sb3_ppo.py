@@ -39,19 +39,13 @@ def _env(backend: str, game: str, num_envs: int):
     """The backend's SB3 VecEnv, channels-first (what CnnPolicy takes)."""
     from stable_baselines3.common.vec_env import VecTransposeImage
 
-    config = CONFIGS["contest"]
+    config = CONFIGS["contest"].replace(game=game)
     if backend.startswith("fastretro"):
         from fastretro import VecRetroEnv
         from fastretro.integrations.sb3 import SB3VecEnv
 
         chw = backend == "fastretro-chw"  # the pool writes (C, H, W): no transpose needed
-        pool = VecRetroEnv(
-            game,
-            num_envs,
-            autoreset_mode="same_step",
-            channels_first=chw,
-            **config.pool_options(),
-        )
+        pool = VecRetroEnv(config, num_envs, autoreset_mode="same_step", channels_first=chw)
         return SB3VecEnv(pool) if chw else VecTransposeImage(SB3VecEnv(pool))
     from stable_baselines3.common.vec_env import SubprocVecEnv
 

@@ -53,7 +53,7 @@ def main() -> int:
         "max_episode_steps": 500,
     }
     with VecRetroEnv(args.game, args.num_envs, **options) as env:
-        pids = [p.pid for p in env._resources.procs]
+        pids = [p.pid for p in env._workers.procs]
         env.reset(seed=0)
         start = time.monotonic()
         end = start + args.minutes * 60

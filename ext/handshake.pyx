@@ -1,20 +1,22 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
-"""The parent/worker handshake: futexes, one process-shared semaphore and an atomic counter in shared memory.
+"""The parent/worker handshake: futexes, a process-shared semaphore and atomics in shared memory.
 
-Why these primitives (measured on this project's 2-core machine, see bench/README.md): a futex
-round trip between two processes costs ~9.5 us, with no syscall at all on the side that finds
-the word already changed; pipes and eventfd always pay a read and a write syscall, and
-``multiprocessing`` pipes add pickling on top. Waking N workers with N semaphore posts cost
-~3.3 us per post, so lock-step batches wake every worker with ONE ``FUTEX_WAKE`` on a shared
-epoch word instead. Blocking (never spinning) matters as much: with 32 workers on 2 cores, a
-spinning waiter steals the core from the emulator it is waiting for.
+Why these primitives (bench/bench_parent.py measures them): a futex round trip between two
+processes costs ~9.5 us, with no syscall at all on the side that finds the word already
+changed; pipes and eventfd always pay a read and a write syscall, and ``multiprocessing`` pipes
+add pickling on top. Waking N workers with N semaphore posts cost ~3.3 us per post, so a batch
+wakes every worker with ONE ``FUTEX_WAKE`` on a shared epoch word instead. Blocking (never
+spinning) matters as much: with 32 workers on 2 cores, a spinning waiter steals the core from
+the emulator it is waiting for.
 
-Protocol for a batch of ``count`` workers: the parent writes each target's command word and
-``pending = count``, bumps the epoch and wakes all waiters; a worker woken by a new epoch runs
-its command if it has one, then decrements ``pending``; the one that brings it to zero posts the
-parent's semaphore. So the parent wakes once per batch, not once per worker. The epoch and the
-counter are acquire-release atomics and ``sem_post``/``sem_wait`` are full barriers, so every
-write to shared memory made before a wake is visible to the woken side.
+Protocol: the parent writes each target env's command word, bumps the epoch and wakes all
+waiters; a worker woken by a new epoch runs the command of each of its envs that has one, and
+for each env appends it to the completion queue and decrements ``pending``. The parent arms
+``pending`` with the number of completions it waits for (``arm``; completions that came first
+count towards it); the completion that brings it to zero posts the parent's semaphore. So the
+parent wakes once per batch, not once per env. The epoch and the counter are acquire-release
+atomics and ``sem_post``/``sem_wait`` are full barriers, so every write to shared memory made
+before a wake is visible to the woken side.
 """
 
 from cpython.exc cimport PyErr_CheckSignals
@@ -41,11 +43,10 @@ from sync cimport (
     syscall,
 )
 
-# The semaphore gets a cache line of its own (the layout aligns every field to 64 bytes).
-cdef enum:
-    _SEM_STRIDE = 64
-SEM_STRIDE = _SEM_STRIDE
-assert sizeof(sem_t) <= _SEM_STRIDE
+from fastretro.runtime.protocol import SEM_STRIDE
+
+# The semaphore gets a cache line of its own (fastretro/runtime/protocol.py sizes it).
+assert sizeof(sem_t) <= SEM_STRIDE
 
 
 cdef inline void _deadline(timespec* ts, double timeout) noexcept nogil:
@@ -109,12 +110,12 @@ cdef class Handshake:
 
     Args:
         sem: uint8 array of SEM_STRIDE bytes holding the parent's semaphore.
-        counter: int32 array of shape (>= 48,): element 0 is the pending-worker counter,
+        counter: int32 array of shape (>= 48,): element 0 is the pending-completion counter,
             element 16 (its own cache line) the wake-up epoch, element 32 the tail of the
             completion queue.
-        queue: int32 array of shape (num_envs,), the completion queue of the async mode
-            (workers append ``index + 1`` as they finish, so the parent can take the first M
-            finishers in order); empty in lock-step mode, where nobody touches it.
+        queue: int32 array of shape (num_envs,), the completion queue: envs are appended
+            (``env + 1``) as they finish, so the parent can take the first M finishers in order
+            (async mode) or just count them (lock-step).
     """
 
     cdef sem_t* _parent
@@ -122,7 +123,7 @@ cdef class Handshake:
     cdef int* _epoch
     cdef int* _tail
     cdef int* _queue
-    cdef int _queue_len, _index
+    cdef int _queue_len
     # Completions taken so far; unsigned, so it wraps at 2^32 exactly as the workers' tail
     # does and both keep agreeing on slot = count % queue_len after days of running.
     cdef unsigned int _head
@@ -143,7 +144,6 @@ cdef class Handshake:
         self._queue_len = 0 if queue is None else queue.shape[0]
         self._queue = &queue[0] if self._queue_len > 0 else NULL
         self._head = 0
-        self._index = -1
         self._seen = fr_atomic_load(self._epoch)
         # Hold the buffers so the memory outlives this object's pointers.
         self._sem_buf = sem
@@ -188,8 +188,8 @@ cdef class Handshake:
         """
         return fr_atomic_add_fetch(self._pending, count) <= 0
 
-    def take(self, int count, int[::1] out):
-        """Async mode: move the next ``count`` finished worker indices from the queue to ``out``.
+    def take(self, int count, int[::1] out=None):
+        """Move the next ``count`` finished envs from the queue to ``out`` (or drop them).
 
         Call only once ``count`` completions are known (``arm`` returned True or
         ``wait_parent`` did).
@@ -204,11 +204,12 @@ cdef class Handshake:
             while value == 0:
                 value = fr_atomic_load(&self._queue[slot])
             fr_atomic_store(&self._queue[slot], 0)
-            out[i] = value - 1
+            if out is not None:
+                out[i] = value - 1
         self._head += <unsigned int>count
 
     def pending(self):
-        """Workers of the armed batch that have not finished yet."""
+        """Completions the armed batch still waits for (negative: already queued, unarmed)."""
         return fr_atomic_load(self._pending)
 
     def drain_parent(self):
@@ -218,10 +219,6 @@ cdef class Handshake:
 
     # -- worker side -------------------------------------------------------------------------
 
-    def bind(self, int index):
-        """Worker: remember this worker's index, for the completion queue."""
-        self._index = index
-
     def wait_command(self, double timeout):
         """Wait for the parent's next wake-up; True if woken, False after ``timeout`` seconds."""
         if _wait_epoch(self._epoch, self._seen, timeout):
@@ -229,12 +226,16 @@ cdef class Handshake:
             return True
         return False
 
-    def done(self):
-        """Mark this worker's command finished; the last worker of the batch wakes the parent."""
+    def done(self, int env):
+        """Mark env ``env``'s command finished; the last completion of a batch wakes the parent.
+
+        Workers call it for their envs; the parent calls it for the unfinished envs of a worker
+        that died, once its replacement has reset them, so every command completes once.
+        """
         cdef unsigned int slot
         if self._queue_len > 0:
             slot = <unsigned int>fr_atomic_fetch_add(self._tail, 1) % <unsigned int>self._queue_len
-            fr_atomic_store(&self._queue[slot], self._index + 1)
+            fr_atomic_store(&self._queue[slot], env + 1)
         if fr_atomic_sub_fetch(self._pending, 1) == 0:
             sem_post(self._parent)
 

@@ -1,11 +1,15 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False
-"""The worker's hot loop: wait for a command, run one emulator for it, write results to shared memory.
+"""The worker's hot loop: wait for commands, run the emulators for them, write to shared memory.
 
-Everything here runs in a worker process, once per agent step, so it is compiled: the frame loop,
-the sticky-action draw, the action decoding, a declarative scenario's reward and done, and the
-writes into shared memory are C; the only Python calls left are stable-retro's own (``em.step``,
-``data.lookup_all``, ``em.get_screen``, and ``data.update_ram`` for Lua scenarios) and the
-preprocessing kernel, if any.
+Everything here runs in a worker process, once per agent step, so it is compiled: the frame
+loop, the sticky-action draw, the action decoding, a declarative scenario's reward and done,
+and the writes into shared memory are C. The emulator is reached through the seam of
+fastretro/runtime/backends/base.py (``press``, ``frame``, ``screen``, ``variables``, ...), whose
+methods are bound once per env; the preprocessing kernel is the other Python call left.
+
+A worker may run several envs (ALE allows several emulators per process; stable-retro one):
+:func:`run_loop` serves each of its envs whose command word is set, and reports each env's
+completion on its own, so the parent sees envs, not workers.
 """
 
 import numpy as np
@@ -15,46 +19,50 @@ from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from sync cimport fr_atomic_cas
 
-# Genesis Plus GX's frame without its picture (fastretro/runtime/headless.py finds them in the core).
+from fastretro.runtime.protocol import ActionMode, Autoreset, Command, Timing
+
+# Genesis Plus GX's frame without its picture (fastretro/runtime/headless.py finds them).
 ctypedef void (*frame_gen_fn)(int do_skip) noexcept nogil
 ctypedef int (*audio_update_fn)(short *buffer) noexcept nogil
 
 # The core's FM chip call, YM_Update(buffer, samples) (fastretro/runtime/headless.py's SilentFM).
 ctypedef void (*fm_update_fn)(int *buffer, int length) noexcept nogil
 
-# Command codes written by the parent into ``cmd[worker]`` (mirrored in fastretro/runtime/worker.py).
-CMD_STEP = 1
-CMD_RESET = 2
-CMD_CLOSE = 3
-CMD_RESTORE = 4
-CMD_SEQUENCE = 5
+# The protocol's codes as C ints, read from fastretro/runtime/protocol.py: one source for both
+# sides of the shared memory.
+cdef int CMD_STEP = Command.STEP
+cdef int CMD_RESET = Command.RESET
+cdef int CMD_CLOSE = Command.CLOSE
+cdef int CMD_RESTORE = Command.RESTORE
+cdef int CMD_SEQUENCE = Command.SEQUENCE
+cdef int AUTORESET_NEXT_STEP = Autoreset.NEXT_STEP
+cdef int AUTORESET_SAME_STEP = Autoreset.SAME_STEP
+cdef int MODE_BITS = ActionMode.BITS
+cdef int MODE_INDEX = ActionMode.INDEX
+# Timing columns: about ten CLOCK_MONOTONIC reads per step at 25 ns each (vDSO, no syscall).
+# The workers' CPU time is NOT read here: two CLOCK_THREAD_CPUTIME_ID reads per step (a
+# syscall) cost ~10% of the contest config's throughput (bench/bench_parent.py); the parent
+# reads it from /proc when asked instead.
+cdef int T_EMULATE = Timing.EMULATE
+cdef int T_RAM = Timing.RAM
+cdef int T_OBS = Timing.OBS
+cdef int T_RESET = Timing.RESET
+cdef int T_WAIT = Timing.WAIT
+cdef int N_STEPS = Timing.STEPS
+cdef int N_FRAMES = Timing.FRAMES
+cdef int N_RESETS = Timing.RESETS
 
-# Autoreset modes (mirrored in fastretro/runtime/pool.py).
-AUTORESET_NEXT_STEP = 0
-AUTORESET_SAME_STEP = 1
-AUTORESET_DISABLED = 2
 
-# Action decoding modes (mirrored in fastretro/runtime/actions.py).
-MODE_BITS = 0
-MODE_INDEX = 1
-MODE_GROUPS = 2
-
-# Columns of this worker's row of the shared ``timing`` array (mirrored in fastretro/runtime/stats.py):
-# nanoseconds spent in each phase, and event counts. Always on: about ten CLOCK_MONOTONIC reads
-# per step at 25 ns each (vDSO, no syscall). The workers' CPU time is NOT read here: two
-# CLOCK_THREAD_CPUTIME_ID reads per step (a syscall) cost ~10% of the contest config's
-# throughput in an A/B run on this VM; the parent reads it from /proc when asked instead.
-cdef enum:
-    T_EMULATE = 0   # em.step (and the movie's frame when recording)
-    T_RAM = 1       # reward, done and info variables (lookup_all, or update_ram for Lua)
-    T_OBS = 2       # get_screen and the preprocessing kernel
-    T_RESET = 3     # env.reset and the first observation of an episode
-    T_WAIT = 4      # blocked, waiting for the parent's next command
-    N_STEPS = 5
-    N_FRAMES = 6
-    N_RESETS = 7
-    TIMING_COLUMNS = 8
-TIMING_WIDTH = TIMING_COLUMNS
+def protocol_codes():
+    """The codes this module acts on, as read at import (tests compare them with protocol.py)."""
+    return {
+        "Command": {"STEP": CMD_STEP, "RESET": CMD_RESET, "CLOSE": CMD_CLOSE,
+                    "RESTORE": CMD_RESTORE, "SEQUENCE": CMD_SEQUENCE},
+        "Autoreset": {"NEXT_STEP": AUTORESET_NEXT_STEP, "SAME_STEP": AUTORESET_SAME_STEP},
+        "ActionMode": {"BITS": MODE_BITS, "INDEX": MODE_INDEX},
+        "Timing": {"EMULATE": T_EMULATE, "RAM": T_RAM, "OBS": T_OBS, "RESET": T_RESET,
+                   "WAIT": T_WAIT, "STEPS": N_STEPS, "FRAMES": N_FRAMES, "RESETS": N_RESETS},
+    }
 
 
 # stable-retro's scenario operations (fastretro/runtime/scenario.py holds the names).
@@ -211,33 +219,48 @@ cdef inline long long _now(int clock) noexcept nogil:
     return <long long>ts.tv_sec * 1000000000 + ts.tv_nsec
 
 
+cdef class UndrawnFrame:
+    """Genesis Plus GX's ``retro_run`` less the picture: the frame with ``do_skip``, then the
+    sound chips (their timers are game state; the samples go to a scratch buffer)."""
+
+    cdef frame_gen_fn frame_gen
+    cdef audio_update_fn audio_update
+    cdef short[::1] scratch
+
+    def __init__(self, headless, int scratch_values):
+        """Args: headless: a :class:`fastretro.runtime.headless.HeadlessFrame` of this process."""
+        self.frame_gen = <frame_gen_fn><size_t>headless.frame_gen
+        self.audio_update = <audio_update_fn><size_t>headless.audio_update
+        self.scratch = np.zeros(scratch_values, np.int16)
+
+    def __call__(self):
+        self.frame_gen(1)
+        self.audio_update(&self.scratch[0])
+
+
 cdef class EnvStepper:
-    """One emulator and its slice of the shared buffers.
+    """One env: its emulator and its row of every shared array.
 
     The stepper owns the per-episode state (step count, the previous action for sticky frames,
     whether a next-step autoreset is due) and writes its env's row of every shared array.
     """
 
-    cdef int index, num_buttons, frameskip, autoreset, action_mode, draw_from
+    cdef readonly int index
+    cdef int num_buttons, frameskip, autoreset, action_mode, draw_from
     cdef bint redraw_at_end
     cdef object before_frame
-    cdef frame_gen_fn frame_gen
-    cdef audio_update_fn audio_update
-    cdef short[::1] audio_scratch
     cdef double sticky_prob, reward_scale, clip_reward, x_now, x_max
-    cdef bint max_pool, per_frame, have_prev, needs_reset, backtracking, observe, recording
+    cdef bint max_pool, per_frame, have_prev, needs_reset, backtracking, observe
     cdef bint frame_done, snapshots
-    cdef long long episode_steps, max_episode_steps, best_step
+    cdef long long episode_steps, max_episode_steps, best_step, mask_new, mask_prev
     cdef double episode_return, best_return
     cdef object best_state, best_screen, snap_np, snap_screen
     cdef long long[::1] snap_len, snap_step
     cdef double[::1] snap_return
-    cdef object env, em, data, rng, rng_random, set_mask, em_step, update_ram, get_screen
-    cdef object current_reward, is_done, lookup_all
+    cdef object emu, rng, rng_random, press, frame, screen, variables, save_state, load_state
+    cdef object start, own_scenario
     cdef object info_names, write_obs, write_final_obs, values
     cdef VariableScenario scenario
-    cdef object buttons_new_np, buttons_prev_np
-    cdef unsigned char[::1] buttons_new, buttons_prev
     cdef const long long[::1] action_masks, action_offsets
     cdef const long long[:, ::1] actions
     cdef const long long[:, :, ::1] seq_actions
@@ -249,66 +272,56 @@ cdef class EnvStepper:
     cdef long long[:, ::1] info, final_info
     cdef long long[::1] timing
 
-    def __init__(self, int index, env, rng, dict opts, dict views, write_obs, write_final_obs):
-        """Bind one stable-retro env to its rows of the shared arrays.
+    def __init__(self, int index, config, emulator, table, plan, bint per_frame, int autoreset,
+                 info_names, dict views, rng, write_obs, write_final_obs):
+        """Bind one env's emulator to its rows of the shared arrays.
 
         Args:
-            index: this worker's env index.
-            env: a ``stable_retro.RetroEnv`` created in this process.
+            index: the env's index in the pool.
+            config: the pool's :class:`fastretro.config.EnvConfig` (frame timing, rewards,
+                snapshots: read here, once).
+            emulator: a :class:`fastretro.runtime.backends.base.Emulator` of this process.
+            table: the env's :class:`fastretro.runtime.actions.ActionTable`.
+            plan: a :class:`fastretro.runtime.scenario.ScenarioPlan` this worker evaluates, or
+                ``None``: the emulator's own scenario engine (``emulator.scenario_update()``).
+            per_frame: evaluate the scenario after every frame (else once per agent step).
+            autoreset: the pool's :class:`fastretro.runtime.protocol.Autoreset` code.
+            info_names: the variables written to the ``info`` row, in its column order.
+            views: the shared arrays (actions, rewards, terminated, truncated, info,
+                final_info, timing, the sequence arrays and the snapshot slot).
             rng: ``numpy.random.Generator`` for the sticky-frame draws.
-            opts: frameskip, sticky_prob, max_pool, per_frame_reward, max_episode_steps,
-                autoreset, info_names, num_buttons, the action table (action_mode,
-                action_masks, action_offsets; see fastretro/runtime/actions.py), the reward
-                transforms (allow_backtracking, reward_scale, clip_reward) and
-                scenario_plan (a ``ScenarioPlan`` this worker evaluates itself, or ``None``:
-                stable-retro's ``data.update_ram`` evaluates the scenario), and snapshot_best
-                (keep the emulator state where each episode first reaches its best return,
-                published into ``snap`` when the episode ends), and headless (a
-                ``fastretro.runtime.headless.HeadlessFrame``: the frames of a step before the first
-                one whose picture is used run without drawing it; ``None``: draw every frame).
-            views: the shared arrays (actions, rewards, terminated, truncated, info, final_info,
-                and the snapshot slot: snap, snap_len, snap_step, snap_return, snap_screen).
             write_obs: ``write_obs(screen, prev_screen_or_None, fill)`` writes this env's
                 observation (``fill``: after a reset); ``None``: no observations at all.
             write_final_obs: copies the current observation into the final-observation slot.
         """
         self.index = index
-        self.env = env
-        self.em = env.em
-        self.data = env.data
-        self.set_mask = self.em.set_button_mask
-        self.em_step = self.em.step
-        self.update_ram = self.data.update_ram
-        self.get_screen = self.em.get_screen
-        self.current_reward = self.data.current_reward
-        self.is_done = self.data.is_done
-        self.lookup_all = self.data.lookup_all
+        self.emu = emulator
+        self.start = emulator.start
+        self.press = emulator.press
+        self.frame = emulator.frame
+        self.screen = emulator.screen
+        self.variables = emulator.variables
+        self.save_state = emulator.save_state
+        self.load_state = emulator.load_state
+        self.num_buttons = len(emulator.buttons)
         self.set_rng(rng)
-        self.frameskip = opts["frameskip"]
-        self.sticky_prob = opts["sticky_prob"]
-        self.max_pool = opts["max_pool"]
-        self.per_frame = opts["per_frame_reward"]
-        self.max_episode_steps = opts["max_episode_steps"] or 0
-        self.autoreset = opts["autoreset"]
-        self.info_names = tuple(opts["info_names"])
-        self.action_mode = opts["action_mode"]
-        self.action_masks = opts["action_masks"]
-        self.action_offsets = opts["action_offsets"]
-        self.num_buttons = opts["num_buttons"]
-        self.backtracking = opts["allow_backtracking"]
-        self.reward_scale = opts["reward_scale"]
-        self.clip_reward = opts["clip_reward"] or 0.0
+        self.frameskip = config.frameskip
+        self.sticky_prob = config.sticky_prob
+        self.max_pool = config.max_pool
+        self.per_frame = per_frame
+        self.max_episode_steps = config.max_episode_steps or 0
+        self.autoreset = autoreset
+        self.info_names = tuple(info_names)
+        self.action_mode = table.mode
+        self.action_masks = table.masks
+        self.action_offsets = table.offsets
+        self.backtracking = config.allow_backtracking
+        self.reward_scale = config.reward_scale
+        self.clip_reward = config.clip_reward or 0.0
         self.observe = write_obs is not None
-        plan = opts.get("scenario_plan")
         self.scenario = VariableScenario(plan) if plan is not None else None
+        self.own_scenario = None if plan is not None else emulator.scenario_update
         self.values = None
-        # Recording: stable-retro's own per-episode .bk2 movies (env.auto_record), fed the
-        # buttons actually applied on every frame, so sticky timing replays exactly.
-        self.recording = bool(opts.get("record", False))
-        self.buttons_new_np = np.zeros(self.num_buttons, np.uint8)
-        self.buttons_prev_np = np.zeros(self.num_buttons, np.uint8)
-        self.buttons_new = self.buttons_new_np
-        self.buttons_prev = self.buttons_prev_np
         self.actions = views["actions"]
         self.seq_actions = views["seq_actions"]
         self.seq_len = views["seq_len"]
@@ -325,41 +338,34 @@ cdef class EnvStepper:
         self.have_prev = False
         self.needs_reset = False
         self.episode_steps = 0
-        self.snapshots = bool(opts.get("snapshot_best", False))
+        self.mask_new = self.mask_prev = 0
+        self.snapshots = config.snapshot_best
         self.snap_np = views["snap"][index]
         self.snap_screen = views["snap_screen"][index]
         self.snap_len = views["snap_len"]
         self.snap_step = views["snap_step"]
         self.snap_return = views["snap_return"]
         self._forget_best()
-        self._bind_headless(opts.get("headless"))
-
-    cdef void _bind_headless(self, headless) except *:
-        # draw_from: the first frame of a step whose picture anyone reads. Without observations,
-        # none; with them, the last (and the one before it for max-pooling). With per-frame
-        # evaluation an episode may end on an earlier frame, whose picture is then the
-        # observation: redraw_at_end keeps the state before each undrawn frame to run that
-        # one frame again, drawn (get_state ~5 us, against ~200 us saved per frame).
+        # draw_from: the first frame of a step whose picture anyone reads. Without
+        # observations, none; with them, the last (and the one before it for max-pooling).
+        # With per-frame evaluation an episode may end on an earlier frame, whose picture is
+        # then the observation: redraw_at_end keeps the state before each undrawn frame to run
+        # that one frame again, drawn (a save state ~5 us, against ~200 us saved per frame).
         self.draw_from = 0
         self.redraw_at_end = False
-        if headless is None:
-            return
-        self.frame_gen = <frame_gen_fn><size_t>headless.frame_gen
-        self.audio_update = <audio_update_fn><size_t>headless.audio_update
-        from fastretro.runtime.headless import AUDIO_SCRATCH_VALUES
-        self.audio_scratch = np.zeros(AUDIO_SCRATCH_VALUES, np.int16)
-        if not self.observe:
-            self.draw_from = self.frameskip
-        else:
-            self.draw_from = self.frameskip - (2 if self.max_pool else 1)
-            self.redraw_at_end = self.per_frame
+        if emulator.skips_drawing:
+            if not self.observe:
+                self.draw_from = self.frameskip
+            else:
+                self.draw_from = self.frameskip - (2 if self.max_pool else 1)
+                self.redraw_at_end = self.per_frame
 
     def set_rng(self, rng):
         self.rng = rng
         self.rng_random = rng.random
 
-    cdef void _decode_action(self, const long long[:] row):
-        # Every action set is one lookup into a table of button masks (fastretro/runtime/actions.py).
+    cdef long long _decode_action(self, const long long[:] row):
+        # Every action set is one lookup into a table of button masks (runtime/actions.py).
         cdef int b, g
         cdef long long mask = 0
         if self.action_mode == MODE_BITS:
@@ -367,14 +373,12 @@ cdef class EnvStepper:
             for b in range(self.num_buttons):
                 if row[b]:
                     mask |= 1 << b
-            mask = self.action_masks[mask]
-        elif self.action_mode == MODE_INDEX:
-            mask = self.action_masks[row[0]]
-        else:
-            for g in range(self.action_offsets.shape[0]):
-                mask |= self.action_masks[self.action_offsets[g] + row[g]]
-        for b in range(self.num_buttons):
-            self.buttons_new[b] = (mask >> b) & 1
+            return self.action_masks[mask]
+        if self.action_mode == MODE_INDEX:
+            return self.action_masks[row[0]]
+        for g in range(self.action_offsets.shape[0]):
+            mask |= self.action_masks[self.action_offsets[g] + row[g]]
+        return mask
 
     cdef double _transform_reward(self, double r):
         # retro-baselines' AllowBacktracking: reward only progress beyond the episode's best.
@@ -388,25 +392,12 @@ cdef class EnvStepper:
             r = min(max(r, -self.clip_reward), self.clip_reward)
         return r
 
-    cdef void _record_frame(self, unsigned char[::1] buttons) except *:
-        # What RetroEnv.step does for its movie before each frame.
-        cdef int b
-        movie = self.env.movie
-        for b in range(self.num_buttons):
-            movie.set_key(b, buttons[b] != 0, 0)
-        movie.step()
-
     cdef void _begin_episode(self) except *:
         cdef long long t0 = _now(CLOCK_MONOTONIC)
-        if self.recording and self.env.movie is not None:
-            # RetroEnv.reset opens the next episode's movie; the finished one is closed here
-            # so its .bk2 is complete on disk as soon as the episode ends.
-            self.env.movie.close()
-            self.env.movie = None
-        self.env.reset()
+        self.start()
         if self.observe:
-            self.write_obs(self.get_screen(), None, True)
-        self.values = self.lookup_all()
+            self.write_obs(self.screen(), None, True)
+        self.values = self.variables()
         if self.scenario is not None:
             self.scenario.restart(self.values)
         self._write_info(self.info)
@@ -433,10 +424,10 @@ cdef class EnvStepper:
         if self.episode_return > self.best_return:
             self.best_return = self.episode_return
             self.best_step = self.episode_steps
-            self.best_state = self.em.get_state()  # ~4 us on Genesis
+            self.best_state = self.save_state()  # ~4 us on Genesis
             if self.observe:
-                # A loaded state shows no frame until the next em.step: keep the screen too.
-                self.best_screen = self.get_screen()
+                # A loaded state shows no frame until the next frame runs: keep the screen too.
+                self.best_screen = np.array(self.screen())
 
     cdef void _publish_best(self) except *:
         # Every episode has taken a step by its end, and its first step set best_state.
@@ -467,8 +458,8 @@ cdef class EnvStepper:
         if self.scenario is None:
             raise RuntimeError("restore needs a scenario this worker evaluates itself")
         state = bytes(self.snap_np[: self.snap_len[i]])
-        self.em.set_state(state)
-        self.values = self.lookup_all()
+        self.load_state(state)
+        self.values = self.variables()
         self.scenario.restart(self.values)
         self._write_info(self.info)
         self.values = None
@@ -493,11 +484,10 @@ cdef class EnvStepper:
         # (the variables now) when it read them.
         cdef double reward
         if self.scenario is None:
-            self.update_ram()
-            self.frame_done = self.is_done()
+            reward, self.frame_done = self.own_scenario()
             self.values = None
-            return self.current_reward()
-        self.values = self.lookup_all()
+            return reward
+        self.values = self.variables()
         self.scenario.read(self.values)
         reward = self.scenario.reward()
         self.frame_done = self.scenario.done()
@@ -506,13 +496,13 @@ cdef class EnvStepper:
 
     cdef void _write_info(self, long long[:, ::1] info) except *:
         # The values read by the last evaluation are still current: no frame ran since.
-        cdef dict values = self.values if self.values is not None else self.lookup_all()
+        cdef dict values = self.values if self.values is not None else self.variables()
         cdef Py_ssize_t j
         for j in range(len(self.info_names)):
             info[self.index, j] = values.get(self.info_names[j], 0)
 
     def reset(self):
-        """Reset the emulator to its start state and write the first observation."""
+        """Start a new episode and write its first observation."""
         self._begin_episode()
         self.needs_reset = False
         self.rewards[self.index] = 0.0
@@ -559,33 +549,27 @@ cdef class EnvStepper:
             self.reset()
             return
 
-        self._decode_action(row)
+        self.mask_new = self._decode_action(row)
         # Sticky frame timing exactly as the Retro Contest's StochasticFrameSkip: on the first
         # frame of a step, keep the previous action with probability sticky_prob.
         keep_prev = (self.sticky_prob > 0.0 and self.have_prev
                      and not (self.rng_random() > self.sticky_prob))
-        self.set_mask(self.buttons_prev_np if keep_prev else self.buttons_new_np, 0)
+        self.press(self.mask_prev if keep_prev else self.mask_new)
         for f in range(self.frameskip):
             if f == 1 and keep_prev:
-                self.set_mask(self.buttons_new_np, 0)
-            if self.recording:
-                self._record_frame(self.buttons_prev if (f == 0 and keep_prev)
-                                   else self.buttons_new)
+                self.press(self.mask_new)
             if f < self.draw_from:
                 if self.redraw_at_end:
-                    self.before_frame = self.em.get_state()
-                # em.step's retro_run, less the picture: the frame with do_skip, then the
-                # sound chips (their timers are game state; the samples are not kept).
-                self.frame_gen(1)
-                self.audio_update(&self.audio_scratch[0])
+                    self.before_frame = self.save_state()
+                self.frame(False)
             else:
-                self.em_step()
+                self.frame(True)
             frames += 1
             t1 = _now(CLOCK_MONOTONIC)
             timing[T_EMULATE] += t1 - t
             t = t1
             if self.observe and self.max_pool and f == self.frameskip - 2:
-                prev_screen = self.get_screen()
+                prev_screen = self.screen()
                 t1 = _now(CLOCK_MONOTONIC)
                 timing[T_OBS] += t1 - t
                 t = t1
@@ -598,17 +582,17 @@ cdef class EnvStepper:
                     done = True
                     if self.redraw_at_end and f < self.draw_from:
                         # The episode ended on an undrawn frame: run it again, drawn, from the
-                        # state before it (same buttons, still set; the emulator is
+                        # state before it (same buttons, still held; the emulator is
                         # deterministic, and the scenario has already counted this frame).
-                        self.em.set_state(self.before_frame)
-                        self.em_step()
+                        self.load_state(self.before_frame)
+                        self.frame(True)
                     break
         if not self.per_frame:
             # The scenario's reward is a sum of per-frame deltas of RAM variables, so one read
             # per agent step gives the same total (tests/test_pool.py pins this).
             total = self._evaluate()
             done = self.frame_done
-        self.buttons_prev[:] = self.buttons_new
+        self.mask_prev = self.mask_new
         self.have_prev = True
         self.episode_steps += 1
         trunc = self.max_episode_steps > 0 and self.episode_steps >= self.max_episode_steps
@@ -623,7 +607,7 @@ cdef class EnvStepper:
         timing[T_RAM] += t1 - t
         t = t1
         if self.observe:
-            self.write_obs(self.get_screen(), prev_screen, False)
+            self.write_obs(self.screen(), prev_screen, False)
             timing[T_OBS] += _now(CLOCK_MONOTONIC) - t
         timing[N_STEPS] += 1
         timing[N_FRAMES] += frames
@@ -677,46 +661,56 @@ def silent_fm_calls():
     return _fm_silenced, _fm_forwarded
 
 
-def run_loop(EnvStepper stepper, handshake, int[::1] cmd, long long[::1] arg, int index,
-             double poll_s, parent_alive, on_reset_seed):
-    """Serve commands until CLOSE, or until ``parent_alive()`` turns False between polls.
+def run_loop(list steppers, handshake, int[::1] cmd, long long[::1] arg, double poll_s,
+             parent_alive, on_reset_seed):
+    """Serve this worker's envs until CLOSE, or until ``parent_alive()`` turns False.
+
+    Each wake-up runs the command of every env of ``steppers`` whose ``cmd`` word is set, and
+    reports each env done on its own (the parent counts envs, not workers).
 
     Returns:
         "closed" or "orphaned".
     """
-    cdef int c
-    cdef long long t
-    cdef long long[::1] timing = stepper.timing
+    cdef int c, i, k, n = len(steppers)
+    cdef long long t, waited
+    cdef bint closing
+    cdef EnvStepper s
     wait = handshake.wait_command
     done = handshake.done
-    step = stepper.step
     while True:
         t = _now(CLOCK_MONOTONIC)
         woken = wait(poll_s)
-        timing[T_WAIT] += _now(CLOCK_MONOTONIC) - t
+        waited = _now(CLOCK_MONOTONIC) - t
+        for k in range(n):
+            s = <EnvStepper>steppers[k]
+            s.timing[T_WAIT] += waited
         if not woken:
             if not parent_alive():
                 return "orphaned"
             continue
-        c = cmd[index]
-        if c == 0:
-            continue  # woken for a batch that does not include this worker
-        if c == CMD_STEP:
-            step()
-        elif c == CMD_SEQUENCE:
-            stepper.run_sequence()
-        elif c == CMD_RESET:
-            if arg[index] >= 0:
-                on_reset_seed(arg[index])
-            stepper.reset()
-        elif c == CMD_RESTORE:
-            stepper.restore()
-        elif c == CMD_CLOSE:
-            cmd[index] = 0
-            done()
+        closing = False
+        for k in range(n):
+            s = <EnvStepper>steppers[k]
+            i = s.index
+            c = cmd[i]
+            if c == 0:
+                continue  # woken for a batch that does not include this env
+            if c == CMD_STEP:
+                s._step(s.actions[i])
+            elif c == CMD_SEQUENCE:
+                s.run_sequence()
+            elif c == CMD_RESET:
+                if arg[i] >= 0:
+                    on_reset_seed(i, arg[i])
+                s.reset()
+            elif c == CMD_RESTORE:
+                s.restore()
+            elif c == CMD_CLOSE:
+                closing = True
+            # Clearing the command tells the parent which envs are still busy on a timeout. It
+            # is a compare-and-swap so that a CLOSE the parent wrote meanwhile (closing an
+            # async pool with steps in flight) is not erased: the next wait sees it.
+            fr_atomic_cas(&cmd[i], c, 0)
+            done(i)
+        if closing:
             return "closed"
-        # Clearing the command tells the parent which workers are still busy on a timeout. It is
-        # a compare-and-swap so that a CLOSE the parent wrote meanwhile (closing an async pool
-        # with steps in flight) is not erased: the next wait sees it.
-        fr_atomic_cas(&cmd[index], c, 0)
-        done()

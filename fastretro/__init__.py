@@ -28,7 +28,7 @@ _moved.install()
 # need no pool.
 _LAZY = {
     "VecRetroEnv": "fastretro.runtime.pool",
-    "Snapshot": "fastretro.runtime.pool",
+    "Snapshot": "fastretro.runtime.snapshots",
     "EnvConfig": "fastretro.config",
     "PoolConfig": "fastretro.config",
     "SB3VecEnv": "fastretro.integrations.sb3",

@@ -170,14 +170,3 @@ def test_out_of_range_multi_discrete_action_names_its_group():
             ),
         ):
             env.step(bad)
-
-
-def test_decoding_modes_agree_with_the_compiled_loop():
-    from fastretro.runtime import actions
-    from fastretro.runtime._ext import worker_loop
-
-    assert (actions.MODE_BITS, actions.MODE_INDEX, actions.MODE_GROUPS) == (
-        worker_loop.MODE_BITS,
-        worker_loop.MODE_INDEX,
-        worker_loop.MODE_GROUPS,
-    )

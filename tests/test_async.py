@@ -123,7 +123,7 @@ def test_recv_results_are_copies_and_infos_name_the_envs():
 
 def test_close_with_envs_in_flight_stops_every_worker_cleanly():
     env = VecRetroEnv(GAME, 4, batch_size=1)
-    procs = list(env._resources.procs)
+    procs = list(env._workers.procs)
     env.async_reset()
     env.recv()
     env.close()  # three envs were still running their reset

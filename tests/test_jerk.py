@@ -13,8 +13,8 @@ import pytest
 from conftest import GAME
 
 from fastretro import InvalidArgumentError
+from fastretro.agents import jerk_kernels as k
 from fastretro.agents.jerk import PROFILES, JerkAgent, JerkConfig, jerk_actions, run
-from fastretro.runtime.kernels import jerk as k
 
 
 def act_step(envs, mode, jump_left, replay, replay_len, replay_pos, draws, prob, repeat, out):

@@ -30,7 +30,7 @@ SETTINGS = settings(
 
 
 def workers_alive(env) -> bool:
-    return all(p.exitcode is None for p in env._resources.procs)
+    return all(p.exitcode is None for p in env._workers.procs)
 
 
 @pytest.fixture(scope="module")

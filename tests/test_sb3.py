@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from unittest.mock import ANY
 
 import gymnasium
 import numpy as np
@@ -572,17 +573,31 @@ def test_close_is_idempotent_and_closes_the_pool():
         env.step(buttons(1)[0])
 
 
-def test_next_step_pool_raises():
-    with VecRetroEnv(GAME, 1) as pool:
-        with pytest.raises(
-            InvalidArgumentError,
-            match=re.escape(
-                "Expected a VecRetroEnv built with autoreset_mode='same_step' (SB3 resets an env "
-                "in the step that ends its episode), got NEXT_STEP: pass "
-                "VecRetroEnv(..., autoreset_mode='same_step')"
-            ),
-        ):
-            SB3VecEnv(pool)
+@pytest.mark.parametrize("mode", ["next_step", "disabled"])
+def test_pools_of_any_autoreset_mode_behave_as_same_step_ones(mode):
+    # SB3VecEnv(VecRetroEnv(...)) with the default autoreset: the adapter resets ended envs.
+    acts = np.random.default_rng(2).integers(0, 2, (20, 2, 12), dtype=np.uint8)
+    opts = dict(frameskip=4, sticky_prob=0.25, max_episode_steps=6, seed=3)
+    with (
+        SB3VecEnv(VecRetroEnv(GAME, 2, autoreset_mode=mode, **opts)) as ours,
+        SB3VecEnv(VecRetroEnv(GAME, 2, autoreset_mode="same_step", **opts)) as same,
+    ):
+        np.testing.assert_array_equal(ours.reset(), same.reset())
+        ends = 0
+        for a in acts:
+            obs, rew, done, infos = ours.step(a)
+            s_obs, s_rew, s_done, s_infos = same.step(a)
+            np.testing.assert_array_equal(obs, s_obs)
+            np.testing.assert_array_equal(rew, s_rew)
+            np.testing.assert_array_equal(done, s_done)
+            for i in np.flatnonzero(done):
+                ends += 1
+                np.testing.assert_array_equal(
+                    infos[i]["terminal_observation"], s_infos[i]["terminal_observation"]
+                )
+                assert infos[i] == {**s_infos[i], "terminal_observation": ANY}
+                assert ours.reset_infos[i] == same.reset_infos[i]
+        assert ends == 6
 
 
 def test_async_mode_pool_raises():

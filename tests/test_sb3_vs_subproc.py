@@ -12,10 +12,11 @@ pytest.importorskip("stable_baselines3", reason="stable-baselines3 is a test ext
 from stable_baselines3.common.vec_env import SubprocVecEnv  # noqa: E402
 
 from fastretro import VecRetroEnv  # noqa: E402
+from fastretro.config import EnvConfig  # noqa: E402
 from fastretro.integrations.sb3 import SB3VecEnv  # noqa: E402
-from fastretro.tools.peers import BenchConfig, make_plain_env  # noqa: E402
+from fastretro.tools.peers import make_plain_env  # noqa: E402
 
-CONTEST_TIMING = BenchConfig("contest-timing", frameskip=4, sticky_prob=0.25)
+CONTEST_TIMING = EnvConfig(frameskip=4, sticky_prob=0.25)
 EPISODE_STEPS = 7
 
 
@@ -30,18 +31,17 @@ class _PlainEnv:
         return gymnasium.wrappers.TimeLimit(env, max_episode_steps=EPISODE_STEPS)
 
 
-def test_sb3vecenv_and_subprocvecenv_agree_step_for_step():
+# The one-line swap: SubprocVecEnv([...]) -> SB3VecEnv(VecRetroEnv(...)), with the pool's
+# default autoreset mode or the one that saves a round trip per episode end.
+@pytest.mark.parametrize("autoreset", [{}, {"autoreset_mode": "same_step"}])
+def test_sb3vecenv_and_subprocvecenv_agree_step_for_step(autoreset):
     n, steps = 2, 24  # three episode ends per env
     actions = np.random.default_rng(5).integers(0, 2, (steps, n, 12), dtype=np.uint8)
-    pool = VecRetroEnv(
-        GAME,
-        n,
-        frameskip=4,
-        sticky_prob=0.25,
-        max_episode_steps=EPISODE_STEPS,
-        autoreset_mode="same_step",
+    ours = SB3VecEnv(
+        VecRetroEnv(
+            GAME, n, frameskip=4, sticky_prob=0.25, max_episode_steps=EPISODE_STEPS, **autoreset
+        )
     )
-    ours = SB3VecEnv(pool)
     peer = SubprocVecEnv([_PlainEnv(i) for i in range(n)], start_method="spawn")
     try:
         ours.seed(0)  # env i's sticky draws are seeded with 0 + i, as the peer's wrappers are

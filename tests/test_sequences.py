@@ -238,7 +238,7 @@ def test_a_worker_killed_during_sequences_raises_even_in_restart_mode():
 
     env = pool(SETS["index"], sequence_length=8, on_worker_failure="restart")
     env.reset(seed=0)
-    victim = env._resources.procs[2]
+    victim = env._workers.procs[2]
     os.kill(victim.pid, signal.SIGKILL)
     victim.join(10)
     message = f"Worker 2 (pid {victim.pid}) was killed by SIGKILL during step_sequences"

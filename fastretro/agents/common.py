@@ -66,6 +66,12 @@ def auto_actions(games: Sequence[str]):
     return AUTO_ACTIONS.get(games[0], "discrete")
 
 
+#: The observation image agents learn from, made in the workers.
+IMAGE_OPTIONS = dict(
+    grayscale=True, resize=(84, 84), max_pool=True, frame_stack=4, channels_first=True
+)
+
+
 def image_pool(
     games: Sequence[str],
     states: Sequence[str | None],
@@ -87,14 +93,7 @@ def image_pool(
         scenario = ["contest" if has_contest_scenario(g) else None for g in games]
     if actions == "auto":
         actions = auto_actions(games)
-    defaults = dict(
-        grayscale=True,
-        resize=(84, 84),
-        max_pool=True,
-        frame_stack=4,
-        channels_first=True,
-        autoreset_mode="same_step",
-    )
+    defaults = dict(IMAGE_OPTIONS, autoreset_mode="same_step")
     return VecRetroEnv(
         list(games),
         len(games),

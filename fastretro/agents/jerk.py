@@ -48,11 +48,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fastretro import contest
+from fastretro.agents import jerk_kernels as k
+from fastretro.config import EnvConfig
 from fastretro.errors import FastRetroError, InvalidArgumentError
-from fastretro.runtime.kernels import jerk as k
 
 if TYPE_CHECKING:
-    from fastretro.runtime.pool import Snapshot
+    from fastretro.runtime.snapshots import Snapshot
 
 #: What "forward", "back" and "jump" press, per game (other games: pass a profile).
 PROFILES = {
@@ -434,10 +435,13 @@ def run(
             f"No JERK profile for {game}: pass JerkConfig(profile={{'forward': [...], "
             f"'back': [...], 'jump': [...]}}) with this console's button names"
         )
+    # The contest's frame timing and episode length, with the game's own scenario unless
+    # pool_options names one (replaying from saved states needs a declarative scenario).
+    rules = EnvConfig.contest(game, state, scenario=None)
     options = {
-        "frameskip": contest.FRAMESKIP,
-        "sticky_prob": contest.STICKY_PROB,
-        "max_episode_steps": contest.MAX_EPISODE_STEPS,
+        "frameskip": rules.frameskip,
+        "sticky_prob": rules.sticky_prob,
+        "max_episode_steps": rules.max_episode_steps,
         **(pool_options or {}),
     }
     # Explorers are independent, so the pool can run in two halves: while one half waits for
@@ -615,9 +619,10 @@ def _replay_path(choice, game, state, num_envs, options, async_batches) -> tuple
 
     if choice == "reset":
         return "reset", "replay_from='reset' (the original)"
-    specs = resolve_all(game, num_envs, state, options.get("scenario"))
+    config = EnvConfig(game=game, state=state, scenario=options.get("scenario"))
+    setups = resolve_all(config, num_envs)
     engine = options.get("scenario_engine", "auto")
-    unsound = [s for s in specs if scenario_plan(s, engine) is None]
+    unsound = [s for s in setups if scenario_plan(s, engine) is None]
     if unsound:
         why = (
             "the scenario keeps state outside the emulator, which a save state does not "

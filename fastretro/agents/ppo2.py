@@ -704,6 +704,43 @@ def play(
         pool.close()
 
 
+def make_eval_agent(checkpoint: str, greedy: bool = False, seed: int = 0):
+    """The ``fastretro eval --agent ppo2:CKPT`` factory of a trained policy.
+
+    Returns:
+        ``factory(observation_space, action_space)`` -> an agent with ``act(obs)``;
+        ``factory.env_options`` asks the eval's pool for the observation and action set the
+        policy was trained on.
+    """
+    from fastretro.agents.common import IMAGE_OPTIONS, auto_actions
+
+    ckpt = load_checkpoint(checkpoint)
+    cfg = config_from_checkpoint(ckpt)
+    actions = cfg.actions
+    if actions == "auto":
+        actions = auto_actions([g for g, _ in cfg.levels] or [cfg.game])
+
+    class _Policy:
+        def __init__(self, observation_space, action_space) -> None:
+            obs_shape = observation_space.shape
+            n_actions = int(action_space.n)
+            _check_compatible(ckpt, obs_shape, n_actions, checkpoint)
+            self.model = ActorCritic(cfg.network, obs_shape, n_actions)
+            self.model.load_state_dict(ckpt["model"])
+            self.model.eval()
+            self.generator = torch.Generator().manual_seed(seed)
+
+        def act(self, obs: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                logits, _ = self.model(torch.from_numpy(np.asarray(obs)))
+            if greedy:
+                return logits.argmax(-1).numpy()
+            return torch.multinomial(logits.softmax(-1), 1, generator=self.generator)[:, 0].numpy()
+
+    _Policy.env_options = {**IMAGE_OPTIONS, "actions": actions}
+    return _Policy
+
+
 # -- command line ----------------------------------------------------------------------------
 
 

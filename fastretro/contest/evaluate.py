@@ -63,6 +63,14 @@ class RandomAgent:
 
 AGENTS: dict[str, Callable] = {"random": RandomAgent}
 
+#: ``--agent NAME:PATH``: a trained agent, from its checkpoint or run folder. Each module's
+#: ``make_eval_agent(path)`` returns the factory.
+TRAINED = {
+    "ppo2": "fastretro.agents.ppo2",
+    "rainbow": "fastretro.agents.rainbow",
+    "world_models": "fastretro.agents.world_models",
+}
+
 
 @dataclass
 class _Level:
@@ -86,10 +94,12 @@ class _Level:
 
 
 def load_agent(spec: str) -> Callable:
-    """The agent factory named by ``spec``: a built-in name or ``module:factory``.
+    """The agent factory named by ``spec``: a built-in name, ``AGENT:PATH`` of a trained agent
+    (``ppo2:runs/air/checkpoints/last.pt``), or ``module:factory``.
 
     Raises:
-        InvalidArgumentError: the module or attribute cannot be imported.
+        InvalidArgumentError: the module or attribute cannot be imported, or the checkpoint
+            cannot be loaded.
     """
     if spec in AGENTS:
         return AGENTS[spec]
@@ -97,7 +107,15 @@ def load_agent(spec: str) -> Callable:
         from fastretro.agents.jerk import JerkAgent
 
         return JerkAgent
-    return import_callable(spec, sorted([*AGENTS, "jerk"]), "factory")
+    name, _, path = spec.partition(":")
+    if name in TRAINED:
+        if not path:
+            raise InvalidArgumentError(
+                f"Expected --agent {name}:PATH (its checkpoint), got {spec!r}"
+            )
+        return importlib.import_module(TRAINED[name]).make_eval_agent(path)
+    choices = sorted([*AGENTS, "jerk", *(f"{t}:PATH" for t in TRAINED)])
+    return import_callable(spec, choices, "factory")
 
 
 def import_callable(spec: str, choices: Sequence[str], kind: str) -> Callable:
@@ -150,7 +168,7 @@ def evaluate(
     from tqdm import tqdm
 
     from fastretro import VecRetroEnv
-    from fastretro.runtime.games import _retro_data, integrations
+    from fastretro.config import EnvConfig
 
     if timesteps < 1:
         raise InvalidArgumentError(f"Expected timesteps >= 1, got {timesteps}")
@@ -184,29 +202,18 @@ def evaluate(
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     logging.getLogger("fastretro").addHandler(handler)
     logging.getLogger("fastretro").setLevel(logging.INFO)
-    data = _retro_data()
-    scenarios = [
-        contest.SCENARIO
-        if data.get_file_path(g, f"{contest.SCENARIO}.json", integrations())
-        else None
-        for g, _ in levels
-    ]
     start = time.time()
     stopped_by = "budget"
     try:
-        env = VecRetroEnv(
+        config = EnvConfig.contest(
             [lv.game for lv in accounts],
-            len(accounts),
             [lv.state for lv in accounts],
-            scenarios,
-            frameskip=contest.FRAMESKIP,
-            sticky_prob=contest.STICKY_PROB,
             max_episode_steps=max_episode_steps,
-            # An ended episode restarts within the step: no agent step is spent on a reset.
-            autoreset_mode="same_step",
             record=[os.path.join(lv.folder, "bk2") for lv in accounts],
             **options,
         )
+        # An ended episode restarts within the step: no agent step is spent on a reset.
+        env = VecRetroEnv(config, len(accounts), autoreset_mode="same_step")
     except Exception:
         logging.getLogger("fastretro").removeHandler(handler)
         raise

@@ -1,4 +1,4 @@
-"""The Retro Contest (2018): its rules as defaults, its Sonic levels as data, and a preset pool.
+"""The Retro Contest (2018): its rules, its Sonic levels as data, and a preset pool.
 
 The contest's environment: the ``contest`` scenario (reward = x-progress through the level, from
 the Lua script in stable-retro's Sonic integrations), 4 frames per step with sticky probability
@@ -18,7 +18,9 @@ from importlib import resources
 import numpy as np
 
 from fastretro.errors import InvalidArgumentError
+from fastretro.runtime.games import has_scenario, rom_imported
 
+# The contest's rules; fastretro.EnvConfig.contest() is the preset that applies them.
 FRAMESKIP = 4
 STICKY_PROB = 0.25
 MAX_EPISODE_STEPS = 4500
@@ -53,22 +55,9 @@ def validation_levels() -> list[Level]:
     return [lv for lv in all_levels() if lv.split == "validation"]
 
 
-def rom_imported(game: str) -> bool:
-    """True when the game's ROM is imported into stable-retro."""
-    from fastretro.runtime.games import _retro_data, integrations
-
-    try:
-        _retro_data().get_romfile_path(game, integrations())
-    except FileNotFoundError:
-        return False
-    return True
-
-
 def has_contest_scenario(game: str) -> bool:
     """True when the game's integration ships the contest scenario (Sonic 1, 2, 3&K do)."""
-    from fastretro.runtime.games import _retro_data, integrations
-
-    return bool(_retro_data().get_file_path(game, f"{SCENARIO}.json", integrations()))
+    return has_scenario(game, SCENARIO)
 
 
 def playable(levels: Iterable[Level]) -> list[Level]:
@@ -115,22 +104,21 @@ def contest_env(num_envs: int, levels=None, *, allow_backtracking: bool = False,
         GameNotFoundError: a level's ROM is not imported (the message says how to import it).
     """
     from fastretro import VecRetroEnv
+    from fastretro.config import EnvConfig, split_options
 
     games, states = spread(training_levels() if levels is None else levels, num_envs)
-    if "scenario" not in options:
-        options["scenario"] = [SCENARIO if has_contest_scenario(g) else None for g in games]
-    defaults = {
-        "frameskip": FRAMESKIP,
-        "sticky_prob": STICKY_PROB,
-        "max_episode_steps": MAX_EPISODE_STEPS,
-        "actions": "sonic7",
-        "grayscale": True,
-        "resize": (84, 84),
-        "frame_stack": 4,
-    }
-    return VecRetroEnv(
-        games, num_envs, states, allow_backtracking=allow_backtracking, **{**defaults, **options}
+    env_options, pool_options = split_options(options)
+    config = EnvConfig.contest(
+        games,
+        states,
+        actions="sonic7",
+        grayscale=True,
+        resize=(84, 84),
+        frame_stack=4,
+        allow_backtracking=allow_backtracking,
+        **env_options,
     )
+    return VecRetroEnv(config, num_envs, **pool_options)
 
 
 def _level(lv) -> Level:

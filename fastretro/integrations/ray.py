@@ -47,13 +47,13 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from fastretro import DEFAULT_GAME
+from fastretro.config import EnvConfig, PoolConfig, from_arguments
 from fastretro.errors import (
     ClosedError,
     InvalidArgumentError,
     StateMachineError,
     WorkerDiedError,
 )
-from fastretro.runtime.games import per_env
 
 try:
     import ray
@@ -137,16 +137,13 @@ class _Shard(_Served):
 
     OPS = ("reset", "step", "close")
 
-    def __init__(self, games, states, scenarios, options: dict, copy: bool) -> None:
+    def __init__(self, config: EnvConfig, pool: PoolConfig) -> None:
         from fastretro import VecRetroEnv
 
-        # copy=True for the "ray" transport: Ray may serialise the result after the method
-        # returns, and a view of shared memory must not travel while the workers write into it.
-        # The socket transport pickles each result before the next step, so views are safe.
         self.env = None
         self._failure: Exception | None = None
         try:
-            self.env = VecRetroEnv(games, len(games), states, scenarios, copy=copy, **options)
+            self.env = VecRetroEnv(config, pool=pool)
         except Exception as exc:  # noqa: BLE001 - raised by describe(), as itself
             # An exception in an actor's constructor reaches the driver as Ray's ActorDiedError
             # with the original only as text; from a method it keeps its type and message.
@@ -379,14 +376,24 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
             raise InvalidArgumentError(f"Expected envs_per_actor >= 1, got {envs_per_actor}")
         self.num_envs = num_envs
         self.restart = bool(restart)
-        games = per_env(game, num_envs, "game")
-        states = per_env(state, num_envs, "state")
-        scenarios = per_env(scenario, num_envs, "scenario")
+        # Every option is checked here, on the driver, before any shard starts.
+        config, pool = from_arguments(game, num_envs, state, scenario, None, None, options)
+        #: What every env is and does (each shard runs its slice of it).
+        self.config = config
+        per_env = {name: config.per_env(name, num_envs) for name in ("game", "state", "scenario")}
         bounds = list(range(0, num_envs, envs_per_actor)) + [num_envs]
         #: (first env, end) of each shard.
         self.shards = list(zip(bounds[:-1], bounds[1:]))
-        self._specs = [(games[a:b], states[a:b], scenarios[a:b]) for a, b in self.shards]
-        self._options = options
+        self._shard_configs = [
+            (
+                config.replace(**{name: tuple(v[a:b]) for name, v in per_env.items()}),
+                # copy=True for the "ray" transport: Ray may serialise the result after the
+                # method returns, and a view of shared memory must not travel while the workers
+                # write into it. The socket transport pickles each result before the next step.
+                pool.replace(num_envs=b - a, copy=transport == "ray"),
+            )
+            for a, b in self.shards
+        ]
         self._actor_options = {
             "num_cpus": 0,
             "scheduling_strategy": "SPREAD",
@@ -422,10 +429,7 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
         self.batch_size = None
 
     def _start(self, k: int):
-        games, states, scenarios = self._specs[k]
-        return self._remote.options(**self._actor_options).remote(
-            games, states, scenarios, self._options, self.transport == "ray"
-        )
+        return self._remote.options(**self._actor_options).remote(*self._shard_configs[k])
 
     @property
     def _actors(self) -> list:

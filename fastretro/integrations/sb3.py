@@ -42,10 +42,14 @@ _FINAL_KEYS = frozenset({"final_obs", "_final_obs", "final_info", "_final_info"}
 class SB3VecEnv(VecEnv):
     """A :class:`~fastretro.VecRetroEnv` as a stable-baselines3 ``VecEnv``.
 
-    Build the pool with ``autoreset_mode="same_step"``: SB3 expects an env whose episode ends to
-    be reset in that same step, with its last observation in ``infos[i]["terminal_observation"]``
-    and ``infos[i]["TimeLimit.truncated"]`` set when the episode was cut by the time limit rather
-    than ended by the game (SB3 then bootstraps the value of that observation).
+    ``SB3VecEnv(VecRetroEnv(...))`` works with any autoreset mode. SB3 expects an env whose
+    episode ends to be reset in that same step, with its last observation in
+    ``infos[i]["terminal_observation"]`` and ``infos[i]["TimeLimit.truncated"]`` set when the
+    episode was cut by the time limit rather than ended by the game (SB3 then bootstraps the
+    value of that observation). A pool built with ``autoreset_mode="same_step"`` does that in
+    its workers; with the default (NEXT_STEP) or DISABLED, this adapter resets the ended envs
+    itself within the step (``reset_mask``), which costs one more round trip on the steps where
+    an episode ends.
 
     Observations: ``reset`` and ``step`` return a new C-contiguous array each call, never a view
     of the pool's shared memory. SB3 keeps the previous observation (``_last_obs``) across
@@ -75,15 +79,14 @@ class SB3VecEnv(VecEnv):
     value per requested index; :meth:`set_attr` sets ``step_timeout`` only.
 
     Args:
-        vec_retro_env: the pool, built with ``autoreset_mode="same_step"``, or a gymnasium
-            ``VectorWrapper`` around it (stepped with ``step`` inside :meth:`step_wait`, since
+        vec_retro_env: the pool (``autoreset_mode="same_step"`` saves a round trip per
+            episode end), or a gymnasium ``VectorWrapper`` around it (stepped with ``step`` inside :meth:`step_wait`, since
             wrappers do not forward ``step_async``). The adapter owns it from then on:
             :meth:`close` closes it.
 
     Raises:
-        InvalidArgumentError: if ``vec_retro_env`` is not a gymnasium ``VectorEnv``, its autoreset
-            mode is not ``SAME_STEP``, it is in async mode (``batch_size``), or its observation
-            space is not a ``Box``.
+        InvalidArgumentError: if ``vec_retro_env`` is not a gymnasium ``VectorEnv``, it is in
+            async mode (``batch_size``), or its observation space is not a ``Box``.
         ClosedError: if the pool is already closed.
     """
 
@@ -99,12 +102,13 @@ class SB3VecEnv(VecEnv):
         if getattr(pool, "closed", False):
             raise ClosedError("Cannot wrap a closed VecRetroEnv: build a new one")
         mode = pool.metadata.get("autoreset_mode")
-        if mode != AutoresetMode.SAME_STEP:
-            got = mode.name if isinstance(mode, AutoresetMode) else repr(mode)
+        # SB3 resets an env in the step that ends its episode. A SAME_STEP pool does that
+        # itself; on any other pool this adapter resets the ended envs (reset_mask) within
+        # the step: one more round trip on the steps where an episode ends.
+        self._resets_ended = mode != AutoresetMode.SAME_STEP
+        if self._resets_ended and not isinstance(mode, AutoresetMode):
             raise InvalidArgumentError(
-                "Expected a VecRetroEnv built with autoreset_mode='same_step' (SB3 resets an env "
-                f"in the step that ends its episode), got {got}: pass "
-                "VecRetroEnv(..., autoreset_mode='same_step')"
+                f"Expected a pool whose metadata names its gymnasium autoreset_mode, got {mode!r}"
             )
         batch_size = getattr(pool, "batch_size", None)
         if batch_size is not None:
@@ -198,9 +202,17 @@ class SB3VecEnv(VecEnv):
             obs, rewards, terminated, truncated, infos = self.pool.step(actions)
         dones = terminated | truncated
         per_env = _split_infos(infos, self.num_envs)
-        if dones.any():
+        if dones.any() and self._resets_ended:
+            final_obs = np.empty(self.num_envs, dtype=object)
+            for i in np.flatnonzero(dones):
+                final_obs[i] = np.array(obs[i])
+            final_info = per_env
+            obs, infos = self.pool.reset(options={"reset_mask": dones})
+            per_env = _split_infos(infos, self.num_envs)
+        elif dones.any():
             final_obs = infos["final_obs"]
             final_info = _split_infos(infos.get("final_info", {}), self.num_envs)
+        if dones.any():
             for i in np.flatnonzero(dones):
                 # The pool's infos for an env reset in this step describe the new episode's
                 # start; SB3 keeps those apart and reports the ending step's values.

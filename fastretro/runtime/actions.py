@@ -24,6 +24,7 @@ import gymnasium
 import numpy as np
 
 from fastretro.errors import InvalidArgumentError
+from fastretro.runtime.protocol import ActionMode
 
 #: retro-baselines' SonicDiscretizer (sonic_util.py), in its order.
 SONIC7: tuple[tuple[str, ...], ...] = (
@@ -40,8 +41,8 @@ SONIC10: tuple[tuple[str, ...], ...] = (*SONIC7, (), ("LEFT", "B"), ("RIGHT", "B
 
 NAMED = ("filtered", "discrete", "multi_discrete", "sonic7", "sonic10")
 
-# Decoding modes shared with ext/worker_loop.pyx.
-MODE_BITS, MODE_INDEX, MODE_GROUPS = 0, 1, 2
+# Decoding modes (fastretro/runtime/protocol.py defines them for both sides).
+MODE_BITS, MODE_INDEX, MODE_GROUPS = ActionMode.BITS, ActionMode.INDEX, ActionMode.GROUPS
 
 
 @dataclass(frozen=True)
@@ -84,12 +85,13 @@ def choose(actions: str | Sequence, buttons: Sequence[str]) -> ActionChoice:
             f"Expected actions to be one of {list(NAMED)} or a non-empty list of button combos, "
             f"got {actions!r}"
         )
-    combos = tuple(_combo(c) for c in actions)
+    combos = tuple(parse_combo(c) for c in actions)
     _check_buttons(combos, buttons, "actions")
     return ActionChoice("custom", combos)
 
 
-def _combo(combo) -> tuple[str, ...]:
+def parse_combo(combo) -> tuple[str, ...]:
+    """One action's buttons, from a list of names or a ``"+"``-joined string."""
     if isinstance(combo, str):
         return tuple(b for b in combo.split("+") if b)
     if isinstance(combo, (list, tuple)) and all(isinstance(b, str) for b in combo):

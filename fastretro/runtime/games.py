@@ -1,4 +1,4 @@
-"""Per-env configuration: each worker's game, state and scenario, validated once in the parent.
+"""Each env's game, state and scenario, resolved against stable-retro's data once, in the parent.
 
 Nothing here creates an emulator (stable-retro allows one per process, and the parent has none):
 games, ROMs, states and scenarios are checked against stable-retro's integration data on disk.
@@ -9,7 +9,6 @@ from __future__ import annotations
 import difflib
 import json
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -42,9 +41,28 @@ def known_games() -> tuple[str, ...]:
     return tuple(_retro_data().list_games(integrations()))
 
 
+def rom_imported(game: str) -> bool:
+    """True when the game's ROM is imported into stable-retro."""
+    try:
+        _retro_data().get_romfile_path(game, integrations())
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def has_scenario(game: str, name: str) -> bool:
+    """True when the game's integration ships the scenario ``name`` (``NAME.json``)."""
+    return bool(_retro_data().get_file_path(game, f"{name}.json", integrations()))
+
+
+def states(game: str) -> list[str]:
+    """The save states the game's integration ships."""
+    return list(_retro_data().list_states(game, integrations()))
+
+
 @dataclass(frozen=True)
-class EnvSpec:
-    """One env's resolved configuration.
+class GameSetup:
+    """One env's game, state and scenario, resolved: what its worker needs to load it.
 
     Attributes:
         game: stable-retro game ID, e.g. ``"Airstriker-Genesis-v0"``.
@@ -69,8 +87,8 @@ class EnvSpec:
     scenario_plan_why_not: str = ""
 
 
-def resolve(game: str, state: str | None = None, scenario: str | None = None) -> EnvSpec:
-    """Validate one (game, state, scenario) triple and return its :class:`EnvSpec`.
+def resolve(game: str, state: str | None = None, scenario: str | None = None) -> GameSetup:
+    """Validate one (game, state, scenario) triple and return its :class:`GameSetup`.
 
     Raises:
         GameNotFoundError: unknown game, or its ROM is not imported.
@@ -93,13 +111,11 @@ def resolve(game: str, state: str | None = None, scenario: str | None = None) ->
             f"Unknown game {game!r}: stable-retro has no integration of that name.{hint} "
             "`fastretro games` lists them."
         )
-    try:
-        data.get_romfile_path(game, inttype)
-    except FileNotFoundError:
+    if not rom_imported(game):
         raise GameNotFoundError(
             f"The ROM of {game} is not imported: {IMPORT_HINT}. "
             "Only Airstriker-Genesis-v0 ships with stable-retro."
-        ) from None
+        )
 
     if state is not None:
         if not isinstance(state, str):
@@ -136,7 +152,7 @@ def resolve(game: str, state: str | None = None, scenario: str | None = None) ->
     system = stable_retro.get_romfile_system(rom)
     buttons = tuple(b or "" for b in stable_retro.get_system_info(system)["buttons"])
     plan, why_not = compile_scenario(scenario_json, _loadable_variables(info))
-    return EnvSpec(game, state, scenario, scripted, info_names, buttons, plan, why_not)
+    return GameSetup(game, state, scenario, scripted, info_names, buttons, plan, why_not)
 
 
 def _loadable_variables(info: dict) -> set[str]:
@@ -177,32 +193,16 @@ def _scenario_path(game: str, scenario: str | None) -> str:
     return path
 
 
-def per_env(value, num_envs: int, name: str) -> list:
-    """Broadcast a scalar to ``num_envs`` entries, or check a per-env list's length."""
-    if isinstance(value, (list, tuple)):
-        if len(value) != num_envs:
-            raise InvalidArgumentError(
-                f"Expected {name} to be one value or a list of num_envs={num_envs} values, "
-                f"got a list of {len(value)}"
-            )
-        return list(value)
-    return [value] * num_envs
+def resolve_all(config, num_envs: int) -> list[GameSetup]:
+    """Every env's :class:`GameSetup` under an :class:`~fastretro.config.EnvConfig`.
 
-
-def resolve_all(
-    game: str | Sequence[str],
-    num_envs: int,
-    state: str | None | Sequence[str | None] = None,
-    scenario: str | None | Sequence[str | None] = None,
-) -> list[EnvSpec]:
-    """Resolve every env's spec; the same triple is validated only once."""
-    games = per_env(game, num_envs, "game")
-    states = per_env(state, num_envs, "state")
-    scenarios = per_env(scenario, num_envs, "scenario")
-    cache: dict[tuple, EnvSpec] = {}
-    specs = []
-    for triple in zip(games, states, scenarios):
+    The same (game, state, scenario) is resolved only once.
+    """
+    triples = zip(*(config.per_env(name, num_envs) for name in ("game", "state", "scenario")))
+    cache: dict[tuple, GameSetup] = {}
+    setups = []
+    for triple in triples:
         if triple not in cache:
             cache[triple] = resolve(*triple)
-        specs.append(cache[triple])
-    return specs
+        setups.append(cache[triple])
+    return setups

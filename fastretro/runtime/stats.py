@@ -15,13 +15,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Columns of the timing array; mirrored in ext/worker_loop.pyx (TIMING_* enum), checked at import
-# of the pool against the compiled module.
-T_EMULATE, T_RAM, T_OBS, T_RESET, T_WAIT, N_STEPS, N_FRAMES, N_RESETS = range(8)
-TIMING_WIDTH = 8
-#: Row stride of the shared array: 16 int64 = two cache lines, so no two workers (on different
-#: cores, writing their counters every step) share a line.
-TIMING_STRIDE = 16
+from fastretro.runtime.protocol import TIMING_STRIDE, TIMING_WIDTH, Timing
+
+# Columns of the timing array (fastretro/runtime/protocol.py defines them for both sides).
+T_EMULATE, T_RAM, T_OBS, T_RESET, T_WAIT = (
+    Timing.EMULATE,
+    Timing.RAM,
+    Timing.OBS,
+    Timing.RESET,
+    Timing.WAIT,
+)
+N_STEPS, N_FRAMES, N_RESETS = Timing.STEPS, Timing.FRAMES, Timing.RESETS
+__all__ = ["TIMING_STRIDE", "TIMING_WIDTH", "PoolStats", "Stopwatch", "available_cores"]
 
 PHASES = ("emulate", "ram", "obs", "reset")
 

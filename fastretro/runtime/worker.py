@@ -1,10 +1,11 @@
-"""The worker subprocess: one emulator, its slice of the shared buffers, the compiled loop.
+"""The worker process: its envs' emulators, their rows of the shared buffers, the compiled loop.
 
-Life of a worker: create the stable-retro env (``render_mode=None``: the default "human" mode
-needs a display) -> report the observation shape on the pipe -> attach the parent's shared
-segment -> serve commands in ``fastretro.runtime._ext.worker_loop.run_loop`` until CLOSE, or until the
-parent disappears. An exception anywhere is sent to the parent with its traceback, and the
-batch it belongs to is completed so the parent wakes up and re-raises it.
+Life of a worker: create one emulator per env it runs (fastretro/runtime/backends/) -> report
+each env's :class:`~fastretro.runtime.protocol.WorkerReady` on the pipe -> attach the parent's
+shared segment (resetting its envs first when it replaces a dead worker) -> serve commands in
+``fastretro.runtime._ext.worker_loop.run_loop`` until CLOSE, or until the parent disappears.
+An exception anywhere is sent to the parent with its traceback, and its envs' commands are
+completed so that the parent wakes up and re-raises it.
 """
 
 from __future__ import annotations
@@ -15,50 +16,22 @@ import os
 import pickle
 import signal
 import traceback
-from dataclasses import dataclass
 
 import numpy as np
 
 from fastretro.runtime import actions
-from fastretro.runtime.games import EnvSpec, integrations
-from fastretro.runtime.headless import find_headless_frame, find_silent_fm
-from fastretro.runtime.preprocess import FrameWriter, Preprocessing
+from fastretro.runtime.backends import make_emulator
+from fastretro.runtime.games import GameSetup
+from fastretro.runtime.preprocess import FrameWriter
+from fastretro.runtime.protocol import Status, WorkerReady
 
-log = logging.getLogger("fastretro.runtime.worker")
-
-#: Worker status codes in the shared ``status`` array.
-STATUS_OK = 0
-STATUS_ERROR = 1
+log = logging.getLogger("fastretro.worker")
 
 # How often an idle worker checks that its parent still exists (seconds).
 PARENT_POLL_S = 0.5
 
 
-@dataclass(frozen=True)
-class WorkerOptions:
-    """What every worker needs besides its EnvSpec; picklable, built once by the pool."""
-
-    frameskip: int
-    sticky_prob: float
-    prep: Preprocessing
-    observe: bool
-    action_choice: actions.ActionChoice
-    per_frame_reward: bool | None
-    max_episode_steps: int | None
-    autoreset: int
-    info_names: tuple[str, ...]
-    buttons: tuple[str, ...]
-    allow_backtracking: bool
-    reward_scale: float
-    clip_reward: float | None
-    record: tuple[str, ...] | None = None  # one movie folder per env
-    scenario_engine: str = "auto"
-    snapshot_best: bool = False  # keep each episode's best state (VecRetroEnv.best_snapshot)
-    skip_rendering: bool = True  # frames no observation uses run without drawing (Genesis)
-    skip_audio: bool = True  # no FM synthesis while the chip's timers are stopped (Genesis)
-
-
-def error_payload(index: int, exc: BaseException) -> tuple:
+def error_payload(worker: int, exc: BaseException) -> tuple:
     """What crosses the pipe for an exception: the pickled exception (if possible) and its text."""
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     try:
@@ -66,56 +39,40 @@ def error_payload(index: int, exc: BaseException) -> tuple:
         pickle.loads(blob)
     except Exception:
         blob = None
-    return ("error", index, blob, type(exc).__name__, str(exc), tb)
+    return ("error", worker, blob, type(exc).__name__, str(exc), tb)
 
 
-def scenario_plan(spec: EnvSpec, engine: str):
-    """The plan this env's worker evaluates itself, or ``None``: stable-retro's ``update_ram``."""
-    return spec.scenario_plan if engine == "auto" else None
-
-
-def make_retro_env(spec: EnvSpec):
-    """Create the one stable-retro env of this process."""
-    import stable_retro
-
-    kwargs = {"render_mode": None, "inttype": integrations()}
-    if spec.scenario is not None:
-        kwargs["scenario"] = spec.scenario
-    state = spec.state if spec.state is not None else stable_retro.State.DEFAULT
-    if spec.state is not None and os.path.isfile(spec.state):
-        env = stable_retro.RetroEnv(spec.game, stable_retro.State.NONE, **kwargs)
-        env.load_state(os.path.abspath(spec.state))
-        return env
-    return stable_retro.RetroEnv(spec.game, state, **kwargs)
-
-
-def screen_window(env) -> tuple[int, int, int, int]:
-    """The integration's crop of the screen, ``(top, left, height, width)``."""
-    h, w = env.em.get_screen().shape[:2]
-    x, y, cw, ch = env.data.crop_info(0)
-    x1 = w if (not cw or x + cw > w) else x + cw
-    y1 = h if (not ch or y + ch > h) else y + ch
-    return y, x, y1 - y, x1 - x
-
-
-def frame_writer(env, prep: Preprocessing, row: np.ndarray, slot: np.ndarray) -> FrameWriter:
-    """The :class:`~fastretro.runtime.preprocess.FrameWriter` of this process's env."""
-    rotate = env._apply_rotation if env._rotation_steps() != 0 else None
-    return FrameWriter(prep, env.em.get_screen().shape, screen_window(env), rotate, row, slot)
-
-
-def screen_shape(env) -> tuple[int, ...]:
-    """Shape of the screen this env shows (after the integration's crop and rotation)."""
-    top, left, h, w = screen_window(env)
-    if env._rotation_steps() == 0:
-        return (h, w, 3)
-    return env._apply_rotation(np.zeros((h, w, 3), np.uint8)).shape
+def scenario_plan(setup: GameSetup, engine: str):
+    """The plan this env's worker evaluates itself, or ``None``: the emulator's own engine."""
+    return setup.scenario_plan if engine == "auto" else None
 
 
 def worker_main(
-    index: int, spec: EnvSpec, opts: WorkerOptions, conn, log_queue, parent_pid: int
+    worker: int,
+    envs: range,
+    config,
+    setups: list[GameSetup],
+    backend: str,
+    autoreset: int,
+    info_names: tuple[str, ...],
+    conn,
+    log_queue,
+    parent_pid: int,
 ) -> None:
-    """Entry point of worker ``index`` (runs in the subprocess)."""
+    """Entry point of worker ``worker``, which runs the envs ``envs`` (in the subprocess).
+
+    Args:
+        worker: this worker's index.
+        envs: the pool's env indices this worker runs.
+        config: the pool's :class:`~fastretro.config.EnvConfig`.
+        setups: each of ``envs``'s :class:`GameSetup`.
+        backend: the emulator backend's name.
+        autoreset: the pool's :class:`~fastretro.runtime.protocol.Autoreset` code.
+        info_names: the variables of the shared ``info`` rows, in column order.
+        conn: this worker's end of its pipe to the parent.
+        log_queue: where log records go (the parent's handlers), or ``None``.
+        parent_pid: the parent's pid (a worker whose parent is gone exits).
+    """
     # Ctrl-C goes to the whole process group: the parent turns it into KeyboardInterrupt and
     # closes the pool, so workers must not die of it half-way through a batch.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -125,118 +82,136 @@ def worker_main(
     from fastretro.runtime._ext.handshake import Handshake
     from fastretro.runtime.shm import SharedBuffers
 
-    buffers = env = handshake = None
+    buffers = handshake = None
+    emulators: list = []
     try:
-        env = make_retro_env(spec)
-        if opts.record is not None:
-            # One folder per env: stable-retro names movies GAME-STATE-NNNNNN.bk2 per episode.
-            env.auto_record(opts.record[index])
-        table = actions.build_table(opts.action_choice, env.data, opts.buttons)
-        # The save state's size sizes the pool's snapshot slots (fixed per core; ~1 MB Genesis).
-        state_size = len(env.em.get_state()) if opts.snapshot_best else 0
-        raw_screen = env.em.get_screen().shape  # uncropped, as snapshots keep it
-        headless = find_headless_frame() if opts.skip_rendering else None
-        silent_fm = find_silent_fm() if opts.skip_audio else None
-        if silent_fm is not None:
-            worker_loop.install_silent_fm(silent_fm)
-        ready = (
-            screen_shape(env),
-            table.mode,
-            table.sizes,
-            state_size,
-            raw_screen,
-            headless is not None,
-            silent_fm is not None,
-        )
-        conn.send(("ready", index, ready))
+        tables, ready = [], []
+        for env, setup in zip(envs, setups):
+            emu = make_emulator(backend, setup, config, env)
+            emulators.append(emu)
+            table = actions.build_table(
+                actions.choose(config.actions, setup.buttons), emu.data, setup.buttons
+            )
+            tables.append(table)
+            raw_screen = emu.screen().shape  # uncropped, as snapshots keep it
+            ready.append(
+                WorkerReady(
+                    screen_shape=observed_shape(emu),
+                    action_mode=int(table.mode),
+                    action_sizes=table.sizes,
+                    # The save state's size sizes the pool's snapshot slots (~1 MB Genesis).
+                    state_size=len(emu.save_state()) if config.snapshot_best else 0,
+                    raw_screen=raw_screen,
+                    skips_rendering=emu.skips_drawing,
+                    skips_audio=getattr(emu, "skips_audio", False),
+                    backend=emu.backend,
+                )
+            )
+        conn.send(("ready", worker, ready))
         msg = _recv_or_orphaned(conn, parent_pid)
         if msg is None or msg[0] != "attach":
             return  # orphaned, or the pool gave up before attaching (("close",))
-        _, layout, shm_name = msg
+        _, layout, shm_name, restarting = msg
         buffers = SharedBuffers.attach(layout, shm_name)
         a = buffers.arrays
-        handshake = Handshake(a["sem"], a["counter"], a["queue"] if a["queue"].size else None)
-        handshake.bind(index)
-        rng = np.random.default_rng()
-        write_obs = write_final_obs = None
-        if opts.observe:
-            write_obs = frame_writer(env, opts.prep, a["obs"][index], a["slot"][index : index + 1])
-            # Load the kernels now (from numba's cache, which the parent filled) so the first
-            # step does not compile.
-            write_obs.warm_up(env.em.get_screen())
+        handshake = Handshake(a["sem"], a["counter"], a["queue"])
+        steppers = [
+            make_stepper(worker_loop, i, config, emu, table, setup, autoreset, info_names, a)
+            for i, emu, table, setup in zip(envs, emulators, tables, setups)
+        ]
+        if restarting:
+            # A replacement: its envs start new episodes before anyone reads them.
+            for s in steppers:
+                if a["arg"][s.index] >= 0:
+                    s.set_rng(np.random.default_rng(int(a["arg"][s.index])))
+                s.reset()
+        conn.send(("attached", worker))
+        log.debug("worker %d serving envs %s (pid %d)", worker, list(envs), os.getpid())
 
-            def write_final_obs():
-                np.copyto(a["final_obs"][index], write_obs.stack())
-
-        stepper = worker_loop.EnvStepper(
-            index,
-            env,
-            rng,
-            {
-                "frameskip": opts.frameskip,
-                "sticky_prob": opts.sticky_prob,
-                "max_pool": opts.prep.max_pool,
-                "per_frame_reward": (
-                    spec.scripted if opts.per_frame_reward is None else opts.per_frame_reward
-                ),
-                "max_episode_steps": opts.max_episode_steps,
-                "autoreset": opts.autoreset,
-                "info_names": opts.info_names,
-                "num_buttons": len(opts.buttons),
-                "action_mode": table.mode,
-                "action_masks": table.masks,
-                "action_offsets": table.offsets,
-                "allow_backtracking": opts.allow_backtracking,
-                "reward_scale": opts.reward_scale,
-                "clip_reward": opts.clip_reward,
-                "record": opts.record is not None,
-                "scenario_plan": scenario_plan(spec, opts.scenario_engine),
-                "snapshot_best": opts.snapshot_best,
-                "headless": headless,
-            },
-            a,
-            write_obs,
-            write_final_obs,
-        )
-        conn.send(("attached", index))
-        log.debug("worker %d serving %s (pid %d)", index, spec.game, os.getpid())
-
-        def reseed(seed):
-            stepper.set_rng(np.random.default_rng(int(seed)))
+        def reseed(env, seed):
+            steppers[env - envs.start].set_rng(np.random.default_rng(int(seed)))
 
         how = worker_loop.run_loop(
-            stepper,
+            steppers,
             handshake,
             a["cmd"],
             a["arg"],
-            index,
             PARENT_POLL_S,
             lambda: os.getppid() == parent_pid,
             reseed,
         )
-        log.debug("worker %d stopped: %s", index, how)
+        log.debug("worker %d stopped: %s", worker, how)
     except BaseException as exc:  # noqa: BLE001 - everything must reach the parent
         try:
-            conn.send(error_payload(index, exc))
+            conn.send(error_payload(worker, exc))
         except (BrokenPipeError, OSError):
             pass
         if buffers is not None and handshake is not None:
-            buffers.arrays["status"][index] = STATUS_ERROR
-            handshake.done()
+            status, cmd = buffers.arrays["status"], buffers.arrays["cmd"]
+            for env in envs:
+                status[env] = Status.ERROR
+                if cmd[env] != 0:
+                    cmd[env] = 0
+                    handshake.done(env)
     finally:
-        if env is not None:
-            env.stop_record()  # closes the current episode's movie, so it is a complete file
-            env.close()
+        for emu in emulators:
+            emu.close()
         if buffers is not None:
             buffers.close()
         conn.close()
         _flush_logs(log_queue)
 
 
+def make_stepper(worker_loop, env, config, emu, table, setup, autoreset, info_names, a):
+    """Env ``env``'s compiled stepper over its rows of the shared arrays ``a``."""
+    write_obs = write_final_obs = None
+    if config.observe:
+        row = a["obs"][env]
+        write_obs = FrameWriter(
+            config.preprocessing,
+            emu.screen().shape,
+            emu.window(),
+            emu.rotate,
+            row,
+            a["slot"][env : env + 1],
+        )
+        # Load the kernels now (from numba's cache, which the parent filled) so that the first
+        # step does not compile.
+        write_obs.warm_up(emu.screen())
+
+        def write_final_obs():
+            np.copyto(a["final_obs"][env], write_obs.stack())
+
+    per_frame = setup.scripted if config.per_frame_reward is None else config.per_frame_reward
+    return worker_loop.EnvStepper(
+        env,
+        config,
+        emu,
+        table,
+        scenario_plan(setup, config.scenario_engine),
+        per_frame,
+        autoreset,
+        info_names,
+        a,
+        np.random.default_rng(),
+        write_obs,
+        write_final_obs,
+    )
+
+
+def observed_shape(emu) -> tuple[int, ...]:
+    """Shape of the screen an env shows (after the integration's crop and rotation)."""
+    top, left, h, w = emu.window()
+    if emu.rotate is None:
+        return (h, w, 3)
+    return emu.rotate(np.zeros((h, w, 3), np.uint8)).shape
+
+
 def _batch_scheduling() -> None:
     # SCHED_BATCH: a woken worker does not preempt the running process. Without it, each of
     # the parent's wake-ups hands its core to the worker it woke, and waking 4 workers took
-    # ~116 us instead of a few (measured on 2 cores); the worker starts a moment later instead.
+    # ~116 us instead of a few (bench/bench_parent.py, 2 cores); the worker starts a moment
+    # later instead.
     if hasattr(os, "sched_setscheduler"):
         try:
             os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))

@@ -1,19 +1,21 @@
-"""``fastretro bench``: emulator frames/s of fastretro against its peers and the physical limit.
+"""``fastretro bench``: emulator frames/s of fastretro against its peers and two limits.
 
-Frames are counted the EnvPool way: agent steps x frameskip, summed over envs. The limit L is
-``cores x`` the frames/s of one process calling only the bare core (``em.step()``: no input, no
-RAM read, no screen grab), drawing every frame and its sound. L does not depend on the
-config, but it is read once per config (and per ``repeat``), at different moments of the run,
-and on a shared VM those readings have differed by half (5,363-8,159 in one run): every ratio
-uses the median of the run's readings, so that no cell looks better, or worse, for having met
-one slow or fast reading.
+Frames are counted the EnvPool way: agent steps x frameskip, summed over envs. Two limits
+answer two questions:
 
-fastretro does not draw the frames no observation uses (``skip_rendering``) nor synthesize the
-FM chip's sound (``skip_audio``; both in fastretro/runtime/headless.py), so it can pass L; the
-``fastretro-drawn`` backend does all of that work, as L's loop and the peers do, and its ratio
-to L is the pool's own efficiency. Each measurement
-runs in a fresh process, so no emulator ever lives in this one and no measurement inherits
-another's state.
+- **L**: ``cores x`` the frames/s of one process calling only the bare core (``em.step()``:
+  no input, no RAM read, no screen grab), every frame drawn with its sound: what a plain user
+  gets. frames/s / L says how fast. L does not depend on the config, but it is read once per
+  config (and per ``repeat``), at different moments of the run, and every ratio uses the median
+  of the run's readings, so that no cell looks better, or worse, for one slow or fast reading.
+- **L_same**: ``min(num_envs, cores) x`` the frames/s of one env's worker work run in one
+  process with no pool (fastretro/runtime/inprocess.py): the same configuration, the same
+  shortcuts. frames/s / L_same is the pool's efficiency E: how much the pool itself costs.
+
+fastretro does not draw the frames no observation uses nor synthesize the FM chip's sound
+(fastretro/runtime/headless.py), so it can pass L; ``fastretro-drawn`` does all of that work,
+as L's loop and the peers do. Each measurement runs in a fresh process, so no emulator ever
+lives in this one and no measurement inherits another's state.
 """
 
 from __future__ import annotations
@@ -133,7 +135,8 @@ def run_bench(
         bar.set_postfix_str(f"{config} {backend} x{n}")
         status, value = _measure(backend, game, config, n, seconds, warmup)
         if status == "ok":
-            # The limit loop counts frames (bare em.step calls); the others count agent steps.
+            # The limit loop counts frames (bare em.step calls) and stands for every core; the
+            # others count agent steps; an in-process reference is one process's frames/s.
             fps = value * cores() if backend == "limit" else value * CONFIGS[config].frameskip
             outcomes[config, backend, n].append((fps, None))
         else:
@@ -171,6 +174,11 @@ def run_bench(
             "fastretro-drawn": (
                 "fastretro with skip_rendering=False and skip_audio=False: every frame drawn, "
                 "with its sound, as in L's loop"
+            ),
+            "L_same": (
+                "min(num_envs, cores) x frames/s of one env's worker work in one process, no "
+                "pool (inprocess: fastretro's shortcuts; inprocess-drawn: none); E = frames/s "
+                "/ L_same"
             ),
             "peer_preprocessing": "OpenCV" if OPENCV else "fastretro.runtime.kernels (no OpenCV)",
             "command": " ".join(["fastretro", "bench", *sys.argv[2:]]),
@@ -234,6 +242,20 @@ def run_limit(report) -> float | None:
     return statistics.median(readings) if readings else None
 
 
+#: Each pool's same-work reference (fastretro/runtime/inprocess.py): its frames/s times the
+#: cores the pool's envs can use is L_same, and the pool's frames/s over L_same its efficiency.
+SAME_WORK = {"fastretro": "inprocess", "fastretro-drawn": "inprocess-drawn"}
+
+
+def efficiency(report, config: str, backend: str, n: int) -> float | None:
+    """E = frames/s / L_same, with L_same = min(n, cores) x the in-process frames/s."""
+    fps = _figure(report, config, backend, n)
+    ref = _figure(report, config, SAME_WORK.get(backend, ""), None)
+    if not fps or not ref:
+        return None
+    return fps / (min(n, report["machine"]["cores"]) * ref)
+
+
 def _figure(report, config, backend, n):
     for r in report["results"]:
         if (r["config"], r["backend"]) == (config, backend) and r["num_envs"] in (n, None):
@@ -262,7 +284,10 @@ def format_table(report, markdown: bool = False) -> str:
                 notes = []
                 if limit:  # the limit's own readings too: their spread is the VM's noise
                     notes.append(f"{fps / limit:.2f} L")
-                if gym and backend not in ("gymnasium", "limit", "single"):
+                e = efficiency(report, config, backend, n)
+                if e is not None:
+                    notes.append(f"E {e:.2f}")
+                if gym and backend in ("sb3", "fastretro", "fastretro-drawn"):
                     notes.append(f"{fps / gym:.2f}x gym")
                 cells.append(cell + (f" ({', '.join(notes)})" if notes else ""))
             if not BACKENDS[backend][1]:
@@ -371,8 +396,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.seconds:g} s per run{repeats if args.repeat > 1 else ''}"
         ". Frames = agent steps x frameskip; L = cores x bare em.step(),"
         " the median of the run's limit readings (one per config and round; the limit rows show"
-        " their spread: the machine's noise); fastretro skips drawing frames no observation"
-        " uses and the FM chip's sound, fastretro-drawn does all the core's work, as L does."
+        " their spread: the machine's noise); E = frames/s / L_same, L_same = min(envs, cores)"
+        " x the inprocess row (the same work in one process, no pool); fastretro skips drawing"
+        " frames no observation uses and the FM chip's sound, fastretro-drawn does all the"
+        " core's work, as L does."
     )
     print(format_table(report, markdown=args.markdown))
     failed = [r for r in report["results"] if r["error"]]

@@ -13,21 +13,16 @@ def _games(argv: list[str]) -> int:
     parser.add_argument("--all", action="store_true", help="also list games whose ROM is missing")
     parser.add_argument("--states", action="store_true", help="list each game's states")
     args = parser.parse_args(argv)
-    from fastretro.runtime.games import _retro_data, integrations, known_games
+    from fastretro.runtime.games import known_games, rom_imported, states
 
-    data = _retro_data()
     present = 0
     for game in known_games():
-        try:
-            data.get_romfile_path(game, integrations())
-            has_rom = True
-        except FileNotFoundError:
-            has_rom = False
+        has_rom = rom_imported(game)
         present += has_rom
         if has_rom or args.all:
             line = f"{'rom ' if has_rom else '    '} {game}"
             if args.states:
-                line += f"  states: {', '.join(data.list_states(game, integrations()))}"
+                line += f"  states: {', '.join(states(game))}"
             print(line)
     print(
         f"\n{present} of {len(known_games())} integrated games have a ROM. "

@@ -12,54 +12,36 @@ import importlib.util
 import os
 import time
 from collections import deque
-from dataclasses import dataclass
 
 import gymnasium
 import numpy as np
+
+from fastretro.config import EnvConfig
 
 #: Whether the peers preprocess with OpenCV, as baselines did (else with fastretro's kernels).
 OPENCV = importlib.util.find_spec("cv2") is not None
 
 
-@dataclass(frozen=True)
-class BenchConfig:
-    """One environment configuration, applied identically to every backend."""
-
-    name: str
-    frameskip: int = 1
-    sticky_prob: float = 0.0
-    max_pool: bool = False
-    grayscale: bool = False
-    resize: tuple[int, int] | None = None
-    frame_stack: int = 1
-
-    def pool_options(self) -> dict:
-        """The same configuration as VecRetroEnv options."""
-        return {
-            "frameskip": self.frameskip,
-            "sticky_prob": self.sticky_prob,
-            "max_pool": self.max_pool,
-            "grayscale": self.grayscale,
-            "resize": self.resize,
-            "frame_stack": self.frame_stack,
-        }
+def _configs() -> dict[str, EnvConfig]:
+    return {
+        "rgb-fs1": EnvConfig(),
+        "rgb-fs4-sticky": EnvConfig(frameskip=4, sticky_prob=0.25),
+        # The Retro Contest's frame timing with the baselines' observation: 84x84 gray,
+        # max-pooled over the step's last two frames, stacked 4 deep (every game's own
+        # scenario and no episode cap, as the peers' wrappers have neither).
+        "contest": EnvConfig.contest(
+            scenario=None,
+            max_episode_steps=None,
+            max_pool=True,
+            grayscale=True,
+            resize=(84, 84),
+            frame_stack=4,
+        ),
+    }
 
 
-CONFIGS = {
-    "rgb-fs1": BenchConfig("rgb-fs1"),
-    "rgb-fs4-sticky": BenchConfig("rgb-fs4-sticky", frameskip=4, sticky_prob=0.25),
-    # The Retro Contest's timing with the baselines' observation: 84x84 gray, max-pooled over
-    # the step's last two frames, stacked 4 deep.
-    "contest": BenchConfig(
-        "contest",
-        frameskip=4,
-        sticky_prob=0.25,
-        max_pool=True,
-        grayscale=True,
-        resize=(84, 84),
-        frame_stack=4,
-    ),
-}
+#: The bench's configurations: one EnvConfig each, applied identically to every backend.
+CONFIGS = _configs()
 
 
 class StochasticFrameSkip(gymnasium.Wrapper):
@@ -161,7 +143,7 @@ class FrameStack(gymnasium.Wrapper):
         return np.concatenate(self.frames, axis=-1), rew, term, trunc, info
 
 
-def make_plain_env(game: str, config: BenchConfig, seed: int = 0):
+def make_plain_env(game: str, config: EnvConfig, seed: int = 0):
     """A plain stable-retro env with the config's frame timing (picklable, module level)."""
     import stable_retro
 
@@ -178,7 +160,7 @@ def make_plain_env(game: str, config: BenchConfig, seed: int = 0):
 class _EnvFn:
     """Picklable env factory for the vector-env peers."""
 
-    def __init__(self, game: str, config: BenchConfig, seed: int) -> None:
+    def __init__(self, game: str, config: EnvConfig, seed: int) -> None:
         self.game, self.config, self.seed = game, config, seed
 
     def __call__(self):
@@ -207,7 +189,7 @@ def _random_actions(num_envs: int | None, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 2, shape, dtype=np.uint8)
 
 
-def measure_limit(game: str, config: BenchConfig, num_envs: int, seconds: float, warmup: float):
+def measure_limit(game: str, config: EnvConfig, num_envs: int, seconds: float, warmup: float):
     """Frames/s of one process calling only the bare core (``em.step``), no input, no RAM."""
     import stable_retro
 
@@ -220,7 +202,36 @@ def measure_limit(game: str, config: BenchConfig, num_envs: int, seconds: float,
         env.close()
 
 
-def measure_single(game: str, config: BenchConfig, num_envs: int, seconds: float, warmup: float):
+def measure_inprocess(game, config, num_envs, seconds, warmup, skip_work=True):
+    """Agent steps/s of one env's worker work in one process: no pool, no handshake.
+
+    The same configuration and shortcuts as a fastretro worker (fastretro/runtime/inprocess.py);
+    its rate times the cores it could use is L_same, the limit of a pool doing that work.
+    """
+    from fastretro.runtime.inprocess import InProcessEnv
+
+    config = config.replace(game=game, skip_rendering=skip_work, skip_audio=skip_work)
+    env = InProcessEnv(config)
+    env.reset()
+    width = env.action_width
+
+    def step(a):
+        _, term, trunc = env.step(a[:width])
+        if term or trunc:
+            env.reset()
+
+    try:
+        return _timed_loop(step, _random_actions(None), seconds, warmup)
+    finally:
+        env.close()
+
+
+def measure_inprocess_drawn(game, config, num_envs, seconds, warmup):
+    """The same for ``fastretro-drawn``: every frame drawn, the FM chip's sound synthesized."""
+    return measure_inprocess(game, config, num_envs, seconds, warmup, skip_work=False)
+
+
+def measure_single(game: str, config: EnvConfig, num_envs: int, seconds: float, warmup: float):
     """Agent steps/s of one plain env in a plain loop."""
     env = make_plain_env(game, config)
     env.reset(seed=0)
@@ -263,13 +274,8 @@ def measure_fastretro(game, config, num_envs, seconds, warmup, skip_work=True):
     """Agent steps/s (all envs) of fastretro's VecRetroEnv."""
     from fastretro import VecRetroEnv
 
-    env = VecRetroEnv(
-        game,
-        num_envs,
-        skip_rendering=skip_work,
-        skip_audio=skip_work,
-        **config.pool_options(),
-    )
+    config = config.replace(game=game, skip_rendering=skip_work, skip_audio=skip_work)
+    env = VecRetroEnv(config, num_envs)
     try:
         env.reset(seed=0)
         return num_envs * _timed_loop(env.step, _random_actions(num_envs), seconds, warmup)
@@ -288,6 +294,8 @@ def measure_fastretro_drawn(game, config, num_envs, seconds, warmup):
 #: name -> (measure function, whether the figure depends on num_envs)
 BACKENDS = {
     "limit": (measure_limit, False),
+    "inprocess": (measure_inprocess, False),
+    "inprocess-drawn": (measure_inprocess_drawn, False),
     "single": (measure_single, False),
     "gymnasium": (measure_gymnasium, True),
     "sb3": (measure_sb3, True),

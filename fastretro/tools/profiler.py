@@ -220,20 +220,14 @@ def plot(profile: Profile, path: str) -> str:
 
 
 def _pool(game: str, state: str | None, num_envs: int, **options):
-    """The profiled pool: the contest's timing and the 84x84 gray stack learning agents use."""
+    """The profiled pool: the contest's rules and the 84x84 gray stack learning agents use."""
     from fastretro import VecRetroEnv
+    from fastretro.config import EnvConfig, split_options
 
-    defaults = dict(
-        frameskip=contest.FRAMESKIP,
-        sticky_prob=contest.STICKY_PROB,
-        max_episode_steps=contest.MAX_EPISODE_STEPS,
-        grayscale=True,
-        resize=(84, 84),
-        max_pool=True,
-        frame_stack=4,
-        autoreset_mode="same_step",
-    )
-    return VecRetroEnv(game, num_envs, state, **{**defaults, **options})
+    env_options, pool_options = split_options(options)
+    observation = dict(grayscale=True, resize=(84, 84), max_pool=True, frame_stack=4)
+    config = EnvConfig.contest(game, state, **{**observation, **env_options})
+    return VecRetroEnv(config, num_envs, **{"autoreset_mode": "same_step", **pool_options})
 
 
 def _drive(pool, act: Callable, observe: Callable | None, watch: Stopwatch, deadline: float):

@@ -23,6 +23,9 @@ class Emulator(abc.ABC):
         buttons: the console's button names (stable-retro's order); bit ``b`` of a button mask
             is ``buttons[b]``.
         skips_drawing: whether :meth:`frame` with ``draw=False`` saves work (else it draws).
+        data: the game's integration data as stable-retro's ``GameData`` gives it to action
+            sets: ``filter_action(mask)`` (drop impossible combinations such as UP+DOWN) and
+            ``valid_actions()`` (the button combos per group).
     """
 
     backend: str
@@ -43,7 +46,19 @@ class Emulator(abc.ABC):
 
     @abc.abstractmethod
     def screen(self) -> np.ndarray:
-        """The last drawn picture: RGB uint8 ``(H, W, 3)``, valid until the next frame."""
+        """The last drawn picture: RGB uint8 ``(H, W, 3)``.
+
+        A new array, or a buffer the emulator does not write again before the call after the
+        next: the worker keeps one picture while it takes another (max-pooling).
+        """
+
+    def window(self) -> tuple[int, int, int, int]:
+        """The part of :meth:`screen` the game shows, ``(top, left, height, width)``."""
+        h, w = self.screen().shape[:2]
+        return 0, 0, h, w
+
+    #: A function turning the windowed screen upright, for integrations that rotate it.
+    rotate = None
 
     @abc.abstractmethod
     def variables(self) -> dict[str, int]:
@@ -56,6 +71,14 @@ class Emulator(abc.ABC):
     @abc.abstractmethod
     def load_state(self, state: bytes) -> None:
         """Go back to a state from :meth:`save_state` (the next frame shows its picture)."""
+
+    def scenario_update(self) -> tuple[float, bool]:
+        """Evaluate the scenario with the emulator's own engine: ``(reward, done)``.
+
+        Only for backends that have one (stable-retro's, for Lua scenarios); the worker
+        evaluates declarative scenarios itself from :meth:`variables`.
+        """
+        raise NotImplementedError(f"the {self.backend} backend has no scenario engine")
 
     def close(self) -> None:  # noqa: B027 - most emulators need nothing
         """Free what the emulator holds."""

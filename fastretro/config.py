@@ -1,0 +1,459 @@
+"""What an env is and does (:class:`EnvConfig`) and how a pool runs envs (:class:`PoolConfig`).
+
+Both are frozen dataclasses that check themselves once, when they are made: a bad value raises
+:class:`~fastretro.errors.InvalidArgumentError` naming it, before any worker starts. The same
+``EnvConfig`` object travels to every worker and is what the compiled loop reads; the pool shows
+it as ``env.config`` (and its own settings as ``env.pool_config``).
+
+Presets are class methods: :meth:`EnvConfig.contest` (the 2018 Retro Contest's rules) and
+:meth:`EnvConfig.atari` (Machado et al. 2018's protocol, once Atari lands). ``replace`` makes a
+changed copy, checked again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import math
+import multiprocessing as mp
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from gymnasium.vector import AutoresetMode
+
+from fastretro import DEFAULT_GAME
+from fastretro.errors import InvalidArgumentError
+
+SCENARIO_ENGINES = ("auto", "stable-retro")
+FAILURE_POLICIES = ("raise", "restart")
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """What every env of a pool is and does: the game, frame timing, actions, observations,
+    rewards, recording and the shortcuts its worker may take.
+
+    ``game``, ``state`` and ``scenario`` take one value for every env or a tuple with one per
+    env (a list is turned into a tuple). Everything else is the same for every env.
+    """
+
+    game: str | tuple[str, ...] = DEFAULT_GAME
+    """A stable-retro game ID (``"Airstriker-Genesis-v0"``), or one per env."""
+    state: str | None | tuple[str | None, ...] = None
+    """Save state to start episodes from (name or ``.state`` path), or one per env; ``None``:
+    the game's default."""
+    scenario: str | None | tuple[str | None, ...] = None
+    """Scenario (reward and done) name or ``.json`` path, or one per env; ``None``: the
+    game's ``scenario.json``."""
+
+    frameskip: int = 1
+    """Emulator frames per agent step (>= 1). Frames are counted the EnvPool way: agent steps
+    x frameskip."""
+    sticky_prob: float = 0.0
+    """The Retro Contest's sticky frames: on the first frame of a step, the previous action is
+    repeated with this probability (seeded per env)."""
+    max_episode_steps: int | None = None
+    """Agent steps after which an episode is ``truncated``; ``None``: never."""
+
+    actions: str | tuple[tuple[str, ...], ...] = "filtered"
+    """The action set: ``"filtered"`` (stable-retro's MultiBinary over the buttons, filtered),
+    ``"discrete"``/``"multi_discrete"`` (stable-retro's combos), ``"sonic7"``, ``"sonic10"``, or
+    button combos (``[["LEFT"], ["RIGHT", "B"], []]`` or ``["LEFT", "RIGHT+B", ""]``)."""
+
+    observe: bool = True
+    """Produce observations; ``False`` grabs no frame at all (observations of shape (n, 0))."""
+    grayscale: bool = False
+    """ITU-R 601 luma (``cv2.cvtColor(RGB2GRAY)``), one channel."""
+    resize: tuple[int, int] | None = None
+    """``(height, width)`` to shrink frames to by area averaging (``cv2.INTER_AREA``)."""
+    crop: tuple[int, int, int, int] | None = None
+    """Pixels cut from the ``(top, bottom, left, right)`` edges before resizing."""
+    max_pool: bool = False
+    """Observe the pixel-wise max of the step's last two frames (needs frameskip >= 2)."""
+    frame_stack: int = 1
+    """Observe the last k frames on the channel axis, newest last (a view of a ring)."""
+    channels_first: bool = False
+    """Observations (C, H, W), as PyTorch takes them, instead of (H, W, C)."""
+
+    reward_scale: float = 1.0
+    """Multiply rewards by this."""
+    clip_reward: float | None = None
+    """Clip scaled rewards to ``[-clip_reward, clip_reward]``; ``None``: no clip."""
+    allow_backtracking: bool = False
+    """Reward only progress beyond the episode's best return (retro-baselines'
+    AllowBacktracking), before scaling and clipping."""
+    per_frame_reward: bool | None = None
+    """Read RAM, reward and done after every frame (True) or once per agent step (False; the
+    same reward for a sum of per-frame RAM deltas, the end seen at the end of the step);
+    ``None``: per step unless a Lua script computes the reward or the end."""
+    scenario_engine: str = "auto"
+    """Who evaluates the scenario: ``"auto"`` (the worker, from the RAM variables, where the
+    scenario is declarative; stable-retro's ``update_ram`` where it is a Lua script) or
+    ``"stable-retro"`` (always stable-retro)."""
+
+    record: str | tuple[str, ...] | None = None
+    """A folder: each env records every episode as a ``.bk2`` movie in ``record/envNNN/``;
+    or one folder per env; ``None``: no recording."""
+    snapshot_best: bool = False
+    """Keep the emulator state where each episode first reaches its best return
+    (``VecRetroEnv.best_snapshot``/``restore``); one save state of shared memory per env."""
+    sequence_length: int = 0
+    """The longest action sequence ``step_sequences``/``send_sequences`` take (0: none); needs
+    ``observe=False``."""
+
+    skip_rendering: bool = True
+    """Run the frames whose picture no observation uses without drawing them, where the core
+    allows it (Genesis Plus GX); RAM, rewards and observations stay the same."""
+    skip_audio: bool = True
+    """Run the Genesis FM chip without synthesizing its sound while its timers are stopped,
+    where the core's build allows it; the game sees no difference."""
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__  # frozen: normalise once, here
+        for name in ("game", "state", "scenario"):
+            value = getattr(self, name)
+            if isinstance(value, list):
+                set_(self, name, tuple(value))
+        set_(self, "frameskip", _check_int("frameskip", self.frameskip, minimum=1))
+        if self.max_episode_steps is not None:
+            set_(
+                self,
+                "max_episode_steps",
+                _check_int("max_episode_steps", self.max_episode_steps, minimum=1),
+            )
+        if not _is_number(self.sticky_prob) or not 0.0 <= self.sticky_prob <= 1.0:
+            raise InvalidArgumentError(
+                f"Expected sticky_prob to be a float in [0, 1], got {self.sticky_prob!r}"
+            )
+        set_(self, "sticky_prob", float(self.sticky_prob))
+        if self.max_pool and self.frameskip < 2:
+            raise InvalidArgumentError(
+                f"max_pool needs at least two frames per step: expected frameskip >= 2, "
+                f"got {self.frameskip}"
+            )
+        set_(self, "actions", _normalise_actions(self.actions))
+        prep = self.preprocessing  # checks resize, crop and frame_stack
+        set_(self, "resize", prep.resize)
+        set_(self, "crop", None if prep.crop == (0, 0, 0, 0) else prep.crop)
+        if not _is_number(self.reward_scale) or not math.isfinite(self.reward_scale):
+            raise InvalidArgumentError(
+                f"Expected reward_scale to be a finite number, got {self.reward_scale!r}"
+            )
+        set_(self, "reward_scale", float(self.reward_scale))
+        if self.clip_reward is not None and (
+            not _is_number(self.clip_reward) or not self.clip_reward > 0
+        ):
+            raise InvalidArgumentError(
+                f"Expected clip_reward to be None or a number > 0, got {self.clip_reward!r}"
+            )
+        if self.clip_reward is not None:
+            set_(self, "clip_reward", float(self.clip_reward))
+        if self.scenario_engine not in SCENARIO_ENGINES:
+            raise InvalidArgumentError(
+                f"Expected scenario_engine to be 'auto' or 'stable-retro', got "
+                f"{self.scenario_engine!r}"
+            )
+        if self.per_frame_reward is not None:
+            set_(self, "per_frame_reward", bool(self.per_frame_reward))
+        for name in (
+            "observe",
+            "grayscale",
+            "max_pool",
+            "channels_first",
+            "allow_backtracking",
+            "snapshot_best",
+            "skip_rendering",
+            "skip_audio",
+        ):
+            set_(self, name, bool(getattr(self, name)))
+        set_(self, "sequence_length", _check_int("sequence_length", self.sequence_length, 0))
+        if self.sequence_length and self.observe:
+            raise InvalidArgumentError(
+                f"sequence_length={self.sequence_length} needs observe=False: the steps of a "
+                "sequence run in the worker one after another, and only the last one's frame "
+                "would reach the agent"
+            )
+        set_(self, "record", _normalise_record(self.record))
+
+    # -- presets ----------------------------------------------------------------------------
+
+    @classmethod
+    def contest(
+        cls,
+        game: str | Sequence[str] = DEFAULT_GAME,
+        state: str | None | Sequence[str | None] = None,
+        **overrides: Any,
+    ) -> EnvConfig:
+        """The 2018 Retro Contest's rules; any field can be overridden.
+
+        The ``contest`` scenario where the game has one (Sonic's: x-progress from its Lua
+        script; other games keep their default), 4 frames per step with sticky probability
+        0.25, and episodes cut at 4,500 steps. What an agent observes and how it acts are the
+        agent's choice, not the contest's: set them in ``overrides``.
+        """
+        from fastretro.contest.levels import (
+            FRAMESKIP,
+            MAX_EPISODE_STEPS,
+            SCENARIO,
+            STICKY_PROB,
+            has_contest_scenario,
+        )
+
+        if "scenario" not in overrides:
+            games = [game] if isinstance(game, str) else list(game)
+            scenarios = [SCENARIO if has_contest_scenario(g) else None for g in games]
+            overrides["scenario"] = scenarios[0] if isinstance(game, str) else tuple(scenarios)
+        rules = dict(frameskip=FRAMESKIP, sticky_prob=STICKY_PROB)
+        rules["max_episode_steps"] = MAX_EPISODE_STEPS
+        return cls(game=game, state=state, **{**rules, **overrides})
+
+    def replace(self, **changes: Any) -> EnvConfig:
+        """A copy with ``changes`` applied, checked again."""
+        _check_names(changes, ENV_FIELDS, "EnvConfig")
+        return dataclasses.replace(self, **changes)
+
+    # -- derived ----------------------------------------------------------------------------
+
+    @functools.cached_property
+    def preprocessing(self):
+        """The :class:`~fastretro.runtime.preprocess.Preprocessing` of these options."""
+        from fastretro.runtime.preprocess import Preprocessing
+
+        return Preprocessing.from_options(
+            self.grayscale,
+            self.resize,
+            self.crop,
+            self.max_pool,
+            self.frame_stack,
+            self.channels_first,
+        )
+
+    def per_env(self, name: str, num_envs: int) -> list:
+        """``game``, ``state`` or ``scenario`` for each of ``num_envs`` envs."""
+        value = getattr(self, name)
+        if isinstance(value, tuple):
+            if len(value) != num_envs:
+                raise InvalidArgumentError(
+                    f"Expected {name} to be one value or a list of num_envs={num_envs} values, "
+                    f"got a list of {len(value)}"
+                )
+            return list(value)
+        return [value] * num_envs
+
+    def record_dir(self, env: int) -> str | None:
+        """Env ``env``'s movie folder, or ``None`` when not recording."""
+        if self.record is None:
+            return None
+        if isinstance(self.record, tuple):
+            return self.record[env]
+        return os.path.join(self.record, f"env{env:03d}")
+
+    def as_options(self) -> dict[str, Any]:
+        """The fields as keyword options (what ``VecRetroEnv(**options)`` takes)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """How a pool runs its envs: how many, in lock-step or async batches, and what it does
+    when a worker fails or hangs."""
+
+    num_envs: int = 1
+    """Emulators (each in a worker process), >= 1."""
+    batch_size: int | None = None
+    """Async mode (EnvPool's): ``recv`` returns the first ``batch_size`` envs to finish and
+    ``send`` starts them again; ``None``: lock-step ``step``/``reset``."""
+    autoreset_mode: AutoresetMode = AutoresetMode.NEXT_STEP
+    """gymnasium's ``AutoresetMode`` (or its name): NEXT_STEP, SAME_STEP (``final_obs`` and
+    ``final_info`` in infos) or DISABLED (reset ended envs with a ``reset_mask``)."""
+    seed: int | None = None
+    """Seed of the first reset when that call gives none."""
+    copy: bool = False
+    """Return copies of the observations; by default a read-only view of shared memory that
+    the next call overwrites."""
+    start_method: str | None = None
+    """multiprocessing start method; ``None``: "fork" on Linux, else the platform default."""
+    on_worker_failure: str = "raise"
+    """A dead or stuck worker: ``"raise"`` closes the pool and raises; ``"restart"`` replaces
+    it (same game, state and seed), and its envs report ``truncated`` with
+    ``infos["worker_restarted"]`` while the others carry on. A worker that dies again within
+    ``RESTART_WINDOW_S`` of its restart raises."""
+    step_timeout: float = 60.0
+    """Seconds a step, reset or ``recv`` waits before raising ``WorkerTimeoutError`` (or, with
+    ``"restart"``, killing and replacing the stuck worker)."""
+    startup_timeout: float = 120.0
+    """Seconds the constructor waits for every worker to start."""
+    envs_per_worker: int = field(default=1, repr=False)
+    """Envs one worker process runs (stable-retro allows one emulator per process)."""
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "num_envs", _check_int("num_envs", self.num_envs, minimum=1))
+        set_(self, "autoreset_mode", _autoreset_mode(self.autoreset_mode))
+        if self.batch_size is not None:
+            set_(self, "batch_size", _check_int("batch_size", self.batch_size, minimum=1))
+            if self.batch_size > self.num_envs:
+                raise InvalidArgumentError(
+                    f"Expected batch_size <= num_envs={self.num_envs}, got {self.batch_size}"
+                )
+            if self.autoreset_mode == AutoresetMode.DISABLED:
+                raise InvalidArgumentError(
+                    "Expected autoreset_mode NEXT_STEP or SAME_STEP with batch_size (async "
+                    "mode), got DISABLED"
+                )
+        for name in ("step_timeout", "startup_timeout"):
+            value = getattr(self, name)
+            if not _is_number(value) or not value > 0:
+                raise InvalidArgumentError(f"Expected {name} > 0 seconds, got {value!r}")
+            set_(self, name, float(value))
+        if self.seed is not None:
+            set_(self, "seed", _check_int("seed", self.seed, minimum=0))
+        if self.on_worker_failure not in FAILURE_POLICIES:
+            raise InvalidArgumentError(
+                "Expected on_worker_failure to be 'raise' or 'restart', got "
+                f"{self.on_worker_failure!r}"
+            )
+        methods = mp.get_all_start_methods()
+        if self.start_method is not None and self.start_method not in methods:
+            raise InvalidArgumentError(
+                f"Expected start_method to be one of {methods} or None, got {self.start_method!r}"
+            )
+        set_(self, "copy", bool(self.copy))
+        set_(self, "envs_per_worker", _check_int("envs_per_worker", self.envs_per_worker, 1))
+
+    def replace(self, **changes: Any) -> PoolConfig:
+        """A copy with ``changes`` applied, checked again."""
+        _check_names(changes, POOL_FIELDS, "PoolConfig")
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def num_workers(self) -> int:
+        """Worker processes: ``num_envs`` shared out ``envs_per_worker`` at a time."""
+        return -(-self.num_envs // self.envs_per_worker)
+
+    def worker_envs(self, worker: int) -> range:
+        """The envs worker ``worker`` runs."""
+        k = self.envs_per_worker
+        return range(worker * k, min((worker + 1) * k, self.num_envs))
+
+
+ENV_FIELDS = tuple(f.name for f in dataclasses.fields(EnvConfig))
+POOL_FIELDS = tuple(f.name for f in dataclasses.fields(PoolConfig))
+
+
+def from_arguments(
+    game, num_envs, state, scenario, config, pool, options
+) -> tuple[EnvConfig, PoolConfig]:
+    """A pool's two configs from ``VecRetroEnv``'s arguments, each checked once.
+
+    ``game`` may be an :class:`EnvConfig`; ``game``, ``state`` and ``scenario`` (when not
+    None) and ``options`` change the config; ``num_envs`` and the pool options change ``pool``.
+    """
+    if isinstance(game, EnvConfig):
+        if config is not None:
+            raise InvalidArgumentError("Pass the EnvConfig as game or as config=, not both")
+        config, game = game, None
+    if config is not None and not isinstance(config, EnvConfig):
+        raise InvalidArgumentError(
+            f"Expected config to be a fastretro.EnvConfig, got {type(config).__name__}"
+        )
+    if pool is not None and not isinstance(pool, PoolConfig):
+        raise InvalidArgumentError(
+            f"Expected pool to be a fastretro.PoolConfig, got {type(pool).__name__}"
+        )
+    env_changes, pool_changes = split_options(options)
+    for name, value in (("game", game), ("state", state), ("scenario", scenario)):
+        if value is not None:
+            env_changes[name] = value
+    if num_envs is not None:
+        pool_changes["num_envs"] = num_envs
+    pool_config = (pool or PoolConfig()).replace(**pool_changes) if pool_changes else pool
+    pool_config = pool_config or PoolConfig()
+    env_config = (config or EnvConfig()).replace(**env_changes) if env_changes else config
+    return env_config or EnvConfig(), pool_config
+
+
+def split_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Keyword options of ``VecRetroEnv`` as (EnvConfig changes, PoolConfig changes).
+
+    Raises:
+        InvalidArgumentError: a name that is neither, with the closest valid names.
+    """
+    _check_names(options, ENV_FIELDS + POOL_FIELDS, "VecRetroEnv")
+    env = {k: v for k, v in options.items() if k in ENV_FIELDS}
+    pool = {k: v for k, v in options.items() if k in POOL_FIELDS}
+    return env, pool
+
+
+def _check_names(options: Mapping[str, Any], valid: Sequence[str], what: str) -> None:
+    for name in options:
+        if name not in valid:
+            close = difflib.get_close_matches(name, valid, n=2)
+            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise InvalidArgumentError(
+                f"Unknown option {name!r} for {what}{hint} (EnvConfig and PoolConfig list them)"
+            )
+
+
+def _normalise_actions(actions: Any) -> str | tuple[tuple[str, ...], ...]:
+    # Names are checked against the console's buttons when the pool knows them
+    # (fastretro/runtime/actions.py); here only the form.
+    from fastretro.runtime.actions import NAMED, parse_combo
+
+    if isinstance(actions, str):
+        if actions not in NAMED:
+            raise InvalidArgumentError(
+                f"Expected actions to be one of {list(NAMED)} or a list of button combos, "
+                f"got {actions!r}"
+            )
+        return actions
+    if not isinstance(actions, (list, tuple)) or not actions:
+        raise InvalidArgumentError(
+            f"Expected actions to be one of {list(NAMED)} or a non-empty list of button combos, "
+            f"got {actions!r}"
+        )
+    return tuple(parse_combo(c) for c in actions)
+
+
+def _normalise_record(record: Any) -> str | tuple[str, ...] | None:
+    if record is None:
+        return None
+    if isinstance(record, (str, os.PathLike)):
+        return os.path.abspath(os.fspath(record))
+    if isinstance(record, (list, tuple)) and all(isinstance(r, (str, os.PathLike)) for r in record):
+        return tuple(os.path.abspath(os.fspath(r)) for r in record)
+    raise InvalidArgumentError(
+        "Expected record to be a folder path, a list of num_envs folder paths or None, got "
+        f"{type(record).__name__}"
+    )
+
+
+def _autoreset_mode(mode: AutoresetMode | str) -> AutoresetMode:
+    if isinstance(mode, AutoresetMode):
+        return mode
+    for m in AutoresetMode:
+        if isinstance(mode, str) and mode.lower().replace("_", "") in (
+            m.value.lower(),
+            m.name.lower().replace("_", ""),
+        ):
+            return m
+    raise InvalidArgumentError(
+        f"Expected autoreset_mode to be one of {[m.name for m in AutoresetMode]}, got {mode!r}"
+    )
+
+
+def _is_number(value: Any) -> bool:
+    # bool is an int to Python, but True is no probability or scale anyone means.
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InvalidArgumentError(f"Expected {name} to be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise InvalidArgumentError(f"Expected {name} >= {minimum}, got {value}")
+    return int(value)

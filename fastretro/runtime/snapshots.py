@@ -1,0 +1,118 @@
+"""Snapshots: an emulator's state where an episode did best, and loading it into an env again.
+
+With ``snapshot_best=True`` each worker keeps the state at which its episode first reaches its
+highest return and publishes it into the env's slot of shared memory when the episode ends
+(ext/worker_loop.pyx). :class:`SnapshotSlots` is the parent's side: it reads a published
+snapshot out of the slot, and checks and writes one in for ``restore``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from fastretro.errors import InvalidArgumentError
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """An emulator's state inside an episode, and where the episode stood there.
+
+    Made by :meth:`VecRetroEnv.best_snapshot`; loaded by :meth:`VecRetroEnv.restore`.
+    """
+
+    game: str
+    """The game it belongs to (restoring into another game is refused)."""
+    state: bytes
+    """The emulator's save state (~1 MB on Genesis, mostly zeros)."""
+    episode_step: int
+    """Agent steps into the episode at that point (the ``max_episode_steps`` count goes on)."""
+    episode_return: float
+    """The episode's cumulative reward at that point (after ``reward_scale``/clipping)."""
+    screen: np.ndarray | None = None
+    """The screen there (a loaded state shows no frame until the next emulator step);
+    ``None`` from a pool with ``observe=False``."""
+
+
+class SnapshotSlots:
+    """The parent's view of every env's snapshot slot in shared memory.
+
+    Args:
+        arrays: the pool's shared arrays (``snap``, ``snap_len``, ``snap_step``,
+            ``snap_return``, ``snap_screen``).
+        games: each env's game ID.
+        engines: each env's scenario engine ("fastretro" or "stable-retro").
+        why_not: each env's reason the worker cannot evaluate its scenario ("" if it can).
+        recording: whether the pool records movies.
+        observe: whether the pool produces observations (snapshots then carry the screen).
+    """
+
+    def __init__(self, arrays, games, engines, why_not, recording: bool, observe: bool) -> None:
+        self.a = arrays
+        self.games, self.engines, self.why_not = games, engines, why_not
+        self.recording, self.observe = recording, observe
+        #: Per env: a snapshot was published since the last restore into it.
+        self.fresh = np.zeros(len(games), dtype=bool)
+
+    def read(self, env: int) -> Snapshot:
+        """The snapshot env ``env`` published (it must be :attr:`fresh`)."""
+        a = self.a
+        n = int(a["snap_len"][env])
+        return Snapshot(
+            self.games[env],
+            a["snap"][env, :n].tobytes(),
+            int(a["snap_step"][env]),
+            float(a["snap_return"][env]),
+            a["snap_screen"][env].copy() if self.observe else None,
+        )
+
+    def write(self, snapshots: Mapping[int, Snapshot]) -> np.ndarray:
+        """Check ``{env: Snapshot}`` (envs already checked) and write it; the envs' mask."""
+        a = self.a
+        for i, snap in snapshots.items():
+            if not isinstance(snap, Snapshot):
+                raise InvalidArgumentError(
+                    f"Expected a Snapshot for env {i}, got {type(snap).__name__}"
+                )
+            if snap.game != self.games[i]:
+                raise InvalidArgumentError(
+                    f"Cannot restore a snapshot of {snap.game} into env {i}, which runs "
+                    f"{self.games[i]}"
+                )
+            if self.engines[i] != "fastretro":
+                raise InvalidArgumentError(
+                    f"Cannot restore env {i}: stable-retro evaluates its scenario, and a save "
+                    f"state does not carry the scenario's own variables "
+                    f"({self.why_not[i] or 'scenario_engine=stable-retro'})"
+                )
+            if self.recording:
+                raise InvalidArgumentError(
+                    f"Cannot restore env {i} while recording: its .bk2 movie replays from reset"
+                )
+            if self.observe and (
+                snap.screen is None or np.shape(snap.screen) != a["snap_screen"].shape[1:]
+            ):
+                raise InvalidArgumentError(
+                    f"Expected the snapshot for env {i} to hold a screen of shape "
+                    f"{a['snap_screen'].shape[1:]}, got "
+                    f"{None if snap.screen is None else np.shape(snap.screen)}"
+                )
+            if len(snap.state) > a["snap"].shape[1]:
+                raise InvalidArgumentError(
+                    f"Expected a save state of at most {a['snap'].shape[1]} bytes for env {i}, "
+                    f"got {len(snap.state)}"
+                )
+        mask = np.zeros(len(self.games), dtype=bool)
+        for i, snap in snapshots.items():
+            n = len(snap.state)
+            a["snap"][i, :n] = np.frombuffer(snap.state, np.uint8)
+            a["snap_len"][i] = n
+            a["snap_step"][i] = snap.episode_step
+            a["snap_return"][i] = snap.episode_return
+            if self.observe:
+                a["snap_screen"][i] = snap.screen
+            mask[i] = True
+        self.fresh[mask] = False
+        return mask

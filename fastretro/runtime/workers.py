@@ -1,0 +1,272 @@
+"""The pool's worker processes: start them, watch them, replace them, stop them.
+
+:class:`WorkerSet` owns every process, its pipe, the shared segment and the handshake, so that a
+finalizer can free them all when a pool is garbage-collected or the interpreter exits without
+``close()``. Worker ``w`` runs the envs ``pool_config.worker_envs(w)`` (one per worker with
+stable-retro). Nothing here steps an env: the pool writes commands and the handshake carries
+them; this module only deals with processes.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import pickle
+import signal
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from fastretro.errors import RemoteTraceback, WorkerDiedError, WorkerError, WorkerTimeoutError
+from fastretro.runtime import logs
+from fastretro.runtime.protocol import Command
+from fastretro.runtime.worker import worker_main
+
+#: A waiting parent wakes this often to check that its workers are alive: it bounds how long a
+#: killed worker goes unnoticed, and costs nothing while steps complete sooner than this.
+LIVENESS_POLL_S = 0.05
+
+
+class WorkerSet:
+    """Every worker process of one pool.
+
+    Args:
+        env_config: the pool's :class:`~fastretro.config.EnvConfig` (sent to each worker).
+        pool_config: the pool's :class:`~fastretro.config.PoolConfig`.
+        setups: each env's :class:`~fastretro.runtime.games.GameSetup`.
+        backend: the emulator backend's name.
+        autoreset: the :class:`~fastretro.runtime.protocol.Autoreset` code.
+        info_names: the columns of the shared ``info`` rows.
+    """
+
+    def __init__(self, env_config, pool_config, setups, backend, autoreset, info_names) -> None:
+        method = pool_config.start_method
+        if method is None:
+            method = "fork" if sys.platform.startswith("linux") else mp.get_all_start_methods()[0]
+        self.ctx = mp.get_context(method)
+        self.pool_config = pool_config
+        self._worker_args = (env_config, setups, backend, autoreset, info_names)
+        n = pool_config.num_workers
+        self.procs: list = [None] * n
+        self.conns: list = [None] * n
+        #: The pool's shared segment and handshake (set by the pool; freed by shutdown).
+        self.buffers = None
+        self.handshake = None
+        self._log_queue = logs.worker_log_queue(self.ctx)
+
+    # -- which worker runs what -----------------------------------------------------------
+
+    def envs(self, worker: int) -> range:
+        """The envs worker ``worker`` runs."""
+        return self.pool_config.worker_envs(worker)
+
+    def worker_of(self, env: int) -> int:
+        """The worker that runs env ``env``."""
+        return env // self.pool_config.envs_per_worker
+
+    @property
+    def pids(self) -> np.ndarray:
+        """Each worker's pid (-1 before it starts)."""
+        return np.array([p.pid if p is not None and p.pid else -1 for p in self.procs], np.int64)
+
+    # -- starting ---------------------------------------------------------------------------
+
+    def start(self, worker: int) -> None:
+        """Start worker ``worker`` (at construction, or in place of a dead one)."""
+        env_config, setups, backend, autoreset, info_names = self._worker_args
+        envs = self.envs(worker)
+        parent_conn, child_conn = self.ctx.Pipe()
+        proc = self.ctx.Process(
+            target=worker_main,
+            name=f"fastretro-worker-{worker}",
+            args=(
+                worker,
+                envs,
+                env_config,
+                [setups[i] for i in envs],
+                backend,
+                autoreset,
+                info_names,
+                child_conn,
+                self._log_queue,
+                os.getpid(),
+            ),
+            daemon=True,
+        )
+        proc.start()
+        child_conn.close()
+        self.procs[worker], self.conns[worker] = proc, parent_conn
+
+    def start_all(self, deadline: float) -> list:
+        """Start every worker; each env's :class:`~fastretro.runtime.protocol.WorkerReady`."""
+        for w in range(len(self.procs)):
+            self.start(w)
+        per_worker = self._gather("ready", deadline)
+        return [ready for answer in per_worker for ready in answer]
+
+    def attach(self, deadline: float) -> None:
+        """Hand every worker the shared segment (:attr:`buffers`); return once all attached."""
+        for conn in self.conns:
+            conn.send(("attach", self.buffers.layout, self.buffers.name, False))
+        self._gather("attached", deadline)
+
+    def replace(self, worker: int, deadline: float) -> None:
+        """Start a new worker in place of dead ``worker``; it resets its envs, then attaches.
+
+        Each env's seed is in the shared ``arg`` word (negative: unseeded).
+        """
+        old = self.procs[worker]
+        self.conns[worker].close()
+        old.join(1.0)
+        if (old.exitcode or 0) < 0:
+            # Killed, maybe in the middle of a log record: later workers log to a new queue.
+            logs.retire(self.ctx.get_start_method())
+            self._log_queue = logs.worker_log_queue(self.ctx)
+        self.start(worker)
+        self._gather_one(worker, "ready", deadline)
+        self.conns[worker].send(("attach", self.buffers.layout, self.buffers.name, True))
+        self._gather_one(worker, "attached", deadline)
+
+    def _gather(self, kind: str, deadline: float) -> list:
+        """One ``kind`` message's payload from every worker (startup)."""
+        answers: dict[int, Any] = {}
+        waiting = dict(enumerate(self.conns))
+        while waiting:
+            ready = mp.connection.wait(list(waiting.values()), timeout=LIVENESS_POLL_S)
+            for conn in ready:
+                w = next(j for j, c in waiting.items() if c is conn)
+                try:
+                    msg = conn.recv()
+                except EOFError:
+                    raise self.died(w, f"while starting (waiting for {kind!r})") from None
+                if msg[0] == "error":
+                    raise self.reraise(msg)
+                answers[w] = msg[2] if len(msg) > 2 else None
+                del waiting[w]
+            for w in list(waiting):
+                if self.procs[w].exitcode is not None and not self.conns[w].poll():
+                    raise self.died(w, "while starting")
+            if waiting and time.monotonic() > deadline:
+                raise WorkerTimeoutError(
+                    f"Workers {sorted(waiting)} did not start within the startup timeout",
+                    index=min(waiting),
+                )
+        return [answers[w] for w in range(len(self.conns))]
+
+    def _gather_one(self, worker: int, kind: str, deadline: float) -> None:
+        conn, proc = self.conns[worker], self.procs[worker]
+        while not conn.poll(LIVENESS_POLL_S):
+            if proc.exitcode is not None:
+                raise self.died(worker, f"while restarting (waiting for {kind!r})")
+            if time.monotonic() > deadline:
+                raise WorkerTimeoutError(
+                    f"Worker {worker} did not restart within the startup timeout", index=worker
+                )
+        msg = conn.recv()
+        if msg[0] == "error":
+            raise self.reraise(msg)
+
+    # -- watching ---------------------------------------------------------------------------
+
+    def first_dead(self) -> int | None:
+        """The first worker whose process has exited, or ``None``."""
+        for w, proc in enumerate(self.procs):
+            if proc.exitcode is not None:
+                return w
+        return None
+
+    def kill(self, worker: int) -> None:
+        """Kill worker ``worker`` (stuck in its emulator) and reap it."""
+        self.procs[worker].kill()
+        self.procs[worker].join(5.0)
+
+    def error_of(self, worker: int, what: str) -> BaseException:
+        """The exception worker ``worker`` reported after flagging a failure during ``what``."""
+        conn = self.conns[worker]
+        msg = conn.recv() if conn.poll(1.0) else None
+        if msg is None:
+            return WorkerError(f"Worker {worker} failed during {what}", index=worker)
+        return self.reraise(msg)
+
+    def died(self, worker: int, when: str) -> WorkerDiedError:
+        """The error that says how worker ``worker`` died."""
+        proc = self.procs[worker]
+        code = proc.exitcode
+        if code is None:
+            how = "closed its pipe"
+        elif code < 0:
+            how = f"was killed by {signal.Signals(-code).name}"
+        else:
+            how = f"exited with code {code}"
+        return WorkerDiedError(
+            f"Worker {worker} (pid {proc.pid}) {how} {when}; the pool has been closed", worker
+        )
+
+    def reraise(self, msg: tuple) -> BaseException:
+        """Rebuild a worker's exception in the parent, with the worker index and traceback."""
+        _, worker, blob, type_name, text, tb = msg
+        exc: BaseException | None = None
+        if blob is not None:
+            try:
+                exc = pickle.loads(blob)
+            except Exception:
+                exc = None
+        if exc is None:
+            exc = WorkerError(f"{type_name}: {text}", index=worker)
+        exc.__cause__ = RemoteTraceback(tb)
+        if sys.version_info >= (3, 11):
+            envs = self.envs(worker)
+            which = f"env {envs[0]}" if len(envs) == 1 else f"envs {list(envs)}"
+            exc.add_note(f"Raised in fastretro worker {worker} ({which}); the pool has been closed")
+        if isinstance(exc, WorkerError) and exc.index is None:
+            exc.index = worker
+        return exc
+
+    # -- stopping ---------------------------------------------------------------------------
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Stop every worker (CLOSE, then kill what lingers) and free the shared memory."""
+        deadline = time.monotonic() + timeout
+        procs = [p for p in self.procs if p is not None]
+        if self.handshake is not None and all(p.exitcode is None for p in procs):
+            a = self.buffers.arrays
+            a["cmd"][:] = Command.CLOSE
+            a["status"][:] = 0
+            self.handshake.drain_parent()
+            self.handshake.begin(len(a["cmd"]))
+            self.handshake.wake()
+            try:
+                self.handshake.wait_parent(max(0.0, deadline - time.monotonic()))
+            except BaseException:  # noqa: BLE001 - a second Ctrl-C must not leak workers
+                pass
+        elif self.handshake is None:
+            # Workers that never attached wait for the parent's message on their pipe. Closing
+            # it would not reach them (forked siblings hold copies of its end): say so instead.
+            for conn in self.conns:
+                if conn is None:
+                    continue
+                try:
+                    conn.send(("close",))
+                except (BrokenPipeError, OSError):
+                    pass
+        for proc in procs:
+            proc.join(max(0.0, deadline - time.monotonic()))
+        for proc in procs:
+            if proc.exitcode is None:
+                proc.kill()
+                proc.join(1.0)
+        # A worker killed (by us or by a signal) may have died while writing a log record.
+        if any((p.exitcode or 0) < 0 for p in procs):
+            logs.retire(self.ctx.get_start_method())
+        for conn in self.conns:
+            if conn is not None:
+                conn.close()
+        self.procs, self.conns = [], []
+        if self.handshake is not None:
+            self.handshake.destroy()
+            self.handshake = None
+        if self.buffers is not None:
+            self.buffers.close()
+            self.buffers = None
