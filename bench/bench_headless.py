@@ -1,7 +1,7 @@
 """What a frame costs drawn (``em.step``) and undrawn, with and without FM sound, in one process.
 
-fastretro/runtime/headless.py: a frame can run without its picture (``skip_rendering``) and the FM chip
-without its sound (``skip_audio``). All four ways run the same random buttons from the same
+fastretro/runtime/headless.py: a frame can run without its picture (``skip_rendering``) and the
+FM chip without its sound (``skip_audio``). All four ways run the same random buttons from the same
 state; the per-frame time is the best of 5 repeats of 400 frames, alternating the ways 3
 times. Run: ``python bench/bench_headless.py``
 """

@@ -34,8 +34,10 @@ FAILURE_POLICIES = ("raise", "restart")
 
 @dataclass(frozen=True)
 class EnvConfig:
-    """What every env of a pool is and does: the game, frame timing, actions, observations,
-    rewards, recording and the shortcuts its worker may take.
+    """What every env of a pool is and does.
+
+    The game, frame timing, actions, observations, rewards, recording and the shortcuts its
+    worker may take.
 
     ``game``, ``state`` and ``scenario`` take one value for every env or a tuple with one per
     env (a list is turned into a tuple). Everything else is the same for every env.
@@ -259,8 +261,10 @@ class EnvConfig:
 
 @dataclass(frozen=True)
 class PoolConfig:
-    """How a pool runs its envs: how many, in lock-step or async batches, and what it does
-    when a worker fails or hangs."""
+    """How a pool runs its envs.
+
+    How many, in lock-step or async batches, and what it does when a worker fails or hangs.
+    """
 
     num_envs: int = 1
     """Emulators (each in a worker process), >= 1."""

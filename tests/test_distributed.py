@@ -16,7 +16,7 @@ ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install f
 
 from fastretro import InvalidArgumentError, VecRetroEnv, WorkerDiedError  # noqa: E402
 from fastretro.integrations.ray import RayVecRetroEnv  # noqa: E402
-from fastretro.runtime import shm
+from fastretro.runtime import shm  # noqa: E402
 
 
 @pytest.fixture(scope="module", autouse=True)

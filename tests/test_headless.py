@@ -1,5 +1,6 @@
-"""Frames run without drawing them, and the FM chip without its sound (fastretro/runtime/headless.py):
-same game, no picture or FM sound, less time."""
+"""Frames run without drawing them, and the FM chip without its sound (runtime/headless.py).
+
+Same game, no picture or FM sound, less time."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ needs_symbols = pytest.mark.skipif(
 needs_known_build = pytest.mark.skipif(
     not (_genesis_core_has_symbols() and _genesis_core_is_a_known_build()),
     reason="this stable-retro build's Genesis core is not one whose YM2612 state layout "
-    "fastretro knows (fastretro/runtime/headless.py YM2612_MODE_OFFSET): its FM chip keeps its sound",
+    "fastretro knows (runtime/headless.py YM2612_MODE_OFFSET): its FM chip keeps its sound",
 )
 
 

@@ -1,4 +1,4 @@
-"""The worker's own evaluation of declarative scenarios (fastretro/runtime/scenario.py) vs stable-retro."""
+"""The worker's own evaluation of declarative scenarios (runtime/scenario.py) vs stable-retro."""
 
 from __future__ import annotations
 

@@ -94,8 +94,10 @@ class _Level:
 
 
 def load_agent(spec: str) -> Callable:
-    """The agent factory named by ``spec``: a built-in name, ``AGENT:PATH`` of a trained agent
-    (``ppo2:runs/air/checkpoints/last.pt``), or ``module:factory``.
+    """The agent factory named by ``spec``.
+
+    A built-in name, ``AGENT:PATH`` of a trained agent (``ppo2:runs/air/checkpoints/last.pt``),
+    or ``module:factory``.
 
     Raises:
         InvalidArgumentError: the module or attribute cannot be imported, or the checkpoint

@@ -80,9 +80,9 @@ class SB3VecEnv(VecEnv):
 
     Args:
         vec_retro_env: the pool (``autoreset_mode="same_step"`` saves a round trip per
-            episode end), or a gymnasium ``VectorWrapper`` around it (stepped with ``step`` inside :meth:`step_wait`, since
-            wrappers do not forward ``step_async``). The adapter owns it from then on:
-            :meth:`close` closes it.
+            episode end), or a gymnasium ``VectorWrapper`` around it (stepped with ``step``
+            inside :meth:`step_wait`, since wrappers do not forward ``step_async``). The
+            adapter owns it from then on: :meth:`close` closes it.
 
     Raises:
         InvalidArgumentError: if ``vec_retro_env`` is not a gymnasium ``VectorEnv``, it is in

@@ -244,8 +244,8 @@ def _flush_logs(log_queue, timeout: float = 1.0) -> None:
 
 
 def _route_logs(log_queue) -> None:
-    # Records go to the parent, where a listener thread hands them to the
-    # parent's own handlers (fastretro/runtime/logs.py); forked copies of those handlers are dropped.
+    # Records go to the parent, where a listener thread hands them to the parent's own
+    # handlers (fastretro/runtime/logs.py); forked copies of those handlers are dropped.
     logger = logging.getLogger("fastretro")
     for h in list(logger.handlers):
         logger.removeHandler(h)

@@ -139,8 +139,8 @@ def advise(
         return (
             f"env-bound: the emulators keep {k} core(s) {100 * busy:.0f}% busy; more envs will "
             f"not help ({cores} core(s) are saturated) and neither will a faster agent; "
-            "cheaper steps (frameskip, observe=False) or more machines (fastretro.integrations.ray) "
-            "will."
+            "cheaper steps (frameskip, observe=False) or more machines "
+            "(fastretro.integrations.ray) will."
         )
     if agent_share >= 0.5 and learning_share >= agent_share / 2:
         return (
