@@ -31,7 +31,10 @@ from sync cimport (
     fr_atomic_add_fetch,
     fr_atomic_fetch_add,
     fr_atomic_load,
+    fr_atomic_load64,
     fr_atomic_store,
+    fr_atomic_store64,
+    fr_cpu_relax,
     fr_atomic_sub_fetch,
     sem_clockwait,
     sem_destroy,
@@ -58,6 +61,38 @@ cdef inline void _deadline(timespec* ts, double timeout) noexcept nogil:
     if ts.tv_nsec >= 1000000000:
         ts.tv_sec += 1
         ts.tv_nsec -= 1000000000
+
+
+cdef inline long long _now_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <long long>ts.tv_sec * 1000000000 + ts.tv_nsec
+
+
+cdef int _spin_sem(sem_t* sem, long long spin_ns) noexcept nogil:
+    """Try ``sem`` for up to ``spin_ns`` without sleeping; 1 if taken."""
+    cdef long long end = _now_ns() + spin_ns
+    cdef int k
+    while True:
+        for k in range(64):
+            if sem_trywait(sem) == 0:
+                return 1
+            fr_cpu_relax()
+        if _now_ns() >= end:
+            return 0
+
+
+cdef int _spin_epoch(int* epoch, int seen, long long spin_ns) noexcept nogil:
+    """Watch ``*epoch`` for up to ``spin_ns`` without sleeping; 1 if it changed."""
+    cdef long long end = _now_ns() + spin_ns
+    cdef int k
+    while True:
+        for k in range(64):
+            if fr_atomic_load(epoch) != seen:
+                return 1
+            fr_cpu_relax()
+        if _now_ns() >= end:
+            return 0
 
 
 cdef int _wait(sem_t* sem, double timeout) except -1:
@@ -112,7 +147,8 @@ cdef class Handshake:
         sem: uint8 array of SEM_STRIDE bytes holding the parent's semaphore.
         counter: int32 array of shape (>= 48,): element 0 is the pending-completion counter,
             element 16 (its own cache line) the wake-up epoch, element 32 the tail of the
-            completion queue.
+            completion queue, elements 40-41 the time of the last wake-up (int64 ns,
+            CLOCK_MONOTONIC: workers measure how long a wake-up takes to reach them).
         queue: int32 array of shape (num_envs,), the completion queue: envs are appended
             (``env + 1``) as they finish, so the parent can take the first M finishers in order
             (async mode) or just count them (lock-step).
@@ -123,6 +159,7 @@ cdef class Handshake:
     cdef int* _epoch
     cdef int* _tail
     cdef int* _queue
+    cdef long long* _woken_at
     cdef int _queue_len
     # Completions taken so far; unsigned, so it wraps at 2^32 exactly as the workers' tail
     # does and both keep agreeing on slot = count % queue_len after days of running.
@@ -141,6 +178,7 @@ cdef class Handshake:
         self._pending = &counter[0]
         self._epoch = &counter[16]
         self._tail = &counter[32]
+        self._woken_at = <long long*>&counter[40]
         self._queue_len = 0 if queue is None else queue.shape[0]
         self._queue = &queue[0] if self._queue_len > 0 else NULL
         self._head = 0
@@ -171,12 +209,24 @@ cdef class Handshake:
 
     def wake(self):
         """Wake every waiting worker with one syscall; each runs its command word, if set."""
+        fr_atomic_store64(self._woken_at, _now_ns())
         fr_atomic_add_fetch(self._epoch, 1)
         with nogil:
             syscall(SYS_futex, self._epoch, FUTEX_WAKE, 0x7FFFFFFF, NULL, NULL, 0)
 
-    def wait_parent(self, double timeout):
-        """Wait until the armed batch completes; True if it did, False after ``timeout`` seconds."""
+    def wait_parent(self, double timeout, double spin=0.0):
+        """Wait until the armed batch completes; True if it did, False after ``timeout`` seconds.
+
+        ``spin``: seconds to watch for the completion on this core before sleeping (only where
+        the parent has a core of its own: a spinning parent takes it from an emulator
+        otherwise).
+        """
+        cdef int got = 0
+        if spin > 0:
+            with nogil:
+                got = _spin_sem(self._parent, <long long>(spin * 1e9))
+            if got:
+                return True
         return _wait(self._parent, timeout) == 1
 
     def arm(self, int count):
@@ -219,12 +269,24 @@ cdef class Handshake:
 
     # -- worker side -------------------------------------------------------------------------
 
-    def wait_command(self, double timeout):
-        """Wait for the parent's next wake-up; True if woken, False after ``timeout`` seconds."""
-        if _wait_epoch(self._epoch, self._seen, timeout):
+    def wait_command(self, double timeout, double spin=0.0):
+        """Wait for the parent's next wake-up; True if woken, False after ``timeout`` seconds.
+
+        ``spin``: seconds to watch for it on this core before sleeping (only where every
+        worker and the parent have a core of their own).
+        """
+        cdef int got = 0
+        if spin > 0:
+            with nogil:
+                got = _spin_epoch(self._epoch, self._seen, <long long>(spin * 1e9))
+        if got or _wait_epoch(self._epoch, self._seen, timeout):
             self._seen = fr_atomic_load(self._epoch)
             return True
         return False
+
+    def woken_at(self):
+        """When the parent last woke the workers (CLOCK_MONOTONIC ns)."""
+        return fr_atomic_load64(self._woken_at)
 
     def done(self, int env):
         """Mark env ``env``'s command finished; the last completion of a batch wakes the parent.

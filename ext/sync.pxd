@@ -19,6 +19,9 @@ cdef extern from "atomics.h" nogil:
     int fr_atomic_cas(int* p, int expected, int desired)
     void fr_atomic_store(int* p, int v)
     int fr_atomic_load(int* p)
+    void fr_cpu_relax()
+    long long fr_atomic_load64(long long* p)
+    void fr_atomic_store64(long long* p, long long v)
 
 cdef extern from "<linux/futex.h>" nogil:
     int FUTEX_WAIT

@@ -51,6 +51,8 @@ cdef int T_WAIT = Timing.WAIT
 cdef int N_STEPS = Timing.STEPS
 cdef int N_FRAMES = Timing.FRAMES
 cdef int N_RESETS = Timing.RESETS
+cdef int T_WAKE = Timing.WAKE
+cdef int N_WAKEUPS = Timing.WAKEUPS
 
 
 def protocol_codes():
@@ -61,7 +63,8 @@ def protocol_codes():
         "Autoreset": {"NEXT_STEP": AUTORESET_NEXT_STEP, "SAME_STEP": AUTORESET_SAME_STEP},
         "ActionMode": {"BITS": MODE_BITS, "INDEX": MODE_INDEX},
         "Timing": {"EMULATE": T_EMULATE, "RAM": T_RAM, "OBS": T_OBS, "RESET": T_RESET,
-                   "WAIT": T_WAIT, "STEPS": N_STEPS, "FRAMES": N_FRAMES, "RESETS": N_RESETS},
+                   "WAIT": T_WAIT, "STEPS": N_STEPS, "FRAMES": N_FRAMES, "RESETS": N_RESETS,
+                   "WAKE": T_WAKE, "WAKEUPS": N_WAKEUPS},
     }
 
 
@@ -662,25 +665,30 @@ def silent_fm_calls():
 
 
 def run_loop(list steppers, handshake, int[::1] cmd, long long[::1] arg, double poll_s,
-             parent_alive, on_reset_seed):
+             parent_alive, on_reset_seed, double spin=0.0):
     """Serve this worker's envs until CLOSE, or until ``parent_alive()`` turns False.
 
     Each wake-up runs the command of every env of ``steppers`` whose ``cmd`` word is set, and
-    reports each env done on its own (the parent counts envs, not workers).
+    reports each env done on its own (the parent counts envs, not workers). ``spin``: seconds
+    to watch for the next wake-up before sleeping (only where every worker and the parent have
+    a core of their own).
 
     Returns:
         "closed" or "orphaned".
     """
     cdef int c, i, k, n = len(steppers)
-    cdef long long t, waited
+    cdef long long t, waited, latency
     cdef bint closing
     cdef EnvStepper s
     wait = handshake.wait_command
+    woken_at = handshake.woken_at
     done = handshake.done
     while True:
         t = _now(CLOCK_MONOTONIC)
-        woken = wait(poll_s)
-        waited = _now(CLOCK_MONOTONIC) - t
+        woken = wait(poll_s, spin)
+        latency = _now(CLOCK_MONOTONIC)
+        waited = latency - t
+        latency -= woken_at()
         for k in range(n):
             s = <EnvStepper>steppers[k]
             s.timing[T_WAIT] += waited
@@ -695,6 +703,9 @@ def run_loop(list steppers, handshake, int[::1] cmd, long long[::1] arg, double 
             c = cmd[i]
             if c == 0:
                 continue  # woken for a batch that does not include this env
+            if 0 <= latency < 1000000000:  # a wake-up that reached us, not a stale stamp
+                s.timing[T_WAKE] += latency
+                s.timing[N_WAKEUPS] += 1
             if c == CMD_STEP:
                 s._step(s.actions[i])
             elif c == CMD_SEQUENCE:

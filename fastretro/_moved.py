@@ -64,4 +64,5 @@ class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 def install() -> None:
     """Put the alias finder on ``sys.meta_path`` (once)."""
     if not any(isinstance(f, _Alias) for f in sys.meta_path):
-        sys.meta_path.append(_Alias())
+        # First, so that no other finder (an editable install's) serves a stale old file.
+        sys.meta_path.insert(0, _Alias())

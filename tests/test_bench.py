@@ -19,7 +19,7 @@ def test_run_bench_writes_json_png_and_table(tmp_path):
         GAME,
         configs=("rgb-fs1",),
         num_envs=(1, 2),
-        backends=("limit", "single", "gymnasium", "fastretro-drawn", "fastretro"),
+        backends=("limit", "inprocess", "single", "gymnasium", "fastretro-drawn", "fastretro"),
         seconds=0.2,
         warmup=0.05,
         out_dir=str(tmp_path),
@@ -32,6 +32,7 @@ def test_run_bench_writes_json_png_and_table(tmp_path):
     got = {(r["backend"], r["num_envs"]) for r in report["results"]}
     assert got == {
         ("limit", None),
+        ("inprocess", None),
         ("single", None),
         ("gymnasium", 1),
         ("gymnasium", 2),
@@ -44,7 +45,34 @@ def test_run_bench_writes_json_png_and_table(tmp_path):
     table = bench.format_table(report, markdown=True)
     for backend in ("limit", "single", "gymnasium", "fastretro-drawn", "fastretro"):
         assert f"| rgb-fs1 | {backend} |" in table
-    assert re.search(r"\(\d+\.\d\d L, \d+\.\d\dx gym\)", table)
+    assert re.search(r"\(\d+\.\d\d L, \d+\.\d\dx gym\)", table)  # fastretro-drawn: no E
+    assert re.search(r"\(\d+\.\d\d L, E \d+\.\d\d, \d+\.\d\dx gym\)", table)
+
+
+def test_efficiency_divides_by_the_same_work_on_the_cores_the_envs_can_use():
+    # L_same = min(num_envs, cores) x the in-process frames/s of the same work.
+    def row(backend, n, fps):
+        return {"config": "rgb-fs1", "backend": backend, "num_envs": n, "frames_per_s": fps}
+
+    report = {
+        "machine": {"cores": 2},
+        "settings": {
+            "configs": {"rgb-fs1": {}},
+            "backends": ["inprocess", "fastretro"],
+            "num_envs": [1, 4],
+            "game": GAME,
+        },
+        "results": [
+            row("inprocess", None, 1000.0),
+            row("fastretro", 1, 800.0),
+            row("fastretro", 4, 1800.0),
+        ],
+    }
+    assert bench.efficiency(report, "rgb-fs1", "fastretro", 1) == pytest.approx(0.8)
+    assert bench.efficiency(report, "rgb-fs1", "fastretro", 4) == pytest.approx(0.9)
+    assert bench.efficiency(report, "rgb-fs1", "fastretro-drawn", 4) is None  # no reference
+    table = bench.format_table(report, markdown=True)
+    assert "| rgb-fs1 | fastretro | 800 (E 0.80) | 1,800 (E 0.90) |" in table
 
 
 def _report(limits: dict, fastretro: float) -> dict:
@@ -134,10 +162,10 @@ def test_a_failed_or_absent_limit_reading_gives_no_ratio():
             "Unknown config 'rgb-fs9'; expected one of ['rgb-fs1', 'rgb-fs4-sticky', 'contest']",
         ),
         (
-            {"backends": ("envpool",)},
+            {"backends": ("nope",)},
             InvalidArgumentError,
-            "Unknown backend 'envpool'; expected one of ['limit', 'single', 'gymnasium', 'sb3', "
-            "'fastretro-drawn', 'fastretro']",
+            "Unknown backend 'nope'; expected one of ['limit', 'inprocess', 'inprocess-drawn', "
+            "'single', 'gymnasium', 'sb3', 'fastretro-drawn', 'fastretro']",
         ),
         ({"num_envs": (0,)}, InvalidArgumentError, "Expected every num_envs >= 1, got 0"),
         ({"seconds": 0}, InvalidArgumentError, "Expected seconds > 0, got 0"),

@@ -50,7 +50,7 @@ from fastretro.runtime.protocol import Autoreset, Command, WorkerReady, segment_
 from fastretro.runtime.shm import Layout, SharedBuffers
 from fastretro.runtime.snapshots import Snapshot, SnapshotSlots
 from fastretro.runtime.staging import ActionStaging
-from fastretro.runtime.stats import PoolStats, process_cpu_seconds
+from fastretro.runtime.stats import PoolStats, available_cores, process_cpu_seconds
 from fastretro.runtime.worker import scenario_plan
 from fastretro.runtime.workers import LIVENESS_POLL_S, WorkerSet
 
@@ -58,6 +58,13 @@ log = logging.getLogger("fastretro.pool")
 
 #: A restarted worker that dies again within this many seconds raises instead of restarting.
 RESTART_WINDOW_S = 30.0
+#: Where the parent and every worker have a core of their own (PoolConfig.spin), a worker
+#: watches for its next command this long before sleeping: long enough to cover the pool's
+#: own part of a round trip, short enough not to compete with the agent's threads.
+WORKER_SPIN_S = 100e-6
+#: ... and the parent watches for the batch's end up to this multiple of its recent waits,
+#: capped: a step that takes longer than usual ends in the usual sleep.
+PARENT_SPIN_FACTOR, PARENT_SPIN_MAX_S = 1.5, 2e-3
 
 __all__ = ["RESTART_WINDOW_S", "Snapshot", "State", "VecRetroEnv"]
 
@@ -180,6 +187,10 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         workers = self._workers = WorkerSet(
             cfg, pc, self.setups, backend, Autoreset.of(self.autoreset_mode), self.info_names
         )
+        #: Whether the parent and the workers spin briefly before sleeping (PoolConfig.spin).
+        self.spins = pc.spin if pc.spin is not None else pc.num_workers + 1 <= available_cores()
+        workers.spin = WORKER_SPIN_S if self.spins else 0.0
+        self._wait_avg_s = 0.0  # recent waits for a batch: the parent's spin budget
         self._finalizer = weakref.finalize(self, workers.shutdown, 5.0)
         self._closed = False
         try:
@@ -413,6 +424,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
 
     def step_async(self, actions: np.ndarray) -> None:
         """Send the actions and return at once; ``step_wait`` collects the results."""
+        start_ns = time.monotonic_ns()
         self._check_idle("step_async")
         self._check_lock_step("step")
         self._check_no_reset_due()
@@ -424,6 +436,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             a["slot"][:] = slot
             a["cmd"][:] = Command.STEP
         self._slot = slot
+        self._parent["stage"] += time.monotonic_ns() - start_ns
         self._send(None)
         self._state = State.WAITING_STEP
 
@@ -433,9 +446,12 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         """Wait for the step sent by ``step_async``; see :meth:`step` for what it returns."""
         self._check_waiting(State.WAITING_STEP, "step_wait", "step_async")
         self._wait_for(self.num_envs, timeout, "step")
+        start_ns = time.monotonic_ns()
         self._in_flight[:] = False
         self._state = State.IDLE
-        return self._collect_step()
+        results = self._collect_step()
+        self._parent["collect"] += time.monotonic_ns() - start_ns
+        return results
 
     def _collect_step(
         self,
@@ -651,9 +667,11 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
                 :meth:`step`, with ``len(env_ids)`` rows).
             env_ids: envs returned by ``recv`` and not sent since.
         """
+        start_ns = time.monotonic_ns()
         self._check_async("send")
         depth = len(self._stack_views)
         if self._staging.send_rows(actions, env_ids, self._slots, depth, self._in_flight_u8):
+            self._parent["stage"] += time.monotonic_ns() - start_ns
             self._wake()  # staged in C: marked in flight there
             return
         ids = self._staging.check_env_ids(env_ids, self._in_flight)
@@ -663,6 +681,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self._slots[ids] = (self._slots[ids] + 1) % depth
         a["slot"][ids] = self._slots[ids]
         a["cmd"][ids] = Command.STEP
+        self._parent["stage"] += time.monotonic_ns() - start_ns
         self._send(ids)
 
     def recv(
@@ -688,6 +707,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         if timeout is None:  # a sequence of L steps may take L steps' time
             timeout = self.step_timeout * max(1, int(self._a["seq_len"].max()))
         ids = self._wait_for(m, timeout, "recv")
+        start_ns = time.monotonic_ns()
         rewards = np.empty(m)
         terminated, truncated = np.empty(m, np.uint8), np.empty(m, np.uint8)
         ended = self._io.collect(rewards, terminated, truncated, ids, self._in_flight_u8)
@@ -709,6 +729,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         _add_restarted(infos, restarted)
         if self.sequence_length:
             infos.update(sequences.sequence_infos(a, ids, rewards))
+        self._parent["collect"] += time.monotonic_ns() - start_ns
         return obs, rewards, terminated, truncated, infos
 
     def _check_lock_step(self, call: str, instead: str = "async_reset, send and recv") -> None:
@@ -762,6 +783,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             self._per_env(cpu - base),
             time.monotonic_ns() - self._stats_start_ns,
             self._parent_wait_ns,
+            parent=self._parent,
         )
 
     def reset_stats(self) -> None:
@@ -770,6 +792,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self._cpu_base_pids, self._cpu_base = self._worker_cpu()
         self._stats_start_ns = time.monotonic_ns()
         self._parent_wait_ns = 0
+        self._parent = {"stage": 0, "wake": 0, "collect": 0, "batches": 0}
 
     def _worker_cpu(self) -> tuple[np.ndarray, np.ndarray]:
         pids = self._workers.pids
@@ -813,7 +836,9 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             # Waking N workers on fewer cores often preempts the parent inside the wake syscall
             # until cores free up (~6 ms of a 10 ms step with 8 envs on 2 cores,
             # bench/bench_parent.py): time spent waiting for the emulators too.
-            self._parent_wait_ns += time.monotonic_ns() - start_ns
+            woke_ns = time.monotonic_ns() - start_ns
+            self._parent_wait_ns += woke_ns
+            self._parent["wake"] += woke_ns
         except BaseException as exc:
             # A Ctrl-C that lands here (the parent is often descheduled in the syscall) leaves
             # workers running a command nobody will collect: free them now, as _wait does.
@@ -822,6 +847,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
 
     def _wait_for(self, count: int, timeout: float | None, what: str) -> np.ndarray:
         """Wait until ``count`` more envs have completed; those envs, in completion order."""
+        self._parent["batches"] += 1
         if not self._hs.arm(count):
             self._wait(timeout, what)
         ids = np.empty(count, dtype=np.int32)
@@ -834,8 +860,12 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         restartable = self.on_worker_failure == "restart" and what in ("step", "recv")
         start_ns = time.monotonic_ns()
         deadline = time.monotonic() + timeout
+        spin = 0.0
+        if self.spins:
+            spin = min(PARENT_SPIN_FACTOR * self._wait_avg_s, PARENT_SPIN_MAX_S)
         try:
-            while not hs.wait_parent(LIVENESS_POLL_S):
+            while not hs.wait_parent(LIVENESS_POLL_S, spin):
+                spin = 0.0
                 dead = workers.first_dead()
                 while dead is not None:
                     if not restartable:
@@ -861,7 +891,9 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             failed = self._io.first_failed()
             if failed >= 0:
                 raise workers.error_of(workers.worker_of(failed), what)
-            self._parent_wait_ns += time.monotonic_ns() - start_ns
+            waited_ns = time.monotonic_ns() - start_ns
+            self._parent_wait_ns += waited_ns
+            self._wait_avg_s += 0.1 * (waited_ns / 1e9 - self._wait_avg_s)
         except BaseException as exc:
             # KeyboardInterrupt included: a half-finished batch leaves the pool unusable, so
             # free the workers and the shared memory now rather than at exit.

@@ -67,6 +67,8 @@ class Timing(enum.IntEnum):
     STEPS = 5  # agent steps
     FRAMES = 6  # emulator frames
     RESETS = 7  # episodes started
+    WAKE = 8  # ns from the parent's wake-up call to the worker running this env's command
+    WAKEUPS = 9  # commands run (the wake-ups WAKE sums over)
 
 
 #: Used columns of a timing row; the row stride is wider so that no two workers share a line.

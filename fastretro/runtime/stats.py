@@ -26,6 +26,7 @@ T_EMULATE, T_RAM, T_OBS, T_RESET, T_WAIT = (
     Timing.WAIT,
 )
 N_STEPS, N_FRAMES, N_RESETS = Timing.STEPS, Timing.FRAMES, Timing.RESETS
+T_WAKE, N_WAKEUPS = Timing.WAKE, Timing.WAKEUPS
 __all__ = ["TIMING_STRIDE", "TIMING_WIDTH", "PoolStats", "Stopwatch", "available_cores"]
 
 PHASES = ("emulate", "ram", "obs", "reset")
@@ -65,6 +66,18 @@ class PoolStats:
     """The parent's time in the pool waking workers and waiting for them (step, recv, reset)."""
     cores: int
     """CPU cores available to this process."""
+    parent_stage_s: float = 0.0
+    """The parent's time checking and writing actions (``step_async``, ``send``)."""
+    parent_wake_s: float = 0.0
+    """The parent's time in the wake-up call (part of ``parent_wait_s``)."""
+    parent_collect_s: float = 0.0
+    """The parent's time reading results and building observations and infos."""
+    batches: int = 0
+    """Waits the parent made (lock-step steps and resets, async ``recv`` calls)."""
+    wake_s: np.ndarray | None = None
+    """Per env: from the parent's wake-up call to its worker starting on the env's command."""
+    wakeups: np.ndarray | None = None
+    """Per env: commands run (what ``wake_s`` sums over)."""
 
     @classmethod
     def from_counters(
@@ -74,8 +87,14 @@ class PoolStats:
         wall_ns: int,
         parent_wait_ns: int,
         cores: int | None = None,
+        parent: dict[str, int] | None = None,
     ) -> PoolStats:
-        """Build from a copy of the shared ``timing`` array (int64, one row per worker)."""
+        """Build from a copy of the shared ``timing`` array (int64, one row per env).
+
+        ``parent``: the parent's own counters (``stage``, ``wake``, ``collect`` ns and
+        ``batches``).
+        """
+        parent = parent or {}
         t = np.asarray(timing, dtype=np.int64)[:, :TIMING_WIDTH]
         sec = t.astype(np.float64) / 1e9
         return cls(
@@ -91,6 +110,12 @@ class PoolStats:
             resets=t[:, N_RESETS].copy(),
             parent_wait_s=parent_wait_ns / 1e9,
             cores=cores or available_cores(),
+            parent_stage_s=parent.get("stage", 0) / 1e9,
+            parent_wake_s=parent.get("wake", 0) / 1e9,
+            parent_collect_s=parent.get("collect", 0) / 1e9,
+            batches=int(parent.get("batches", 0)),
+            wake_s=sec[:, T_WAKE],
+            wakeups=t[:, N_WAKEUPS].copy(),
         )
 
     @property
@@ -109,6 +134,27 @@ class PoolStats:
     def frames_per_s(self) -> float:
         """Emulator frames per second of wall-clock, all workers together."""
         return float(self.frames.sum() / self.wall_s) if self.wall_s > 0 else 0.0
+
+    def overhead(self) -> dict[str, float]:
+        """Microseconds per batch the pool's own work costs, by where it goes.
+
+        ``stage``, ``wake`` and ``collect``: the parent's time in those parts of a call;
+        ``wake_latency``: from the wake-up call to a worker starting on it (mean over the
+        envs' commands); ``scheduling``: the parent's wait beyond the workers' busy time
+        shared out over the cores they can use (switching between workers on a core, and
+        envs that finish late).
+        """
+        n = max(self.batches, 1)
+        busy = float(self.busy_s.sum()) / min(self.cores, len(self.steps))
+        wakeups = int(self.wakeups.sum()) if self.wakeups is not None else 0
+        waited = self.parent_wait_s - self.parent_wake_s
+        return {
+            "stage": 1e6 * self.parent_stage_s / n,
+            "wake": 1e6 * self.parent_wake_s / n,
+            "collect": 1e6 * self.parent_collect_s / n,
+            "wake_latency": 1e6 * float(self.wake_s.sum()) / wakeups if wakeups else 0.0,
+            "scheduling": 1e6 * max(0.0, waited - busy) / n,
+        }
 
     def phase_fractions(self) -> dict[str, float]:
         """Share of the workers' busy time in each phase (sums to 1 when anything ran)."""

@@ -111,7 +111,7 @@ def worker_main(
         msg = _recv_or_orphaned(conn, parent_pid)
         if msg is None or msg[0] != "attach":
             return  # orphaned, or the pool gave up before attaching (("close",))
-        _, layout, shm_name, restarting = msg
+        _, layout, shm_name, restarting, spin = msg
         buffers = SharedBuffers.attach(layout, shm_name)
         a = buffers.arrays
         handshake = Handshake(a["sem"], a["counter"], a["queue"])
@@ -139,6 +139,7 @@ def worker_main(
             PARENT_POLL_S,
             lambda: os.getppid() == parent_pid,
             reseed,
+            spin,
         )
         log.debug("worker %d stopped: %s", worker, how)
     except BaseException as exc:  # noqa: BLE001 - everything must reach the parent

@@ -54,6 +54,8 @@ class WorkerSet:
         #: The pool's shared segment and handshake (set by the pool; freed by shutdown).
         self.buffers = None
         self.handshake = None
+        #: Seconds a worker watches for its next command before sleeping (0: it sleeps).
+        self.spin = 0.0
         self._log_queue = logs.worker_log_queue(self.ctx)
 
     # -- which worker runs what -----------------------------------------------------------
@@ -109,7 +111,7 @@ class WorkerSet:
     def attach(self, deadline: float) -> None:
         """Hand every worker the shared segment (:attr:`buffers`); return once all attached."""
         for conn in self.conns:
-            conn.send(("attach", self.buffers.layout, self.buffers.name, False))
+            conn.send(("attach", self.buffers.layout, self.buffers.name, False, self.spin))
         self._gather("attached", deadline)
 
     def replace(self, worker: int, deadline: float) -> None:
@@ -126,7 +128,7 @@ class WorkerSet:
             self._log_queue = logs.worker_log_queue(self.ctx)
         self.start(worker)
         self._gather_one(worker, "ready", deadline)
-        self.conns[worker].send(("attach", self.buffers.layout, self.buffers.name, True))
+        self.conns[worker].send(("attach", self.buffers.layout, self.buffers.name, True, self.spin))
         self._gather_one(worker, "attached", deadline)
 
     def _gather(self, kind: str, deadline: float) -> list:
