@@ -260,7 +260,8 @@ cdef class EnvStepper:
     cdef object best_state, best_screen, snap_np, snap_screen
     cdef long long[::1] snap_len, snap_step
     cdef double[::1] snap_return
-    cdef object emu, rng, rng_random, press, frame, screen, variables, save_state, load_state
+    cdef object emu, rng, rng_random, press, frame, screen, obs_screen, variables
+    cdef object save_state, load_state
     cdef object start, own_scenario
     cdef object info_names, write_obs, write_final_obs, values
     cdef VariableScenario scenario
@@ -303,6 +304,10 @@ cdef class EnvStepper:
         self.press = emulator.press
         self.frame = emulator.frame
         self.screen = emulator.screen
+        # Observations come from the emulator's own gray picture where it has one and they are
+        # gray (ALE: a third of the bytes, the same values); snapshots keep the RGB screen.
+        gray = getattr(emulator, "screen_gray", None)
+        self.obs_screen = gray if (config.grayscale and gray is not None) else emulator.screen
         self.variables = emulator.variables
         self.save_state = emulator.save_state
         self.load_state = emulator.load_state
@@ -399,7 +404,7 @@ cdef class EnvStepper:
         cdef long long t0 = _now(CLOCK_MONOTONIC)
         self.start()
         if self.observe:
-            self.write_obs(self.screen(), None, True)
+            self.write_obs(self.obs_screen(), None, True)
         self.values = self.variables()
         if self.scenario is not None:
             self.scenario.restart(self.values)
@@ -572,7 +577,7 @@ cdef class EnvStepper:
             timing[T_EMULATE] += t1 - t
             t = t1
             if self.observe and self.max_pool and f == self.frameskip - 2:
-                prev_screen = self.screen()
+                prev_screen = self.obs_screen()
                 t1 = _now(CLOCK_MONOTONIC)
                 timing[T_OBS] += t1 - t
                 t = t1
@@ -610,7 +615,7 @@ cdef class EnvStepper:
         timing[T_RAM] += t1 - t
         t = t1
         if self.observe:
-            self.write_obs(self.screen(), prev_screen, False)
+            self.write_obs(self.obs_screen(), prev_screen, False)
             timing[T_OBS] += _now(CLOCK_MONOTONIC) - t
         timing[N_STEPS] += 1
         timing[N_FRAMES] += frames

@@ -95,6 +95,28 @@ def test_fused_gray_resize_matches_opencv_and_naive(src_hw, dst_hw, pool):
 
 
 @pytest.mark.parametrize(("src_hw", "dst_hw"), RESIZES)
+@pytest.mark.parametrize("pool", [False, True])
+def test_gray_plane_resize_matches_opencv_and_naive(src_hw, dst_hw, pool):
+    # The path of emulators that hand over a gray picture: the gray kernel less the luma.
+    (sh, sw), (dh, dw) = src_hw, dst_hw
+    ty, tx = kernels.area_table(sh, dh), kernels.area_table(sw, dw)
+    prev = np.random.default_rng(98).integers(0, 256, (sh, sw), dtype=np.uint8)
+    for name, rgb in frames((sh, sw, 3), seed=3).items():
+        src = np.ascontiguousarray(rgb[..., 0])
+        out = np.empty((dh, dw, 1), np.uint8)
+        kernels.plane_area_resize_into(src, prev, pool, 0, 0, ty, tx, out)
+        frame = np.maximum(src, prev) if pool else src
+        expected = resize_cv2(frame, dh, dw).reshape(dh, dw)
+        assert np.abs(out[..., 0].astype(int) - expected).max() <= 1, name
+        ref = naive.area_resize(naive.max_pool(src, prev) if pool else src, dh, dw)
+        assert np.abs(out[..., 0].astype(int) - ref).max() <= 1, name
+    crop = np.empty((sh - 3, sw - 2, 1), np.uint8)
+    kernels.plane_crop_into(src, prev, pool, 2, 1, crop)
+    ref = naive.crop(naive.max_pool(src, prev) if pool else src, 2, 1, 1, 1)
+    np.testing.assert_array_equal(crop[..., 0], ref)
+
+
+@pytest.mark.parametrize(("src_hw", "dst_hw"), RESIZES)
 def test_rgb_area_resize_matches_opencv_and_naive(src_hw, dst_hw):
     (sh, sw), (dh, dw) = src_hw, dst_hw
     ty, tx = kernels.area_table(sh, dh), kernels.area_table(sw, dw)
@@ -172,7 +194,9 @@ rgb = np.empty((9, 8, 3), np.uint8)
 kernels.area_resize_into(src, prev, False, 2, 3, ty, tx, rgb)
 crop = np.empty((20, 27, 1), np.uint8)
 kernels.gray_crop_into(src, prev, True, 2, 3, crop)
-print(json.dumps([gray.tolist(), rgb.tolist(), crop.tolist()]))
+plane = np.empty((9, 8, 1), np.uint8)
+kernels.plane_area_resize_into(src[..., 1].copy(), prev[..., 1].copy(), True, 2, 3, ty, tx, plane)
+print(json.dumps([gray.tolist(), rgb.tolist(), crop.tolist(), plane.tolist()]))
 """
     results = []
     for disable in ("1", "0"):

@@ -1082,7 +1082,9 @@ def _make_record_dirs(config: EnvConfig, num_envs: int) -> None:
             raise InvalidArgumentError(f"Cannot create the movie folder {d!r}: {exc}") from None
 
 
-def _compile_kernels(prep: Preprocessing, screen_shape: tuple[int, ...], row: np.ndarray) -> None:
+def _compile_kernels(
+    prep: Preprocessing, screen_shape: tuple[int, ...], row: np.ndarray, gray: bool = False
+) -> None:
     # Numba compiles on first call; doing that once here, with the same array types as the
     # workers (a zero screen, a scratch row shaped like a shared one), fills numba's on-disk
     # cache, so every worker then loads machine code in milliseconds instead of compiling.
@@ -1090,4 +1092,5 @@ def _compile_kernels(prep: Preprocessing, screen_shape: tuple[int, ...], row: np
     slot = np.zeros(1, np.int32)
     window = (0, 0, *screen_shape[:2])
     writer = FrameWriter(prep, screen_shape, window, None, scratch, slot)
-    writer.warm_up(np.zeros(screen_shape, np.uint8))
+    gray_screen = np.zeros(screen_shape[:2], np.uint8) if gray and prep.grayscale else None
+    writer.warm_up(np.zeros(screen_shape, np.uint8), gray_screen)

@@ -196,12 +196,21 @@ class FrameWriter:
         return np.ascontiguousarray(self.rotate(screen[top : top + h, left : left + w]))
 
     def write_frame(self, screen: np.ndarray, prev: np.ndarray | None, out: np.ndarray) -> None:
-        """Preprocess ``screen`` (max-pooled with ``prev`` when given) into ``out`` (h, w, C)."""
+        """Preprocess ``screen`` (max-pooled with ``prev`` when given) into ``out`` (h, w, C).
+
+        ``screen`` is RGB (H, W, 3), or, with ``grayscale``, may be the emulator's own gray
+        picture (H, W) (ALE's, whose values are this luma of its RGB).
+        """
         src = self._source(screen)
         pool = prev is not None
         other = self._source(prev) if pool else src
         top, left = self.top, self.left
-        if self.prep.grayscale and self.prep.resize is not None:
+        if src.ndim == 2:
+            if self.prep.resize is not None:
+                kernels.plane_area_resize_into(src, other, pool, top, left, self.ty, self.tx, out)
+            else:
+                kernels.plane_crop_into(src, other, pool, top, left, out)
+        elif self.prep.grayscale and self.prep.resize is not None:
             kernels.gray_area_resize_into(src, other, pool, top, left, self.ty, self.tx, out)
         elif self.prep.grayscale:
             kernels.gray_crop_into(src, other, pool, top, left, out)
@@ -234,14 +243,16 @@ class FrameWriter:
         views = stack_views(self.row, self.k, self.channels, self.prep.channels_first)
         return views[int(self.slot[0]) if self.k > 1 else 0]
 
-    def warm_up(self, screen: np.ndarray) -> None:
+    def warm_up(self, screen: np.ndarray, gray: np.ndarray | None = None) -> None:
         """Run every kernel this writer uses once, so no compilation happens during a step.
 
-        Writes into the row, which the first reset overwrites.
+        ``gray``: the emulator's gray picture, when observations are made from it. Writes into
+        the row, which the first reset overwrites.
         """
-        self.write_frame(screen, None, self._frames[0])
-        if self.prep.max_pool:
-            self.write_frame(screen, screen, self._frames[0])
+        for picture in (screen, gray) if gray is not None else (screen,):
+            self.write_frame(picture, None, self._frames[0])
+            if self.prep.max_pool:
+                self.write_frame(picture, picture, self._frames[0])
 
 
 def _ints(value, n: int) -> bool:

@@ -178,7 +178,8 @@ def make_stepper(worker_loop, env, config, emu, table, setup, autoreset, info_na
         )
         # Load the kernels now (from numba's cache, which the parent filled) so that the first
         # step does not compile.
-        write_obs.warm_up(emu.screen())
+        gray = getattr(emu, "screen_gray", None)
+        write_obs.warm_up(emu.screen(), gray() if gray and config.grayscale else None)
 
         def write_final_obs():
             np.copyto(a["final_obs"][env], write_obs.stack())

@@ -12,6 +12,8 @@ from fastretro.runtime.kernels.image import (
     gray_area_resize_into,
     gray_crop_into,
     max_into,
+    plane_area_resize_into,
+    plane_crop_into,
     rgb_to_gray_into,
 )
 
@@ -23,5 +25,7 @@ __all__ = [
     "gray_area_resize_into",
     "gray_crop_into",
     "max_into",
+    "plane_area_resize_into",
+    "plane_crop_into",
     "rgb_to_gray_into",
 ]

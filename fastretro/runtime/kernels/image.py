@@ -286,3 +286,65 @@ def gray_crop_into(src, prev, pool, top, left, out):
         _gray_row_into(src, prev, pool, top + y, left, gray)
         for x in range(out.shape[1]):
             out[y, x, 0] = np.uint8(gray[x])
+
+
+# -- gray planes: emulators that hand over a gray picture (ALE's getScreenGrayscale) ----------
+
+
+@numba.njit(**_JIT)
+def _plane_row_into(src, prev, pool, y, left, gray):
+    # Source row y of a gray plane (max-pooled with prev's if pool) into the int32 line.
+    a = src[y, left:]
+    if pool:
+        b = prev[y, left:]
+        for x in range(gray.shape[0]):
+            gray[x] = max(a[x], b[x])
+    else:
+        for x in range(gray.shape[0]):
+            gray[x] = a[x]
+
+
+@numba.njit(**_JIT)
+def plane_area_resize_into(src, prev, pool, top, left, ty, tx, out):
+    """Crop + area resize (+ max-pool) of a gray plane: the gray kernel without the luma.
+
+    Equivalent to ``cv2.resize(frame, (w, h), interpolation=INTER_AREA)`` where ``frame`` is
+    the window of ``src`` (or of ``np.maximum(src, prev)`` when ``pool``) at ``(top, left)``.
+
+    Args:
+        src: uint8 (H, W), C-contiguous, the newest gray picture.
+        prev: uint8 (H, W), the one before it (ignored unless ``pool``; pass ``src`` then).
+        pool: max-pool ``src`` and ``prev`` first.
+        top: first row of the window.
+        left: first column of the window.
+        ty: :func:`area_table` of the window's height to ``h``.
+        tx: :func:`area_table` of the window's width to ``w``.
+        out: uint8 (h, w, C), any strides; channel 0 is written.
+    """
+    width = tx.dst0.shape[0]
+    cur = np.zeros(width, np.float32)
+    nxt = np.zeros(width, np.float32)
+    gray = np.empty(width, np.int32)
+    acc = np.empty(out.shape[1], np.float32)
+    i = 0
+    for y in range(ty.dst0.shape[0]):
+        while ty.dst0[y] > i:  # destination row i is complete
+            _reduce_line_into(cur, tx, acc, out, i)
+            cur, nxt = nxt, cur
+            nxt[:] = 0
+            i += 1
+        _plane_row_into(src, prev, pool, top + y, left, gray)
+        _add_weighted(cur, gray, ty.weight0[y])
+        if ty.weight1[y] != 0:
+            _add_weighted(nxt, gray, ty.weight1[y])
+    _reduce_line_into(cur, tx, acc, out, i)
+
+
+@numba.njit(**_JIT)
+def plane_crop_into(src, prev, pool, top, left, out):
+    """Crop (+ max-pool) of a gray plane, no resize: ``out[:, :, 0]`` (uint8 (h, w, C))."""
+    gray = np.empty(out.shape[1], np.int32)
+    for y in range(out.shape[0]):
+        _plane_row_into(src, prev, pool, top + y, left, gray)
+        for x in range(out.shape[1]):
+            out[y, x, 0] = np.uint8(gray[x])
