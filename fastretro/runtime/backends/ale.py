@@ -1,0 +1,672 @@
+"""ALE's Atari 2600 emulator behind the emulator seam, and the Atari data both backends share.
+
+stable-retro runs Atari 2600 games on its Stella libretro core; ale-py (the Arcade Learning
+Environment) runs the same ROMs on its own Stella, about 3.6 times faster, and allows several
+emulators in one process. This module holds what it takes to run a stable-retro Atari2600
+integration on ALE with the same meaning:
+
+- the game table (:func:`game_table`): which stable-retro game IDs ALE can run, found by matching
+  the SHA-1s stable-retro's integrations expect (``rom.sha``) against the ROMs ale-py ships;
+- the RAM-variable decoder (:class:`RamDecoder`): ``data.json``'s "info" variables decoded from
+  the 128 bytes of ``ALEInterface.getRAM()`` exactly as stable-retro's ``GameData.lookup_all()``
+  decodes them from its own copy of that RAM;
+- ALE's action sets as stable-retro button combos (:func:`action_set`: ``"ale_full"`` and
+  ``"ale_minimal"``, read from the package data ``fastretro/data/atari.json`` so that the
+  stable-retro backend can offer them without ale-py), and the reverse table from a button mask
+  to ALE's action (:func:`mask_to_ale_table`);
+- Pong-style per-player scenarios reduced to player 1's (:func:`player_scenario`);
+- :class:`AleEmulator`, the :class:`~fastretro.runtime.backends.base.Emulator` on
+  ``ale_py.ALEInterface``.
+
+ale-py is imported only where an ALE emulator or ALE's ROMs are needed (it is the ``atari``
+extra), so the data layer works on the stable-retro backend without it.
+
+``python -m fastretro.runtime.backends.ale --write-data`` regenerates ``atari.json`` from the
+installed ale-py and stable-retro.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import functools
+import hashlib
+import json
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from fastretro.errors import GameNotFoundError, InvalidArgumentError
+from fastretro.runtime.backends.base import Emulator
+
+#: stable-retro's Atari2600 buttons (``cores/stella.json``), ``""`` for its unnamed one; bit ``b``
+#: of a button mask is ``BUTTONS[b]``.
+BUTTONS: tuple[str, ...] = ("BUTTON", "", "SELECT", "RESET", "UP", "DOWN", "LEFT", "RIGHT")
+#: Where stable-retro maps the 2600's 128 bytes of RAM (``rambase`` in ``cores/stella.json``):
+#: a data.json address ``A`` is ``getRAM()[A - RAM_BASE]``.
+RAM_BASE = 0x80
+RAM_SIZE = 128
+#: The picture of both emulators: 210 rows of 160 pixels.
+SCREEN_SHAPE = (210, 160)
+#: The action-set names this module defines.
+ACTION_SETS = ("ale_full", "ale_minimal")
+
+_SUFFIX = "-Atari2600"
+_INSTALL_HINT = 'ale-py is not installed: pip install "fastretro[atari]"'
+_DATA_COMMAND = "python -m fastretro.runtime.backends.ale --write-data"
+
+
+def _import_ale():
+    try:
+        import ale_py
+    except ImportError:
+        raise ImportError(_INSTALL_HINT) from None
+    return ale_py
+
+
+# ---------------------------------------------------------------------------------------------
+# The game table
+
+
+@functools.lru_cache(maxsize=1)
+def ale_rom_shas() -> dict[str, str]:
+    """The SHA-1 of every ROM ale-py ships: ``{sha1: ALE ROM name}`` (cached).
+
+    Raises:
+        ImportError: ale-py is not installed.
+    """
+    ale_py = _import_ale()
+    shas = {}
+    for name in ale_py.roms.get_all_rom_ids():
+        path = ale_py.roms.get_rom_path(name)
+        if path is not None:
+            shas[hashlib.sha1(Path(path).read_bytes()).hexdigest()] = name
+    return shas
+
+
+def ale_rom_path(rom: str) -> Path:
+    """The file of ale-py's ROM ``rom`` (e.g. ``"pong"``), its MD5 checked by ale-py."""
+    path = _import_ale().roms.get_rom_path(rom)
+    if path is None:
+        raise GameNotFoundError(f"ale-py ships no ROM named {rom!r}")
+    return Path(path)
+
+
+@functools.lru_cache(maxsize=1)
+def game_table() -> dict[str, str]:
+    """Every stable-retro Atari2600 game ALE can run: ``{game ID: ALE ROM name}`` (cached).
+
+    A game is in the table when its integration's ``rom.sha`` lists the SHA-1 of a ROM that
+    ale-py ships (``Pong-Atari2600-v0`` -> ``pong``); computed from the installed packages (32
+    games with ale-py 0.12.1 and stable-retro 1.0.1), in game-ID order. The stable-retro ROM need
+    not be imported: ALE loads its own copy.
+
+    Raises:
+        ImportError: ale-py is not installed.
+    """
+    import stable_retro.data as data
+
+    shas = ale_rom_shas()
+    table = {}
+    for game in sorted(data.list_games(data.Integrations.ALL)):
+        if _SUFFIX not in game:
+            continue
+        path = data.get_file_path(game, "rom.sha", data.Integrations.ALL)
+        if not path:
+            continue
+        for sha in Path(path).read_text().split():
+            if sha in shas:
+                table[game] = shas[sha]
+                break
+    return table
+
+
+def ale_rom(game: str) -> str:
+    """The ALE ROM name of stable-retro game ``game`` (``"Pong-Atari2600-v0"`` -> ``"pong"``).
+
+    Raises:
+        GameNotFoundError: ALE ships no ROM with the SHA-1 this game's integration expects.
+    """
+    table = game_table()
+    if game not in table:
+        raise GameNotFoundError(
+            f"ALE cannot run {game!r}: ale-py ships no ROM with the SHA-1 its stable-retro "
+            f"integration expects. ALE runs these {len(table)} games: {sorted(table)}"
+        )
+    return table[game]
+
+
+def game_info(game: str) -> dict:
+    """The "info" (RAM variables) of stable-retro game ``game``'s ``data.json`` ({} if none)."""
+    import stable_retro.data as data
+
+    path = data.get_file_path(game, "data.json", data.Integrations.ALL)
+    if not path:
+        return {}
+    with open(path) as f:
+        return json.load(f).get("info", {})
+
+
+# ---------------------------------------------------------------------------------------------
+# The RAM-variable decoder
+
+_U64 = (1 << 64) - 1
+_DIGIT_RAW, _DIGIT_BCD, _DIGIT_LN_BCD = 0, 1, 2
+# Plan columns: the RAM index and the weight of up to 8 bytes, then the digit table, the sign
+# bit and the bits a negative value sets, and the mask.
+_COL_INDEX, _COL_SHIFT, _COL_DIGITS, _COL_SIGN, _COL_EXTEND, _COL_MASK = 0, 8, 16, 17, 18, 19
+_PLAN_COLUMNS = 20
+
+
+def _digit_tables() -> np.ndarray:
+    # stable-retro's DataType::decode reads byte b as
+    # `(b & maskLo) % cvt + ((b & maskHi) >> 4) % cvt * 10`, with (maskLo, maskHi, cvt) =
+    # (0xFF, 0, 256) for binary, (0xF, 0xF0, 10) for BCD ('d') and (0xF, 0, 10) for one BCD
+    # digit per byte ('n'); non-decimal nibbles (A-F) are taken modulo 10, as there.
+    b = np.arange(256, dtype=np.uint64)
+    raw = b
+    bcd = (b & 0xF) % 10 + ((b & 0xF0) >> 4) % 10 * 10
+    ln_bcd = (b & 0xF) % 10
+    return np.stack([raw, bcd, ln_bcd]).astype(np.uint64)
+
+
+_DIGITS = _digit_tables()
+
+
+def _byte_weights(type_: str, width: int) -> list[int]:
+    """stable-retro's ``DataType`` shift table: the weight of each of the ``width`` bytes."""
+    # src/memory.cpp DataType::DataType, on a little-endian host (where '=' is '<' and '>='
+    # is '><').
+    first = type_[0]
+    second = type_[1]
+    repr_ = type_[-2]
+    if first == "=":
+        endian = "<"
+    elif first == ">":
+        endian = {"<": "><", "=": "><"}.get(second, ">")
+    elif first == "<":
+        endian = {">": "<>", "=": "<"}.get(second, "<")
+    else:
+        endian = "<"  # '|' and anything else: UNDEF, read as little-endian
+    step = {"d": 100, "n": 10}.get(repr_, 256)
+    if endian == "<":
+        base, end, half, diff = 0, width, -1, 1
+    elif endian == ">":
+        base, end, half, diff = width - 1, -1, -1, -1
+    elif endian == "<>":  # MIXED_LB
+        base, end, half, diff = width // 2 - 1, -1, width - 1, -1
+    else:  # "><": MIXED_BL
+        base, end, half, diff = width // 2, width, 0, 1
+    weights = [0] * 8
+    shift = 1
+    i = base
+    while i != end:
+        weights[i] = shift
+        shift = (shift * step) & _U64
+        i += diff
+    if half >= 0:
+        i = half
+        while i != base:
+            weights[i] = shift
+            shift = (shift * step) & _U64
+            i += diff
+    return weights[:width]
+
+
+class RamDecoder:
+    """``data.json``'s RAM variables, decoded from the 2600's 128 bytes as stable-retro does.
+
+    The variables are compiled once into a plan (one uint64 row per variable: the RAM index and
+    the weight of each byte, the digit table, the sign extension and the mask, as stable-retro's
+    ``DataType``/``Variable``); each call runs one compiled loop over it.
+
+    stable-retro's rules (``GameData::load`` and ``AddressSpace`` in src/data.cpp, src/memory.cpp):
+    a ``type`` is ``[endian][endian2]<repr><width>``; a type shorter than 3 characters or wider
+    than 8 bytes is skipped; ``repr`` is ``u`` (unsigned), ``i`` (signed, two's complement),
+    ``d`` (two BCD digits a byte) or ``n`` (one BCD digit a byte), anything else reads as ``u``;
+    endian ``|``, ``<`` and ``=`` are little-endian, ``>`` big-endian, ``><`` and ``>=``
+    big-endian halves in little-endian order, ``<>`` the reverse; the value is then AND-ed with
+    ``mask`` (default all ones; a negative JSON mask is its 64-bit two's complement). A variable
+    whose address is outside RAM (0x80-0xFF) is left out, as ``lookup_all()`` leaves it out; one
+    that starts in RAM but runs past its end (stable-retro would read past the RAM block) is
+    left out too and listed in :attr:`skipped` (no stable-retro Atari integration has one).
+
+    Attributes:
+        names: the decoded variables, in ``data.json`` order.
+        plan: uint64 ``(len(names), 20)``, the compiled plan.
+        skipped: ``{name: why}`` for the variables left out.
+    """
+
+    def __init__(self, info: Mapping, base: int = RAM_BASE, size: int = RAM_SIZE) -> None:
+        """Compile ``info`` (``data.json``'s "info") for a RAM of ``size`` bytes at ``base``."""
+        names: list[str] = []
+        rows: list[np.ndarray] = []
+        self.skipped: dict[str, str] = {}
+        if any(
+            not isinstance(var, Mapping) or "address" not in var or "type" not in var
+            for var in info.values()
+        ):
+            # GameData::load rejects the whole file then: lookup_all() has no variables.
+            why = "data.json has a variable without address or type"
+            self.skipped = dict.fromkeys(info, why)
+            info = {}
+        for name, var in info.items():
+            row, why = _plan_row(var, base, size)
+            if row is None:
+                self.skipped[name] = why
+            else:
+                names.append(name)
+                rows.append(row)
+        self.names: tuple[str, ...] = tuple(names)
+        self.plan = (np.stack(rows) if rows else np.zeros((0, _PLAN_COLUMNS), np.uint64)).astype(
+            np.uint64
+        )
+        self._out = np.zeros(len(names), np.int64)
+        self._out_bits = self._out.view(np.uint64)
+
+    def values_into(self, ram: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Decode every variable of ``ram`` (uint8 ``(128,)``) into ``out`` (int64 ``(n,)``).
+
+        ``out[k]`` is variable ``names[k]``. Returns ``out``.
+        """
+        _decode_into(ram, self.plan, out.view(np.uint64))
+        return out
+
+    def __call__(self, ram: np.ndarray) -> dict[str, int]:
+        """The variables of ``ram`` (uint8 ``(128,)``, ALE's ``getRAM()``), as ``lookup_all()``."""
+        _decode_into(ram, self.plan, self._out_bits)
+        return dict(zip(self.names, self._out.tolist()))
+
+
+def _plan_row(var: Mapping, base: int, size: int) -> tuple[np.ndarray | None, str]:
+    type_ = var["type"]
+    address = var["address"]
+    if not isinstance(type_, str) or len(type_) < 3:
+        return None, "a type shorter than 3 characters (stable-retro skips it)"
+    width = ord(type_[-1]) - ord("0")
+    if not 0 <= width <= 8:
+        return None, "a width outside 0-8 (stable-retro skips it)"
+    if isinstance(address, bool) or not isinstance(address, (int, float)):
+        return None, f"address {address!r} is not a number"
+    address = int(address)
+    if not base <= address < base + size:
+        return None, "an address outside RAM (stable-retro's lookup_all() leaves it out)"
+    if address + width > base + size:
+        return None, "runs past the end of RAM (stable-retro would read past its RAM block)"
+    mask = var.get("mask", _U64)
+    if isinstance(mask, bool) or not isinstance(mask, (int, float)):
+        return None, f"mask {mask!r} is not a number"
+    row = np.zeros(_PLAN_COLUMNS, np.uint64)
+    weights = _byte_weights(type_, width)
+    for k, weight in enumerate(weights):
+        row[_COL_INDEX + k] = address - base + k
+        row[_COL_SHIFT + k] = weight
+    row[_COL_DIGITS] = {"d": _DIGIT_BCD, "n": _DIGIT_LN_BCD}.get(type_[-2], _DIGIT_RAW)
+    if type_[-2] == "i" and 1 <= width < 8:
+        # `datum <<= 8 * (8 - width); datum >>= 8 * (8 - width)`: two's complement of width bytes.
+        row[_COL_SIGN] = 1 << (8 * width - 1)
+        row[_COL_EXTEND] = _U64 ^ ((1 << (8 * width)) - 1)
+    row[_COL_MASK] = int(mask) & _U64
+    return row, ""
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _decode_into(ram, plan, out):
+    # uint64 throughout, as stable-retro's arithmetic wraps; `out` is an int64 array's view.
+    for v in range(plan.shape[0]):
+        digits = plan[v, _COL_DIGITS]
+        datum = np.uint64(0)
+        for k in range(8):
+            datum += _DIGITS[digits, ram[plan[v, _COL_INDEX + k]]] * plan[v, _COL_SHIFT + k]
+        if datum & plan[v, _COL_SIGN]:
+            datum |= plan[v, _COL_EXTEND]
+        out[v] = datum & plan[v, _COL_MASK]
+
+
+# ---------------------------------------------------------------------------------------------
+# Action sets
+
+
+def _data_path() -> Path:
+    return Path(str(resources.files("fastretro") / "data" / "atari.json"))
+
+
+@functools.lru_cache(maxsize=1)
+def atari_data() -> dict:
+    """The package data ``fastretro/data/atari.json``: ALE's actions and each game's minimal set.
+
+    Layout: ``"actions"``: ALE's 18 actions in index order, each ``[name, [buttons]]``;
+    ``"games"``: ``{game ID: {"rom": ALE ROM name, "minimal": [ALE action indices]}}``.
+    """
+    with open(_data_path()) as f:
+        return json.load(f)
+
+
+def ale_action_names() -> tuple[str, ...]:
+    """ALE's 18 action names in index order (``"NOOP"``, ``"FIRE"``, ``"UP"``, ...)."""
+    return tuple(name for name, _ in atari_data()["actions"])
+
+
+def ale_action_combos() -> tuple[tuple[str, ...], ...]:
+    """ALE's 18 actions as stable-retro button combos, in ALE's index order.
+
+    ``FIRE`` is ``("BUTTON",)``, ``UPFIRE`` is ``("UP", "BUTTON")``, ``NOOP`` is ``()``.
+    """
+    return tuple(tuple(buttons) for _, buttons in atari_data()["actions"])
+
+
+def minimal_actions(game: str) -> tuple[int, ...]:
+    """The ALE action indices of ``game``'s minimal set (ALE's ``getMinimalActionSet()``).
+
+    Raises:
+        GameNotFoundError: ``atari.json`` has no entry for ``game``.
+    """
+    games = atari_data()["games"]
+    if game not in games:
+        raise GameNotFoundError(
+            f"No ALE minimal action set for {game!r}: ALE runs only {sorted(games)}"
+        )
+    return tuple(games[game]["minimal"])
+
+
+def action_set(name: str, game: str) -> tuple[tuple[str, ...], ...]:
+    """The button combos of action set ``name`` (``"ale_full"`` or ``"ale_minimal"``) for ``game``.
+
+    The result is a list of combos as ``fastretro.actions.choose`` takes them, so both backends
+    can offer ALE's action sets: action ``k`` of ``"ale_minimal"`` is ALE's action
+    ``minimal_actions(game)[k]``.
+
+    Raises:
+        InvalidArgumentError: unknown ``name``.
+        GameNotFoundError: ``"ale_minimal"`` for a game ALE does not run.
+    """
+    combos = ale_action_combos()
+    if name == "ale_full":
+        return combos
+    if name == "ale_minimal":
+        return tuple(combos[a] for a in minimal_actions(game))
+    raise InvalidArgumentError(f"Expected an action set in {list(ACTION_SETS)}, got {name!r}")
+
+
+def combo_mask(combo: Sequence[str]) -> int:
+    """The button mask of a combo of Atari2600 button names."""
+    index = {b: i for i, b in enumerate(BUTTONS) if b}
+    unknown = [b for b in combo if b not in index]
+    if unknown:
+        raise InvalidArgumentError(
+            f"Unknown Atari2600 button(s) {unknown}: expected names in {[b for b in BUTTONS if b]}"
+        )
+    return sum(1 << index[b] for b in set(combo))
+
+
+@functools.lru_cache(maxsize=1)
+def mask_to_ale_table() -> np.ndarray:
+    """The ALE action of every button mask: int64 ``(256,)``, indexed by the mask.
+
+    A mask means what stable-retro's filtered Atari2600 actions make of it
+    (``data.filter_action``, with ``cores/stella.json``'s groups ``[], UP, DOWN`` /
+    ``[], LEFT, RIGHT`` / ``[], BUTTON``): UP with DOWN is neither, LEFT with RIGHT is neither,
+    and SELECT, RESET and the unnamed button are dropped. ALE's agent has no console switches
+    (``act`` turns its own RESET into NOOP); it presses RESET itself in ``reset_game()``, which
+    :meth:`AleEmulator.start` calls.
+    """
+    by_combo = {frozenset(c): a for a, c in enumerate(ale_action_combos())}
+    table = np.zeros(256, np.int64)
+    for mask in range(256):
+        pressed = {b for i, b in enumerate(BUTTONS) if b and mask >> i & 1}
+        for a, b in (("UP", "DOWN"), ("LEFT", "RIGHT")):
+            if a in pressed and b in pressed:
+                pressed -= {a, b}
+        pressed -= {"SELECT", "RESET"}
+        table[mask] = by_combo[frozenset(pressed)]
+    table.setflags(write=False)
+    return table
+
+
+def _combo_of_action_name(name: str) -> list[str]:
+    tokens = re.findall("UP|DOWN|LEFT|RIGHT|FIRE", name)
+    if "".join(tokens) != name.replace("NOOP", ""):
+        raise ValueError(f"Cannot read ALE action name {name!r} as joystick directions and FIRE")
+    return ["BUTTON" if t == "FIRE" else t for t in tokens]
+
+
+def build_atari_data() -> dict:
+    """Compute ``atari.json``'s content from the installed ale-py and stable-retro.
+
+    Loads every game of :func:`game_table` in ALE to read its minimal action set.
+
+    Raises:
+        ImportError: ale-py is not installed.
+    """
+    ale_py = _import_ale()
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
+    actions = sorted(ale_py.Action.__members__.values(), key=lambda a: a.value)
+    if [a.value for a in actions] != list(range(len(actions))):
+        raise ValueError(f"ALE's actions are not numbered 0..n-1: {actions}")
+    games = {}
+    for game, rom in game_table().items():
+        ale = ale_py.ALEInterface()
+        ale.loadROM(str(ale_rom_path(rom)))
+        games[game] = {"rom": rom, "minimal": [a.value for a in ale.getMinimalActionSet()]}
+    return {
+        "about": (
+            f"ALE's actions as stable-retro Atari2600 button combos, and the minimal action set "
+            f"of each stable-retro game ALE runs. Generated by `{_DATA_COMMAND}` from ale-py "
+            f"{ale_py.__version__}."
+        ),
+        "ale_py": ale_py.__version__,
+        "actions": [[a.name, _combo_of_action_name(a.name)] for a in actions],
+        "games": games,
+    }
+
+
+def write_atari_data(path: str | Path | None = None) -> dict:
+    """Write :func:`build_atari_data` to ``path`` (default: the package's ``atari.json``).
+
+    Returns:
+        The data written.
+    """
+    path = Path(path) if path is not None else _data_path()
+    data = build_atari_data()
+    # One action and one game a line: the file stays short enough to read and to diff.
+    actions = ",\n".join(f"  {json.dumps(a)}" for a in data["actions"])
+    games = ",\n".join(f"  {json.dumps(g)}: {json.dumps(e)}" for g, e in data["games"].items())
+    path.write_text(
+        "{\n"
+        f' "about": {json.dumps(data["about"])},\n'
+        f' "ale_py": {json.dumps(data["ale_py"])},\n'
+        f' "actions": [\n{actions}\n ],\n'
+        f' "games": {{\n{games}\n }}\n'
+        "}\n"
+    )
+    atari_data.cache_clear()
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
+# Scenarios
+
+
+def player_scenario(scenario: Mapping, player: int = 0) -> dict:
+    """A scenario with per-player ``"rewards"`` reduced to player ``player``'s plain ``"reward"``.
+
+    stable-retro gives player ``p`` the reward ``rewards[p]`` (``Scenario::load``; a one-player
+    env reads ``current_reward(0)``). In Pong, ``rewards[0]`` is +1 when ``score2`` rises (the
+    paddle the first joystick moves scores: ALE's own reward) and -1 when ``score1`` rises. The
+    result has no ``"rewards"``, so ``fastretro.scenario.compile_scenario`` accepts it; a scenario
+    without ``"rewards"`` is returned as a copy.
+
+    Raises:
+        InvalidArgumentError: ``player`` has no entry in ``"rewards"``.
+    """
+    out = copy.deepcopy(dict(scenario))
+    if "rewards" not in out:
+        return out
+    rewards = out.pop("rewards")
+    if not isinstance(rewards, list) or not 0 <= player < len(rewards):
+        raise InvalidArgumentError(
+            f"Expected 'rewards' to be a list with an entry for player {player}, got {rewards!r}"
+        )
+    out["reward"] = rewards[player]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The emulator
+
+
+class AleEmulator(Emulator):
+    """One stable-retro Atari2600 game on ALE's emulator (``ale_py.ALEInterface``).
+
+    ALE is configured as a bare emulator: no sticky actions (``repeat_action_probability``
+    0) and one frame per ``act`` (``frame_skip`` 1), since the worker does both itself. Several
+    instances can live in one process.
+
+    Attributes:
+        game: the stable-retro game ID.
+        rom: the ALE ROM name.
+        decoder: the game's RAM variables (:class:`RamDecoder`).
+        reward: ALE's own reward for the last frame (``act``'s result; 0 after :meth:`start`).
+    """
+
+    backend = "ale"
+    buttons = BUTTONS
+    skips_drawing = False  # ALE draws every frame
+
+    def __init__(
+        self,
+        game: str,
+        *,
+        seed: int = 0,
+        info: Mapping | None = None,
+        rom_path: str | Path | None = None,
+    ) -> None:
+        """Load ``game`` in a new ALE.
+
+        Args:
+            game: a stable-retro Atari2600 game ID in :func:`game_table`.
+            seed: ALE's ``random_seed`` (its RNG serves sticky actions, which are off here).
+            info: the RAM variables (``data.json``'s "info"); default: the integration's.
+            rom_path: the ROM file; default: ale-py's ROM of ``game`` (hashing ale-py's ROMs
+                once per process to find it).
+        """
+        ale_py = _import_ale()
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**31:
+            raise InvalidArgumentError(f"Expected seed to be an int in [0, 2**31), got {seed!r}")
+        self.game = game
+        if rom_path is None:
+            self.rom = ale_rom(game)
+            rom_path = ale_rom_path(self.rom)
+        else:
+            self.rom = Path(rom_path).stem
+        ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
+        self._ale_py = ale_py
+        self._ale = ale_py.ALEInterface()
+        self._ale.setInt("random_seed", seed)
+        self._ale.setFloat("repeat_action_probability", 0.0)
+        self._ale.setInt("frame_skip", 1)
+        self._ale.loadROM(str(rom_path))
+        self.decoder = RamDecoder(game_info(game) if info is None else info)
+        # pybind11 tries act's overloads in order; passing Action objects takes the first.
+        self._actions = [ale_py.Action(a) for a in range(len(ale_py.Action.__members__))]
+        self._mask_to_action = [self._actions[a] for a in mask_to_ale_table().tolist()]
+        self._action = self._actions[0]
+        self._rgb = np.zeros((*SCREEN_SHAPE, 3), np.uint8)
+        self._gray = np.zeros(SCREEN_SHAPE, np.uint8)
+        self._ram = np.zeros(RAM_SIZE, np.uint8)
+        self.reward = 0
+
+    def start(self) -> None:
+        """Begin an episode with ALE's ``reset_game()``, nothing pressed.
+
+        Unlike stable-retro, which loads the integration's ``Start.state`` (a snapshot its
+        author saved once the game was under way), ALE resets the console, runs 60 frames with
+        nothing pressed, holds RESET for 4 frames (twice: once more after selecting the game
+        mode) and then plays the game's own starting actions, so the first frames and the RAM
+        differ from stable-retro's start.
+        """
+        self._ale.reset_game()
+        self._action = self._actions[0]
+        self.reward = 0
+
+    def press(self, mask: int) -> None:
+        """Hold ALE's action for button mask ``mask`` (:func:`mask_to_ale_table`)."""
+        self._action = self._mask_to_action[mask]
+
+    def frame(self, draw: bool = True) -> None:
+        """Run one frame (``act``); ALE draws whatever ``draw`` says."""
+        self.reward = self._ale.act(self._action)
+
+    def screen(self) -> np.ndarray:
+        """The last frame, RGB uint8 ``(210, 160, 3)``; a buffer reused by the next call."""
+        self._ale.getScreenRGB(self._rgb)
+        return self._rgb
+
+    def screen_gray(self) -> np.ndarray:
+        """The last frame in ALE's grayscale, uint8 ``(210, 160)``; reused by the next call.
+
+        ALE's gray is its palette's luminance, not ``cv2.cvtColor`` of :meth:`screen`.
+        """
+        self._ale.getScreenGrayscale(self._gray)
+        return self._gray
+
+    def ram(self) -> np.ndarray:
+        """The 128 bytes of RAM (data.json address ``A`` is index ``A - 0x80``); reused buffer."""
+        self._ale.getRAM(self._ram)
+        return self._ram
+
+    def variables(self) -> dict[str, int]:
+        """The integration's RAM variables, decoded as stable-retro's ``lookup_all()``."""
+        self._ale.getRAM(self._ram)
+        return self.decoder(self._ram)
+
+    def save_state(self) -> bytes:
+        """ALE's whole state, its RNG included (``cloneState(include_rng=True)``), as bytes."""
+        return self._ale.cloneState(include_rng=True).serialize()
+
+    def load_state(self, state: bytes) -> None:
+        """Go back to a state from :meth:`save_state` (of the same game)."""
+        self._ale.restoreState(self._ale_py.ALEState(state))
+
+    def game_over(self) -> bool:
+        """ALE's end of game; ALE then refuses to run frames until :meth:`start`."""
+        return self._ale.game_over(with_truncation=False)
+
+    def close(self) -> None:
+        """Drop the ALE (its memory is freed with it)."""
+        self._ale = None
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line: regenerate the package data
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m fastretro.runtime.backends.ale --write-data [--path PATH]``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m fastretro.runtime.backends.ale",
+        description="Regenerate fastretro's Atari data (ALE's action sets) from ale-py.",
+    )
+    parser.add_argument("--write-data", action="store_true", help="write atari.json")
+    parser.add_argument("--path", default=None, help="where to write it (default: the package's)")
+    args = parser.parse_args(argv)
+    if not args.write_data:
+        parser.print_help()
+        return 2
+    try:
+        data = write_atari_data(args.path)
+    except ImportError as e:
+        print(e, file=sys.stderr)
+        return 1
+    path = args.path or _data_path()
+    print(f"wrote {path}: ALE's {len(data['actions'])} actions, {len(data['games'])} games")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
