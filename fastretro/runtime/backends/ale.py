@@ -341,7 +341,8 @@ def atari_data() -> dict:
     """The package data ``fastretro/data/atari.json``: ALE's actions and each game's minimal set.
 
     Layout: ``"actions"``: ALE's 18 actions in index order, each ``[name, [buttons]]``;
-    ``"games"``: ``{game ID: {"rom": ALE ROM name, "minimal": [ALE action indices]}}``.
+    ``"games"``: ``{game ID: {"rom": ALE ROM name, "minimal": [ALE action indices]}}``, plus
+    ``"buttons"`` where stable-retro's buttons differ from ALE's (:func:`game_buttons`).
     """
     with open(_data_path()) as f:
         return json.load(f)
@@ -374,23 +375,43 @@ def minimal_actions(game: str) -> tuple[int, ...]:
     return tuple(games[game]["minimal"])
 
 
-def action_set(name: str, game: str) -> tuple[tuple[str, ...], ...]:
-    """The button combos of action set ``name`` (``"ale_full"`` or ``"ale_minimal"``) for ``game``.
+def game_buttons(game: str | None) -> dict[str, str]:
+    """What ALE's buttons are in stable-retro's Atari2600 core for ``game``.
 
-    The result is a list of combos as ``fastretro.actions.choose`` takes them, so both backends
-    can offer ALE's action sets: action ``k`` of ``"ale_minimal"`` is ALE's action
-    ``minimal_actions(game)[k]``.
+    Keys are the buttons of :func:`ale_action_combos` (``"UP"``, ``"DOWN"``, ``"LEFT"``,
+    ``"RIGHT"``, ``"BUTTON"``), values the stable-retro button with the same effect. It is the
+    identity except in paddle games where the two emulators wire the joystick to the paddle
+    differently: ALE moves the paddle with LEFT/RIGHT, while stable-retro's Stella core follows
+    the cartridge's properties (in Pong it moves the player's paddle with UP/DOWN, and
+    LEFT/RIGHT move the other one). There ALE ignores UP/DOWN, and they have no entry.
+    ``atari.json`` records these games' buttons, as measured by :func:`build_atari_data`.
+    """
+    entry = atari_data()["games"].get(game, {}) if game is not None else {}
+    return dict(entry.get("buttons", {b: b for b in ("UP", "DOWN", "LEFT", "RIGHT", "BUTTON")}))
+
+
+def action_set(name: str, game: str | None = None) -> tuple[tuple[str, ...], ...]:
+    """ALE's action set ``name`` (``"ale_full"`` or ``"ale_minimal"``) as stable-retro combos.
+
+    The result is a list of button combos as ``fastretro.actions.choose`` takes them, so both
+    backends can offer ALE's action sets: action ``k`` of ``"ale_full"`` is ALE's action ``k``
+    (``UPFIRE`` is ``("UP", "BUTTON")``), action ``k`` of ``"ale_minimal"`` is ALE's action
+    ``minimal_actions(game)[k]``, each in ``game``'s buttons (:func:`game_buttons`: in Pong
+    ALE's RIGHTFIRE is ``("UP", "BUTTON")``); ``game=None`` gives ALE's generic combos.
 
     Raises:
         InvalidArgumentError: unknown ``name``.
         GameNotFoundError: ``"ale_minimal"`` for a game ALE does not run.
     """
-    combos = ale_action_combos()
+    if name not in ACTION_SETS:
+        raise InvalidArgumentError(f"Expected an action set in {list(ACTION_SETS)}, got {name!r}")
+    if name == "ale_minimal" and game is None:
+        raise InvalidArgumentError("The 'ale_minimal' action set needs a game")
+    buttons = game_buttons(game)
+    combos = tuple(tuple(buttons[b] for b in c if b in buttons) for c in ale_action_combos())
     if name == "ale_full":
         return combos
-    if name == "ale_minimal":
-        return tuple(combos[a] for a in minimal_actions(game))
-    raise InvalidArgumentError(f"Expected an action set in {list(ACTION_SETS)}, got {name!r}")
+    return tuple(combos[a] for a in minimal_actions(game))
 
 
 def combo_mask(combo: Sequence[str]) -> int:
@@ -404,17 +425,20 @@ def combo_mask(combo: Sequence[str]) -> int:
     return sum(1 << index[b] for b in set(combo))
 
 
-@functools.lru_cache(maxsize=1)
-def mask_to_ale_table() -> np.ndarray:
-    """The ALE action of every button mask: int64 ``(256,)``, indexed by the mask.
+@functools.lru_cache(maxsize=64)
+def mask_to_ale_table(game: str | None = None) -> np.ndarray:
+    """The ALE action of every stable-retro button mask for ``game``: int64 ``(256,)``.
 
     A mask means what stable-retro's filtered Atari2600 actions make of it
     (``data.filter_action``, with ``cores/stella.json``'s groups ``[], UP, DOWN`` /
     ``[], LEFT, RIGHT`` / ``[], BUTTON``): UP with DOWN is neither, LEFT with RIGHT is neither,
     and SELECT, RESET and the unnamed button are dropped. ALE's agent has no console switches
-    (``act`` turns its own RESET into NOOP); it presses RESET itself in ``reset_game()``, which
-    :meth:`AleEmulator.start` calls.
+    (``act`` turns its own RESET into NOOP); ALE presses RESET itself in ``reset_game()``, which
+    :meth:`AleEmulator.start` calls. The remaining buttons are read through
+    :func:`game_buttons` (in Pong, UP is ALE's RIGHT; LEFT/RIGHT, which move the other paddle
+    in stable-retro, are dropped). The table is read-only and cached.
     """
+    ale_button = {retro: ale for ale, retro in game_buttons(game).items()}
     by_combo = {frozenset(c): a for a, c in enumerate(ale_action_combos())}
     table = np.zeros(256, np.int64)
     for mask in range(256):
@@ -422,8 +446,7 @@ def mask_to_ale_table() -> np.ndarray:
         for a, b in (("UP", "DOWN"), ("LEFT", "RIGHT")):
             if a in pressed and b in pressed:
                 pressed -= {a, b}
-        pressed -= {"SELECT", "RESET"}
-        table[mask] = by_combo[frozenset(pressed)]
+        table[mask] = by_combo[frozenset(ale_button[b] for b in pressed if b in ale_button)]
     table.setflags(write=False)
     return table
 
@@ -435,32 +458,153 @@ def _combo_of_action_name(name: str) -> list[str]:
     return ["BUTTON" if t == "FIRE" else t for t in tokens]
 
 
+# The button probe of build_atari_data: from the start of an episode, run _PROBE_WARM frames with
+# nothing pressed, then hold one button for _PROBE_HOLD frames, and compare the RAM with holding
+# nothing. It runs in a subprocess (stable-retro allows one emulator per process).
+_PROBE_WARM, _PROBE_HOLD, _PROBE_VERTICAL_FRAMES = 120, 30, 1500
+_RETRO_PROBE = """
+import json, sys
+import numpy as np
+import stable_retro as retro
+
+warm, hold = int(sys.argv[1]), int(sys.argv[2])
+effects = {}
+for game in sys.argv[3:]:
+    env = retro.make(game, inttype=retro.data.Integrations.ALL, render_mode=None,
+                     use_restricted_actions=retro.Actions.ALL)
+    index = {b: i for i, b in enumerate(env.buttons) if b}
+
+    def run(button):
+        env.reset()
+        action = np.zeros(len(env.buttons), np.uint8)
+        for _ in range(warm):
+            env.step(action)
+        if button:
+            action[index[button]] = 1
+        for _ in range(hold):
+            env.step(action)
+        return env.get_ram().astype(np.int64)
+
+    base = run(None)
+    effects[game] = {b: (run(b) - base).tolist() for b in ("BUTTON", "UP", "DOWN", "LEFT", "RIGHT")}
+    env.close()
+print(json.dumps(effects))
+"""
+
+
+def _new_ale(ale_py, rom: str):
+    ale = ale_py.ALEInterface()
+    ale.setInt("random_seed", 0)
+    ale.setFloat("repeat_action_probability", 0.0)
+    ale.setInt("frame_skip", 1)
+    ale.loadROM(str(ale_rom_path(rom)))
+    return ale
+
+
+def _ignores_vertical(ale, combos) -> bool:
+    # In paddle mode ALE drops UP/DOWN (ALEState::applyActionPaddles), so a random rollout and
+    # the same rollout without them are identical frame for frame.
+    by_combo = {frozenset(c): a for a, c in enumerate(combos)}
+    flat = [by_combo[frozenset(set(c) - {"UP", "DOWN"})] for c in combos]
+    actions = np.random.default_rng(0).integers(0, len(combos), _PROBE_VERTICAL_FRAMES)
+    rams = []
+    for table in (list(range(len(combos))), flat):
+        ale.reset_game()
+        rams.append(np.stack([(ale.act(table[a]), ale.getRAM())[1] for a in actions]))
+    return bool(np.array_equal(rams[0], rams[1]))
+
+
+def _ale_effects(ale, names: Sequence[str]) -> dict[str, np.ndarray]:
+    def run(action: int) -> np.ndarray:
+        ale.reset_game()
+        for _ in range(_PROBE_WARM):
+            ale.act(0)
+        for _ in range(_PROBE_HOLD):
+            ale.act(action)
+        return ale.getRAM().astype(np.int64)
+
+    base = run(0)
+    return {
+        b: run(names.index(a)) - base
+        for a, b in (("FIRE", "BUTTON"), ("RIGHT", "RIGHT"), ("LEFT", "LEFT"))
+    }
+
+
+def _match_buttons(game: str, ale: dict[str, np.ndarray], retro: dict[str, list]) -> dict:
+    # Each of ALE's buttons is the stable-retro button whose held effect on the RAM agrees with
+    # its own on the most bytes (same bytes changed, same direction).
+    buttons = {}
+    for b, effect in ale.items():
+        if not effect.any():
+            buttons[b] = b  # no effect to match at this point of the game: keep the name
+            continue
+        scores = {
+            r: int(np.sum((np.sign(effect) == np.sign(np.asarray(e))) & (effect != 0)))
+            for r, e in retro.items()
+        }
+        best = max(scores.values())
+        winners = [r for r, s in scores.items() if s == best]
+        if best == 0 or len(winners) > 1:
+            raise RuntimeError(f"Cannot tell which stable-retro button is ALE's {b} in {game}")
+        buttons[b] = winners[0]
+    return buttons
+
+
 def build_atari_data() -> dict:
     """Compute ``atari.json``'s content from the installed ale-py and stable-retro.
 
-    Loads every game of :func:`game_table` in ALE to read its minimal action set.
+    Loads every game of :func:`game_table` in ALE to read its minimal action set. Games where
+    ALE ignores UP and DOWN (its paddle games, and joystick games that never read them) are
+    probed on both emulators (stable-retro in a subprocess: their ROMs must be imported, see
+    ``fastretro roms --from-ale``) to find which stable-retro button does what ALE's FIRE,
+    RIGHT and LEFT do; those whose buttons differ get a ``"buttons"`` entry
+    (:func:`game_buttons`).
 
     Raises:
         ImportError: ale-py is not installed.
+        RuntimeError: the stable-retro probe failed.
     """
+    import subprocess
+
     ale_py = _import_ale()
     ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
     actions = sorted(ale_py.Action.__members__.values(), key=lambda a: a.value)
     if [a.value for a in actions] != list(range(len(actions))):
         raise ValueError(f"ALE's actions are not numbered 0..n-1: {actions}")
-    games = {}
+    names = [a.name for a in actions]
+    combos = [_combo_of_action_name(n) for n in names]
+    games, effects = {}, {}
     for game, rom in game_table().items():
-        ale = ale_py.ALEInterface()
-        ale.loadROM(str(ale_rom_path(rom)))
+        ale = _new_ale(ale_py, rom)
         games[game] = {"rom": rom, "minimal": [a.value for a in ale.getMinimalActionSet()]}
+        if _ignores_vertical(ale, combos):
+            effects[game] = _ale_effects(ale, names)
+    if effects:
+        run = subprocess.run(
+            [sys.executable, "-c", _RETRO_PROBE, str(_PROBE_WARM), str(_PROBE_HOLD), *effects],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if run.returncode != 0:
+            raise RuntimeError(
+                f"The stable-retro button probe failed (are the ROMs imported? "
+                f"`fastretro roms --from-ale`):\n{run.stderr}"
+            )
+        retro = json.loads(run.stdout)
+        for game, ale_effect in effects.items():
+            buttons = _match_buttons(game, ale_effect, retro[game])
+            if any(b != r for b, r in buttons.items()):
+                games[game]["buttons"] = buttons
     return {
         "about": (
             f"ALE's actions as stable-retro Atari2600 button combos, and the minimal action set "
-            f"of each stable-retro game ALE runs. Generated by `{_DATA_COMMAND}` from ale-py "
+            f'of each stable-retro game ALE runs ("buttons": the stable-retro button of each '
+            f"of ALE's where they differ). Generated by `{_DATA_COMMAND}` from ale-py "
             f"{ale_py.__version__}."
         ),
         "ale_py": ale_py.__version__,
-        "actions": [[a.name, _combo_of_action_name(a.name)] for a in actions],
+        "actions": [[n, c] for n, c in zip(names, combos)],
         "games": games,
     }
 
@@ -574,7 +718,7 @@ class AleEmulator(Emulator):
         self.decoder = RamDecoder(game_info(game) if info is None else info)
         # pybind11 tries act's overloads in order; passing Action objects takes the first.
         self._actions = [ale_py.Action(a) for a in range(len(ale_py.Action.__members__))]
-        self._mask_to_action = [self._actions[a] for a in mask_to_ale_table().tolist()]
+        self._mask_to_action = [self._actions[a] for a in mask_to_ale_table(game).tolist()]
         self._action = self._actions[0]
         self._rgb = np.zeros((*SCREEN_SHAPE, 3), np.uint8)
         self._gray = np.zeros(SCREEN_SHAPE, np.uint8)
@@ -595,7 +739,7 @@ class AleEmulator(Emulator):
         self.reward = 0
 
     def press(self, mask: int) -> None:
-        """Hold ALE's action for button mask ``mask`` (:func:`mask_to_ale_table`)."""
+        """Hold ALE's action for button mask ``mask`` (``mask_to_ale_table(game)``)."""
         self._action = self._mask_to_action[mask]
 
     def frame(self, draw: bool = True) -> None:
