@@ -229,12 +229,13 @@ class RamDecoder:
     a ``type`` is ``[endian][endian2]<repr><width>``; a type shorter than 3 characters or wider
     than 8 bytes is skipped; ``repr`` is ``u`` (unsigned), ``i`` (signed, two's complement),
     ``d`` (two BCD digits a byte) or ``n`` (one BCD digit a byte), anything else reads as ``u``;
-    endian ``|``, ``<`` and ``=`` are little-endian, ``>`` big-endian, ``><`` and ``>=``
-    big-endian halves in little-endian order, ``<>`` the reverse; the value is then AND-ed with
-    ``mask`` (default all ones; a negative JSON mask is its 64-bit two's complement). A variable
-    whose address is outside RAM (0x80-0xFF) is left out, as ``lookup_all()`` leaves it out; one
-    that starts in RAM but runs past its end (stable-retro would read past the RAM block) is
-    left out too and listed in :attr:`skipped` (no stable-retro Atari integration has one).
+    endian ``|``, ``<`` and ``=`` are little-endian, ``>`` big-endian, ``><`` and ``>=`` the high
+    half first with each half little-endian, ``<>`` the low half first with each half big-endian
+    (as on a little-endian host). The value is then AND-ed with ``mask`` (default all ones; a
+    negative JSON mask is its 64-bit two's complement). A variable whose address is outside RAM
+    (0x80-0xFF) is left out, as ``lookup_all()`` leaves it out; one that starts in RAM but runs
+    past its end (stable-retro would read past the RAM block) is left out too. Both are listed in
+    :attr:`skipped` (no stable-retro Atari integration has either).
 
     Attributes:
         names: the decoded variables, in ``data.json`` order.
