@@ -500,6 +500,34 @@ def test_screen_gray_is_ales_grayscale(pong):
     assert pong.screen_gray() is gray
 
 
+def test_screen_into_and_screen_gray_into_write_the_given_buffers(pong):
+    for _ in range(100):
+        pong.frame()
+    rgb = np.zeros((210, 160, 3), np.uint8)
+    gray = np.zeros((210, 160), np.uint8)
+    assert pong.screen_into(rgb) is rgb and pong.screen_gray_into(gray) is gray
+    np.testing.assert_array_equal(rgb, pong.screen())
+    np.testing.assert_array_equal(gray, pong.screen_gray())
+    with pytest.raises(RuntimeError, match="Invalid shape"):
+        pong.screen_into(np.zeros((100, 160, 3), np.uint8))
+
+
+@pytest.mark.parametrize("game", [PONG, "Seaquest-Atari2600-v0", "Enduro-Atari2600-v0"])
+def test_ales_gray_is_the_luma_of_its_rgb(game):
+    from fastretro.kernels import rgb_to_gray_into
+
+    em = ale.AleEmulator(game)
+    em.start()
+    luma = np.zeros((210, 160), np.uint8)
+    rng = np.random.default_rng(3)
+    for t in range(1200):
+        em.press(int(rng.integers(256)))
+        em.frame()
+        if t % 100 == 99:
+            rgb_to_gray_into(em.screen(), luma)
+            np.testing.assert_array_equal(em.screen_gray(), luma)
+
+
 def test_variables_are_the_decoded_ram(pong):
     for _ in range(300):
         pong.frame()

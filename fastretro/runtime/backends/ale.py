@@ -752,13 +752,29 @@ class AleEmulator(Emulator):
         self._ale.getScreenRGB(self._rgb)
         return self._rgb
 
+    def screen_into(self, out: np.ndarray) -> np.ndarray:
+        """Write the last frame into ``out`` (uint8 ``(210, 160, 3)``, C-contiguous); return it.
+
+        For a caller that keeps two frames (max-pooling) or writes into shared memory.
+        """
+        self._ale.getScreenRGB(out)
+        return out
+
     def screen_gray(self) -> np.ndarray:
         """The last frame in ALE's grayscale, uint8 ``(210, 160)``; reused by the next call.
 
-        ALE's gray is its palette's luminance, not ``cv2.cvtColor`` of :meth:`screen`.
+        ALE's gray is ``round(0.2989 R + 0.587 G + 0.114 B)`` of its palette colour, which is
+        ``cv2.cvtColor``'s (and ``fastretro.kernels.rgb_to_gray_into``'s) luma of
+        :meth:`screen` for every colour of ALE's NTSC palette: the same numbers, a third of the
+        bytes.
         """
         self._ale.getScreenGrayscale(self._gray)
         return self._gray
+
+    def screen_gray_into(self, out: np.ndarray) -> np.ndarray:
+        """Write the last frame in ALE's gray into ``out`` (uint8 ``(210, 160)``); return it."""
+        self._ale.getScreenGrayscale(out)
+        return out
 
     def ram(self) -> np.ndarray:
         """The 128 bytes of RAM (data.json address ``A`` is index ``A - 0x80``); reused buffer."""
