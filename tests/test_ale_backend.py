@@ -657,11 +657,31 @@ def plan_reward(plan, previous: dict, now: dict) -> float:
 def test_player_scenario_selects_player_1s_rewards():
     scenario = {"done": {}, "rewards": [{"variables": {"a": {}}}, {"variables": {"b": {}}}]}
     assert ale.player_scenario(scenario) == {"done": {}, "reward": {"variables": {"a": {}}}}
-    assert ale.player_scenario(scenario, 1)["reward"] == {"variables": {"b": {}}}
+    assert ale.player_scenario(scenario, 1) == {"done": {}, "reward": {"variables": {"b": {}}}}
     assert "rewards" in scenario  # not modified
-    assert ale.player_scenario({"reward": {}}) == {"reward": {}}
-    with pytest.raises(InvalidArgumentError, match="an entry for player 2"):
+    assert ale.player_scenario({"reward": {"time": {}}}) == {"reward": {"time": {}}}
+    assert ale.player_scenario({"reward": {"time": {}}}, 1) == {}
+    with pytest.raises(InvalidArgumentError, match=r"Expected player in \[0, 2\)"):
         ale.player_scenario(scenario, 2)
+
+
+def test_player_scenario_merges_reward_and_rewards_as_stable_retro():
+    # Scenario::load: "reward" first; rewards[0]'s variables only where the name is new
+    # (emplace), its time and script replace.
+    scenario = {
+        "reward": {"variables": {"a": {"reward": 1.0}}, "time": {"reward": 1.0}},
+        "rewards": [
+            {"variables": {"a": {"reward": 5.0}, "b": {"reward": 2.0}}, "time": {"reward": 3.0}},
+            {"variables": {"c": {}}},
+        ],
+    }
+    assert ale.player_scenario(scenario) == {
+        "reward": {
+            "variables": {"a": {"reward": 1.0}, "b": {"reward": 2.0}},
+            "time": {"reward": 3.0},
+        }
+    }
+    assert ale.player_scenario(scenario, 1) == {"reward": {"variables": {"c": {}}}}
 
 
 def test_pong_player_1s_reward_is_ales_reward():

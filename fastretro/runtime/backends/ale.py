@@ -649,27 +649,49 @@ def write_atari_data(path: str | Path | None = None) -> dict:
 # Scenarios
 
 
-def player_scenario(scenario: Mapping, player: int = 0) -> dict:
-    """A scenario with per-player ``"rewards"`` reduced to player ``player``'s plain ``"reward"``.
+MAX_PLAYERS = 2  # stable-retro's (src/emulator.h)
 
-    stable-retro gives player ``p`` the reward ``rewards[p]`` (``Scenario::load``; a one-player
-    env reads ``current_reward(0)``). In Pong, ``rewards[0]`` is +1 when ``score2`` rises (the
-    paddle the first joystick moves scores: ALE's own reward) and -1 when ``score1`` rises. The
-    result has no ``"rewards"``, so ``fastretro.scenario.compile_scenario`` accepts it; a scenario
-    without ``"rewards"`` is returned as a copy.
+
+def player_scenario(scenario: Mapping, player: int = 0) -> dict:
+    """The scenario as player ``player`` sees it: per-player ``"rewards"`` folded into ``"reward"``.
+
+    Mirrors stable-retro's ``Scenario::load``: player 0 gets the variables of ``"reward"`` and
+    then those of ``rewards[0]`` whose names ``"reward"`` lacks (``emplace`` keeps the first);
+    a ``"time"`` or ``"script"`` in ``rewards[0]`` replaces that of ``"reward"``. Player ``p > 0``
+    gets ``rewards[p]`` alone. A one-player stable-retro env reads ``current_reward(0)``, so
+    player 0's is the env's reward. In Pong, player 0's reward is +1 when ``score2`` rises (the
+    paddle the first joystick moves scores; it is ALE's own reward) and -1 when ``score1`` rises.
+
+    The result has no ``"rewards"``, so ``fastretro.scenario.compile_scenario`` takes it.
 
     Raises:
-        InvalidArgumentError: ``player`` has no entry in ``"rewards"``.
+        InvalidArgumentError: ``player`` is not in ``[0, MAX_PLAYERS)``, or a reward section is
+            not a JSON object.
     """
+    if isinstance(player, bool) or not isinstance(player, int) or not 0 <= player < MAX_PLAYERS:
+        raise InvalidArgumentError(f"Expected player in [0, {MAX_PLAYERS}), got {player!r}")
     out = copy.deepcopy(dict(scenario))
-    if "rewards" not in out:
-        return out
-    rewards = out.pop("rewards")
-    if not isinstance(rewards, list) or not 0 <= player < len(rewards):
+    rewards = out.pop("rewards", [])
+    own = out.pop("reward", {})
+    own = own if player == 0 else {}
+    if not isinstance(rewards, list) or not all(isinstance(r, Mapping) for r in [own, *rewards]):
         raise InvalidArgumentError(
-            f"Expected 'rewards' to be a list with an entry for player {player}, got {rewards!r}"
+            f"Expected 'reward' to be an object and 'rewards' a list of objects, got "
+            f"{scenario.get('reward')!r} and {scenario.get('rewards')!r}"
         )
-    out["reward"] = rewards[player]
+    reward = dict(own)
+    if player < len(rewards):
+        theirs = rewards[player]
+        variables = dict(own.get("variables", {}))
+        for name, spec in theirs.get("variables", {}).items():
+            variables.setdefault(name, spec)
+        if variables or "variables" in own or "variables" in theirs:
+            reward["variables"] = variables
+        for key in ("time", "script"):
+            if key in theirs:
+                reward[key] = theirs[key]
+    if reward:
+        out["reward"] = reward
     return out
 
 
