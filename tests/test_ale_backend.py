@@ -8,6 +8,7 @@ computes (RAM bytes, ``lookup_all()``, ``filter_action``, rewards) for the tests
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -311,6 +312,14 @@ def test_decoder_skips_a_variable_that_runs_past_ram():
     decoder = ale.RamDecoder({"v": {"address": 0xFF, "type": "<u2"}})
     assert decoder.names == ()
     assert "past the end of RAM" in decoder.skipped["v"]
+
+
+def test_decoder_rejects_a_ram_of_the_wrong_size():
+    decoder = ale.RamDecoder(ale.game_info(PONG))
+    with pytest.raises(InvalidArgumentError, match=re.escape("Expected a RAM of shape (128,)")):
+        decoder(np.zeros(64, np.uint8))
+    with pytest.raises(InvalidArgumentError, match="and out of shape"):
+        decoder.values_into(np.zeros(128, np.uint8), np.zeros(2, np.int64))
 
 
 def test_decoder_values_into_writes_in_name_order():

@@ -13,8 +13,10 @@ integration on ALE with the same meaning:
 - ALE's action sets as stable-retro button combos (:func:`action_set`: ``"ale_full"`` and
   ``"ale_minimal"``, read from the package data ``fastretro/data/atari.json`` so that the
   stable-retro backend can offer them without ale-py), and the reverse table from a button mask
-  to ALE's action (:func:`mask_to_ale_table`);
-- Pong-style per-player scenarios reduced to player 1's (:func:`player_scenario`);
+  to ALE's action (:func:`mask_to_ale_table`). Both go through each game's buttons
+  (:func:`game_buttons`): in Pong the two emulators wire the paddle to different joystick
+  directions;
+- per-player scenarios (Pong's ``"rewards"``) reduced to one player's (:func:`player_scenario`);
 - :class:`AleEmulator`, the :class:`~fastretro.runtime.backends.base.Emulator` on
   ``ale_py.ALEInterface``.
 
@@ -240,6 +242,7 @@ class RamDecoder:
     Attributes:
         names: the decoded variables, in ``data.json`` order.
         plan: uint64 ``(len(names), 20)``, the compiled plan.
+        size: the RAM's length in bytes.
         skipped: ``{name: why}`` for the variables left out.
     """
 
@@ -267,19 +270,27 @@ class RamDecoder:
         self.plan = (np.stack(rows) if rows else np.zeros((0, _PLAN_COLUMNS), np.uint64)).astype(
             np.uint64
         )
+        self.size = size
         self._out = np.zeros(len(names), np.int64)
         self._out_bits = self._out.view(np.uint64)
 
     def values_into(self, ram: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """Decode every variable of ``ram`` (uint8 ``(128,)``) into ``out`` (int64 ``(n,)``).
+        """Decode every variable of ``ram`` (uint8 ``(size,)``) into ``out`` (int64 ``(n,)``).
 
         ``out[k]`` is variable ``names[k]``. Returns ``out``.
         """
+        if ram.shape != (self.size,) or out.shape != self._out.shape:
+            raise InvalidArgumentError(
+                f"Expected a RAM of shape ({self.size},) and out of shape {self._out.shape}, "
+                f"got {ram.shape} and {out.shape}"
+            )
         _decode_into(ram, self.plan, out.view(np.uint64))
         return out
 
     def __call__(self, ram: np.ndarray) -> dict[str, int]:
-        """The variables of ``ram`` (uint8 ``(128,)``, ALE's ``getRAM()``), as ``lookup_all()``."""
+        """The variables of ``ram`` (uint8 ``(size,)``, ALE's ``getRAM()``), as ``lookup_all()``."""
+        if ram.shape != (self.size,):
+            raise InvalidArgumentError(f"Expected a RAM of shape ({self.size},), got {ram.shape}")
         _decode_into(ram, self.plan, self._out_bits)
         return dict(zip(self.names, self._out.tolist()))
 
