@@ -236,10 +236,10 @@ MIN_FRAME_SIZE = 46
 
 PRESETS: dict[str, dict] = {
     # Sized for ~1.5 hours on 2 shared cores (bench/bench_world_models.py): ~35k steps of random
-    # play, one VAE epoch on 20k of them (the paper's VAE trains at ~30-60 frames/s here), 10
-    # MDN epochs, then 45 minutes of evolution: 16 candidates x 2 episodes on 8 envs, acting on
-    # batches of 2 (at a generation's end the envs left waiting for the longest episode take
-    # filler steps, at most batch_size - 1 of them at a time).
+    # play, one VAE epoch on 20k of them (the paper's VAE trains at ~30-60 frames/s here), 20
+    # MDN epochs (seconds each), then 45 minutes of evolution: 16 candidates x 2 episodes on 8
+    # envs, acting on batches of 2 (at a generation's end the envs left waiting for the longest
+    # episode take filler steps, at most batch_size - 1 of them at a time).
     "airstriker": dict(
         game="Airstriker-Genesis-v0",
         actions="auto",
@@ -250,7 +250,7 @@ PRESETS: dict[str, dict] = {
         collect_episodes=80,
         vae_epochs=1,
         vae_max_frames=20_000,
-        mdn_epochs=10,
+        mdn_epochs=20,
         generations=200,
         evolve_seconds=2700.0,
         popsize=16,
@@ -973,7 +973,7 @@ def _sequence_index(ends: np.ndarray, seq_len: int, rng) -> tuple[np.ndarray, np
     for s, e in zip(starts, stops):
         cuts = [s, *range(s + int(rng.integers(1, seq_len + 1)), e, seq_len)]
         firsts += cuts
-        last += [e] * len(cuts)
+        last += [*cuts[1:], e]
     base = np.array(firsts, np.int64)[:, None] + np.arange(seq_len)
     valid = base < np.array(last, np.int64)[:, None]
     return np.minimum(base, len(ends) - 1), valid
@@ -1826,11 +1826,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(summary))
     else:
-        print(_describe(summary))
+        print(describe_summary(summary))
     return 0
 
 
-def _describe(s: dict) -> str:
+def describe_summary(s: dict) -> str:
     """One line per stage summary, for humans."""
     stage = s["stage"]
     if stage == "collect":
