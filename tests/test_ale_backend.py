@@ -605,6 +605,19 @@ def test_state_loads_into_another_emulator(pong):
     np.testing.assert_array_equal(other.screen(), pong.screen())
 
 
+def test_load_state_of_another_game_raises_and_leaves_the_emulator(pong):
+    for _ in range(50):
+        pong.frame()
+    before = pong.save_state()
+    breakout = ale.AleEmulator(BREAKOUT)
+    breakout.start()
+    with pytest.raises(InvalidArgumentError, match=f"Expected a state of {PONG}"):
+        pong.load_state(breakout.save_state())
+    with pytest.raises(InvalidArgumentError, match="ALE does not accept"):
+        pong.load_state(b"not a state")
+    assert pong.save_state() == before
+
+
 def test_several_emulators_in_one_process_are_independent():
     games = [PONG, BREAKOUT, PONG]
     together = [ale.AleEmulator(g) for g in games]

@@ -762,7 +762,7 @@ class AleEmulator(Emulator):
         self._ale.setInt("frame_skip", 1)
         self._ale.loadROM(str(rom_path))
         self.decoder = RamDecoder(game_info(game) if info is None else info)
-        # pybind11 tries act's overloads in order; passing Action objects takes the first.
+        # Action objects: act's first overload takes them as they are.
         self._actions = [ale_py.Action(a) for a in range(len(ale_py.Action.__members__))]
         self._mask_to_action = [self._actions[a] for a in mask_to_ale_table(game).tolist()]
         self._action = self._actions[0]
@@ -789,7 +789,10 @@ class AleEmulator(Emulator):
         self._action = self._mask_to_action[mask]
 
     def frame(self, draw: bool = True) -> None:
-        """Run one frame (``act``); ALE draws whatever ``draw`` says."""
+        """Run one frame (``act``); ALE draws every frame whatever ``draw`` says.
+
+        After ALE's end of game (:meth:`game_over`) ALE runs no frame until :meth:`start`.
+        """
         self.reward = self._ale.act(self._action)
 
     def screen(self) -> np.ndarray:
@@ -836,8 +839,23 @@ class AleEmulator(Emulator):
         return self._ale.cloneState(include_rng=True).serialize()
 
     def load_state(self, state: bytes) -> None:
-        """Go back to a state from :meth:`save_state` (of the same game)."""
-        self._ale.restoreState(self._ale_py.ALEState(state))
+        """Go back to a state from :meth:`save_state` (of the same game).
+
+        Raises:
+            InvalidArgumentError: ``state`` is not a state of this game (the emulator is left
+                as it was).
+        """
+        # ALE checks the cartridge's MD5 and the format only part-way through a restore, and its
+        # error crosses nanobind as a bare SystemError: keep the current state to go back to.
+        current = self._ale.cloneState(include_rng=True)
+        try:
+            self._ale.restoreState(self._ale_py.ALEState(state))
+        except (SystemError, RuntimeError, TypeError):
+            self._ale.restoreState(current)
+            raise InvalidArgumentError(
+                f"Expected a state of {self.game} from save_state(), got {len(state)} bytes that "
+                "ALE does not accept"
+            ) from None
 
     def game_over(self) -> bool:
         """ALE's end of game; ALE then refuses to run frames until :meth:`start`."""
