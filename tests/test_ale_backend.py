@@ -340,6 +340,16 @@ def test_atari_data_matches_ale_itself(atari_roms):
     assert ale.build_atari_data() == ale.atari_data()
 
 
+def test_write_data_writes_the_shipped_file(tmp_path, monkeypatch, capsys):
+    # The shipped file is write_atari_data's output, byte for byte (the ALE side is tested above).
+    monkeypatch.setattr(ale, "build_atari_data", lambda: json.loads(json.dumps(ale.atari_data())))
+    path = tmp_path / "atari.json"
+    assert ale.main(["--write-data", "--path", str(path)]) == 0
+    assert path.read_bytes() == ale._data_path().read_bytes()
+    assert capsys.readouterr().out == f"wrote {path}: ALE's 18 actions, 32 games\n"
+    assert ale.main([]) == 2
+
+
 def test_full_set_is_ales_18_actions():
     names = ale.ale_action_names()
     assert names == tuple(sorted(ale_py.Action.__members__, key=lambda n: ale_py.Action[n].value))
