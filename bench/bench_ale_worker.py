@@ -26,12 +26,13 @@ import os
 import platform
 import threading
 import time
+import timeit
 
 import numba
 import numpy as np
 
 from fastretro import kernels
-from fastretro.runtime.backends.ale import AleEmulator, ale_rom
+from fastretro.runtime.backends.ale import AleEmulator, ale_rom, decode_ram_into
 
 SIZE = 84
 FRAMES_PER_STEP = 4
@@ -184,6 +185,27 @@ def path_differences(game: str) -> dict[str, float]:
     }
 
 
+def decoder_cost(game: str, repeat: int, number: int = 20000) -> dict[str, float]:
+    """Microseconds per call of the RAM decoder's layers (best of ``repeat``)."""
+    em = AleEmulator(game)
+    em.start()
+    for _ in range(200):
+        em.frame()
+    decoder, ram = em.decoder, em.ram().copy()
+    out = np.zeros(len(decoder.names), np.int64)
+    calls = {
+        "kernel": lambda: decode_ram_into(ram, decoder.plan, out),
+        "values_into": lambda: decoder.values_into(ram, out),
+        "dict": lambda: decoder(ram),
+        "variables": em.variables,  # getRAM + dict
+    }
+    cost = {"variables_decoded": len(decoder.names)}
+    for name, call in calls.items():
+        call()
+        cost[name] = round(min(timeit.repeat(call, number=number, repeat=repeat)) / number * 1e6, 3)
+    return cost
+
+
 def bare_act_fps(game: str, frames: int) -> float:
     em = AleEmulator(game)
     em.start()
@@ -258,6 +280,7 @@ def main() -> None:
     result["rgb"][f"fps_{args.envs}_threads"] = round(
         max(threaded_fps(args.game, args.envs, args.steps, "rgb") for _ in range(args.repeat))
     )
+    result["decoder_us"] = decoder_cost(args.game, args.repeat)
     result["gray_kernel_vs_cv2_max_diff"] = check_gray_kernel(args.game)
     result["rgb_vs_gray_path"] = path_differences(args.game)
     result["loadavg_before"] = [round(x, 2) for x in load_before]

@@ -225,7 +225,8 @@ class RamDecoder:
 
     The variables are compiled once into a plan (one uint64 row per variable: the RAM index and
     the weight of each byte, the digit table, the sign extension and the mask, as stable-retro's
-    ``DataType``/``Variable``); each call runs one compiled loop over it.
+    ``DataType``/``Variable``); each call runs one compiled loop over it
+    (:func:`decode_ram_into`, which a compiled worker loop can call on the plan itself).
 
     stable-retro's rules (``GameData::load`` and ``AddressSpace`` in src/data.cpp, src/memory.cpp):
     a ``type`` is ``[endian][endian2]<repr><width>``; a type shorter than 3 characters or wider
@@ -272,7 +273,6 @@ class RamDecoder:
         )
         self.size = size
         self._out = np.zeros(len(names), np.int64)
-        self._out_bits = self._out.view(np.uint64)
 
     def values_into(self, ram: np.ndarray, out: np.ndarray) -> np.ndarray:
         """Decode every variable of ``ram`` (uint8 ``(size,)``) into ``out`` (int64 ``(n,)``).
@@ -284,14 +284,14 @@ class RamDecoder:
                 f"Expected a RAM of shape ({self.size},) and out of shape {self._out.shape}, "
                 f"got {ram.shape} and {out.shape}"
             )
-        _decode_into(ram, self.plan, out.view(np.uint64))
+        decode_ram_into(ram, self.plan, out)
         return out
 
     def __call__(self, ram: np.ndarray) -> dict[str, int]:
         """The variables of ``ram`` (uint8 ``(size,)``, ALE's ``getRAM()``), as ``lookup_all()``."""
         if ram.shape != (self.size,):
             raise InvalidArgumentError(f"Expected a RAM of shape ({self.size},), got {ram.shape}")
-        _decode_into(ram, self.plan, self._out_bits)
+        decode_ram_into(ram, self.plan, self._out)
         return dict(zip(self.names, self._out.tolist()))
 
 
@@ -328,8 +328,17 @@ def _plan_row(var: Mapping, base: int, size: int) -> tuple[np.ndarray | None, st
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _decode_into(ram, plan, out):
-    # uint64 throughout, as stable-retro's arithmetic wraps; `out` is an int64 array's view.
+def decode_ram_into(ram, plan, out):
+    """Decode the variables of a :class:`RamDecoder` plan from ``ram`` into ``out``.
+
+    No checks: ``ram`` is uint8 and covers every index in the plan, ``plan`` is
+    ``RamDecoder.plan`` (uint64 ``(n, 20)``), ``out`` is int64 ``(n,)``.
+
+    Each plan row: columns 0-7 the RAM index of each byte, 8-15 its weight (0 for unused bytes),
+    16 the digit table (0 binary, 1 BCD, 2 one BCD digit a byte), 17 the sign bit (0 unless
+    signed), 18 the bits a negative value sets, 19 the mask.
+    """
+    # uint64 throughout, as stable-retro's arithmetic wraps; the cast to int64 keeps the bits.
     for v in range(plan.shape[0]):
         digits = plan[v, _COL_DIGITS]
         datum = np.uint64(0)
@@ -337,7 +346,7 @@ def _decode_into(ram, plan, out):
             datum += _DIGITS[digits, ram[plan[v, _COL_INDEX + k]]] * plan[v, _COL_SHIFT + k]
         if datum & plan[v, _COL_SIGN]:
             datum |= plan[v, _COL_EXTEND]
-        out[v] = datum & plan[v, _COL_MASK]
+        out[v] = np.int64(datum & plan[v, _COL_MASK])
 
 
 # ---------------------------------------------------------------------------------------------
