@@ -199,3 +199,148 @@ class ScenarioReference:
         done = self._done(self.scenario.get("done", {}), now)
         self.prev = dict(now)
         return float(total), done
+
+
+# == Rainbow: references for fastretro/agents/replay.py and rainbow.py ========================
+# Appended for the Rainbow client (issue 28). Each follows the textbook definition: sums over
+# leaf ranges for the sum tree, a cumulative sum for prefix sampling, whole episodes for n-step
+# transitions (observations rebuilt with FrameStack above), loops over atoms for C51.
+
+
+def sum_tree(leaves: np.ndarray, size: int) -> np.ndarray:
+    """The sum tree of ``leaves`` (padded with 0 to ``size``): node i is the sum of its range."""
+    padded = np.zeros(size)
+    padded[: len(leaves)] = leaves
+    tree = np.zeros(2 * size)
+    for node in range(1, 2 * size):
+        depth = node.bit_length() - 1
+        span = size >> depth
+        first = (node - (1 << depth)) * span
+        tree[node] = padded[first : first + span].sum()
+    return tree
+
+
+def prefix_sample(priorities: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """The index k with ``cumsum[k - 1] <= target < cumsum[k]`` for each target."""
+    cumulative = np.cumsum(priorities)
+    idx = np.searchsorted(cumulative, targets, side="right")
+    # A target at or past the total: the last index with a non-zero priority.
+    return np.minimum(idx, np.flatnonzero(priorities)[-1])
+
+
+def episode_observations(frames: list, stack: int) -> list:
+    """Observations (stack, H, W) of an episode from its frames, as the pool stacks them."""
+    fs = FrameStack(stack)
+    out = [fs.reset(frames[0][..., None])]
+    out += [fs.push(f[..., None]) for f in frames[1:]]
+    return [np.moveaxis(o, -1, 0) for o in out]
+
+
+def nstep_transition(frames, rewards, terminated, t, n, gamma, stack):
+    """Transition ``t`` of one episode: (obs, n-step return, next obs, discount).
+
+    ``frames``: the newest frame of each observation so far (the final observation's included
+    when the episode is over); ``rewards[k]``: the reward after step k; ``terminated``: the game
+    ended the episode (True), a time limit did or it goes on (False). The return sums
+    ``gamma^k r[t + k]`` over ``m = min(n, steps left)`` steps; the discount is ``gamma^m``,
+    or 0 where those m steps reach the end of a terminated episode.
+    """
+    obs = episode_observations(frames, stack)
+    steps = len(rewards)
+    m = min(n, steps - t)
+    ret = sum(gamma**k * rewards[t + k] for k in range(m))
+    ends = t + m == steps and len(frames) == steps + 1 and terminated
+    return obs[t], ret, obs[t + m], 0.0 if ends else gamma**m
+
+
+class ReplayReference:
+    """What a per-env ring of ``ring`` frames holds, from the episodes written into it.
+
+    Each env writes every observation's newest frame in order (an episode's final observation
+    included); the last ``ring`` stay. A transition can be drawn once ``n`` more steps are
+    written or its episode is over, unless its frame is among the oldest ``stack - 1`` kept
+    (their stacks would reach back into frames already overwritten).
+    """
+
+    def __init__(self, num_envs: int, ring: int, n: int, stack: int) -> None:
+        self.ring, self.n, self.stack = ring, n, stack
+        # Per env: episodes as dicts of frames, rewards, terminated, done, and where each frame
+        # went in the env's write order.
+        self.episodes: list[list[dict]] = [[] for _ in range(num_envs)]
+        self.written = [0] * num_envs
+
+    def begin(self, env: int, frame: np.ndarray) -> None:
+        """A new episode starts with ``frame``."""
+        self.episodes[env].append(
+            dict(
+                frames=[frame],
+                actions=[],
+                rewards=[],
+                terminated=False,
+                done=False,
+                pos=[self.written[env]],
+            )
+        )
+        self.written[env] += 1
+
+    def step(self, env, action, reward, terminated, truncated, final_frame, next_frame) -> None:
+        """One step: its action and reward, the next frame (after the final one if it ended)."""
+        ep = self.episodes[env][-1]
+        ep["actions"].append(action)
+        ep["rewards"].append(reward)
+        if terminated or truncated:
+            ep["frames"].append(final_frame)
+            ep["pos"].append(self.written[env])
+            ep["terminated"], ep["done"] = bool(terminated), True
+            self.written[env] += 1
+            self.begin(env, next_frame)
+        else:
+            ep["frames"].append(next_frame)
+            ep["pos"].append(self.written[env])
+            self.written[env] += 1
+
+    def sampleable(self) -> dict:
+        """{slot: (env, episode index, step)} of every transition that can be drawn."""
+        out = {}
+        for env, episodes in enumerate(self.episodes):
+            oldest_allowed = self.written[env] - self.ring + self.stack - 1
+            for k, ep in enumerate(episodes):
+                steps = len(ep["rewards"])
+                for t in range(steps):
+                    complete = ep["done"] or t + self.n <= steps
+                    if complete and ep["pos"][t] >= oldest_allowed:
+                        out[env * self.ring + ep["pos"][t] % self.ring] = (env, k, t)
+        return out
+
+    def transition(self, env, k, t, gamma):
+        """(obs, action, return, next obs, discount) of step t of env's episode k."""
+        ep = self.episodes[env][k]
+        obs, ret, next_obs, discount = nstep_transition(
+            ep["frames"], ep["rewards"], ep["terminated"], t, self.n, gamma, self.stack
+        )
+        return obs, ep["actions"][t], ret, next_obs, discount
+
+
+def categorical_projection(next_probs, returns, discounts, v_min, v_max):
+    """C51's projection (Bellemare et al. 2017, Algorithm 1), one atom at a time.
+
+    Each atom z_j of the next state's distribution moves to ``r + discount * z_j``, clipped to
+    ``[v_min, v_max]``, and its probability is split between the two nearest atoms in
+    proportion to closeness (all of it to one atom where it lands exactly on it).
+    """
+    batch, atoms = next_probs.shape
+    dz = (v_max - v_min) / (atoms - 1)
+    z = [v_min + j * dz for j in range(atoms)]
+    m = np.zeros((batch, atoms))
+    for i in range(batch):
+        for j in range(atoms):
+            tz = min(v_max, max(v_min, returns[i] + discounts[i] * z[j]))
+            b = (tz - v_min) / dz
+            lo, hi = int(np.floor(b)), int(np.ceil(b))
+            p = next_probs[i, j]
+            if lo == hi:
+                m[i, lo] += p
+            else:
+                m[i, lo] += p * (hi - b)
+                m[i, hi] += p * (b - lo)
+    return m
