@@ -8,7 +8,7 @@ worker process would, with a random button mask a step; each part is timed insid
 - ``act x4``: 4 ``press`` + ``frame`` (ALE's ``act``);
 - ``screens``: the two pooled frames grabbed into the worker's buffers (``screen_into`` RGB, or
   ``screen_gray_into``: ALE's own gray);
-- ``resize``: max-pool + gray + 84x84 area resize: ``fastretro.kernels.gray_area_resize_into``
+- ``resize``: max-pool + gray + 84x84 area resize: ``fastretro.runtime.kernels.gray_area_resize_into``
   on RGB, or on ALE's gray frames a gray-input kernel of the same arithmetic (below);
 - ``ram``: ``variables()`` (``getRAM`` + the decoder + the dict).
 
@@ -33,7 +33,7 @@ import timeit
 import numba
 import numpy as np
 
-from fastretro import kernels
+from fastretro.runtime import kernels
 from fastretro.runtime.backends.ale import AleEmulator, ale_rom, decode_ram_into
 
 SIZE = 84

@@ -4,7 +4,7 @@ Runs ``collect``, ``vae``, ``mdn`` and ``evolve`` (fastretro/agents/world_models
 folder with a preset (``airstriker`` by default: sized for ~1.5 hours on 2 cores), then scores
 on the same env settings (action set, frame timing, episode limit):
 
-- a uniformly random agent over the same actions (``fastretro.evaluate.RandomAgent``);
+- a uniformly random agent over the same actions (``fastretro.contest.evaluate.RandomAgent``);
 - the evolved controller: the best candidate seen during evolution, and CMA-ES's mean, each
   on fresh seeds.
 
@@ -77,7 +77,7 @@ def main() -> None:
     """Run every stage, score the controller and the random agent, print one JSON line."""
     import cma
 
-    from fastretro.evaluate import RandomAgent
+    from fastretro.contest.evaluate import RandomAgent
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run-dir", default=os.path.join(HERE, "out", "world_models"))

@@ -262,7 +262,7 @@ cdef class EnvStepper:
     cdef double[::1] snap_return
     cdef object emu, rng, rng_random, press, frame, screen, obs_screen, variables
     cdef object save_state, load_state
-    cdef object start, own_scenario
+    cdef object start, own_scenario, game_over
     cdef object info_names, write_obs, write_final_obs, values
     cdef VariableScenario scenario
     cdef const long long[::1] action_masks, action_offsets
@@ -309,6 +309,9 @@ cdef class EnvStepper:
         gray = getattr(emulator, "screen_gray", None)
         self.obs_screen = gray if (config.grayscale and gray is not None) else emulator.screen
         self.variables = emulator.variables
+        # An emulator that stops at its own end of game (ALE runs no frame after it) ends the
+        # episode there too, should the scenario's end come later.
+        self.game_over = getattr(emulator, "game_over", None)
         self.save_state = emulator.save_state
         self.load_state = emulator.load_state
         self.num_buttons = len(emulator.buttons)
@@ -600,6 +603,8 @@ cdef class EnvStepper:
             # per agent step gives the same total (tests/test_pool.py pins this).
             total = self._evaluate()
             done = self.frame_done
+        if not done and self.game_over is not None and self.game_over():
+            done = True
         self.mask_prev = self.mask_new
         self.have_prev = True
         self.episode_steps += 1

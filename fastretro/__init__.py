@@ -33,6 +33,7 @@ _LAZY = {
     "PoolConfig": "fastretro.config",
     "SB3VecEnv": "fastretro.integrations.sb3",
     "contest_env": "fastretro.contest.levels",
+    "atari_env": "fastretro.atari",
 }
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "WorkerError",
     "WorkerTimeoutError",
     "__version__",
+    "atari_env",
     "contest_env",
 ]
 

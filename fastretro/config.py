@@ -19,7 +19,7 @@ import math
 import multiprocessing as mp
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,7 @@ from fastretro import DEFAULT_GAME
 from fastretro.errors import InvalidArgumentError
 
 SCENARIO_ENGINES = ("auto", "stable-retro")
+BACKENDS = ("auto", "stable-retro", "ale")
 FAILURE_POLICIES = ("raise", "restart")
 
 
@@ -113,6 +114,12 @@ class EnvConfig:
     skip_audio: bool = True
     """Run the Genesis FM chip without synthesizing its sound while its timers are stopped,
     where the core's build allows it; the game sees no difference."""
+    backend: str = "auto"
+    """The emulator that runs the game: ``"stable-retro"``, ``"ale"`` (ALE's Atari 2600
+    emulator, for the Atari games whose ROM ale-py ships; ``pip install "fastretro[atari]"``),
+    or ``"auto"``: ALE where it can run every env with the same meaning (not while recording
+    ``.bk2`` movies, which replay on stable-retro's core), else stable-retro. The pool's
+    ``backends`` says which ran."""
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise once, here
@@ -154,6 +161,10 @@ class EnvConfig:
             )
         if self.clip_reward is not None:
             set_(self, "clip_reward", float(self.clip_reward))
+        if self.backend not in BACKENDS:
+            raise InvalidArgumentError(
+                f"Expected backend to be one of {list(BACKENDS)}, got {self.backend!r}"
+            )
         if self.scenario_engine not in SCENARIO_ENGINES:
             raise InvalidArgumentError(
                 f"Expected scenario_engine to be 'auto' or 'stable-retro', got "
@@ -212,6 +223,37 @@ class EnvConfig:
         rules = dict(frameskip=FRAMESKIP, sticky_prob=STICKY_PROB)
         rules["max_episode_steps"] = MAX_EPISODE_STEPS
         return cls(game=game, state=state, **{**rules, **overrides})
+
+    @classmethod
+    def atari(cls, game: str | Sequence[str], **overrides: Any) -> EnvConfig:
+        """Machado et al. (2018)'s standard protocol for Atari 2600 games; any field overrides.
+
+        Sticky actions with probability 0.25, 4 frames per step, the max of the step's last
+        two frames, 84x84 gray, a stack of 4 (channels first, as EnvPool and ALE's vector env
+        give them), ALE's full 18-action set, no end of episode on a lost life (the game's own
+        end, from its scenario), episodes capped at 108,000 frames (27,000 steps). Runs on
+        ALE's emulator where ale-py is installed (``backend="auto"``).
+
+        Args:
+            game: a stable-retro Atari 2600 game ID, its short name (``"Pong"``) or ALE's ROM
+                name (``"pong"``), or one per env.
+            **overrides: any other field (a change of protocol).
+        """
+        from fastretro.runtime.games import atari_game
+
+        games = atari_game(game) if isinstance(game, str) else tuple(map(atari_game, game))
+        protocol = dict(
+            frameskip=4,
+            sticky_prob=0.25,
+            max_pool=True,
+            grayscale=True,
+            resize=(84, 84),
+            frame_stack=4,
+            channels_first=True,
+            actions="ale_full",
+            max_episode_steps=27_000,
+        )
+        return cls(game=games, **{**protocol, **overrides})
 
     def replace(self, **changes: Any) -> EnvConfig:
         """A copy with ``changes`` applied, checked again."""
@@ -291,13 +333,15 @@ class PoolConfig:
     ``"restart"``, killing and replacing the stuck worker)."""
     startup_timeout: float = 120.0
     """Seconds the constructor waits for every worker to start."""
+    envs_per_worker: int | None = None
+    """Envs one worker process runs; ``None``: 1 where the emulator allows one per process
+    (stable-retro), else an equal share of the cores (ALE: a worker per core, so that one
+    wake-up steps several emulators)."""
     spin: bool | None = None
     """Let the parent and the workers watch for each other's turn for a moment before
     sleeping: a round trip then costs microseconds instead of two wake-ups. ``None``
     (default): only where the parent and every worker have a core of their own, so that a
     spinning process never takes a core from an emulator."""
-    envs_per_worker: int = field(default=1, repr=False)
-    """Envs one worker process runs (stable-retro allows one emulator per process)."""
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -334,7 +378,8 @@ class PoolConfig:
         set_(self, "copy", bool(self.copy))
         if self.spin is not None:
             set_(self, "spin", bool(self.spin))
-        set_(self, "envs_per_worker", _check_int("envs_per_worker", self.envs_per_worker, 1))
+        if self.envs_per_worker is not None:
+            set_(self, "envs_per_worker", _check_int("envs_per_worker", self.envs_per_worker, 1))
 
     def replace(self, **changes: Any) -> PoolConfig:
         """A copy with ``changes`` applied, checked again."""
@@ -344,11 +389,11 @@ class PoolConfig:
     @property
     def num_workers(self) -> int:
         """Worker processes: ``num_envs`` shared out ``envs_per_worker`` at a time."""
-        return -(-self.num_envs // self.envs_per_worker)
+        return -(-self.num_envs // (self.envs_per_worker or 1))
 
     def worker_envs(self, worker: int) -> range:
         """The envs worker ``worker`` runs."""
-        k = self.envs_per_worker
+        k = self.envs_per_worker or 1
         return range(worker * k, min((worker + 1) * k, self.num_envs))
 
 

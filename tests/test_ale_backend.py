@@ -17,10 +17,11 @@ import pytest
 
 ale_py = pytest.importorskip("ale_py")
 
+from fastretro.scenario import compile_scenario  # noqa: E402
+
 from fastretro.errors import GameNotFoundError, InvalidArgumentError  # noqa: E402
 from fastretro.runtime.backends import ale  # noqa: E402
 from fastretro.runtime.backends.base import Emulator  # noqa: E402
-from fastretro.scenario import compile_scenario  # noqa: E402
 
 PONG = "Pong-Atari2600-v0"
 BREAKOUT = "Breakout-Atari2600-v0"

@@ -178,6 +178,18 @@ def load_checkpoint(path: str, agent: str, label: str, required: Sequence[str] =
     return ckpt
 
 
+def checkpoint_agent(path: str) -> str:
+    """The agent that wrote the checkpoint at ``path`` (``"ppo2"`` when unknown or unreadable).
+
+    Raises nothing: the agent's own loader reports a missing or bad file.
+    """
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:  # noqa: BLE001 - the loader that runs next says what is wrong
+        return "ppo2"
+    return ckpt.get("agent", "ppo2") if isinstance(ckpt, dict) else "ppo2"
+
+
 # -- run logs --------------------------------------------------------------------------------
 
 

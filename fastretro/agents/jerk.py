@@ -63,6 +63,15 @@ PROFILES = {
     # Airstriker scrolls by itself: "forward" moves the ship right, "jump" fires.
     "Airstriker-Genesis-v0": {"forward": ["RIGHT"], "back": ["LEFT"], "jump": ["B"]},
 }
+#: Any other Atari 2600 game: the joystick's right and left, and its button.
+ATARI_PROFILE = {"forward": ["RIGHT"], "back": ["LEFT"], "jump": ["BUTTON"]}
+
+
+def profile_of(game: str) -> dict | None:
+    """The JERK profile of ``game``: its own, the generic Atari 2600 one, or ``None``."""
+    if game in PROFILES:
+        return PROFILES[game]
+    return ATARI_PROFILE if game.endswith("-Atari2600-v0") else None
 
 
 @dataclass
@@ -429,7 +438,7 @@ def run(
             "Expected open_loop or async_batches, not both: async_batches halves a pool that "
             "the parent steps step by step (pass open_loop=False)"
         )
-    profile = config.profile or PROFILES.get(game)
+    profile = config.profile or profile_of(game)
     if profile is None:
         raise InvalidArgumentError(
             f"No JERK profile for {game}: pass JerkConfig(profile={{'forward': [...], "

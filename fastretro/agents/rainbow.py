@@ -524,7 +524,7 @@ def train(
         resume: a checkpoint of this run to continue (weights, target, optimizer, config,
             frames; the replay memory starts empty).
         init_from: a checkpoint whose weights start this run (fine-tuning; new optimizer).
-        watch: a :class:`fastretro.stats.Stopwatch` for ``inference`` (acting), ``sampling``
+        watch: a :class:`fastretro.runtime.stats.Stopwatch` for ``inference`` (acting), ``sampling``
             (drawing batches from the replay memory) and ``learning`` (gradient steps).
         progress: show a progress bar.
         max_seconds: stop after this much wall-clock (the profiler's budget).
@@ -537,7 +537,7 @@ def train(
     """
     from tqdm import tqdm
 
-    from fastretro.stats import Stopwatch, available_cores
+    from fastretro.runtime.stats import Stopwatch, available_cores
 
     start_frames = 0
     ckpt = None
@@ -899,7 +899,7 @@ class _EvalAgent:
 
 
 def make_eval_agent(checkpoint: str, greedy: bool = True):
-    """A ``fastretro eval`` agent factory for a trained checkpoint (see fastretro/evaluate.py).
+    """A ``fastretro eval`` agent factory for a trained checkpoint (see fastretro/contest/evaluate.py).
 
     ``factory(observation_space, action_space)`` returns an agent with ``act(obs) -> actions``;
     ``factory.env_options`` are the pool options it needs (its action set, 84x84 gray, stack 4,

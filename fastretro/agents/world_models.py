@@ -1727,7 +1727,7 @@ class _Scalars:
 
 
 def _cores() -> int:
-    from fastretro.stats import available_cores
+    from fastretro.runtime.stats import available_cores
 
     return available_cores()
 

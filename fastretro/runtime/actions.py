@@ -39,7 +39,10 @@ SONIC7: tuple[tuple[str, ...], ...] = (
 #: SONIC7 plus no-op, LEFT+B and RIGHT+B, the set the contest's winning entry used.
 SONIC10: tuple[tuple[str, ...], ...] = (*SONIC7, (), ("LEFT", "B"), ("RIGHT", "B"))
 
-NAMED = ("filtered", "discrete", "multi_discrete", "sonic7", "sonic10")
+NAMED = ("filtered", "discrete", "multi_discrete", "sonic7", "sonic10", "ale_full", "ale_minimal")
+#: ALE's action sets, for Atari 2600 games (fastretro/runtime/backends/ale.py): its 18 actions,
+#: and each game's minimal set, as button combos on either backend.
+ALE_SETS = ("ale_full", "ale_minimal")
 
 # Decoding modes (fastretro/runtime/protocol.py defines them for both sides).
 MODE_BITS, MODE_INDEX, MODE_GROUPS = ActionMode.BITS, ActionMode.INDEX, ActionMode.GROUPS
@@ -51,14 +54,16 @@ class ActionChoice:
 
     Attributes:
         name: one of :data:`NAMED`, or ``"custom"``.
-        combos: for sonic7/sonic10/custom, the button names of each action.
+        combos: for sonic7, sonic10, ALE's sets and custom ones, the buttons of each action.
     """
 
     name: str
     combos: tuple[tuple[str, ...], ...] = ()
 
 
-def choose(actions: str | Sequence, buttons: Sequence[str]) -> ActionChoice:
+def choose(
+    actions: str | Sequence, buttons: Sequence[str], game: str | None = None
+) -> ActionChoice:
     """Validate the ``actions`` option against the console's ``buttons``.
 
     Args:
@@ -66,6 +71,7 @@ def choose(actions: str | Sequence, buttons: Sequence[str]) -> ActionChoice:
             names (``[["LEFT"], ["RIGHT", "B"], []]``) or a ``"+"``-joined string (``"RIGHT+B"``;
             ``""`` is no-op).
         buttons: the console's button names, in the order of the button array.
+        game: the game (ALE's sets depend on it).
 
     Raises:
         InvalidArgumentError: unknown name, empty list, or a button the console lacks.
@@ -76,6 +82,8 @@ def choose(actions: str | Sequence, buttons: Sequence[str]) -> ActionChoice:
                 f"Expected actions to be one of {list(NAMED)} or a list of button combos, "
                 f"got {actions!r}"
             )
+        if actions in ALE_SETS:
+            return ActionChoice(actions, _ale_set(actions, game))
         combos = {"sonic7": SONIC7, "sonic10": SONIC10}.get(actions, ())
         if combos:
             _check_buttons(combos, buttons, actions)
@@ -88,6 +96,16 @@ def choose(actions: str | Sequence, buttons: Sequence[str]) -> ActionChoice:
     combos = tuple(parse_combo(c) for c in actions)
     _check_buttons(combos, buttons, "actions")
     return ActionChoice("custom", combos)
+
+
+def _ale_set(name: str, game: str | None) -> tuple[tuple[str, ...], ...]:
+    from fastretro.runtime.backends import ale
+
+    if game is None or not game.endswith("-Atari2600-v0"):
+        raise InvalidArgumentError(
+            f"actions={name!r} is ALE's action set, for Atari 2600 games; got {game!r}"
+        )
+    return ale.action_set(name, game)
 
 
 def parse_combo(combo) -> tuple[str, ...]:

@@ -18,9 +18,12 @@ from fastretro.errors import (
     ScenarioNotFoundError,
     StateNotFoundError,
 )
-from fastretro.runtime.scenario import ScenarioPlan, compile_scenario
+from fastretro.runtime.scenario import ScenarioPlan, compile_scenario, player_scenario
 
 IMPORT_HINT = "import your ROMs with `python -m stable_retro.import DIR`"
+ATARI_HINT = (
+    'pip install "fastretro[atari]" runs it on ALE, and `fastretro roms --from-ale` imports it'
+)
 
 
 @lru_cache(maxsize=1)
@@ -75,6 +78,7 @@ class GameSetup:
         scenario_plan: the scenario compiled for the worker to evaluate itself
             (fastretro/runtime/scenario.py), or ``None`` where it must stay with stable-retro.
         scenario_plan_why_not: why ``scenario_plan`` is ``None`` ("" when it is not).
+        rom_imported: stable-retro has the ROM (else only ALE can run the game).
     """
 
     game: str
@@ -85,6 +89,7 @@ class GameSetup:
     buttons: tuple[str, ...]
     scenario_plan: ScenarioPlan | None = None
     scenario_plan_why_not: str = ""
+    rom_imported: bool = True
 
 
 def resolve(game: str, state: str | None = None, scenario: str | None = None) -> GameSetup:
@@ -111,10 +116,12 @@ def resolve(game: str, state: str | None = None, scenario: str | None = None) ->
             f"Unknown game {game!r}: stable-retro has no integration of that name.{hint} "
             "`fastretro games` lists them."
         )
-    if not rom_imported(game):
+    has_rom = rom_imported(game)
+    if not has_rom and not ale_runs(game):
         raise GameNotFoundError(
             f"The ROM of {game} is not imported: {IMPORT_HINT}. "
-            "Only Airstriker-Genesis-v0 ships with stable-retro."
+            "Only Airstriker-Genesis-v0 ships with stable-retro"
+            + (f"; ale-py ships this one: {ATARI_HINT}" if game.endswith("-Atari2600-v0") else ".")
         )
 
     if state is not None:
@@ -146,13 +153,54 @@ def resolve(game: str, state: str | None = None, scenario: str | None = None) ->
             info = json.load(f).get("info", {})
     info_names = tuple(sorted(info))
 
-    rom = data.get_romfile_path(game, inttype)
     import stable_retro
 
-    system = stable_retro.get_romfile_system(rom)
+    if has_rom:
+        system = stable_retro.get_romfile_system(data.get_romfile_path(game, inttype))
+    else:  # an Atari game ALE runs from ale-py's own ROM
+        system = "Atari2600"
     buttons = tuple(b or "" for b in stable_retro.get_system_info(system)["buttons"])
-    plan, why_not = compile_scenario(scenario_json, _loadable_variables(info))
-    return GameSetup(game, state, scenario, scripted, info_names, buttons, plan, why_not)
+    # A one-player env gets player 1's reward, as stable-retro's current_reward() does.
+    plan, why_not = compile_scenario(player_scenario(scenario_json), _loadable_variables(info))
+    return GameSetup(game, state, scenario, scripted, info_names, buttons, plan, why_not, has_rom)
+
+
+def atari_game(name: str) -> str:
+    """The stable-retro game ID of an Atari 2600 game.
+
+    ``"Pong-Atari2600-v0"``, ``"Pong"`` and ALE's ROM name ``"pong"`` all name Pong.
+
+    Raises:
+        GameNotFoundError: no Atari 2600 integration of that name.
+    """
+    if not isinstance(name, str):
+        raise InvalidArgumentError(f"Expected an Atari game name, got {type(name).__name__}")
+    atari = [g for g in known_games() if g.endswith("-Atari2600-v0")]
+    by_name = {g[: -len("-Atari2600-v0")].lower(): g for g in atari}
+    key = name[: -len("-Atari2600-v0")] if name.endswith("-Atari2600-v0") else name
+    key = key.lower().replace("_", "").replace("-", "")
+    if key in by_name:
+        return by_name[key]
+    close = difflib.get_close_matches(key, by_name, n=3)
+    hint = f" Did you mean {', '.join(by_name[c] for c in close)}?" if close else ""
+    raise GameNotFoundError(
+        f"Unknown Atari 2600 game {name!r}: stable-retro has no Atari2600 integration of that "
+        f"name.{hint}"
+    )
+
+
+def ale_runs(game: str) -> bool:
+    """Whether ALE's emulator can run ``game`` (ale-py installed and shipping its ROM)."""
+    if not game.endswith("-Atari2600-v0"):
+        return False
+    try:
+        from fastretro.runtime.backends.ale import game_table
+    except ImportError:
+        return False
+    try:
+        return game in game_table()
+    except ImportError:  # ale-py is not installed
+        return False
 
 
 def _loadable_variables(info: dict) -> set[str]:

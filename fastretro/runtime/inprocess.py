@@ -16,7 +16,7 @@ import numpy as np
 
 from fastretro.config import EnvConfig
 from fastretro.runtime import actions
-from fastretro.runtime.backends import make_emulator
+from fastretro.runtime.backends import choose_backend, make_emulator
 from fastretro.runtime.games import resolve_all
 from fastretro.runtime.protocol import Autoreset, segment_fields
 from fastretro.runtime.shm import Layout
@@ -38,9 +38,10 @@ class InProcessEnv:
         from fastretro.runtime._ext import worker_loop
 
         (setup,) = resolve_all(config, 1)
-        self.emulator = emu = make_emulator("stable-retro", setup, config, 0)
+        backend, _ = choose_backend(config, [setup])
+        self.emulator = emu = make_emulator(backend, setup, config, 0)
         table = actions.build_table(
-            actions.choose(config.actions, setup.buttons), emu.data, setup.buttons
+            actions.choose(config.actions, setup.buttons, setup.game), emu.data, setup.buttons
         )
         self.action_width = len(table.sizes)
         prep = config.preprocessing

@@ -43,7 +43,7 @@ from fastretro.errors import (
 )
 from fastretro.runtime import actions as fr_actions
 from fastretro.runtime import sequences, shm
-from fastretro.runtime.backends import PER_PROCESS
+from fastretro.runtime.backends import PER_PROCESS, choose_backend
 from fastretro.runtime.games import GameSetup, resolve_all
 from fastretro.runtime.preprocess import FrameWriter, Preprocessing, copy_into, stack_views
 from fastretro.runtime.protocol import Autoreset, Command, WorkerReady, segment_fields
@@ -141,7 +141,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
                 f"{sorted(buttons)}: run games of one console per pool"
             )
         self.buttons: tuple[str, ...] = self.setups[0].buttons
-        choice = fr_actions.choose(cfg.actions, self.buttons)
+        choice = fr_actions.choose(cfg.actions, self.buttons, self.setups[0].game)
         self.info_names: tuple[str, ...] = tuple(
             sorted({v for s in self.setups for v in s.info_names})
         )
@@ -153,11 +153,20 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         if cfg.scenario_engine == "auto":
             for why in sorted({s.scenario_plan_why_not for s in self.setups} - {""}):
                 log.debug("stable-retro evaluates a scenario: %s", why)
-        backend = "stable-retro"
-        if pc.envs_per_worker > (PER_PROCESS[backend] or pc.envs_per_worker):
+        backend, why = choose_backend(cfg, self.setups)
+        #: Why the pool runs on its backend (``backends`` says which, per env).
+        self.backend_why = why
+        log.debug("emulator backend %s: %s", backend, why)
+        per_process = PER_PROCESS[backend]
+        if pc.envs_per_worker is None:
+            # A worker per core where one process may hold several emulators: one wake-up then
+            # steps all of a core's envs, and no two workers share a core.
+            share = -(-n // min(n, available_cores()))
+            pc = self.pool_config = pc.replace(envs_per_worker=per_process or share)
+        elif per_process is not None and pc.envs_per_worker > per_process:
             raise InvalidArgumentError(
-                f"Expected envs_per_worker <= {PER_PROCESS[backend]} with the {backend} "
-                f"backend (its emulators allow one per process), got {pc.envs_per_worker}"
+                f"Expected envs_per_worker <= {per_process} with the {backend} backend (its "
+                f"emulators allow {per_process} per process), got {pc.envs_per_worker}"
             )
         _make_record_dirs(cfg, n)
 
@@ -224,7 +233,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             )
             prep = self.preprocessing
             if cfg.observe and (prep.grayscale or prep.resize is not None):
-                _compile_kernels(prep, self.screen_shape, self._a["obs"][0])
+                _compile_kernels(prep, self.screen_shape, self._a["obs"][0], backend == "ale")
             workers.attach(deadline)
         except BaseException:
             self.close()

@@ -17,10 +17,14 @@ that env keeps stable-retro's own evaluation.
 
 from __future__ import annotations
 
+import copy
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+
+from fastretro.errors import InvalidArgumentError
 
 # stable-retro's Operation names (src/data.cpp s_ops); the codes are fastretro's, mirrored in
 # ext/worker_loop.pyx. An unknown or missing name is NOOP (the value itself), as in stable-retro.
@@ -77,6 +81,55 @@ class ScenarioPlan:
     reward_factors: np.ndarray
     time_reward: float
     done: DoneNode
+
+
+#: Players a stable-retro scenario can have rewards for.
+MAX_PLAYERS = 2
+
+
+def player_scenario(scenario: Mapping, player: int = 0) -> dict:
+    """The scenario as player ``player`` sees it: per-player ``"rewards"`` folded into ``"reward"``.
+
+    Mirrors stable-retro's ``Scenario::load``: player 0 gets the variables of ``"reward"`` and
+    then those of ``rewards[0]`` whose names ``"reward"`` lacks (``emplace`` keeps the first);
+    a ``"time"`` or ``"script"`` in ``rewards[0]`` replaces that of ``"reward"``. Player ``p > 0``
+    gets ``rewards[p]`` alone. A one-player stable-retro env reads ``current_reward(0)``, so
+    player 0's is the env's reward. In Pong, player 0's reward is +1 when ``score2`` rises (the
+    paddle the first joystick moves scores; it is ALE's own reward) and -1 when ``score1`` rises.
+
+    The result has no ``"rewards"``, so :func:`compile_scenario` takes it.
+
+    Raises:
+        InvalidArgumentError: ``player`` is not in ``[0, MAX_PLAYERS)``, or a reward section is
+            not a JSON object.
+    """
+    if isinstance(player, bool) or not isinstance(player, int) or not 0 <= player < MAX_PLAYERS:
+        raise InvalidArgumentError(f"Expected player in [0, {MAX_PLAYERS}), got {player!r}")
+    if not isinstance(scenario, Mapping) or "rewards" not in scenario:
+        return scenario
+    out = copy.deepcopy(dict(scenario))
+    rewards = out.pop("rewards", [])
+    own = out.pop("reward", {})
+    own = own if player == 0 else {}
+    if not isinstance(rewards, list) or not all(isinstance(r, Mapping) for r in [own, *rewards]):
+        raise InvalidArgumentError(
+            f"Expected 'reward' to be an object and 'rewards' a list of objects, got "
+            f"{scenario.get('reward')!r} and {scenario.get('rewards')!r}"
+        )
+    reward = dict(own)
+    if player < len(rewards):
+        theirs = rewards[player]
+        variables = dict(own.get("variables", {}))
+        for name, spec in theirs.get("variables", {}).items():
+            variables.setdefault(name, spec)
+        if variables or "variables" in own or "variables" in theirs:
+            reward["variables"] = variables
+        for key in ("time", "script"):
+            if key in theirs:
+                reward[key] = theirs[key]
+    if reward:
+        out["reward"] = reward
+    return out
 
 
 class _Unsupported(Exception):

@@ -90,7 +90,7 @@ def worker_main(
             emu = make_emulator(backend, setup, config, env)
             emulators.append(emu)
             table = actions.build_table(
-                actions.choose(config.actions, setup.buttons), emu.data, setup.buttons
+                actions.choose(config.actions, setup.buttons, setup.game), emu.data, setup.buttons
             )
             tables.append(table)
             raw_screen = emu.screen().shape  # uncropped, as snapshots keep it

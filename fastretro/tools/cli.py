@@ -82,10 +82,36 @@ def _ppo(argv: list[str]) -> int:
     return ppo2.main(argv)
 
 
+def _rainbow(argv: list[str]) -> int:
+    from fastretro.agents import rainbow
+
+    return rainbow.main(argv)
+
+
+def _world_models(argv: list[str]) -> int:
+    from fastretro.agents import world_models
+
+    return world_models.main(argv)
+
+
 def _play(argv: list[str]) -> int:
+    # A checkpoint says which agent wrote it: play it with that agent.
+    from fastretro.agents import common
+
+    agent = common.checkpoint_agent(argv[0]) if argv and not argv[0].startswith("-") else "ppo2"
+    if agent == "rainbow":
+        from fastretro.agents import rainbow
+
+        return rainbow.play_main(argv)
     from fastretro.agents import ppo2
 
     return ppo2.play_main(argv)
+
+
+def _roms(argv: list[str]) -> int:
+    from fastretro.tools import roms
+
+    return roms.main(argv)
 
 
 def _plot(argv: list[str]) -> int:
@@ -105,12 +131,15 @@ COMMANDS = {
     "games": (_games, "list integrated games, ROMs present, and how to import ROMs"),
     "jerk": (_jerk, "run the JERK baseline (scripted search) on a level with the pool"),
     "ppo": (_ppo, "train the PPO2 client (checkpoints, resume, fine-tune, TensorBoard)"),
-    "play": (_play, "run a trained PPO2 checkpoint on a level, optionally recording .bk2"),
+    "rainbow": (_rainbow, "train the Rainbow client (checkpoints, resume, fine-tune, TensorBoard)"),
+    "world-models": (_world_models, "World Models: collect, vae, mdn, evolve, play"),
+    "play": (_play, "run a trained PPO2 or Rainbow checkpoint, optionally recording .bk2"),
     "plot": (_plot, "draw a run's learning curve (monitor.csv) to PNG"),
     "profile": (_profile, "run an agent for a fixed time; show where the wall-clock went"),
     "eval": (_eval, "evaluate an agent under the Retro Contest's rules; write a results folder"),
     "replay": (_replay, "replay .bk2 movies headless and print their reward and length"),
     "render": (_render, "render .bk2 movies to mp4 or gif (no display, no system ffmpeg)"),
+    "roms": (_roms, "import into stable-retro the Atari 2600 ROMs that ale-py ships"),
     "cleanup": (_cleanup, "remove shared memory left behind by killed fastretro processes"),
 }
 

@@ -260,15 +260,16 @@ def run_agent(
         space.seed(0)
         act, observe = (lambda obs: space.sample()), None
     elif agent == "jerk":
-        from fastretro.agents.jerk import OPEN_LOOP_STEPS, PROFILES, JerkAgent, jerk_actions
+        from fastretro.agents.jerk import OPEN_LOOP_STEPS, JerkAgent, jerk_actions, profile_of
 
-        if game not in PROFILES:
+        profile = profile_of(game)
+        if profile is None:
             raise InvalidArgumentError(f"No JERK profile for {game}; profile it as module:function")
         pool = _pool(
             game,
             state,
             num_envs,
-            actions=jerk_actions(PROFILES[game]),
+            actions=jerk_actions(profile),
             observe=False,
             grayscale=False,
             resize=None,

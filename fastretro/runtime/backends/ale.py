@@ -30,7 +30,6 @@ installed ale-py and stable-retro.
 from __future__ import annotations
 
 import argparse
-import copy
 import functools
 import hashlib
 import json
@@ -45,6 +44,7 @@ import numpy as np
 
 from fastretro.errors import GameNotFoundError, InvalidArgumentError
 from fastretro.runtime.backends.base import Emulator
+from fastretro.runtime.scenario import MAX_PLAYERS, player_scenario  # noqa: F401 - re-exported
 
 #: stable-retro's Atari2600 buttons (``cores/stella.json``), ``""`` for its unnamed one; bit ``b``
 #: of a button mask is ``BUTTONS[b]``.
@@ -666,53 +666,42 @@ def write_atari_data(path: str | Path | None = None) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
-# Scenarios
+# Action tables without stable-retro's emulator
 
 
-MAX_PLAYERS = 2  # stable-retro's (src/emulator.h)
+class AtariActions:
+    """What stable-retro's ``GameData`` tells action sets, for the Atari2600 core, without it.
 
-
-def player_scenario(scenario: Mapping, player: int = 0) -> dict:
-    """The scenario as player ``player`` sees it: per-player ``"rewards"`` folded into ``"reward"``.
-
-    Mirrors stable-retro's ``Scenario::load``: player 0 gets the variables of ``"reward"`` and
-    then those of ``rewards[0]`` whose names ``"reward"`` lacks (``emplace`` keeps the first);
-    a ``"time"`` or ``"script"`` in ``rewards[0]`` replaces that of ``"reward"``. Player ``p > 0``
-    gets ``rewards[p]`` alone. A one-player stable-retro env reads ``current_reward(0)``, so
-    player 0's is the env's reward. In Pong, player 0's reward is +1 when ``score2`` rises (the
-    paddle the first joystick moves scores; it is ALE's own reward) and -1 when ``score1`` rises.
-
-    The result has no ``"rewards"``, so ``fastretro.scenario.compile_scenario`` takes it.
-
-    Raises:
-        InvalidArgumentError: ``player`` is not in ``[0, MAX_PLAYERS)``, or a reward section is
-            not a JSON object.
+    ``filter_action`` and ``valid_actions`` follow stable-retro's filtered actions over the
+    core's button groups (``cores/stella.json``: ``[], UP, DOWN`` / ``[], LEFT, RIGHT`` /
+    ``[], BUTTON``): in each group at most one combo stays pressed, and a mask that presses two
+    of a group's combos (UP with DOWN) keeps neither; buttons in no group (SELECT, RESET) are
+    dropped. ``tests/test_ale_backend.py`` compares both with stable-retro's own.
     """
-    if isinstance(player, bool) or not isinstance(player, int) or not 0 <= player < MAX_PLAYERS:
-        raise InvalidArgumentError(f"Expected player in [0, {MAX_PLAYERS}), got {player!r}")
-    out = copy.deepcopy(dict(scenario))
-    rewards = out.pop("rewards", [])
-    own = out.pop("reward", {})
-    own = own if player == 0 else {}
-    if not isinstance(rewards, list) or not all(isinstance(r, Mapping) for r in [own, *rewards]):
-        raise InvalidArgumentError(
-            f"Expected 'reward' to be an object and 'rewards' a list of objects, got "
-            f"{scenario.get('reward')!r} and {scenario.get('rewards')!r}"
-        )
-    reward = dict(own)
-    if player < len(rewards):
-        theirs = rewards[player]
-        variables = dict(own.get("variables", {}))
-        for name, spec in theirs.get("variables", {}).items():
-            variables.setdefault(name, spec)
-        if variables or "variables" in own or "variables" in theirs:
-            reward["variables"] = variables
-        for key in ("time", "script"):
-            if key in theirs:
-                reward[key] = theirs[key]
-    if reward:
-        out["reward"] = reward
-    return out
+
+    def __init__(self) -> None:
+        import stable_retro
+
+        groups = stable_retro.get_system_info("Atari2600")["actions"]
+        # In the order stable-retro's valid_actions() gives them (sorted), which the discrete
+        # action sets' decoding follows.
+        self._groups = sorted([combo_mask(c) for c in group] for group in groups)
+
+    def valid_actions(self) -> list[list[int]]:
+        """The button masks of each group's combos (stable-retro's ``valid_actions()``)."""
+        return [list(group) for group in self._groups]
+
+    def filter_action(self, mask: int) -> int:
+        """``mask`` as stable-retro's FILTERED action mode applies it."""
+        out = 0
+        for group in self._groups:
+            bits = 0
+            for combo in group:
+                bits |= combo
+            pressed = mask & bits
+            if pressed in group:
+                out |= pressed
+        return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -775,10 +764,15 @@ class AleEmulator(Emulator):
         self._actions = [ale_py.Action(a) for a in range(len(ale_py.Action.__members__))]
         self._mask_to_action = [self._actions[a] for a in mask_to_ale_table(game).tolist()]
         self._action = self._actions[0]
-        self._rgb = np.zeros((*SCREEN_SHAPE, 3), np.uint8)
-        self._gray = np.zeros(SCREEN_SHAPE, np.uint8)
+        # Two buffers each, used in turn: the worker keeps one picture while it takes the next
+        # (max-pooling), as the Emulator seam allows.
+        self._rgb = np.zeros((2, *SCREEN_SHAPE, 3), np.uint8)
+        self._gray = np.zeros((2, *SCREEN_SHAPE), np.uint8)
+        self._turn = 0
         self._ram = np.zeros(RAM_SIZE, np.uint8)
         self.reward = 0
+        #: Button filtering and combos for action sets (stable-retro's GameData's, without it).
+        self.data = AtariActions()
 
     def start(self) -> None:
         """Begin an episode with ALE's ``reset_game()``, nothing pressed.
@@ -805,9 +799,10 @@ class AleEmulator(Emulator):
         self.reward = self._ale.act(self._action)
 
     def screen(self) -> np.ndarray:
-        """The last frame, RGB uint8 ``(210, 160, 3)``; a buffer reused by the next call."""
-        self._ale.getScreenRGB(self._rgb)
-        return self._rgb
+        """The last frame, RGB uint8 ``(210, 160, 3)``; a buffer reused by the call after next."""
+        self._turn ^= 1
+        self._ale.getScreenRGB(self._rgb[self._turn])
+        return self._rgb[self._turn]
 
     def screen_into(self, out: np.ndarray) -> np.ndarray:
         """Write the last frame into ``out`` (uint8 ``(210, 160, 3)``, C-contiguous); return it.
@@ -823,10 +818,11 @@ class AleEmulator(Emulator):
         ALE's gray is ``round(0.2989 R + 0.587 G + 0.114 B)`` of its palette colour, which is
         ``cv2.cvtColor``'s (and ``fastretro.kernels.rgb_to_gray_into``'s) luma of
         :meth:`screen` for every colour of ALE's NTSC palette: the same numbers, a third of the
-        bytes.
+        bytes. A buffer reused by the call after next.
         """
-        self._ale.getScreenGrayscale(self._gray)
-        return self._gray
+        self._turn ^= 1
+        self._ale.getScreenGrayscale(self._gray[self._turn])
+        return self._gray[self._turn]
 
     def screen_gray_into(self, out: np.ndarray) -> np.ndarray:
         """Write the last frame in ALE's gray into ``out`` (uint8 ``(210, 160)``); return it."""
