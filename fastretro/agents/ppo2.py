@@ -112,6 +112,9 @@ class PPO2Config:
     """Normalise advantages per minibatch."""
     reward_scale: float = 0.01
     """Rewards are multiplied by this for learning (logged rewards are the game's)."""
+    clip_reward: float | None = None
+    """Clip the (scaled) rewards to ``[-c, c]`` for learning (the Atari protocol's sign of the
+    reward: 1 with ``reward_scale`` 1); logged rewards are the game's."""
     overlap: bool = False
     """Two half pools: the network acts for one half while the other half steps."""
     seed: int = 0
@@ -178,6 +181,25 @@ PRESETS: dict[str, dict] = {
     # Short rollouts for a few envs on one level; what bench/bench_ppo2.py learn runs on
     # Airstriker (2.17x the random agent's reward in 1M frames there).
     "fast": dict(n_steps=128, n_minibatches=4, n_epochs=4, learning_rate=2.5e-4, anneal_lr=False),
+    # Atari 2600 under Machado et al. (2018)'s protocol (EnvConfig.atari: sticky 0.25, 4 frames,
+    # the full action set, 27,000-step episodes), with CleanRL's ppo_atari hyper-parameters and
+    # rewards clipped to their sign.
+    "atari": dict(
+        num_envs=8,
+        frameskip=4,
+        sticky_prob=0.25,
+        max_episode_steps=27_000,
+        actions="ale_full",
+        n_steps=128,
+        n_minibatches=4,
+        n_epochs=4,
+        learning_rate=2.5e-4,
+        anneal_lr=True,
+        clip_range=0.1,
+        ent_coef=0.01,
+        reward_scale=1.0,
+        clip_reward=1.0,
+    ),
 }
 
 
@@ -481,7 +503,10 @@ def train(
             nonlocal episodes
             obs, rewards, terminated, truncated, _ = result
             done = terminated | truncated
-            rewards_buf[t, rows] = torch.from_numpy(rewards * cfg.reward_scale).float()
+            learned = rewards * cfg.reward_scale
+            if cfg.clip_reward is not None:
+                learned = np.clip(learned, -cfg.clip_reward, cfg.clip_reward)
+            rewards_buf[t, rows] = torch.from_numpy(learned).float()
             ep_reward[rows] += rewards
             ep_length[rows] += 1
             for j in np.flatnonzero(done):
@@ -788,7 +813,7 @@ def main(argv: list[str] | None = None) -> int:
         elif f.name == "actions":
             parser.add_argument(flag, default=None)
         else:
-            kind = {"int": int, "float": float}.get(str(f.type), str)
+            kind = {"int": int, "float": float, "float | None": float}.get(str(f.type), str)
             parser.add_argument(flag, type=kind, default=None)
     args = parser.parse_args(argv)
 
@@ -797,6 +822,14 @@ def main(argv: list[str] | None = None) -> int:
         v = getattr(args, f.name, None)
         if v is not None and f.name not in ("game", "state", "levels"):
             values[f.name] = v
+    game = args.game
+    if args.preset == "atari":
+        from fastretro.runtime.games import atari_game
+
+        try:
+            game = atari_game(game)
+        except InvalidArgumentError as exc:
+            parser.error(str(exc))
     levels = list(args.level)
     if args.contest_training_levels:
         from fastretro import contest
@@ -807,7 +840,7 @@ def main(argv: list[str] | None = None) -> int:
                 "no contest training level has its ROM imported (python -m stable_retro.import DIR)"
             )
     try:
-        cfg = PPO2Config(game=args.game, state=args.state, levels=levels, **values)
+        cfg = PPO2Config(game=game, state=args.state, levels=levels, **values)
         summary = train(
             cfg, args.run_dir, resume=args.resume, init_from=args.init_from, progress=not args.quiet
         )

@@ -55,7 +55,7 @@ class InProcessEnv:
                 final_obs,
                 self.action_width,
                 len(setup.info_names),
-                len(emu.save_state()) if config.snapshot_best else 0,
+                emu.state_capacity() if config.snapshot_best else 0,
                 emu.screen().shape if config.snapshot_best and config.observe else (0,),
                 config.sequence_length,
             )

@@ -100,7 +100,7 @@ def worker_main(
                     action_mode=int(table.mode),
                     action_sizes=table.sizes,
                     # The save state's size sizes the pool's snapshot slots (~1 MB Genesis).
-                    state_size=len(emu.save_state()) if config.snapshot_best else 0,
+                    state_size=emu.state_capacity() if config.snapshot_best else 0,
                     raw_screen=raw_screen,
                     skips_rendering=emu.skips_drawing,
                     skips_audio=getattr(emu, "skips_audio", False),

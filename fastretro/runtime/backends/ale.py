@@ -862,6 +862,10 @@ class AleEmulator(Emulator):
                 "ALE does not accept"
             ) from None
 
+    def state_capacity(self) -> int:
+        """Twice the state's size now: ALE's serialized state grows a little as a game runs."""
+        return 2 * len(self.save_state())
+
     def game_over(self) -> bool:
         """ALE's end of game; ALE then refuses to run frames until :meth:`start`."""
         return self._ale.game_over(with_truncation=False)

@@ -72,6 +72,10 @@ class Emulator(abc.ABC):
     def load_state(self, state: bytes) -> None:
         """Go back to a state from :meth:`save_state` (the next frame shows its picture)."""
 
+    def state_capacity(self) -> int:
+        """Bytes to reserve for any save state of this game (the snapshot slots)."""
+        return len(self.save_state())
+
     def scenario_update(self) -> tuple[float, bool]:
         """Evaluate the scenario with the emulator's own engine: ``(reward, done)``.
 
