@@ -159,13 +159,15 @@ def test_a_failed_or_absent_limit_reading_gives_no_ratio():
         (
             {"configs": ("rgb-fs9",)},
             InvalidArgumentError,
-            "Unknown config 'rgb-fs9'; expected one of ['rgb-fs1', 'rgb-fs4-sticky', 'contest']",
+            "Unknown config 'rgb-fs9'; expected one of ['rgb-fs1', 'rgb-fs4-sticky', 'contest', "
+            "'atari', 'atari-rgb-fs1']",
         ),
         (
             {"backends": ("nope",)},
             InvalidArgumentError,
-            "Unknown backend 'nope'; expected one of ['limit', 'inprocess', 'inprocess-drawn', "
-            "'single', 'gymnasium', 'sb3', 'fastretro-drawn', 'fastretro']",
+            "Unknown backend 'nope'; expected one of ['limit', 'limit-ale', 'inprocess', "
+            "'inprocess-drawn', 'single', 'gymnasium', 'sb3', 'fastretro-drawn', 'envpool', "
+            "'ale-vector', 'fastretro']",
         ),
         ({"num_envs": (0,)}, InvalidArgumentError, "Expected every num_envs >= 1, got 0"),
         ({"seconds": 0}, InvalidArgumentError, "Expected seconds > 0, got 0"),
@@ -219,3 +221,21 @@ class _Screen(gymnasium.Env):
 
     observation_space = gymnasium.spaces.Box(0, 255, (224, 320, 3), np.uint8)
     action_space = gymnasium.spaces.MultiBinary(12)
+
+
+def test_atari_games_are_benched_under_the_standard_protocol_against_their_peers(tmp_path):
+    pytest.importorskip("ale_py", reason="ale-py is the atari extra")
+    report = bench.run_bench(
+        "Pong-Atari2600-v0",
+        num_envs=(2,),
+        backends=("limit-ale", "inprocess", "ale-vector", "fastretro"),
+        seconds=0.2,
+        warmup=0.05,
+        out_dir=str(tmp_path),
+        progress=False,
+    )
+    assert {r["config"] for r in report["results"]} == {"atari", "atari-rgb-fs1"}
+    assert all(r["error"] is None and r["frames_per_s"] > 0 for r in report["results"])
+    table = bench.format_table(report, markdown=True)
+    assert re.search(r"\| atari \| fastretro \| [\d,]+ \(\d+\.\d\d L_ale, E \d\.\d\d, "
+                     r"\d+\.\d\dx ALE-vec\) \|", table)  # fmt: skip

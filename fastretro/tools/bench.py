@@ -33,10 +33,13 @@ from importlib import metadata
 
 from fastretro import DEFAULT_GAME
 from fastretro.errors import InvalidArgumentError
-from fastretro.tools.peers import BACKENDS, CONFIGS, OPENCV, cores
+from fastretro.tools.peers import BACKENDS, CONFIGS, FAMILIES, OPENCV, cores, family
 
-DEFAULT_CONFIGS = ("rgb-fs1", "rgb-fs4-sticky", "contest")
 DEFAULT_NUM_ENVS = (1, 2, 4, 8, 16)
+#: The configs of the default game (Airstriker).
+DEFAULT_CONFIGS = FAMILIES["retro"][0]
+#: Backends whose frames/s counts bare emulator frames, one process's worth: times the cores.
+LIMITS = ("limit", "limit-ale")
 
 
 def _run_one(
@@ -68,20 +71,22 @@ def _measure(backend, game, config_name, num_envs, seconds, warmup, timeout=300.
     return status, value
 
 
-def _plan(configs, num_envs, backends):
+def _plan(games, configs, num_envs, backends):
+    """Every (game, config, backend, num_envs) cell; per game its family's defaults."""
     plan = []
-    for config in configs:
-        for backend in backends:
-            for n in num_envs if BACKENDS[backend][1] else (1,):
-                plan.append((config, backend, n))
+    for game in games:
+        for config in configs or FAMILIES[family(game)][0]:
+            for backend in backends or FAMILIES[family(game)][1]:
+                for n in num_envs if BACKENDS[backend][1] else (1,):
+                    plan.append((game, config, backend, n))
     return plan
 
 
-def _check(game, configs, num_envs, backends, seconds, repeat):
-    for c in configs:
+def _check(games, configs, num_envs, backends, seconds, repeat):
+    for c in configs or ():
         if c not in CONFIGS:
             raise InvalidArgumentError(f"Unknown config {c!r}; expected one of {list(CONFIGS)}")
-    for b in backends:
+    for b in backends or ():
         if b not in BACKENDS:
             raise InvalidArgumentError(f"Unknown backend {b!r}; expected one of {list(BACKENDS)}")
     for n in num_envs:
@@ -93,14 +98,15 @@ def _check(game, configs, num_envs, backends, seconds, repeat):
         raise InvalidArgumentError(f"Expected repeat to be an int >= 1, got {repeat!r}")
     from fastretro.runtime.games import resolve
 
-    resolve(game)  # unknown game or missing ROM: a clear error before anything starts
+    for game in games:
+        resolve(game)  # unknown game or missing ROM: a clear error before anything starts
 
 
 def run_bench(
-    game: str = DEFAULT_GAME,
-    configs=DEFAULT_CONFIGS,
+    game: str | tuple[str, ...] = DEFAULT_GAME,
+    configs=None,
     num_envs=DEFAULT_NUM_ENVS,
-    backends=tuple(BACKENDS),
+    backends=None,
     seconds: float = 3.0,
     warmup: float = 0.5,
     out_dir: str | None = "bench/out",
@@ -108,45 +114,55 @@ def run_bench(
     plot: bool = True,
     repeat: int = 1,
 ) -> dict:
-    """Measure every (config, backend, num_envs); write JSON and a PNG into ``out_dir``.
+    """Measure every (game, config, backend, num_envs); write JSON and a PNG into ``out_dir``.
 
-    With ``repeat`` > 1 the whole plan runs that many times over, so that the readings of one
-    cell are spread across the run rather than taken back to back (a slow spell of a shared
-    machine then spoils one reading of many cells, not every reading of one), and each cell
-    reports the median of its readings.
+    ``game`` is one game or several; ``configs`` and ``backends`` default to each game's
+    family's (:data:`fastretro.tools.peers.FAMILIES`: Atari 2600 games are benched under the
+    standard protocol against EnvPool and ALE's vector env). With ``repeat`` > 1 the whole plan
+    runs that many times over, so that the readings of one cell are spread across the run
+    rather than taken back to back, and each cell reports the median of its readings.
 
     Returns:
         A dict with ``machine``, ``settings`` and ``results``: one entry per cell with
-        ``config``, ``backend``, ``num_envs``, ``frames_per_s`` (the median of the readings
-        that succeeded; None if none did), ``readings`` (each one, None where it failed) and
-        ``error`` (the first failure's message, if no reading succeeded).
+        ``game``, ``config``, ``backend``, ``num_envs``, ``frames_per_s`` (the median of the
+        readings that succeeded; None if none did), ``readings`` (each one, None where it
+        failed) and ``error`` (the first failure's message, if no reading succeeded).
     """
-    configs, num_envs, backends = tuple(configs), tuple(num_envs), tuple(backends)
-    _check(game, configs, num_envs, backends, seconds, repeat)
-    if "sb3" in backends and not _installed("stable-baselines3"):
-        backends = tuple(b for b in backends if b != "sb3")
-        print("sb3 skipped: stable-baselines3 is not installed (pip install fastretro[sb3])")
+    games = (game,) if isinstance(game, str) else tuple(game)
+    configs = tuple(configs) if configs else None
+    backends = tuple(backends) if backends else None
+    num_envs = tuple(num_envs)
+    _check(games, configs, num_envs, backends, seconds, repeat)
+    plan = _plan(games, configs, num_envs, backends)
+    for backend, dist, extra in (
+        ("sb3", "stable-baselines3", "sb3"),
+        ("envpool", "envpool", "peers"),
+        ("ale-vector", "ale-py", "atari"),
+    ):
+        if any(cell[2] == backend for cell in plan) and not _installed(dist):
+            plan = [cell for cell in plan if cell[2] != backend]
+            print(f"{backend} skipped: {dist} is not installed (pip install fastretro[{extra}])")
     from tqdm import tqdm
 
-    plan = _plan(configs, num_envs, backends)
     outcomes = {cell: [] for cell in plan}  # per cell: (frames/s or None, error or None)
     bar = tqdm(plan * repeat, desc="bench", unit="run", disable=not progress, dynamic_ncols=True)
-    for config, backend, n in bar:
-        bar.set_postfix_str(f"{config} {backend} x{n}")
-        status, value = _measure(backend, game, config, n, seconds, warmup)
+    for game_id, config, backend, n in bar:
+        bar.set_postfix_str(f"{game_id.split('-')[0]} {config} {backend} x{n}")
+        status, value = _measure(backend, game_id, config, n, seconds, warmup)
         if status == "ok":
-            # The limit loop counts frames (bare em.step calls) and stands for every core; the
+            # A limit loop counts bare frames in one process and stands for every core; the
             # others count agent steps; an in-process reference is one process's frames/s.
-            fps = value * cores() if backend == "limit" else value * CONFIGS[config].frameskip
-            outcomes[config, backend, n].append((fps, None))
+            fps = value * cores() if backend in LIMITS else value * CONFIGS[config].frameskip
+            outcomes[game_id, config, backend, n].append((fps, None))
         else:
-            outcomes[config, backend, n].append((None, value))
+            outcomes[game_id, config, backend, n].append((None, value))
     results = []
-    for (config, backend, n), cell in outcomes.items():
+    for (game_id, config, backend, n), cell in outcomes.items():
         ok = [fps for fps, _ in cell if fps is not None]
         errors = [error for _, error in cell if error is not None]
         results.append(
             {
+                "game": game_id,
                 "config": config,
                 "backend": backend,
                 "num_envs": n if BACKENDS[backend][1] else None,
@@ -155,13 +171,15 @@ def run_bench(
                 "error": None if ok else errors[0],
             }
         )
+    used_configs = list(dict.fromkeys(cell[1] for cell in plan))
     report = {
         "machine": machine_info(),
         "settings": {
-            "game": game,
-            "configs": {c: asdict(CONFIGS[c]) for c in configs},
+            "game": games[0],
+            "games": list(games),
+            "configs": {c: _config_summary(CONFIGS[c]) for c in used_configs},
             "num_envs": list(num_envs),
-            "backends": list(backends),
+            "backends": list(dict.fromkeys(cell[2] for cell in plan)),
             "seconds": seconds,
             "warmup": warmup,
             "repeat": repeat,
@@ -171,6 +189,7 @@ def run_bench(
                 "and its sound synthesized; "
                 "read once per config and round, and the ratios use the readings' median"
             ),
+            "limit-ale": "cores x frames/s of one process calling only ALE's act()",
             "fastretro-drawn": (
                 "fastretro with skip_rendering=False and skip_audio=False: every frame drawn, "
                 "with its sound, as in L's loop"
@@ -193,6 +212,11 @@ def run_bench(
         if plot:
             plot_report(report, os.path.join(out_dir, "bench.png"))
     return report
+
+
+def _config_summary(config) -> dict:
+    # The config's fields but the game, which the bench sets per row.
+    return {k: v for k, v in asdict(config).items() if k != "game"}
 
 
 def _installed(dist: str) -> bool:
@@ -226,16 +250,22 @@ def machine_info() -> dict:
     }
 
 
-def run_limit(report) -> float | None:
-    """L for every ratio of the run: the median of all its limit readings, or None.
+def _rows(report, game: str | None = None) -> list[dict]:
+    # Reports written before several games existed have no "game" in their rows.
+    default = report["settings"].get("game")
+    return [r for r in report["results"] if game is None or r.get("game", default) == game]
+
+
+def run_limit(report, game: str | None = None, backend: str = "limit") -> float | None:
+    """L of a game's ratios: the median of all its ``backend`` readings in the run, or None.
 
     The limit is read once per config and repeat; a report without ``readings`` (written
     before ``repeat`` existed) counts each config's figure as one reading.
     """
     readings = [
         v
-        for r in report["results"]
-        if r["backend"] == "limit"
+        for r in _rows(report, game)
+        if r["backend"] == backend
         for v in r.get("readings", [r["frames_per_s"]])
         if v is not None
     ]
@@ -245,69 +275,92 @@ def run_limit(report) -> float | None:
 #: Each pool's same-work reference (fastretro/runtime/inprocess.py): its frames/s times the
 #: cores the pool's envs can use is L_same, and the pool's frames/s over L_same its efficiency.
 SAME_WORK = {"fastretro": "inprocess", "fastretro-drawn": "inprocess-drawn"}
+#: The peers each fastretro cell is compared with, and how the table names the ratio.
+PEERS = {"gymnasium": "gym", "ale-vector": "ALE-vec", "envpool": "EnvPool"}
 
 
-def efficiency(report, config: str, backend: str, n: int) -> float | None:
+def efficiency(report, config: str, backend: str, n: int, game: str | None = None):
     """E = frames/s / L_same, with L_same = min(n, cores) x the in-process frames/s."""
-    fps = _figure(report, config, backend, n)
-    ref = _figure(report, config, SAME_WORK.get(backend, ""), None)
+    fps = _figure(report, config, backend, n, game)
+    ref = _figure(report, config, SAME_WORK.get(backend, ""), None, game)
     if not fps or not ref:
         return None
     return fps / (min(n, report["machine"]["cores"]) * ref)
 
 
-def _figure(report, config, backend, n):
-    for r in report["results"]:
+def _figure(report, config, backend, n, game: str | None = None):
+    for r in _rows(report, game):
         if (r["config"], r["backend"]) == (config, backend) and r["num_envs"] in (n, None):
             return r["frames_per_s"]
     return None
 
 
+def _games(report) -> list[str]:
+    settings = report["settings"]
+    return settings.get("games", [settings.get("game")])
+
+
 def format_table(report, markdown: bool = False) -> str:
-    """One row per (config, backend), one column per num_envs: frames/s, x L, x gymnasium."""
+    """One row per (game, config, backend), a column per num_envs: frames/s and its ratios.
+
+    Each cell: frames/s, its ratio to L (and to ALE's bare rate on Atari), its efficiency E
+    (fastretro), and fastretro's ratio to each peer measured.
+    """
     settings = report["settings"]
     ns = settings["num_envs"]
-    lines = []
-    header = ["config", "backend", *[f"{n} envs" for n in ns]]
+    games = _games(report)
+    header = ["game", "config", "backend", *[f"{n} envs" for n in ns]]
     rows = []
-    limit = run_limit(report)
-    for config in settings["configs"]:
-        for backend in settings["backends"]:
-            cells = []
-            for n in ns if BACKENDS[backend][1] else ns[:1]:
-                fps = _figure(report, config, backend, n)
-                gym = _figure(report, config, "gymnasium", n)
-                if fps is None:
-                    cells.append("failed")
+    for game in games:
+        limit = run_limit(report, game)
+        limit_ale = run_limit(report, game, "limit-ale")
+        short = (game or "").split("-")[0]
+        for config in settings["configs"]:
+            for backend in settings["backends"]:
+                if not any(
+                    r["config"] == config and r["backend"] == backend for r in _rows(report, game)
+                ):
                     continue
-                cell = f"{fps:,.0f}"
-                notes = []
-                if limit:  # the limit's own readings too: their spread is the VM's noise
-                    notes.append(f"{fps / limit:.2f} L")
-                e = efficiency(report, config, backend, n)
-                if e is not None:
-                    notes.append(f"E {e:.2f}")
-                if gym and backend in ("sb3", "fastretro", "fastretro-drawn"):
-                    notes.append(f"{fps / gym:.2f}x gym")
-                cells.append(cell + (f" ({', '.join(notes)})" if notes else ""))
-            if not BACKENDS[backend][1]:
-                cells += [""] * (len(ns) - 1)
-            rows.append([config, backend, *cells])
+                cells = []
+                for n in ns if BACKENDS[backend][1] else ns[:1]:
+                    fps = _figure(report, config, backend, n, game)
+                    if fps is None:
+                        cells.append("failed")
+                        continue
+                    notes = []
+                    if limit:  # the limit's own readings too: their spread is the VM's noise
+                        notes.append(f"{fps / limit:.2f} L")
+                    if limit_ale:
+                        notes.append(f"{fps / limit_ale:.2f} L_ale")
+                    e = efficiency(report, config, backend, n, game)
+                    if e is not None:
+                        notes.append(f"E {e:.2f}")
+                    if backend in ("sb3", "fastretro", "fastretro-drawn"):
+                        for peer, name in PEERS.items():
+                            other = _figure(report, config, peer, n, game)
+                            if other:
+                                notes.append(f"{fps / other:.2f}x {name}")
+                    cells.append(f"{fps:,.0f}" + (f" ({', '.join(notes)})" if notes else ""))
+                if not BACKENDS[backend][1]:
+                    cells += [""] * (len(ns) - 1)
+                rows.append([short, config, backend, *cells])
+    if len(games) == 1:  # one game: no game column
+        header, rows = header[1:], [r[1:] for r in rows]
     if markdown:
-        lines.append("| " + " | ".join(header) + " |")
-        lines.append("|" + "---|" * len(header))
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
     else:
         widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
-        for r in [header, *rows]:
-            lines.append("  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip())
+        lines = [
+            "  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip() for r in [header, *rows]
+        ]
     return "\n".join(lines)
 
 
 def plot_report(report, path: str) -> None:
-    """Frames/s vs num_envs: a line per backend, L dashed, single env dotted; a panel per config.
+    """Frames/s vs num_envs: a line per backend, limits dashed; a panel per (game, config).
 
-    L is the median of the run's limit readings (:func:`run_limit`), the same on every panel.
+    L is the median of the run's limit readings for that game (:func:`run_limit`).
     """
     import matplotlib
 
@@ -315,21 +368,29 @@ def plot_report(report, path: str) -> None:
     import matplotlib.pyplot as plt
 
     settings = report["settings"]
-    configs, ns = list(settings["configs"]), settings["num_envs"]
-    fig, axes = plt.subplots(1, len(configs), figsize=(6 * len(configs), 4.5), squeeze=False)
-    limit = run_limit(report)
-    for ax, config in zip(axes[0], configs):
-        if limit:
-            ax.axhline(limit, color="black", linestyle="--", label=f"limit L ({limit:,.0f})")
+    ns = settings["num_envs"]
+    panels = [
+        (game, config)
+        for game in _games(report)
+        for config in settings["configs"]
+        if any(r["config"] == config for r in _rows(report, game))
+    ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
+    for ax, (game, config) in zip(axes[0], panels):
+        for backend, style in (("limit", "--"), ("limit-ale", "-.")):
+            limit = run_limit(report, game, backend)
+            if limit:
+                name = "L" if backend == "limit" else "L_ale"
+                ax.axhline(limit, color="black", linestyle=style, label=f"{name} ({limit:,.0f})")
         for backend in settings["backends"]:
-            if backend == "limit":
-                continue  # drawn above, once
-            if backend == "single":
-                y = _figure(report, config, backend, None)
+            if backend in LIMITS:
+                continue  # drawn above
+            if not BACKENDS[backend][1]:
+                y = _figure(report, config, backend, None, game)
                 if y:
-                    ax.axhline(y, color="gray", linestyle=":", label=f"single env ({y:,.0f})")
+                    ax.axhline(y, color="gray", linestyle=":", label=f"{backend} ({y:,.0f})")
             else:
-                ys = [_figure(report, config, backend, n) for n in ns]
+                ys = [_figure(report, config, backend, n, game) for n in ns]
                 pts = [(n, y) for n, y in zip(ns, ys) if y]
                 if pts:
                     ax.plot(*zip(*pts), marker="o", label=backend, linewidth=2)
@@ -338,9 +399,9 @@ def plot_report(report, path: str) -> None:
         ax.set_ylim(bottom=0)
         ax.set_xlabel("num_envs")
         ax.set_ylabel("emulator frames/s (agent steps x frameskip)")
-        ax.set_title(f"{settings['game']} - {config}")
+        ax.set_title(f"{game} - {config}", fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=7, loc="lower right")
     machine = report["machine"]
     fig.suptitle(f"{machine['cpu']}, {machine['cores']} cores", fontsize=9)
     fig.tight_layout()
@@ -351,16 +412,24 @@ def plot_report(report, path: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     """``fastretro bench [options]``."""
     parser = argparse.ArgumentParser(prog="fastretro bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--game", default=DEFAULT_GAME, help="stable-retro game ID")
+    parser.add_argument(
+        "--game",
+        nargs="+",
+        default=[DEFAULT_GAME],
+        help="stable-retro game IDs (Atari: Pong or Pong-Atari2600-v0)",
+    )
     parser.add_argument(
         "--configs",
         nargs="+",
-        default=list(DEFAULT_CONFIGS),
-        help=f"configurations among {list(CONFIGS)}",
+        default=None,
+        help=f"configurations among {list(CONFIGS)}; default: each game's family's",
     )
     parser.add_argument("--num-envs", nargs="+", type=int, default=list(DEFAULT_NUM_ENVS))
     parser.add_argument(
-        "--backends", nargs="+", default=list(BACKENDS), help=f"backends among {list(BACKENDS)}"
+        "--backends",
+        nargs="+",
+        default=None,
+        help=f"backends among {list(BACKENDS)}; default: each game's family's",
     )
     parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per run")
     parser.add_argument(
@@ -376,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         report = run_bench(
-            args.game,
+            [_game_id(g) for g in args.game],
             args.configs,
             args.num_envs,
             args.backends,
@@ -392,22 +461,34 @@ def main(argv: list[str] | None = None) -> int:
     m = report["machine"]
     repeats = f", each cell the median of {args.repeat} runs spread over the bench"
     print(
-        f"\n{report['settings']['game']} on {m['cpu']} ({m['cores']} cores), "
+        f"\n{', '.join(_games(report))} on {m['cpu']} ({m['cores']} cores), "
         f"{args.seconds:g} s per run{repeats if args.repeat > 1 else ''}"
         ". Frames = agent steps x frameskip; L = cores x bare em.step(),"
         " the median of the run's limit readings (one per config and round; the limit rows show"
         " their spread: the machine's noise); E = frames/s / L_same, L_same = min(envs, cores)"
-        " x the inprocess row (the same work in one process, no pool); fastretro skips drawing"
-        " frames no observation uses and the FM chip's sound, fastretro-drawn does all the"
-        " core's work, as L does."
+        " x the inprocess row (the same work in one process, no pool); L_ale = cores x ALE's"
+        " bare act() (Atari); fastretro skips drawing frames no observation uses and the FM"
+        " chip's sound, fastretro-drawn does all the core's work, as L does."
     )
     print(format_table(report, markdown=args.markdown))
     failed = [r for r in report["results"] if r["error"]]
     for r in failed:
-        print(f"failed: {r['config']} {r['backend']} x{r['num_envs']}: {r['error']}")
+        print(f"failed: {r['game']} {r['config']} {r['backend']} x{r['num_envs']}: {r['error']}")
     if args.out:
         print(
             f"\nwrote {os.path.join(args.out, 'bench.json')}"
             + ("" if args.no_plot else f" and {os.path.join(args.out, 'bench.png')}")
         )
     return 1 if failed else 0
+
+
+def _game_id(name: str) -> str:
+    # Atari games may be named short ("Pong"); every other name is a stable-retro game ID.
+    if name.endswith("-v0"):
+        return name
+    from fastretro.runtime.games import atari_game
+
+    try:
+        return atari_game(name)
+    except InvalidArgumentError:
+        return name  # resolve() then says what is wrong with it

@@ -23,6 +23,7 @@ OPENCV = importlib.util.find_spec("cv2") is not None
 
 
 def _configs() -> dict[str, EnvConfig]:
+    atari = EnvConfig.atari("Pong")  # the game is the bench's: replaced per run
     return {
         "rgb-fs1": EnvConfig(),
         "rgb-fs4-sticky": EnvConfig(frameskip=4, sticky_prob=0.25),
@@ -37,7 +38,45 @@ def _configs() -> dict[str, EnvConfig]:
             resize=(84, 84),
             frame_stack=4,
         ),
+        # Atari 2600: Machado et al. (2018)'s protocol (the preset), and raw RGB frames.
+        "atari": atari,
+        "atari-rgb-fs1": atari.replace(
+            frameskip=1,
+            sticky_prob=0.0,
+            max_pool=False,
+            grayscale=False,
+            resize=None,
+            frame_stack=1,
+            channels_first=False,
+        ),
     }
+
+
+#: The configurations a game's family is benched in by default, and its backends.
+FAMILIES = {
+    "retro": (
+        ("rgb-fs1", "rgb-fs4-sticky", "contest"),
+        (
+            "limit",
+            "inprocess",
+            "inprocess-drawn",
+            "single",
+            "gymnasium",
+            "sb3",
+            "fastretro-drawn",
+            "fastretro",
+        ),
+    ),
+    "atari": (
+        ("atari", "atari-rgb-fs1"),
+        ("limit", "limit-ale", "inprocess", "envpool", "ale-vector", "fastretro"),
+    ),
+}
+
+
+def family(game: str) -> str:
+    """``"atari"`` for Atari 2600 games, else ``"retro"``."""
+    return "atari" if game.endswith("-Atari2600-v0") else "retro"
 
 
 #: The bench's configurations: one EnvConfig each, applied identically to every backend.
@@ -184,9 +223,18 @@ def _timed_loop(step, actions: np.ndarray, seconds: float, warmup: float) -> flo
             return steps / (now - start)
 
 
-def _random_actions(num_envs: int | None, seed: int = 0) -> np.ndarray:
+def _random_actions(num_envs: int | None, seed: int = 0, choices: int | None = None) -> np.ndarray:
+    """Random buttons (0/1 for 12 buttons), or indices among ``choices`` (int64)."""
+    rng = np.random.default_rng(seed)
+    if choices is not None:
+        return rng.integers(0, choices, (1024,) if num_envs is None else (256, num_envs))
     shape = (1024, 12) if num_envs is None else (256, num_envs, 12)
-    return np.random.default_rng(seed).integers(0, 2, shape, dtype=np.uint8)
+    return rng.integers(0, 2, shape, dtype=np.uint8)
+
+
+def _choices(config: EnvConfig) -> int | None:
+    # ALE's full set, for the Atari configs; the peers take the same 18 actions.
+    return 18 if config.actions == "ale_full" else None
 
 
 def measure_limit(game: str, config: EnvConfig, num_envs: int, seconds: float, warmup: float):
@@ -214,14 +262,15 @@ def measure_inprocess(game, config, num_envs, seconds, warmup, skip_work=True):
     env = InProcessEnv(config)
     env.reset()
     width = env.action_width
+    choices = _choices(config)
 
     def step(a):
-        _, term, trunc = env.step(a[:width])
+        _, term, trunc = env.step(a if choices else a[:width])
         if term or trunc:
             env.reset()
 
     try:
-        return _timed_loop(step, _random_actions(None), seconds, warmup)
+        return _timed_loop(step, _random_actions(None, choices=choices), seconds, warmup)
     finally:
         env.close()
 
@@ -276,9 +325,10 @@ def measure_fastretro(game, config, num_envs, seconds, warmup, skip_work=True):
 
     config = config.replace(game=game, skip_rendering=skip_work, skip_audio=skip_work)
     env = VecRetroEnv(config, num_envs)
+    actions = _random_actions(num_envs, choices=_choices(config))
     try:
         env.reset(seed=0)
-        return num_envs * _timed_loop(env.step, _random_actions(num_envs), seconds, warmup)
+        return num_envs * _timed_loop(env.step, actions, seconds, warmup)
     finally:
         env.close()
 
@@ -291,15 +341,109 @@ def measure_fastretro_drawn(game, config, num_envs, seconds, warmup):
     return measure_fastretro(game, config, num_envs, seconds, warmup, skip_work=False)
 
 
+def measure_limit_ale(game: str, config: EnvConfig, num_envs: int, seconds: float, warmup: float):
+    """Frames/s of one process calling only ALE's emulator (``act``, one frame each)."""
+    from fastretro.runtime.backends.ale import AleEmulator
+
+    ale = AleEmulator(game)._ale
+    ale.reset_game()
+    actions = [int(a) for a in _random_actions(None, choices=18)]
+
+    def step(a):
+        ale.act(a)
+        if ale.game_over(with_truncation=False):
+            ale.reset_game()
+
+    return _timed_loop(step, actions, seconds, warmup)
+
+
+def _ale_rom(game: str) -> str:
+    from fastretro.runtime.backends.ale import ale_rom
+
+    return ale_rom(game)
+
+
+def measure_envpool(game, config, num_envs, seconds, warmup):
+    """Agent steps/s (all envs) of EnvPool's Atari env (C++ threads in one process).
+
+    The same protocol through EnvPool's own options: frame skip with the max of the last two
+    frames, sticky actions, gray, resize, stack, the action set, no noop starts, no end on a
+    lost life, rewards unclipped. ``pip install "fastretro[peers]"``.
+    """
+    import envpool
+
+    task = "".join(w.capitalize() for w in _ale_rom(game).split("_")) + "-v5"
+    h, w = config.resize or (210, 160)
+    env = envpool.make(
+        task,
+        env_type="gymnasium",
+        num_envs=num_envs,
+        batch_size=num_envs,
+        num_threads=cores(),
+        frame_skip=config.frameskip,
+        repeat_action_probability=config.sticky_prob,
+        img_height=h,
+        img_width=w,
+        stack_num=config.frame_stack,
+        gray_scale=config.grayscale,
+        full_action_space=config.actions == "ale_full",
+        noop_max=1,
+        episodic_life=False,
+        reward_clip=False,
+        use_fire_reset=False,
+        max_episode_steps=config.max_episode_steps or 27_000,
+    )
+    try:
+        env.reset()
+        actions = _random_actions(num_envs, choices=18)
+        return num_envs * _timed_loop(env.step, actions, seconds, warmup)
+    finally:
+        env.close()
+
+
+def measure_ale_vector(game, config, num_envs, seconds, warmup):
+    """Agent steps/s (all envs) of ALE's own ``AtariVectorEnv`` (C++ threads in one process)."""
+    from ale_py.vector_env import AtariVectorEnv
+
+    h, w = config.resize or (210, 160)
+    env = AtariVectorEnv(
+        _ale_rom(game),
+        num_envs,
+        num_threads=cores(),
+        frameskip=config.frameskip,
+        repeat_action_probability=config.sticky_prob,
+        img_height=h,
+        img_width=w,
+        stack_num=config.frame_stack,
+        grayscale=config.grayscale,
+        maxpool=config.max_pool,
+        full_action_space=config.actions == "ale_full",
+        noop_max=0,
+        episodic_life=False,
+        reward_clipping=False,
+        use_fire_reset=False,
+        max_num_frames_per_episode=(config.max_episode_steps or 27_000) * config.frameskip,
+    )
+    try:
+        env.reset(seed=0)
+        actions = _random_actions(num_envs, choices=18)
+        return num_envs * _timed_loop(env.step, actions, seconds, warmup)
+    finally:
+        env.close()
+
+
 #: name -> (measure function, whether the figure depends on num_envs)
 BACKENDS = {
     "limit": (measure_limit, False),
+    "limit-ale": (measure_limit_ale, False),
     "inprocess": (measure_inprocess, False),
     "inprocess-drawn": (measure_inprocess_drawn, False),
     "single": (measure_single, False),
     "gymnasium": (measure_gymnasium, True),
     "sb3": (measure_sb3, True),
     "fastretro-drawn": (measure_fastretro_drawn, True),
+    "envpool": (measure_envpool, True),
+    "ale-vector": (measure_ale_vector, True),
     "fastretro": (measure_fastretro, True),
 }
 
