@@ -296,15 +296,24 @@ def measure_single(game: str, config: EnvConfig, num_envs: int, seconds: float, 
         env.close()
 
 
+def _vector_rate(env, num_envs, seconds, warmup, choices=None, seeded=True) -> float:
+    """Agent steps/s of a vector env (all envs) under random actions; closes it.
+
+    ``seeded``: its ``reset`` takes ``seed`` (SB3's and EnvPool's do not).
+    """
+    try:
+        env.reset(seed=0) if seeded else env.reset()
+        actions = _random_actions(num_envs, choices=choices)
+        return num_envs * _timed_loop(env.step, actions, seconds, warmup)
+    finally:
+        env.close()
+
+
 def measure_gymnasium(game, config, num_envs, seconds, warmup):
     """Agent steps/s (all envs) of gymnasium's AsyncVectorEnv with shared memory."""
     fns = [_EnvFn(game, config, i) for i in range(num_envs)]
     env = gymnasium.vector.AsyncVectorEnv(fns, shared_memory=True)
-    try:
-        env.reset(seed=0)
-        return num_envs * _timed_loop(env.step, _random_actions(num_envs), seconds, warmup)
-    finally:
-        env.close()
+    return _vector_rate(env, num_envs, seconds, warmup)
 
 
 def measure_sb3(game, config, num_envs, seconds, warmup):
@@ -312,11 +321,8 @@ def measure_sb3(game, config, num_envs, seconds, warmup):
     from stable_baselines3.common.vec_env import SubprocVecEnv
 
     env = SubprocVecEnv([_EnvFn(game, config, i) for i in range(num_envs)])
-    try:
-        env.reset()
-        return num_envs * _timed_loop(env.step, _random_actions(num_envs), seconds, warmup)
-    finally:
-        env.close()
+    env.seed(0)
+    return _vector_rate(env, num_envs, seconds, warmup, seeded=False)
 
 
 def measure_fastretro(game, config, num_envs, seconds, warmup, skip_work=True):
@@ -324,13 +330,7 @@ def measure_fastretro(game, config, num_envs, seconds, warmup, skip_work=True):
     from fastretro import VecRetroEnv
 
     config = config.replace(game=game, skip_rendering=skip_work, skip_audio=skip_work)
-    env = VecRetroEnv(config, num_envs)
-    actions = _random_actions(num_envs, choices=_choices(config))
-    try:
-        env.reset(seed=0)
-        return num_envs * _timed_loop(env.step, actions, seconds, warmup)
-    finally:
-        env.close()
+    return _vector_rate(VecRetroEnv(config, num_envs), num_envs, seconds, warmup, _choices(config))
 
 
 def measure_fastretro_drawn(game, config, num_envs, seconds, warmup):
@@ -393,12 +393,7 @@ def measure_envpool(game, config, num_envs, seconds, warmup):
         use_fire_reset=False,
         max_episode_steps=config.max_episode_steps or 27_000,
     )
-    try:
-        env.reset()
-        actions = _random_actions(num_envs, choices=18)
-        return num_envs * _timed_loop(env.step, actions, seconds, warmup)
-    finally:
-        env.close()
+    return _vector_rate(env, num_envs, seconds, warmup, choices=18, seeded=False)
 
 
 def measure_ale_vector(game, config, num_envs, seconds, warmup):
@@ -424,12 +419,7 @@ def measure_ale_vector(game, config, num_envs, seconds, warmup):
         use_fire_reset=False,
         max_num_frames_per_episode=(config.max_episode_steps or 27_000) * config.frameskip,
     )
-    try:
-        env.reset(seed=0)
-        actions = _random_actions(num_envs, choices=18)
-        return num_envs * _timed_loop(env.step, actions, seconds, warmup)
-    finally:
-        env.close()
+    return _vector_rate(env, num_envs, seconds, warmup, choices=18)
 
 
 #: name -> (measure function, whether the figure depends on num_envs)

@@ -185,13 +185,22 @@ def _reduce_rows_into(rows, tx, channels, out):
 
 @numba.njit(**_JIT)
 def _gray_row_into(src, prev, pool, y, left, gray):
-    # Integer gray of source row y (max-pooled with prev's if pool) into the int32 line. Slicing
-    # the row at the window, rather than adding `left` to every index, and keeping the
-    # stride-3 gather in a loop of its own (the float adds follow in another) are what let
-    # LLVM vectorize it: the fused kernel went from 105 to 68 to ~50 us per frame, measured.
-    a = src.reshape(src.shape[0], src.shape[1] * 3)[y, 3 * left :]
-    if pool:
-        b = prev.reshape(prev.shape[0], prev.shape[1] * 3)[y, 3 * left :]
+    # Integer gray of source row y (max-pooled with prev's if pool) into the int32 line; a
+    # one-channel source is gray already (an emulator's own gray picture). Slicing the row at
+    # the window, rather than adding `left` to every index, and keeping the stride-3 gather in a
+    # loop of its own (the float adds follow in another) are what let LLVM vectorize it
+    # (bench/bench_kernels.py measures it).
+    c = src.shape[2]
+    a = src.reshape(src.shape[0], src.shape[1] * c)[y, c * left :]
+    b = prev.reshape(prev.shape[0], prev.shape[1] * c)[y, c * left :]
+    if c == 1:
+        if pool:
+            for x in range(gray.shape[0]):
+                gray[x] = max(a[x], b[x])
+        else:
+            for x in range(gray.shape[0]):
+                gray[x] = a[x]
+    elif pool:
         for x in range(gray.shape[0]):
             i = 3 * x
             gray[x] = _luma(max(a[i], b[i]), max(a[i + 1], b[i + 1]), max(a[i + 2], b[i + 2]))
@@ -234,9 +243,9 @@ def gray_area_resize_into(src, prev, pool, top, left, ty, tx, out):
     loop touches stays in L1 cache.
 
     Args:
-        src: uint8 (H, W, 3), C-contiguous, the newest RGB frame.
-        prev: uint8 (H, W, 3), C-contiguous, the frame before it (ignored unless ``pool``;
-            pass ``src`` itself then).
+        src: uint8 (H, W, 3), C-contiguous, the newest RGB frame; (H, W, 1) is gray already.
+        prev: uint8, shaped as ``src``, the frame before it (ignored unless ``pool``; pass
+            ``src`` itself then).
         pool: max-pool ``src`` and ``prev`` before converting.
         top: first row of the window.
         left: first column of the window.
@@ -292,59 +301,20 @@ def gray_crop_into(src, prev, pool, top, left, out):
 
 
 @numba.njit(**_JIT)
-def _plane_row_into(src, prev, pool, y, left, gray):
-    # Source row y of a gray plane (max-pooled with prev's if pool) into the int32 line.
-    a = src[y, left:]
-    if pool:
-        b = prev[y, left:]
-        for x in range(gray.shape[0]):
-            gray[x] = max(a[x], b[x])
-    else:
-        for x in range(gray.shape[0]):
-            gray[x] = a[x]
-
-
-@numba.njit(**_JIT)
 def plane_area_resize_into(src, prev, pool, top, left, ty, tx, out):
     """Crop + area resize (+ max-pool) of a gray plane: the gray kernel without the luma.
 
     Equivalent to ``cv2.resize(frame, (w, h), interpolation=INTER_AREA)`` where ``frame`` is
-    the window of ``src`` (or of ``np.maximum(src, prev)`` when ``pool``) at ``(top, left)``.
-
-    Args:
-        src: uint8 (H, W), C-contiguous, the newest gray picture.
-        prev: uint8 (H, W), the one before it (ignored unless ``pool``; pass ``src`` then).
-        pool: max-pool ``src`` and ``prev`` first.
-        top: first row of the window.
-        left: first column of the window.
-        ty: :func:`area_table` of the window's height to ``h``.
-        tx: :func:`area_table` of the window's width to ``w``.
-        out: uint8 (h, w, C), any strides; channel 0 is written.
+    the window of ``src`` (or of ``np.maximum(src, prev)`` when ``pool``) at ``(top, left)``;
+    ``src`` and ``prev`` are uint8 (H, W), C-contiguous; ``out`` as in
+    :func:`gray_area_resize_into`.
     """
-    width = tx.dst0.shape[0]
-    cur = np.zeros(width, np.float32)
-    nxt = np.zeros(width, np.float32)
-    gray = np.empty(width, np.int32)
-    acc = np.empty(out.shape[1], np.float32)
-    i = 0
-    for y in range(ty.dst0.shape[0]):
-        while ty.dst0[y] > i:  # destination row i is complete
-            _reduce_line_into(cur, tx, acc, out, i)
-            cur, nxt = nxt, cur
-            nxt[:] = 0
-            i += 1
-        _plane_row_into(src, prev, pool, top + y, left, gray)
-        _add_weighted(cur, gray, ty.weight0[y])
-        if ty.weight1[y] != 0:
-            _add_weighted(nxt, gray, ty.weight1[y])
-    _reduce_line_into(cur, tx, acc, out, i)
+    shape = (src.shape[0], src.shape[1], 1)
+    gray_area_resize_into(src.reshape(shape), prev.reshape(shape), pool, top, left, ty, tx, out)
 
 
 @numba.njit(**_JIT)
 def plane_crop_into(src, prev, pool, top, left, out):
     """Crop (+ max-pool) of a gray plane, no resize: ``out[:, :, 0]`` (uint8 (h, w, C))."""
-    gray = np.empty(out.shape[1], np.int32)
-    for y in range(out.shape[0]):
-        _plane_row_into(src, prev, pool, top + y, left, gray)
-        for x in range(out.shape[1]):
-            out[y, x, 0] = np.uint8(gray[x])
+    shape = (src.shape[0], src.shape[1], 1)
+    gray_crop_into(src.reshape(shape), prev.reshape(shape), pool, top, left, out)
