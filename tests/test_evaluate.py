@@ -137,7 +137,8 @@ def _raises(observation_space, action_space):
         (["--agent", "json:nosuch"], "'json' has no callable 'nosuch'"),
         (
             ["--agent", "smart"],
-            "Expected --agent to be one of ['jerk', 'random'] or module:factory, got 'smart'",
+            "Expected --agent to be one of ['jerk', 'ppo2:PATH', 'rainbow:PATH', 'random', "
+            "'world_models:PATH'] or module:factory, got 'smart'",
         ),
         (
             ["--agent", "test_evaluate:_raises"],

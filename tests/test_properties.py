@@ -158,7 +158,7 @@ OPTIONS = {
     "clip_reward": lambda v: v is None or (_number(v) and v > 0),
     "reward_scale": lambda v: _number(v) and np.isfinite(v),
     "batch_size": lambda v: v is None or v == 1 and _int(v),
-    "num_envs": lambda v: _int(v) and v >= 1,
+    "num_envs": lambda v: v is None or (_int(v) and v >= 1),  # None: the PoolConfig's
     "seed": lambda v: v is None or (_int(v) and v >= 0),
     "step_timeout": lambda v: _number(v) and v > 0,
     "startup_timeout": lambda v: _number(v) and v > 0,

@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-from unittest.mock import ANY
 
 import gymnasium
 import numpy as np
@@ -595,7 +594,10 @@ def test_pools_of_any_autoreset_mode_behave_as_same_step_ones(mode):
                 np.testing.assert_array_equal(
                     infos[i]["terminal_observation"], s_infos[i]["terminal_observation"]
                 )
-                assert infos[i] == {**s_infos[i], "terminal_observation": ANY}
+                def rest(info):
+                    return {k: v for k, v in info.items() if k != "terminal_observation"}
+
+                assert rest(infos[i]) == rest(s_infos[i])
                 assert ours.reset_infos[i] == same.reset_infos[i]
         assert ends == 6
 

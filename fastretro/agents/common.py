@@ -23,8 +23,8 @@ from fastretro.errors import InvalidArgumentError
 log = logging.getLogger("fastretro.agents")
 
 # torch's OpenMP threads (GNU libgomp) spin ~300,000 iterations after each parallel region by
-# default, on the cores the emulators need (measured: the env step took 10.5 ms instead of 7
-# after each forward pass; bench/bench_ppo2.py speed). Not spinning at all
+# default, on the cores the emulators need (a pool step right after a forward pass takes half as
+# long again: bench/bench_ppo2.py speed). Not spinning at all
 # (OMP_WAIT_POLICY=PASSIVE) makes two threads slower than one on the forward pass (each layer
 # waits for a thread to wake). A short spin keeps them together between layers and asleep once
 # the pass is done. Only effective when an agent module is what first imports torch (the

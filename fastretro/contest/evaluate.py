@@ -204,7 +204,6 @@ def evaluate(
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     logging.getLogger("fastretro").addHandler(handler)
     logging.getLogger("fastretro").setLevel(logging.INFO)
-    start = time.time()
     stopped_by = "budget"
     try:
         config = EnvConfig.contest(
@@ -219,6 +218,8 @@ def evaluate(
     except Exception:
         logging.getLogger("fastretro").removeHandler(handler)
         raise
+    # The clock runs from here: the budget is the agent's, not the workers' start-up.
+    start = time.time()
     try:
         for lv in accounts:
             _open_files(lv, start)

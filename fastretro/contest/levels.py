@@ -108,15 +108,9 @@ def contest_env(num_envs: int, levels=None, *, allow_backtracking: bool = False,
 
     games, states = spread(training_levels() if levels is None else levels, num_envs)
     env_options, pool_options = split_options(options)
+    baselines = dict(actions="sonic7", grayscale=True, resize=(84, 84), frame_stack=4)
     config = EnvConfig.contest(
-        games,
-        states,
-        actions="sonic7",
-        grayscale=True,
-        resize=(84, 84),
-        frame_stack=4,
-        allow_backtracking=allow_backtracking,
-        **env_options,
+        games, states, allow_backtracking=allow_backtracking, **{**baselines, **env_options}
     )
     return VecRetroEnv(config, num_envs, **pool_options)
 

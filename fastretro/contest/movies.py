@@ -168,7 +168,7 @@ def _mp4_writer(out, size, fps, audio_path=None):
         codec="libx264",
         macro_block_size=1,  # any frame size, no padding
         pix_fmt_out="yuv420p",
-        # ultrafast: encoding keeps up with the emulator (1,287 frames/s measured end to end).
+        # ultrafast: encoding keeps up with the emulator (bench/bench_render.py).
         output_params=["-preset", "ultrafast", *(["-shortest"] if audio_path else [])],
         **extra,
     )

@@ -7,12 +7,11 @@ steps themselves travel over a direct TCP connection from the driver to each act
 (``transport="socket"``, the default), set up through Ray with a per-shard random key: one
 round trip per shard per step. ``transport="ray"`` sends them as Ray actor calls instead.
 
-Why a direct connection: a Ray actor call costs ~1.6 ms per round trip to 2 shards here
-against ~0.3-0.45 ms for the connection, and on a small machine the extra CPU it burns in the
-driver and the actors is taken from the emulators: 0.70-0.98x a local pool's throughput with
-the connection against 0.53-0.81x with Ray calls over three runs (0.80-0.82x against
-0.63-0.66x in the latest; ``bench/bench_ray.py``). Ray's compiled graphs cut the call to ~0.5
-ms, but their actors poll for input and kept both cores busy while idle, so they are not used.
+Why a direct connection: a Ray actor call costs several times the connection's round trip,
+and on a small machine the extra CPU it burns in the driver and the actors is taken from the
+emulators (``bench/bench_ray.py`` compares the two with a local pool). Ray's compiled graphs
+cut the call's cost, but their actors poll for input and keep the cores busy while idle, so
+they are not used.
 The price: the driver must reach each node on an ephemeral TCP port (as Ray's own nodes do);
 where a firewall forbids it, use ``transport="ray"``.
 

@@ -200,6 +200,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self.spins = pc.spin if pc.spin is not None else pc.num_workers + 1 <= available_cores()
         workers.spin = WORKER_SPIN_S if self.spins else 0.0
         self._wait_avg_s = 0.0  # recent waits for a batch: the parent's spin budget
+        self._next_liveness = 0.0  # async mode: when to look at the workers next
         self._finalizer = weakref.finalize(self, workers.shutdown, 5.0)
         self._closed = False
         try:
@@ -857,6 +858,15 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
     def _wait_for(self, count: int, timeout: float | None, what: str) -> np.ndarray:
         """Wait until ``count`` more envs have completed; those envs, in completion order."""
         self._parent["batches"] += 1
+        if self.batch_size is not None and time.monotonic() > self._next_liveness:
+            # In async mode the other envs' completions may keep every wait short, and a dead
+            # worker's envs would then never come back: look at the workers now and then.
+            self._next_liveness = time.monotonic() + LIVENESS_POLL_S
+            try:
+                self._handle_dead(what)
+            except BaseException as exc:
+                self._fail(exc)
+                raise
         if not self._hs.arm(count):
             self._wait(timeout, what)
         ids = np.empty(count, dtype=np.int32)
@@ -875,12 +885,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         try:
             while not hs.wait_parent(LIVENESS_POLL_S, spin):
                 spin = 0.0
-                dead = workers.first_dead()
-                while dead is not None:
-                    if not restartable:
-                        raise workers.died(dead, f"during {what}")
-                    self._restart(dead)
-                    dead = workers.first_dead()
+                self._handle_dead(what)
                 if time.monotonic() > deadline:
                     busy_envs = np.flatnonzero(self._a["cmd"] != 0)
                     busy = sorted({workers.worker_of(int(i)) for i in busy_envs})
@@ -908,6 +913,16 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             # free the workers and the shared memory now rather than at exit.
             self._fail(exc)
             raise
+
+    def _handle_dead(self, what: str) -> None:
+        """Restart the workers that died (``on_worker_failure="restart"``), or raise."""
+        workers = self._workers
+        dead = workers.first_dead()
+        while dead is not None:
+            if not (self.on_worker_failure == "restart" and what in ("step", "recv")):
+                raise workers.died(dead, f"during {what}")
+            self._restart(dead)
+            dead = workers.first_dead()
 
     def _restart(self, worker: int) -> None:
         """Replace dead ``worker``; its envs start new episodes and complete what was pending.

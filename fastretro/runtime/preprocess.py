@@ -137,8 +137,8 @@ def stack_views(
 def copy_into(src: np.ndarray, out: np.ndarray) -> None:
     """Copy ``src`` into the C-contiguous ``out``; fast also for a frame stack (a strided view).
 
-    A stack is a channel slice of the wider ring: numpy copies it a few bytes at a time (270 us
-    for 8 x 84x84x4, measured); viewed as one opaque element per pixel it is 20 us.
+    A stack is a channel slice of the wider ring: numpy copies it a few bytes at a time; viewed
+    as one opaque element per pixel it copies about ten times faster (8 x 84x84x4 stacks).
     """
     if not src.flags.c_contiguous and src.strides[-1] == src.itemsize:
         pixel = np.dtype((np.void, src.shape[-1] * src.itemsize))
