@@ -216,3 +216,12 @@ def test_lock_step_pools_reject_send_and_recv():
 def test_bad_async_options_raise_before_any_worker_starts(options, message):
     with pytest.raises(InvalidArgumentError, match=re.escape(message)):
         VecRetroEnv(GAME, 4, **options)
+
+
+def test_async_reset_after_every_env_came_back_starts_a_clean_round():
+    # Two rounds of async_reset and recv: the second arms for its own completions only.
+    with VecRetroEnv(GAME, 2, batch_size=1, observe=False, step_timeout=20) as env:
+        for _ in range(2):
+            env.async_reset(seed=0)
+            got = sorted(int(env.recv()[4]["env_id"][0]) for _ in range(2))
+            assert got == [0, 1]

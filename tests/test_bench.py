@@ -160,7 +160,7 @@ def test_a_failed_or_absent_limit_reading_gives_no_ratio():
             {"configs": ("rgb-fs9",)},
             InvalidArgumentError,
             "Unknown config 'rgb-fs9'; expected one of ['rgb-fs1', 'rgb-fs4-sticky', 'contest', "
-            "'atari', 'atari-rgb-fs1']",
+            "'world-models', 'atari', 'atari-rgb-fs1']",
         ),
         (
             {"backends": ("nope",)},

@@ -38,6 +38,8 @@ def _configs() -> dict[str, EnvConfig]:
             resize=(84, 84),
             frame_stack=4,
         ),
+        # World Models' pool: 64x64 RGB frames at the contest's timing.
+        "world-models": EnvConfig(frameskip=4, sticky_prob=0.25, resize=(64, 64)),
         # Atari 2600: Machado et al. (2018)'s protocol (the preset), and raw RGB frames.
         "atari": atari,
         "atari-rgb-fs1": atari.replace(
