@@ -14,8 +14,11 @@ worker process would, with a random button mask a step; each part is timed insid
 
 The parts are timed in this thread's CPU time (``time.thread_time_ns``), which a shared
 machine's load inflates far less than wall time; frames/s are given by both. The script also
-measures the bare ``act`` rate of one emulator, and K emulators stepped by K threads (ale-py's
-``act`` holds the GIL, so threads do not add cores). Frames are counted as steps x 4.
+measures the bare ``act`` rate of one emulator, and K emulators stepped by K threads: ale-py's
+``act`` binding does not release the GIL (src/ale/python/ale_python_interface.hpp), so threads
+interleave rather than add cores; on a loaded machine more runnable threads can still win a
+larger share of the CPU, the only way that figure can beat one thread. Frames are counted as
+steps x 4.
 Run: ``python bench/bench_ale_worker.py [--game G] [--envs K] [--steps N] [--repeat R]``;
 the last line printed is one JSON object.
 """
