@@ -16,7 +16,7 @@ evolution.png}`` (the evolution plot redrawn with the random agent's mean). Prin
 then one JSON line.
 
 Run: ``nice -n 10 python bench/bench_world_models.py [--run-dir DIR] [--preset airstriker]
-[--evolve-seconds S] [--eval-episodes 24] [--random-episodes 64] | tee
+[--evolve-seconds S] [--eval-episodes 24] [--mean-episodes 12] [--random-episodes 64] | tee
 bench/results/DATE-world-models.txt``
 """
 
@@ -56,7 +56,7 @@ def _stage(name: str, fn, *args, **kwargs) -> dict:
     summary = fn(*args, **kwargs)
     wall = time.perf_counter() - t0
     summary = {**summary, "wall_s": round(wall, 1)}
-    print(f"[{time.strftime('%H:%M:%S')}] {name}: {wm.describe_summary(summary)} ({wall:.0f} s)")
+    print(f"[{time.strftime('%H:%M:%S')}] {wm.describe_summary(summary)} ({wall:.0f} s)")
     print(json.dumps(summary), flush=True)
     return summary
 
@@ -84,7 +84,8 @@ def main() -> None:
     parser.add_argument("--preset", default="airstriker", choices=sorted(wm.PRESETS))
     parser.add_argument("--evolve-seconds", type=float, default=None)
     parser.add_argument("--generations", type=int, default=None)
-    parser.add_argument("--eval-episodes", type=int, default=24)
+    parser.add_argument("--eval-episodes", type=int, default=24, help="for the best candidate")
+    parser.add_argument("--mean-episodes", type=int, default=12, help="for CMA-ES's mean")
     parser.add_argument("--random-episodes", type=int, default=64)
     parser.add_argument("--eval-envs", type=int, default=8)
     parser.add_argument("--eval-seed", type=int, default=10_000, help="seeds unseen in training")
@@ -122,7 +123,7 @@ def main() -> None:
         t0 = time.perf_counter()
         returns = wm.play(
             args.run_dir,
-            episodes=args.eval_episodes,
+            episodes=args.eval_episodes if which == "best" else args.mean_episodes,
             num_envs=args.eval_envs,
             seed=args.eval_seed,
             which=which,

@@ -270,11 +270,27 @@ def test_network_gives_a_distribution_per_action():
 # -- runs ------------------------------------------------------------------------------------
 
 
-def test_tiny_run_checkpoints_then_resumes_then_fine_tunes_then_plays(tmp_path):
-    run = tmp_path / "run"
-    first = train(tiny(max_episode_steps=25), str(run), progress=False)
-    assert first["frames"] == 800 and first["updates"] > 0
-    ckpt = load_checkpoint(first["checkpoint"])
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One tiny run (2 envs, 200 agent steps, 25-step episodes) that the tests below share."""
+    from fastretro.stats import Stopwatch
+
+    run = tmp_path_factory.mktemp("rainbow") / "run"
+    watch, seen = Stopwatch(), []
+
+    def on_loop(phase, pools):
+        seen.append((phase, pools[0].stats().frames_per_s > 0))
+
+    result = train(
+        tiny(max_episode_steps=25), str(run), progress=False, watch=watch, on_loop=on_loop
+    )
+    return run, result, watch, seen
+
+
+def test_tiny_run_writes_checkpoint_logs_and_times_its_phases(tiny_run):
+    run, result, watch, seen = tiny_run
+    assert result["frames"] == 800 and result["updates"] > 0 and result["episodes"] >= 2
+    ckpt = load_checkpoint(result["checkpoint"])
     assert ckpt["frames"] == 800 and ckpt["config"]["batch_size"] == 8
     assert ckpt["optimizer"]["state"], "the optimizer state must be saved"
     assert set(ckpt) >= {"model", "target", "action_set"}
@@ -283,69 +299,57 @@ def test_tiny_run_checkpoints_then_resumes_then_fine_tunes_then_plays(tmp_path):
         rows = list(csv.DictReader(f))
     assert [int(r["frames"]) for r in rows] == [200, 400, 600, 800]
     assert np.isfinite(float(rows[-1]["loss/kl"]))
-    assert (run / "monitor.csv").read_text().splitlines()[1] == "r,l,t,frames"
+    lines = (run / "monitor.csv").read_text().splitlines()
+    assert lines[1] == "r,l,t,frames" and all(row.split(",")[1] == "25" for row in lines[2:])
     assert any((run / "tb").iterdir()), "TensorBoard scalars are written"
+    assert [s[0] for s in seen] == ["start", "end"] and seen[1][1]
+    assert set(watch.seconds) == {"inference", "sampling", "learning"}
 
-    # Resume: frames go on from the checkpoint, the logs are appended, the memory refills.
-    second = train(tiny(total_frames=1200), str(run), resume=first["checkpoint"], progress=False)
+
+def test_resume_goes_on_from_the_checkpoints_frames(tiny_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run)
+    ckpt = str(run / "checkpoints" / "last.pt")
+    # The resumed run keeps the checkpoint's config but for total_frames.
+    second = train(tiny(total_frames=1200, batch_size=4), str(run), resume=ckpt, progress=False)
     assert second["frames"] == 1200
     with open(run / "progress.csv") as f:
-        assert [int(r["frames"]) for r in csv.DictReader(f)][-2:] == [1000, 1200]
+        assert [int(r["frames"]) for r in csv.DictReader(f)] == [200, 400, 600, 800, 1000, 1200]
+    resumed = load_checkpoint(second["checkpoint"])
+    assert resumed["frames"] == 1200 and resumed["config"]["batch_size"] == 8
 
-    # Fine-tune: the weights only; frames from 0, a new optimizer.
+
+def test_init_from_takes_the_weights_only(tiny_run, tmp_path):
+    source = load_checkpoint(tiny_run[1]["checkpoint"])
     tuned = train(
         tiny(learning_rate=1e-5),
-        str(tmp_path / "tune"),
-        init_from=second["checkpoint"],
+        str(tmp_path),
+        init_from=tiny_run[1]["checkpoint"],
         progress=False,
         max_seconds=0.0,
     )
     assert tuned["frames"] == 0
     out = load_checkpoint(tuned["checkpoint"])
     assert out["config"]["learning_rate"] == 1e-5 and not out["optimizer"]["state"]
-    resumed = load_checkpoint(second["checkpoint"])
-    for name, weights in resumed["model"].items():
-        if not name.startswith(("hidden.eps", "value.eps", "advantage.eps")):
-            assert torch.equal(out["model"][name], weights), name
-
-    # Play: the checkpoint's env (25-step episodes), greedy and with noise.
-    movies = tmp_path / "movies"
-    rewards = rainbow.play(second["checkpoint"], episodes=2, record=str(movies))
-    assert len(rewards) == 2 and len(list(movies.rglob("*.bk2"))) >= 2
-    assert len(rainbow.play(second["checkpoint"], greedy=False)) == 1
+    assert out["model"].keys() == source["model"].keys()
+    for name, weights in source["model"].items():
+        assert torch.equal(out["model"][name], weights), name
+        assert torch.equal(out["target"][name], weights), name
 
 
-def test_async_pool_mode_learns_and_counts_every_step(tmp_path):
-    result = train(
-        tiny(num_envs=3, env_batch=2, max_episode_steps=30), str(tmp_path), progress=False
-    )
-    assert result["frames"] >= 800 and result["updates"] > 0
-    assert result["steps"] * 4 == result["frames"]
-    with open(tmp_path / "monitor.csv") as f:
-        f.readline()
-        assert {int(r["l"]) for r in csv.DictReader(f)} == {30}
+def test_play_runs_a_checkpoint_greedy_or_noisy_and_records_movies(tiny_run, tmp_path):
+    checkpoint = tiny_run[1]["checkpoint"]
+    rewards = rainbow.play(checkpoint, episodes=2, record=str(tmp_path))  # 25-step episodes
+    assert len(rewards) == 2 and len(list(tmp_path.rglob("*.bk2"))) >= 2
+    assert len(rainbow.play(checkpoint, greedy=False)) == 1
 
 
-def test_profiler_hooks_and_stopwatch_see_every_phase(tmp_path):
-    from fastretro.stats import Stopwatch
-
-    watch, seen = Stopwatch(), []
-    train(
-        tiny(),
-        str(tmp_path),
-        progress=False,
-        watch=watch,
-        on_loop=lambda phase, pools: seen.append((phase, pools[0].stats().frames_per_s > 0)),
-    )
-    assert [s[0] for s in seen] == ["start", "end"]
-    assert set(watch.seconds) == {"inference", "sampling", "learning"}
-
-
-def test_eval_agent_plays_under_the_contest_rules(tmp_path):
+def test_eval_agent_plays_under_the_contest_rules(tiny_run, tmp_path):
     from fastretro.evaluate import evaluate
 
-    first = train(tiny(), str(tmp_path / "run"), progress=False, max_seconds=0.0)
-    factory = rainbow.make_eval_agent(first["checkpoint"])
+    factory = rainbow.make_eval_agent(tiny_run[1]["checkpoint"])
     assert factory.env_options == dict(
         actions=common.AUTO_ACTIONS[GAME],
         grayscale=True,
@@ -355,14 +359,22 @@ def test_eval_agent_plays_under_the_contest_rules(tmp_path):
         channels_first=True,
     )
     score = evaluate(
-        factory,
-        [(GAME, None)],
-        str(tmp_path / "eval"),
-        timesteps=40,
-        max_episode_steps=15,
-        progress=False,
+        factory, [(GAME, None)], str(tmp_path), timesteps=40, max_episode_steps=15, progress=False
     )
     assert score["levels"][f"{GAME}-default"]["episodes"] >= 2
+
+
+def test_async_pool_mode_learns_and_counts_every_step(tmp_path):
+    result = train(
+        tiny(num_envs=3, env_batch=2, max_episode_steps=30, total_frames=480),
+        str(tmp_path),
+        progress=False,
+    )
+    assert result["frames"] >= 480 and result["updates"] > 0
+    assert result["steps"] * 4 == result["frames"]
+    with open(tmp_path / "monitor.csv") as f:
+        f.readline()
+        assert {int(r["l"]) for r in csv.DictReader(f)} == {30}
 
 
 # -- the command line ------------------------------------------------------------------------
@@ -486,12 +498,11 @@ def test_a_ppo2_checkpoint_is_refused_by_name(tmp_path):
         rainbow.make_eval_agent(path)
 
 
-def test_fine_tuning_with_another_action_set_is_refused(tmp_path):
-    result = train(tiny(), str(tmp_path / "run"), progress=False, max_seconds=0.0)
-    path = result["checkpoint"]
+def test_fine_tuning_with_another_action_set_is_refused(tiny_run, tmp_path):
+    path = tiny_run[1]["checkpoint"]
     message = (
         f"{path!r} was trained with the action set {common.AUTO_ACTIONS[GAME]!r}; this run uses "
         "['', 'B']: use the same action set (actions=...)"
     )
     with pytest.raises(InvalidArgumentError, match=re.escape(message)):
-        train(tiny(actions=["", "B"]), str(tmp_path / "tune"), init_from=path, progress=False)
+        train(tiny(actions=["", "B"]), str(tmp_path), init_from=path, progress=False)

@@ -295,6 +295,7 @@ def test_collect_before_anything_else_is_asked_for(tmp_path):
         ({"num_envs": 6, "batch_size": 4}, "Expected batch_size to divide num_envs (6), got 4"),
         ({"frame_size": 40}, "Expected frame_size >= 46 (four 4x4 stride-2 convolutions), got 40"),
         ({"popsize": 1}, "Expected popsize >= 2, got 1"),
+        ({"vae_loss": "l1"}, "Expected vae_loss to be 'l2' or 'bce', got 'l1'"),
         (
             {"collect_policy": "jerk"},
             "Expected collect_policy to be 'random' or 'controller', got 'jerk'",
@@ -339,6 +340,23 @@ def test_vae_shapes_follow_the_paper():
         (256, (4, 4), (2, 2)),
     ]
     assert wm.ConvVAE(8, 4, 80).decode(torch.zeros(2, 8)).shape == (2, 3, 80, 80)
+
+
+@pytest.mark.parametrize("reconstruction", ["l2", "bce"])
+def test_vae_losses_match_numpy(reconstruction):
+    rng = np.random.default_rng(2)
+    x, recon = rng.uniform(size=(2, 3, 4, 4)), rng.uniform(0.05, 0.95, size=(2, 3, 4, 4))
+    mu, logvar = rng.normal(size=(2, 5)), rng.normal(scale=0.5, size=(2, 5))
+    if reconstruction == "l2":
+        want_r = ((recon - x) ** 2).sum((1, 2, 3)).mean()
+    else:
+        want_r = -(x * np.log(recon) + (1 - x) * np.log(1 - recon)).sum((1, 2, 3)).mean()
+    kl = -0.5 * (1 + logvar - mu**2 - np.exp(logvar)).sum(1)
+    got_r, got_kl = wm.vae_loss(
+        *(torch.from_numpy(a) for a in (x, recon, mu, logvar)), 2.0, reconstruction
+    )
+    np.testing.assert_allclose(float(got_r), want_r, rtol=1e-6)
+    np.testing.assert_allclose(float(got_kl), np.maximum(kl, 2.0).mean(), rtol=1e-6)
 
 
 def _mixture_nll_numpy(logits, mu, logsigma, target):

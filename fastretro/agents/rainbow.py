@@ -91,7 +91,7 @@ class RainbowConfig:
     """Start state of ``game``; None: the game's default."""
     scenario: str | None = None
     """Scenario name; None: ``contest`` where the game has one, else the game's default."""
-    num_envs: int = 4
+    num_envs: int = 8
     """Emulators (worker processes)."""
     total_frames: int = 1_000_000
     """Emulator frames to train for (agent steps x frameskip, all envs)."""
@@ -135,7 +135,7 @@ class RainbowConfig:
     """Transitions (agent steps, all envs) in the memory before the first gradient step."""
     batch_size: int = 32
     """Transitions per gradient step."""
-    train_interval: int = 4
+    train_interval: int = 8
     """Agent steps (all envs) per gradient step."""
     target_interval: int = 2_000
     """Agent steps (all envs) between copies of the online network into the target."""
@@ -285,7 +285,7 @@ PRESETS: dict[str, dict] = {
     # Measured on Airstriker on this project's 2-core VM (bench/bench_rainbow.py learn; the
     # runs are in bench/results/*rainbow-learn*).
     "fast": dict(
-        num_envs=4,
+        num_envs=8,
         max_pool=True,
         reward_scale=0.05,
         clip_reward=0.0,
@@ -300,7 +300,7 @@ PRESETS: dict[str, dict] = {
         priority_eps=0.1,
         learning_starts=5_000,
         batch_size=32,
-        train_interval=4,
+        train_interval=8,
         target_interval=2_000,
         num_atoms=51,
         v_min=-10.0,
@@ -309,6 +309,7 @@ PRESETS: dict[str, dict] = {
         double_q=True,
         max_grad_norm=10.0,
         env_batch=0,
+        torch_threads=1,
     ),
 }
 
@@ -334,8 +335,9 @@ class NoisyLinear(nn.Module):
         self.weight_sigma = nn.Parameter(torch.full((out_features, in_features), sigma0 * bound))
         self.bias_mu = nn.Parameter(torch.empty(out_features).uniform_(-bound, bound))
         self.bias_sigma = nn.Parameter(torch.full((out_features,), sigma0 * bound))
-        self.register_buffer("eps_in", torch.zeros(in_features))
-        self.register_buffer("eps_out", torch.zeros(out_features))
+        # The noise is not the model: it stays out of state_dict and checkpoints.
+        self.register_buffer("eps_in", torch.zeros(in_features), persistent=False)
+        self.register_buffer("eps_out", torch.zeros(out_features), persistent=False)
         self.reset_noise()
 
     @staticmethod
@@ -363,7 +365,9 @@ class RainbowNet(nn.Module):
         super().__init__()
         c, h, w = obs_shape
         cnn = NatureCNN(c, (h, w))
-        self.trunk = cnn.body  # the convolutions; the hidden layer below is noisy instead
+        # The convolutions (the hidden layer below is noisy instead), channels-last: oneDNN's
+        # convolutions take ~20% less time that way on this project's CPU (batch 32, fwd+bwd).
+        self.trunk = cnn.body.to(memory_format=torch.channels_last)
         self.hidden = NoisyLinear(cnn.fc[0].in_features, 512, sigma0)
         self.value = NoisyLinear(512, num_atoms, sigma0)
         self.advantage = NoisyLinear(512, n_actions * num_atoms, sigma0)
@@ -376,7 +380,8 @@ class RainbowNet(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Logits (N, actions, atoms) of the return distributions of uint8 obs (N, C, H, W)."""
-        x = F.relu(self.hidden(self.trunk(torch.mul(obs, 1.0 / 255.0))))
+        x = torch.mul(obs, 1.0 / 255.0).contiguous(memory_format=torch.channels_last)
+        x = F.relu(self.hidden(self.trunk(x)))
         value = self.value(x).view(-1, 1, self.num_atoms)
         adv = self.advantage(x).view(-1, self.n_actions, self.num_atoms)
         return value + adv - adv.mean(1, keepdim=True)
@@ -568,7 +573,10 @@ def train(
             _check_compatible(source, actions_now, n_actions, init_from)
         model = RainbowNet((STACK, *HW), n_actions, cfg.num_atoms, cfg.noisy_sigma0).to(device)
         target = RainbowNet((STACK, *HW), n_actions, cfg.num_atoms, cfg.noisy_sigma0).to(device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps)
+        # The fused step: one pass over the 3.5M parameters instead of one per operation.
+        optimizer = torch.optim.Adam(
+            model.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps, fused=True
+        )
         if ckpt is not None:
             model.load_state_dict(ckpt["model"])
             target.load_state_dict(ckpt.get("target", ckpt["model"]))
@@ -663,6 +671,7 @@ def train(
                 "frames": frames,
                 "episodes": episodes,
                 "episode/reward_mean100": float(np.mean(recent[-100:])) if recent else 0.0,
+                "time/seconds": elapsed,
                 "time/frames_per_s": (frames - start_frames) / elapsed,
                 "time/updates_per_s": updates / elapsed,
                 "updates": updates,

@@ -132,6 +132,12 @@ class WorldModelsConfig:
     """Adam's learning rate."""
     vae_kl_tolerance: float = 0.5
     """The KL term is ``max(KL, kl_tolerance * z_size)`` per frame (the paper's free bits)."""
+    vae_loss: str = "l2"
+    """Reconstruction loss, summed per frame: ``l2`` (the paper's squared error) or ``bce``
+    (binary cross-entropy). On small sprites over a black background, as in Airstriker, the
+    squared error through the output sigmoid loses its gradient once the decoder paints
+    everything black (the sigmoid's slope vanishes there), and a short training stays stuck
+    on a black frame; the cross-entropy's gradient does not vanish."""
     # -- M: the MDN-RNN ----------------------------------------------------------------------
     rnn_hidden: int = 256
     """LSTM units."""
@@ -207,6 +213,10 @@ class WorldModelsConfig:
                 f"Expected frame_size >= {MIN_FRAME_SIZE} (four 4x4 stride-2 convolutions), "
                 f"got {self.frame_size}"
             )
+        if self.vae_loss not in ("l2", "bce"):
+            raise InvalidArgumentError(
+                f"Expected vae_loss to be 'l2' or 'bce', got {self.vae_loss!r}"
+            )
         if self.collect_policy not in ("random", "controller"):
             raise InvalidArgumentError(
                 f"Expected collect_policy to be 'random' or 'controller', got "
@@ -236,9 +246,10 @@ MIN_FRAME_SIZE = 46
 
 PRESETS: dict[str, dict] = {
     # Sized for ~1.5 hours on 2 shared cores (bench/bench_world_models.py): ~35k steps of random
-    # play, one VAE epoch on 20k of them (the paper's VAE trains at ~30-60 frames/s here), 20
-    # MDN epochs (seconds each), then 45 minutes of evolution: 16 candidates x 2 episodes on 8
-    # envs, acting on batches of 2 (at a generation's end the envs left waiting for the longest
+    # play; one VAE epoch on 16k of them in batches of 16 (the paper's VAE trains at ~20-45
+    # frames/s on 2 busy cores), with the cross-entropy loss (see vae_loss); 20 MDN epochs
+    # (seconds each); then 35 minutes of evolution: 16 candidates x 2 episodes on 8 envs,
+    # acting on batches of 2 (at a generation's end the envs left waiting for the longest
     # episode take filler steps, at most batch_size - 1 of them at a time).
     "airstriker": dict(
         game="Airstriker-Genesis-v0",
@@ -249,10 +260,12 @@ PRESETS: dict[str, dict] = {
         num_envs=8,
         collect_episodes=80,
         vae_epochs=1,
-        vae_max_frames=20_000,
+        vae_max_frames=16_000,
+        vae_batch_size=16,
+        vae_loss="bce",
         mdn_epochs=20,
         generations=200,
-        evolve_seconds=2700.0,
+        evolve_seconds=2100.0,
         popsize=16,
         episodes_per_candidate=2,
         batch_size=2,
@@ -450,8 +463,9 @@ def collect(
 
     Returns:
         The summary also written to ``collect.json``: episodes and steps added, frames, seconds,
-        the loop's and the pool's frames/s (frames = agent steps x frameskip, all envs), the
-        pool configuration.
+        the loop's frames/s (with and without the time spent compressing shards, during which
+        the pool idles) and the pool's (its counters' frames over the loop's wall-clock; frames
+        = agent steps x frameskip, all envs), the pool configuration.
     """
     from tqdm import tqdm
 
@@ -496,6 +510,7 @@ def collect(
         pending: list[dict] = []
         pending_steps = 0
         added = steps = 0
+        write_s = 0.0
         index = len(paths)
         bar = tqdm(total=missing, unit="episode", disable=not progress, desc="collect")
         try:
@@ -527,7 +542,9 @@ def collect(
                         running[i] = _new_episode()
                 if pending and (pending_steps >= cfg.shard_steps or added == missing):
                     path = os.path.join(run_dir, "shards", f"shard_{index:06d}.npz")
+                    w0 = time.perf_counter()
                     _write_shard(path, pending, cfg, n_actions)
+                    write_s += time.perf_counter() - w0
                     index += 1
                     pending, pending_steps = [], 0
         finally:
@@ -543,7 +560,9 @@ def collect(
         frames=frames,
         seconds=round(time.perf_counter() - start, 3),
         loop_seconds=round(seconds, 3),
+        write_seconds=round(write_s, 3),
         frames_per_s=round(frames / seconds, 1),
+        frames_per_s_without_writing=round(frames / (seconds - write_s), 1),
         pool_frames_per_s=round(stats.frames_per_s, 1),
         workers_cpu_use=round(stats.utilization, 3),
         shards=len(shard_paths(run_dir)),
@@ -661,13 +680,22 @@ class ConvVAE(nn.Module):
 
 
 def vae_loss(
-    x: torch.Tensor, recon: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, tolerance: float
+    x: torch.Tensor,
+    recon: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    tolerance: float,
+    reconstruction: str = "l2",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The paper's losses: squared error summed per frame, KL floored per frame; batch means.
 
     ``tolerance`` is the KL floor in nats per frame (the paper's free bits).
+    ``reconstruction``: ``l2`` (the paper's) or ``bce`` (binary cross-entropy, also summed).
     """
-    r_loss = (recon - x).pow(2).sum((1, 2, 3)).mean()
+    if reconstruction == "bce":
+        r_loss = F.binary_cross_entropy(recon, x, reduction="none").sum((1, 2, 3)).mean()
+    else:
+        r_loss = (recon - x).pow(2).sum((1, 2, 3)).mean()
     kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)
     return r_loss, kl.clamp(min=tolerance).mean()
 
@@ -737,7 +765,9 @@ def train_vae(cfg: WorldModelsConfig, run_dir: str, *, progress: bool = True) ->
             for b in range(batches):
                 x = ConvVAE.to_input(torch.from_numpy(obs[np.sort(order[b * bs : (b + 1) * bs])]))
                 recon, mu, logvar = vae(x)
-                r_loss, kl_loss = vae_loss(x, recon, mu, logvar, cfg.vae_kl_tolerance * cfg.z_size)
+                r_loss, kl_loss = vae_loss(
+                    x, recon, mu, logvar, cfg.vae_kl_tolerance * cfg.z_size, cfg.vae_loss
+                )
                 opt.zero_grad()
                 (r_loss + kl_loss).backward()
                 opt.step()

@@ -760,7 +760,7 @@ class AleEmulator(Emulator):
         self._ale.setInt("frame_skip", 1)
         self._ale.loadROM(str(rom_path))
         self.decoder = RamDecoder(game_info(game) if info is None else info)
-        # Action objects: act's first overload takes them as they are.
+        # Action objects for act's Action overload (no int conversion per frame).
         self._actions = [ale_py.Action(a) for a in range(len(ale_py.Action.__members__))]
         self._mask_to_action = [self._actions[a] for a in mask_to_ale_table(game).tolist()]
         self._action = self._actions[0]
