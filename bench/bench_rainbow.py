@@ -32,7 +32,7 @@ import time
 import numpy as np
 
 from fastretro import DEFAULT_GAME
-from fastretro.peers import cores
+from fastretro.tools.peers import cores
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "out")
@@ -57,7 +57,7 @@ def _monitor(run_dir: str) -> tuple[np.ndarray, np.ndarray]:
 def _speed_run(game: str, values: dict, seconds: float, queue) -> None:
     # rainbow before torch: common.py sets torch's OpenMP spin policy, read when torch loads.
     from fastretro.agents.rainbow import PRESETS, RainbowConfig, train
-    from fastretro.stats import Stopwatch
+    from fastretro.runtime.stats import Stopwatch
 
     run_dir = os.path.join(OUT, "rainbow-speed")
     cfg = RainbowConfig(game=game, **{**PRESETS["fast"], **values})

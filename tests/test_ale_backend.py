@@ -17,11 +17,10 @@ import pytest
 
 ale_py = pytest.importorskip("ale_py")
 
-from fastretro.scenario import compile_scenario  # noqa: E402
-
 from fastretro.errors import GameNotFoundError, InvalidArgumentError  # noqa: E402
 from fastretro.runtime.backends import ale  # noqa: E402
 from fastretro.runtime.backends.base import Emulator  # noqa: E402
+from fastretro.runtime.scenario import compile_scenario  # noqa: E402
 
 PONG = "Pong-Atari2600-v0"
 BREAKOUT = "Breakout-Atari2600-v0"
@@ -534,7 +533,7 @@ def test_screen_into_and_screen_gray_into_write_the_given_buffers(pong):
 
 @pytest.mark.parametrize("game", [PONG, "Seaquest-Atari2600-v0", "Enduro-Atari2600-v0"])
 def test_ales_gray_is_the_luma_of_its_rgb(game):
-    from fastretro.kernels import rgb_to_gray_into
+    from fastretro.runtime.kernels import rgb_to_gray_into
 
     em = ale.AleEmulator(game)
     em.start()

@@ -273,7 +273,7 @@ def test_network_gives_a_distribution_per_action():
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """One tiny run (2 envs, 200 agent steps, 25-step episodes) that the tests below share."""
-    from fastretro.stats import Stopwatch
+    from fastretro.runtime.stats import Stopwatch
 
     run = tmp_path_factory.mktemp("rainbow") / "run"
     watch, seen = Stopwatch(), []
@@ -347,7 +347,7 @@ def test_play_runs_a_checkpoint_greedy_or_noisy_and_records_movies(tiny_run, tmp
 
 
 def test_eval_agent_plays_under_the_contest_rules(tiny_run, tmp_path):
-    from fastretro.evaluate import evaluate
+    from fastretro.contest.evaluate import evaluate
 
     factory = rainbow.make_eval_agent(tiny_run[1]["checkpoint"])
     assert factory.env_options == dict(

@@ -594,6 +594,7 @@ def test_pools_of_any_autoreset_mode_behave_as_same_step_ones(mode):
                 np.testing.assert_array_equal(
                     infos[i]["terminal_observation"], s_infos[i]["terminal_observation"]
                 )
+
                 def rest(info):
                     return {k: v for k, v in info.items() if k != "terminal_observation"}
 

@@ -169,7 +169,7 @@ def test_play_returns_each_episode_and_records_movies(run, tmp_path):
 
 def test_eval_agent_factory_runs_under_fastretro_eval(run, tmp_path):
     _needs_cma()
-    from fastretro.evaluate import evaluate
+    from fastretro.contest.evaluate import evaluate
 
     factory = wm.make_eval_agent(run["dir"])
     assert factory.env_options == {"resize": (64, 64), "actions": ACTIONS}
