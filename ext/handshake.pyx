@@ -46,7 +46,16 @@ from sync cimport (
     syscall,
 )
 
-from fastretro.runtime.protocol import SEM_STRIDE
+from fastretro.runtime.protocol import SEM_STRIDE, Command
+
+# The command code step() writes, read from fastretro/runtime/protocol.py: one source for both
+# sides of the shared memory.
+cdef int CMD_STEP = Command.STEP
+
+
+def protocol_codes():
+    """The codes this module acts on, as read at import (tests compare them with protocol.py)."""
+    return {"Command": {"STEP": CMD_STEP}}
 
 # The semaphore gets a cache line of its own (fastretro/runtime/protocol.py sizes it).
 assert sizeof(sem_t) <= SEM_STRIDE
@@ -207,12 +216,26 @@ cdef class Handshake:
         """Arm the batch: the parent will be woken once ``count`` workers have called ``done``."""
         fr_atomic_store(self._pending, count)
 
-    def wake(self):
-        """Wake every waiting worker with one syscall; each runs its command word, if set."""
+    cdef void _wake(self) noexcept nogil:
         fr_atomic_store64(self._woken_at, _now_ns())
         fr_atomic_add_fetch(self._epoch, 1)
+        syscall(SYS_futex, self._epoch, FUTEX_WAKE, 0x7FFFFFFF, NULL, NULL, 0)
+
+    cdef void _take(self, int count) noexcept nogil:
+        cdef int i, value
+        cdef unsigned int slot
+        for i in range(count):
+            slot = (self._head + <unsigned int>i) % <unsigned int>self._queue_len
+            value = fr_atomic_load(&self._queue[slot])
+            while value == 0:
+                value = fr_atomic_load(&self._queue[slot])
+            fr_atomic_store(&self._queue[slot], 0)
+        self._head += <unsigned int>count
+
+    def wake(self):
+        """Wake every waiting worker with one syscall; each runs its command word, if set."""
         with nogil:
-            syscall(SYS_futex, self._epoch, FUTEX_WAKE, 0x7FFFFFFF, NULL, NULL, 0)
+            self._wake()
 
     def wait_parent(self, double timeout, double spin=0.0):
         """Wait until the armed batch completes; True if it did, False after ``timeout`` seconds.
@@ -473,6 +496,77 @@ cdef class BatchIO:
             terminated[j] = self._terminated[i] != 0
             truncated[j] = self._truncated[i] != 0
             ended += terminated[j] | truncated[j]
+        return ended
+
+    def step(
+        self,
+        Handshake hs,
+        const uint8_t[:, :] buttons,
+        const int64_t[:] indices,
+        int64_t high,
+        int slot,
+        double poll,
+        double spin,
+        uint8_t[::1] in_flight,
+        double[::1] rewards,
+        uint8_t[::1] terminated,
+        uint8_t[::1] truncated,
+        int64_t[::1] clock,
+    ):
+        """Lock-step ``step`` in one call: stage every env's action, wake, wait, collect.
+
+        The parent's whole side of a step with no Python in between: the actions are checked
+        and written (:meth:`stage`), every env is marked in flight, the workers are woken,
+        and the parent watches (``spin`` seconds) then sleeps (``poll`` seconds at most, GIL
+        released) until every env has completed; the results are then copied as
+        :meth:`collect` does. ``clock`` accumulates the parent's ns staging, waking, waiting
+        and collecting, and counts the batch (five int64).
+
+        Returns:
+            The number of envs whose episode ended (>= 0); -1 if ``poll`` passed first (the
+            batch stands: the caller watches the workers and waits on, then collects); or
+            ``-2 - i`` when env ``i``'s action is out of range (nothing was written).
+        """
+        cdef Py_ssize_t i, n = self._n
+        cdef long long t0 = _now_ns(), t1, t2, t3
+        cdef int posted = 0
+        cdef timespec ts
+        if not self._fits(n, buttons, indices):
+            raise ValueError(f"Expected one action row per env ({n})")
+        if rewards.shape[0] != n or terminated.shape[0] != n or truncated.shape[0] != n:
+            raise ValueError(f"Expected output arrays of {n} rows")
+        for i in range(n):
+            if not self._valid(i, buttons, indices, high):
+                return -2 - i
+        for i in range(n):
+            self._write(i, i, buttons, indices)
+            self._slot[i] = slot
+            self._cmd[i] = CMD_STEP
+            in_flight[i] = 1
+        t1 = _now_ns()
+        with nogil:
+            hs._wake()
+        t2 = _now_ns()
+        clock[0] += t1 - t0
+        clock[1] += t2 - t1
+        clock[4] += 1
+        if fr_atomic_add_fetch(hs._pending, <int>n) <= 0:
+            posted = 1
+        elif spin > 0:
+            with nogil:
+                posted = _spin_sem(hs._parent, <long long>(spin * 1e9))
+        if not posted:
+            posted = _wait(hs._parent, poll)
+        t3 = _now_ns()
+        clock[2] += t3 - t2
+        if not posted:
+            return -1
+        with nogil:
+            hs._take(<int>n)
+        ended = self.collect(rewards, terminated, truncated)
+        for i in range(n):
+            in_flight[i] = 0
+        clock[3] += _now_ns() - t3
         return ended
 
     def first_failed(self):

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import pickle
 
+import pytest
+
 from fastretro.runtime import actions, protocol, stats
 from fastretro.runtime._ext import handshake, worker_loop
 
 
-def test_the_compiled_loop_acts_on_the_protocol_modules_codes():
-    # Every code the worker loop compares against, as it read them at import.
-    codes = worker_loop.protocol_codes()
+@pytest.mark.parametrize("module", [worker_loop, handshake], ids=["worker_loop", "handshake"])
+def test_the_compiled_modules_act_on_the_protocol_modules_codes(module):
+    # Every code a compiled module compares against or writes, as it read them at import.
+    codes = module.protocol_codes()
     for enum_name, values in codes.items():
         enum = getattr(protocol, enum_name)
         for name, value in values.items():
             assert value == enum[name], f"{enum_name}.{name}: compiled {value}, Python {enum[name]}"
-    assert set(codes["Command"]) == {c.name for c in protocol.Command}
-    assert set(codes["Timing"]) == {t.name for t in protocol.Timing}
+    if module is worker_loop:
+        assert set(codes["Command"]) == {c.name for c in protocol.Command}
+        assert set(codes["Timing"]) == {t.name for t in protocol.Timing}
 
 
 def test_the_handshake_and_the_stats_use_the_protocols_sizes():

@@ -56,6 +56,8 @@ from fastretro.runtime.workers import LIVENESS_POLL_S, WorkerSet
 
 log = logging.getLogger("fastretro.pool")
 
+# Columns of the parent's clock (see reset_stats).
+STAGE, WAKE, WAIT, COLLECT, BATCHES = range(5)
 #: A restarted worker that dies again within this many seconds raises instead of restarting.
 RESTART_WINDOW_S = 30.0
 #: Where the parent and every worker have a core of their own (PoolConfig.spin), a worker
@@ -173,6 +175,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self.worker_restarts = 0
         """Workers replaced after dying (``on_worker_failure="restart"``)."""
         self._restarted = np.zeros(n, dtype=bool)
+        self._any_restarted = False  # the common case's check, without a numpy call
         self._restart_times = np.full(pc.num_workers, -np.inf)
         self._env_seeds = np.full(n, -1, dtype=np.int64)
         self._in_flight = np.zeros(n, dtype=bool)
@@ -429,8 +432,66 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             next call), rewards float64, terminated/truncated bool, and infos as a dict of
             arrays with ``_name`` masks (gymnasium's convention).
         """
-        self.step_async(actions)
-        return self.step_wait()
+        arr = self._fast_step_form(actions)
+        if arr is None:  # misuse, or actions the checks must convert: the general path
+            self.step_async(actions)
+            return self.step_wait()
+        n, st = self.num_envs, self._staging
+        slot = (self._slot + 1) % len(self._stack_views)
+        rewards = np.empty(n)
+        terminated, truncated = np.empty(n, np.uint8), np.empty(n, np.uint8)
+        buttons, indices = (None, arr) if st.index_high is not None else (arr, None)
+        waited = int(self._clock[WAIT])
+        try:
+            ended = self._io.step(
+                self._hs,
+                buttons,
+                indices,
+                st.index_high or 0,
+                slot,
+                LIVENESS_POLL_S,
+                self._spin_budget(),
+                self._in_flight_u8,
+                rewards,
+                terminated,
+                truncated,
+                self._clock,
+            )
+        except BaseException as exc:
+            # Ctrl-C in the wait: a half-finished batch leaves the pool unusable (as in _wait).
+            self._fail(exc)
+            raise
+        if ended < -1:  # an action out of range, nothing sent: the checks say which
+            self.step_async(actions)
+        self._slot = slot
+        if ended == -1:  # not done within a poll: watch the workers while the batch finishes
+            self._state = State.WAITING_STEP
+            self._wait_for(n, None, "step", armed=True)
+            self._state = State.IDLE
+            self._in_flight[:] = False
+            start_ns = time.monotonic_ns()
+            ended = self._io.collect(rewards, terminated, truncated)
+            self._clock[COLLECT] += time.monotonic_ns() - start_ns
+        else:
+            self._wait_avg_s += 0.1 * ((int(self._clock[WAIT]) - waited) / 1e9 - self._wait_avg_s)
+            failed = self._io.first_failed()  # a worker's exception completes its commands
+            if failed >= 0:
+                exc = self._workers.error_of(self._workers.worker_of(failed), "step")
+                self._fail(exc)
+                raise exc
+        return self._results(rewards, terminated.view(bool), truncated.view(bool), ended)
+
+    def _fast_step_form(self, actions: Any) -> np.ndarray | None:
+        """``actions`` as the compiled step takes them, or None where ``step`` cannot use it."""
+        if (
+            self._closed
+            or self._state is not State.IDLE
+            or self.batch_size is not None
+            or self._any_restarted
+            or (self.autoreset_mode == AutoresetMode.DISABLED and self._needs_reset.any())
+        ):
+            return None
+        return self._staging.fast_form(actions, self.num_envs)
 
     def step_async(self, actions: np.ndarray) -> None:
         """Send the actions and return at once; ``step_wait`` collects the results."""
@@ -446,7 +507,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             a["slot"][:] = slot
             a["cmd"][:] = Command.STEP
         self._slot = slot
-        self._parent["stage"] += time.monotonic_ns() - start_ns
+        self._clock[STAGE] += time.monotonic_ns() - start_ns
         self._send(None)
         self._state = State.WAITING_STEP
 
@@ -459,19 +520,19 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         start_ns = time.monotonic_ns()
         self._in_flight[:] = False
         self._state = State.IDLE
-        results = self._collect_step()
-        self._parent["collect"] += time.monotonic_ns() - start_ns
-        return results
-
-    def _collect_step(
-        self,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         n = self.num_envs
         rewards = np.empty(n)
         terminated, truncated = np.empty(n, np.uint8), np.empty(n, np.uint8)
         ended = self._io.collect(rewards, terminated, truncated)
-        terminated, truncated = terminated.view(bool), truncated.view(bool)
-        if not (ended or self._restarted.any()):  # the common case: nothing more to account for
+        results = self._results(rewards, terminated.view(bool), truncated.view(bool), ended)
+        self._clock[COLLECT] += time.monotonic_ns() - start_ns
+        return results
+
+    def _results(
+        self, rewards: np.ndarray, terminated: np.ndarray, truncated: np.ndarray, ended: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """A lock-step step's return, from its collected rewards and episode ends."""
+        if not (ended or self._any_restarted):  # the common case: nothing more to account for
             return self._observations(), rewards, terminated, truncated, self._infos(None)
         restarted = self._take_restarted(slice(None))
         truncated |= restarted
@@ -523,7 +584,13 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self._wait_for(self.num_envs, self.step_timeout * int(lens.max()), "step_sequences")
         self._in_flight[:] = False
         self._state = State.IDLE
-        obs, rewards, terminated, truncated, infos = self._collect_step()
+        n = self.num_envs
+        rewards = np.empty(n)
+        terminated, truncated = np.empty(n, np.uint8), np.empty(n, np.uint8)
+        ended = self._io.collect(rewards, terminated, truncated)
+        obs, rewards, terminated, truncated, infos = self._results(
+            rewards, terminated.view(bool), truncated.view(bool), ended
+        )
         infos["sequence_steps"] = a["seq_steps"].copy()
         infos["_sequence_steps"] = np.ones(self.num_envs, dtype=bool)
         infos["sequence_rewards"] = sequences.step_rewards(a["seq_rewards"], a["seq_steps"])
@@ -681,7 +748,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self._check_async("send")
         depth = len(self._stack_views)
         if self._staging.send_rows(actions, env_ids, self._slots, depth, self._in_flight_u8):
-            self._parent["stage"] += time.monotonic_ns() - start_ns
+            self._clock[STAGE] += time.monotonic_ns() - start_ns
             self._wake()  # staged in C: marked in flight there
             return
         ids = self._staging.check_env_ids(env_ids, self._in_flight)
@@ -691,7 +758,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self._slots[ids] = (self._slots[ids] + 1) % depth
         a["slot"][ids] = self._slots[ids]
         a["cmd"][ids] = Command.STEP
-        self._parent["stage"] += time.monotonic_ns() - start_ns
+        self._clock[STAGE] += time.monotonic_ns() - start_ns
         self._send(ids)
 
     def recv(
@@ -739,7 +806,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         _add_restarted(infos, restarted)
         if self.sequence_length:
             infos.update(sequences.sequence_infos(a, ids, rewards))
-        self._parent["collect"] += time.monotonic_ns() - start_ns
+        self._clock[COLLECT] += time.monotonic_ns() - start_ns
         return obs, rewards, terminated, truncated, infos
 
     def _check_lock_step(self, call: str, instead: str = "async_reset, send and recv") -> None:
@@ -792,8 +859,13 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             self._a["timing"] - self._timing_base,
             self._per_env(cpu - base),
             time.monotonic_ns() - self._stats_start_ns,
-            self._parent_wait_ns,
-            parent=self._parent,
+            int(self._clock[WAKE] + self._clock[WAIT]),
+            parent={
+                "stage": int(self._clock[STAGE]),
+                "wake": int(self._clock[WAKE]),
+                "collect": int(self._clock[COLLECT]),
+                "batches": int(self._clock[BATCHES]),
+            },
         )
 
     def reset_stats(self) -> None:
@@ -801,8 +873,9 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self._timing_base = self._a["timing"].copy()
         self._cpu_base_pids, self._cpu_base = self._worker_cpu()
         self._stats_start_ns = time.monotonic_ns()
-        self._parent_wait_ns = 0
-        self._parent = {"stage": 0, "wake": 0, "collect": 0, "batches": 0}
+        # The parent's ns staging, waking, waiting and collecting, and its batches (int64: the
+        # compiled step adds to it too).
+        self._clock = np.zeros(5, np.int64)
 
     def _worker_cpu(self) -> tuple[np.ndarray, np.ndarray]:
         pids = self._workers.pids
@@ -846,18 +919,26 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             # Waking N workers on fewer cores often preempts the parent inside the wake syscall
             # until cores free up (~6 ms of a 10 ms step with 8 envs on 2 cores,
             # bench/bench_parent.py): time spent waiting for the emulators too.
-            woke_ns = time.monotonic_ns() - start_ns
-            self._parent_wait_ns += woke_ns
-            self._parent["wake"] += woke_ns
+            self._clock[WAKE] += time.monotonic_ns() - start_ns
         except BaseException as exc:
             # A Ctrl-C that lands here (the parent is often descheduled in the syscall) leaves
             # workers running a command nobody will collect: free them now, as _wait does.
             self._fail(exc)
             raise
 
-    def _wait_for(self, count: int, timeout: float | None, what: str) -> np.ndarray:
-        """Wait until ``count`` more envs have completed; those envs, in completion order."""
-        self._parent["batches"] += 1
+    def _wait_for(
+        self, count: int, timeout: float | None, what: str, armed: bool = False
+    ) -> np.ndarray:
+        """Wait until ``count`` more envs have completed; those envs, in completion order.
+
+        ``armed``: the compiled step armed the handshake and counted the batch already.
+        """
+        if armed:
+            self._wait(timeout, what)
+            ids = np.empty(count, dtype=np.int32)
+            self._hs.take(count, ids)
+            return ids
+        self._clock[BATCHES] += 1
         if self.batch_size is not None and time.monotonic() > self._next_liveness:
             # In async mode the other envs' completions may keep every wait short, and a dead
             # worker's envs would then never come back: look at the workers now and then.
@@ -879,9 +960,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         restartable = self.on_worker_failure == "restart" and what in ("step", "recv")
         start_ns = time.monotonic_ns()
         deadline = time.monotonic() + timeout
-        spin = 0.0
-        if self.spins:
-            spin = min(PARENT_SPIN_FACTOR * self._wait_avg_s, PARENT_SPIN_MAX_S)
+        spin = self._spin_budget()
         try:
             while not hs.wait_parent(LIVENESS_POLL_S, spin):
                 spin = 0.0
@@ -906,13 +985,19 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             if failed >= 0:
                 raise workers.error_of(workers.worker_of(failed), what)
             waited_ns = time.monotonic_ns() - start_ns
-            self._parent_wait_ns += waited_ns
+            self._clock[WAIT] += waited_ns
             self._wait_avg_s += 0.1 * (waited_ns / 1e9 - self._wait_avg_s)
         except BaseException as exc:
             # KeyboardInterrupt included: a half-finished batch leaves the pool unusable, so
             # free the workers and the shared memory now rather than at exit.
             self._fail(exc)
             raise
+
+    def _spin_budget(self) -> float:
+        """Seconds the parent watches for a batch's end before sleeping (0 without spin)."""
+        if not self.spins:
+            return 0.0
+        return min(PARENT_SPIN_FACTOR * self._wait_avg_s, PARENT_SPIN_MAX_S)
 
     def _handle_dead(self, what: str) -> None:
         """Restart the workers that died (``on_worker_failure="restart"``), or raise."""
@@ -955,6 +1040,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             self._hs.done(int(i))
         self._restart_times[worker] = time.monotonic()
         self._restarted[envs] = True
+        self._any_restarted = True
         self.worker_restarts += 1
 
     def _env_slot(self, env: int) -> int:
@@ -963,6 +1049,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
     def _take_restarted(self, rows: Any) -> np.ndarray:
         restarted = self._restarted[rows].copy()
         self._restarted[rows] = False
+        self._any_restarted = bool(self._restarted.any())
         return restarted
 
     def _fail(self, exc: BaseException) -> None:

@@ -56,7 +56,7 @@ class ActionStaging:
         Returns False where the fast path does not apply or a value is out of range; the caller
         then runs :meth:`check`, which converts or raises.
         """
-        arr = self._fast_form(actions, self.num_envs)
+        arr = self.fast_form(actions, self.num_envs)
         if arr is None:
             return False
         buttons, indices = (None, arr) if self.index_high is not None else (arr, None)
@@ -70,7 +70,7 @@ class ActionStaging:
         """
         if type(env_ids) is not np.ndarray or env_ids.dtype != np.int64 or env_ids.ndim != 1:
             return False
-        arr = self._fast_form(actions, len(env_ids))
+        arr = self.fast_form(actions, len(env_ids))
         if arr is None:
             return False
         buttons, indices = (None, arr) if self.index_high is not None else (arr, None)
@@ -85,7 +85,7 @@ class ActionStaging:
             Command.STEP,
         )
 
-    def _fast_form(self, actions: Any, rows: int) -> np.ndarray | None:
+    def fast_form(self, actions: Any, rows: int) -> np.ndarray | None:
         """``actions`` as the fast paths take them, or None where they do not."""
         if type(actions) is not np.ndarray:
             return None
