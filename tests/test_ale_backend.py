@@ -505,9 +505,13 @@ def test_screen_is_rgb_into_one_buffer(pong):
     screen = pong.screen()
     assert screen.shape == (210, 160, 3) and screen.dtype == np.uint8
     np.testing.assert_array_equal(screen, pong._ale.getScreenRGB())
-    assert pong.screen() is screen
+    # Two buffers in turn: a picture stays valid while the worker takes the next (max-pool).
+    kept = screen.copy()
     pong.frame()
-    assert pong.screen() is screen  # the same buffer, refilled
+    other = pong.screen()
+    assert not np.shares_memory(other, screen)
+    np.testing.assert_array_equal(screen, kept)
+    assert pong.screen() is screen  # the first buffer again, refilled
 
 
 def test_screen_gray_is_ales_grayscale(pong):
@@ -516,7 +520,8 @@ def test_screen_gray_is_ales_grayscale(pong):
     gray = pong.screen_gray()
     assert gray.shape == (210, 160) and gray.dtype == np.uint8
     np.testing.assert_array_equal(gray, pong._ale.getScreenGrayscale())
-    assert pong.screen_gray() is gray
+    other = pong.screen_gray()
+    assert other is not gray and pong.screen_gray() is gray  # two buffers in turn
 
 
 def test_screen_into_and_screen_gray_into_write_the_given_buffers(pong):

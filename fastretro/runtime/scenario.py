@@ -105,8 +105,8 @@ def player_scenario(scenario: Mapping, player: int = 0) -> dict:
     """
     if isinstance(player, bool) or not isinstance(player, int) or not 0 <= player < MAX_PLAYERS:
         raise InvalidArgumentError(f"Expected player in [0, {MAX_PLAYERS}), got {player!r}")
-    if not isinstance(scenario, Mapping) or "rewards" not in scenario:
-        return scenario
+    if player == 0 and isinstance(scenario, Mapping) and "rewards" not in scenario:
+        return scenario  # a one-player scenario, as it is
     out = copy.deepcopy(dict(scenario))
     rewards = out.pop("rewards", [])
     own = out.pop("reward", {})

@@ -766,8 +766,8 @@ class AleEmulator(Emulator):
         self._action = self._actions[0]
         # Two buffers each, used in turn: the worker keeps one picture while it takes the next
         # (max-pooling), as the Emulator seam allows.
-        self._rgb = np.zeros((2, *SCREEN_SHAPE, 3), np.uint8)
-        self._gray = np.zeros((2, *SCREEN_SHAPE), np.uint8)
+        self._rgb = tuple(np.zeros((*SCREEN_SHAPE, 3), np.uint8) for _ in range(2))
+        self._gray = tuple(np.zeros(SCREEN_SHAPE, np.uint8) for _ in range(2))
         self._turn = 0
         self._ram = np.zeros(RAM_SIZE, np.uint8)
         self.reward = 0
