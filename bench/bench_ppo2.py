@@ -143,8 +143,7 @@ def _sb3(game: str, num_envs: int, updates: int, queue) -> None:
 def _ppo2(game: str, num_envs: int, updates: int, overlap: bool, queue) -> None:
     # ppo2 before torch: it sets torch's OpenMP spin policy, which is read when torch loads.
     from fastretro.agents.ppo2 import PPO2Config, train
-    from fastretro.runtime.stats import Stopwatch
-    from fastretro.tools.profiler import _run_ppo, analyse
+    from fastretro.tools.profiler import analyse, run_agent
 
     run_dir = os.path.join(OUT, f"ppo2-speed{'-overlap' if overlap else ''}")
     frames = HYPER["n_steps"] * num_envs * 4 * (updates + 1)
@@ -156,13 +155,12 @@ def _ppo2(game: str, num_envs: int, updates: int, overlap: bool, queue) -> None:
     learn = sum(float(r["time/update_learn_s"]) for r in rows)
     steps = HYPER["n_steps"] * num_envs * len(rows)
     # The profiler's view of a run with the same settings (its own, shorter run).
-    watch = Stopwatch()
-    stats, watch, wall = _run_ppo(
+    stats, watch, wall = run_agent(
+        "ppo",
         game,
         None,
         num_envs,
         45.0,
-        watch,
         {**HYPER, "overlap": overlap, "run_dir": run_dir + "-profile"},
     )
     report = analyse("ppo", game, stats, watch, wall)

@@ -30,7 +30,7 @@ from fastretro import DEFAULT_GAME, contest
 from fastretro.errors import InvalidArgumentError
 from fastretro.runtime.stats import PoolStats, Stopwatch, available_cores
 
-AGENTS = ("random", "jerk", "ppo")
+AGENTS = ("random", "jerk", "ppo", "rainbow")
 
 
 @dataclass
@@ -250,10 +250,13 @@ def run_agent(
     seconds: float,
     ppo_options: dict | None = None,
 ) -> tuple[PoolStats, Stopwatch, float]:
-    """Run ``agent`` for ``seconds``; return the pool's stats, the agent's stopwatch, the wall."""
+    """Run ``agent`` for ``seconds``; return the pool's stats, the agent's stopwatch, the wall.
+
+    ``ppo_options``: config fields of a learning agent (``ppo``, ``rainbow``), and ``run_dir``.
+    """
     watch = Stopwatch()
-    if agent == "ppo":
-        return _run_ppo(game, state, num_envs, seconds, watch, ppo_options or {})
+    if agent in ("ppo", "rainbow"):
+        return _run_learner(agent, game, state, num_envs, seconds, watch, ppo_options or {})
     if agent == "random":
         pool = _pool(game, state, num_envs)
         space = pool.action_space
@@ -304,14 +307,22 @@ def run_agent(
         pool.close()
 
 
-def _run_ppo(game, state, num_envs, seconds, watch, options):
-    from fastretro.agents.ppo2 import PPO2Config, train
+def _run_learner(agent, game, state, num_envs, seconds, watch, options):
+    """Train PPO2 or Rainbow for ``seconds``; the pools' stats over the training loop."""
+    if agent == "ppo":
+        from fastretro.agents.ppo2 import PPO2Config as Config
+        from fastretro.agents.ppo2 import train
+    else:
+        from fastretro.agents.rainbow import PRESETS, train
+        from fastretro.agents.rainbow import RainbowConfig as Config
 
+        # The preset that trains fastest per wall-clock second, unless told otherwise.
+        options = {**PRESETS["fast"], **options}
     options = dict(options)
     run_dir = options.pop("run_dir", None) or os.path.join(
         os.environ.get("TMPDIR", "/tmp"), f"fastretro-profile-{os.getpid()}"
     )
-    cfg = PPO2Config(game=game, state=state, num_envs=num_envs, total_frames=10**12, **options)
+    cfg = Config(game=game, state=state, num_envs=num_envs, total_frames=10**12, **options)
     snapshots: list[PoolStats] = []
 
     def on_loop(phase, pools):
