@@ -49,9 +49,9 @@ def _env(backend: str, game: str, num_envs: int):
         return SB3VecEnv(pool) if chw else VecTransposeImage(SB3VecEnv(pool))
     from stable_baselines3.common.vec_env import SubprocVecEnv
 
-    from fastretro.tools.peers import _EnvFn
+    from fastretro.tools.peers import EnvFn
 
-    return VecTransposeImage(SubprocVecEnv([_EnvFn(game, config, i) for i in range(num_envs)]))
+    return VecTransposeImage(SubprocVecEnv([EnvFn(game, config, i) for i in range(num_envs)]))
 
 
 def _run(backend: str, game: str, num_envs: int, timesteps: int, omp_env: dict, queue) -> None:

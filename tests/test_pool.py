@@ -211,3 +211,31 @@ def test_start_methods(start_method):
         env.reset(seed=0)
         obs, *_ = env.step(np.zeros((2, 12), np.uint8))
         assert obs.shape == (2, 224, 320, 3)
+
+
+def test_spinning_only_where_the_parent_and_every_worker_have_a_core():
+    from fastretro.runtime.stats import available_cores
+
+    cores = available_cores()
+    for n in (1, cores, 2 * cores):
+        with VecRetroEnv(GAME, n, observe=False) as env:
+            assert env.spins == (n + 1 <= cores), n  # stable-retro: a worker per env
+    with VecRetroEnv(GAME, 2 * cores, observe=False, spin=True) as env:
+        assert env.spins  # asked for
+        env.reset(seed=0)
+        env.step(np.zeros((2 * cores, 12), np.uint8))
+    with VecRetroEnv(GAME, 1, observe=False, spin=False) as env:
+        assert not env.spins
+
+
+def test_stats_break_the_pools_overhead_down():
+    with VecRetroEnv(GAME, 2, frameskip=2) as env:
+        env.reset(seed=0)
+        env.reset_stats()
+        for _ in range(30):
+            env.step(np.zeros((2, 12), np.uint8))
+        st = env.stats()
+    assert st.batches == 30 and st.wakeups.sum() == 60
+    parts = st.overhead()
+    assert set(parts) == {"stage", "wake", "collect", "wake_latency", "scheduling"}
+    assert all(v >= 0 for v in parts.values()) and parts["wake_latency"] > 0

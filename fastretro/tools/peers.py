@@ -198,7 +198,7 @@ def make_plain_env(game: str, config: EnvConfig, seed: int = 0):
     return env
 
 
-class _EnvFn:
+class EnvFn:
     """Picklable env factory for the vector-env peers."""
 
     def __init__(self, game: str, config: EnvConfig, seed: int) -> None:
@@ -225,7 +225,7 @@ def _timed_loop(step, actions: np.ndarray, seconds: float, warmup: float) -> flo
             return steps / (now - start)
 
 
-def _random_actions(num_envs: int | None, seed: int = 0, choices: int | None = None) -> np.ndarray:
+def random_actions(num_envs: int | None, seed: int = 0, choices: int | None = None) -> np.ndarray:
     """Random buttons (0/1 for 12 buttons), or indices among ``choices`` (int64)."""
     rng = np.random.default_rng(seed)
     if choices is not None:
@@ -234,8 +234,8 @@ def _random_actions(num_envs: int | None, seed: int = 0, choices: int | None = N
     return rng.integers(0, 2, shape, dtype=np.uint8)
 
 
-def _choices(config: EnvConfig) -> int | None:
-    # ALE's full set, for the Atari configs; the peers take the same 18 actions.
+def action_choices(config: EnvConfig) -> int | None:
+    """18 for ALE's full action set (the Atari configs; the peers take the same), else None."""
     return 18 if config.actions == "ale_full" else None
 
 
@@ -247,7 +247,7 @@ def measure_limit(game: str, config: EnvConfig, num_envs: int, seconds: float, w
     env.reset()
     em = env.em
     try:
-        return _timed_loop(lambda _: em.step(), _random_actions(None), seconds, warmup)
+        return _timed_loop(lambda _: em.step(), random_actions(None), seconds, warmup)
     finally:
         env.close()
 
@@ -264,7 +264,7 @@ def measure_inprocess(game, config, num_envs, seconds, warmup, skip_work=True):
     env = InProcessEnv(config)
     env.reset()
     width = env.action_width
-    choices = _choices(config)
+    choices = action_choices(config)
 
     def step(a):
         _, term, trunc = env.step(a if choices else a[:width])
@@ -272,7 +272,7 @@ def measure_inprocess(game, config, num_envs, seconds, warmup, skip_work=True):
             env.reset()
 
     try:
-        return _timed_loop(step, _random_actions(None, choices=choices), seconds, warmup)
+        return _timed_loop(step, random_actions(None, choices=choices), seconds, warmup)
     finally:
         env.close()
 
@@ -293,7 +293,7 @@ def measure_single(game: str, config: EnvConfig, num_envs: int, seconds: float, 
             env.reset()
 
     try:
-        return _timed_loop(step, _random_actions(None), seconds, warmup)
+        return _timed_loop(step, random_actions(None), seconds, warmup)
     finally:
         env.close()
 
@@ -305,7 +305,7 @@ def _vector_rate(env, num_envs, seconds, warmup, choices=None, seeded=True) -> f
     """
     try:
         env.reset(seed=0) if seeded else env.reset()
-        actions = _random_actions(num_envs, choices=choices)
+        actions = random_actions(num_envs, choices=choices)
         return num_envs * _timed_loop(env.step, actions, seconds, warmup)
     finally:
         env.close()
@@ -313,7 +313,7 @@ def _vector_rate(env, num_envs, seconds, warmup, choices=None, seeded=True) -> f
 
 def measure_gymnasium(game, config, num_envs, seconds, warmup):
     """Agent steps/s (all envs) of gymnasium's AsyncVectorEnv with shared memory."""
-    fns = [_EnvFn(game, config, i) for i in range(num_envs)]
+    fns = [EnvFn(game, config, i) for i in range(num_envs)]
     env = gymnasium.vector.AsyncVectorEnv(fns, shared_memory=True)
     return _vector_rate(env, num_envs, seconds, warmup)
 
@@ -322,7 +322,7 @@ def measure_sb3(game, config, num_envs, seconds, warmup):
     """Agent steps/s (all envs) of Stable-Baselines3's SubprocVecEnv."""
     from stable_baselines3.common.vec_env import SubprocVecEnv
 
-    env = SubprocVecEnv([_EnvFn(game, config, i) for i in range(num_envs)])
+    env = SubprocVecEnv([EnvFn(game, config, i) for i in range(num_envs)])
     env.seed(0)
     return _vector_rate(env, num_envs, seconds, warmup, seeded=False)
 
@@ -332,7 +332,9 @@ def measure_fastretro(game, config, num_envs, seconds, warmup, skip_work=True):
     from fastretro import VecRetroEnv
 
     config = config.replace(game=game, skip_rendering=skip_work, skip_audio=skip_work)
-    return _vector_rate(VecRetroEnv(config, num_envs), num_envs, seconds, warmup, _choices(config))
+    return _vector_rate(
+        VecRetroEnv(config, num_envs), num_envs, seconds, warmup, action_choices(config)
+    )
 
 
 def measure_fastretro_drawn(game, config, num_envs, seconds, warmup):
@@ -349,7 +351,7 @@ def measure_limit_ale(game: str, config: EnvConfig, num_envs: int, seconds: floa
 
     ale = AleEmulator(game)._ale
     ale.reset_game()
-    actions = [int(a) for a in _random_actions(None, choices=18)]
+    actions = [int(a) for a in random_actions(None, choices=18)]
 
     def step(a):
         ale.act(a)
