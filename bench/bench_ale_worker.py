@@ -8,8 +8,8 @@ worker process would, with a random button mask a step; each part is timed insid
 - ``act x4``: 4 ``press`` + ``frame`` (ALE's ``act``);
 - ``screens``: the two pooled frames grabbed into the worker's buffers (``screen_into`` RGB, or
   ``screen_gray_into``: ALE's own gray);
-- ``resize``: max-pool + gray + 84x84 area resize: ``fastretro.runtime.kernels.gray_area_resize_into``
-  on RGB, or on ALE's gray frames a gray-input kernel of the same arithmetic (below);
+- ``resize``: max-pool + gray + 84x84 area resize: ``kernels.gray_area_resize_into`` on RGB,
+  or on ALE's gray frames a gray-input kernel of the same arithmetic (below);
 - ``ram``: ``variables()`` (``getRAM`` + the decoder + the dict).
 
 The parts are timed in this thread's CPU time (``time.thread_time_ns``), which a shared

@@ -205,6 +205,7 @@ class EnvFn:
         self.game, self.config, self.seed = game, config, seed
 
     def __call__(self):
+        """A new env."""
         return make_plain_env(self.game, self.config, self.seed)
 
 
