@@ -208,6 +208,7 @@ def test_profile_rejects_an_unknown_agent():
     )
     assert out.returncode == 2
     assert (
-        "Expected --agent to be one of ['random', 'jerk', 'ppo'] or module:function, got 'dqn'"
+        "Expected --agent to be one of ['random', 'jerk', 'ppo', 'rainbow'] or module:function, "
+        "got 'dqn'"
         in out.stderr
     )

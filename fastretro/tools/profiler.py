@@ -22,7 +22,7 @@ import os
 import textwrap
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -52,6 +52,8 @@ class Profile:
     frames: int
     frames_per_s: float
     advice: str
+    overhead_us: dict = field(default_factory=dict)
+    """The pool's own costs per batch, in microseconds (``PoolStats.overhead()``)."""
 
     def rows(self) -> list[tuple[str, float]]:
         """The parent's timeline: (what, seconds), summing to ``wall_s``."""
@@ -74,6 +76,12 @@ class Profile:
         ]
         for name, sec in self.rows():
             lines.append(f"{name:<40}{sec:>9.2f}{100 * sec / self.wall_s:>7.1f}%")
+        if self.overhead_us:
+            lines += [
+                "",
+                "the pool's own costs per batch (us): "
+                + ", ".join(f"{k.replace('_', ' ')} {v:.0f}" for k, v in self.overhead_us.items()),
+            ]
         lines += [
             "",
             f"emulator cores busy: {100 * self.emulator_busy:.0f}% of "
@@ -114,6 +122,7 @@ def analyse(agent: str, game: str, stats: PoolStats, watch: Stopwatch, wall_s: f
         emulator_phases=stats.phase_fractions(),
         frames=frames,
         frames_per_s=frames / wall_s if wall_s > 0 else 0.0,
+        overhead_us=stats.overhead() if stats.wakeups is not None else {},
         advice=advise(
             busy,
             (inference + learning) / wall_s,
@@ -352,12 +361,18 @@ def _merge(snapshots: list[PoolStats]) -> PoolStats:
         "steps",
         "frames",
         "resets",
+        "wake_s",
+        "wakeups",
     ):
         arrays[name] = np.concatenate([getattr(s, name) for s in snapshots])
     return PoolStats(
         wall_s=max(s.wall_s for s in snapshots),
         parent_wait_s=sum(s.parent_wait_s for s in snapshots),
         cores=snapshots[0].cores,
+        parent_stage_s=sum(s.parent_stage_s for s in snapshots),
+        parent_wake_s=sum(s.parent_wake_s for s in snapshots),
+        parent_collect_s=sum(s.parent_collect_s for s in snapshots),
+        batches=sum(s.batches for s in snapshots),
         **arrays,
     )
 
