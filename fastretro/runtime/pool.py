@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
 import time
 import weakref
 from collections.abc import Mapping, Sequence
@@ -1178,7 +1179,6 @@ def _make_record_dirs(config: EnvConfig, num_envs: int) -> None:
         raise InvalidArgumentError(
             "Expected record to be a folder path, a list of num_envs folder paths or None, got list"
         )
-    import os
 
     if isinstance(config.record, str) and os.path.exists(config.record):
         if not os.path.isdir(config.record):
