@@ -113,13 +113,13 @@ class RainbowConfig:
     """Rewards are multiplied by this for learning (logged rewards are the game's)."""
     clip_reward: float = 0.0
     """Clip the scaled rewards to [-clip_reward, clip_reward] for learning; 0: no clipping."""
-    learning_rate: float = 1e-4
+    learning_rate: float = 2.5e-4
     """Adam's learning rate."""
     adam_eps: float = 1.5e-4
     """Adam's epsilon."""
     gamma: float = 0.99
     """Discount."""
-    n_step: int = 3
+    n_step: int = 10
     """Steps per return (multi-step learning)."""
     buffer_size: int = 100_000
     """Replay capacity in transitions (frames kept), all envs together."""
@@ -289,10 +289,10 @@ PRESETS: dict[str, dict] = {
         max_pool=True,
         reward_scale=0.05,
         clip_reward=0.0,
-        learning_rate=1e-4,
+        learning_rate=2.5e-4,
         adam_eps=1.5e-4,
         gamma=0.99,
-        n_step=3,
+        n_step=10,
         buffer_size=100_000,
         alpha=0.5,
         beta=0.4,
