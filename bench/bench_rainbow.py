@@ -14,7 +14,8 @@ emulator frames; the mean of the last 50 episodes against random's; a PNG of Rai
 curve beside PPO2's (``--ppo-run``: a ``fastretro ppo`` run folder, drawn when it has a
 monitor.csv) and random's level.
 
-``plot``: the PNG again from finished runs (``--run-name``, ``--ppo-run``, ``--random-mean``).
+``plot``: the PNG again from finished runs (``--run-name``, ``--ppo-run``, ``--random-mean``);
+``random``: the random agent alone (what ``learn`` measures first).
 
 Run: ``python bench/bench_rainbow.py speed`` and ``python bench/bench_rainbow.py learn``
 """
@@ -192,6 +193,27 @@ def _plot(path, rainbow_dir, ppo_dir, random_mean, window, title) -> bool:
     return drew_ppo
 
 
+def random_mode(args) -> None:
+    """The random agent alone, on the env ``learn`` uses."""
+    from fastretro.agents.rainbow import PRESETS, RainbowConfig
+
+    cfg = RainbowConfig(game=args.game, seed=args.seed, **PRESETS["fast"])
+    rewards, frames = _random_agent(cfg, args.random_episodes, args.seed)
+    print(
+        json.dumps(
+            {
+                "bench": "rainbow_learn_random",
+                "mean": float(np.mean(rewards)),
+                "std": float(np.std(rewards)),
+                "episodes": len(rewards),
+                "frames": frames,
+                "num_envs": cfg.num_envs,
+                "seed": args.seed,
+            }
+        )
+    )
+
+
 def plot(args) -> None:
     """Draw the PNG again from finished runs (after a PPO2 run, say); prints the figures."""
     run_dir = os.path.join(OUT, args.run_name)
@@ -295,7 +317,7 @@ def learn(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["speed", "learn", "plot"])
+    parser.add_argument("what", choices=["speed", "learn", "plot", "random"])
     parser.add_argument("--game", default=DEFAULT_GAME)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -324,7 +346,7 @@ def main() -> None:
     os.makedirs(OUT, exist_ok=True)
     if args.what == "plot" and args.random_mean is None:
         parser.error("plot needs --random-mean (the learn run's random agent)")
-    {"speed": speed, "learn": learn, "plot": plot}[args.what](args)
+    {"speed": speed, "learn": learn, "plot": plot, "random": random_mode}[args.what](args)
 
 
 if __name__ == "__main__":

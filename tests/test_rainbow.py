@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import re
 
@@ -426,6 +427,11 @@ def test_cli_reports_a_bad_value_in_one_line(tmp_path, capsys):
     assert "error: Expected n_step to be an int >= 1, got 0" in capsys.readouterr().err
 
 
+def test_the_defaults_are_the_fast_preset():
+    defaults = dataclasses.asdict(RainbowConfig())
+    assert {k: defaults[k] for k in rainbow.PRESETS["fast"]} == rainbow.PRESETS["fast"]
+
+
 def test_presets_are_valid_and_retro_baselines_is_anyrl():
     for values in rainbow.PRESETS.values():
         RainbowConfig(**values).check()
@@ -506,3 +512,48 @@ def test_fine_tuning_with_another_action_set_is_refused(tiny_run, tmp_path):
     )
     with pytest.raises(InvalidArgumentError, match=re.escape(message)):
         train(tiny(actions=["", "B"]), str(tmp_path), init_from=path, progress=False)
+
+
+def test_memory_rebuilds_the_pools_own_stacks():
+    """On the real pool: every stack the memory rebuilds is the observation the pool gave."""
+    pool = rainbow.make_pool(tiny(max_episode_steps=9))
+    try:
+        n, ring = 2, 64
+        mem = PrioritizedReplay(n * ring, n, (84, 84), 4, 3, 0.9, 0.5, 0.1)
+        obs, _ = pool.reset(seed=0)
+        obs = np.array(obs)
+        mem.begin(np.arange(n), obs)
+        seen = {}  # slot -> the pool's observation whose newest frame is in it
+        for e in range(n):
+            seen[e * ring + mem.cursor[e]] = obs[e]
+        rng = np.random.default_rng(0)
+        for _ in range(40):
+            actions = rng.integers(0, 10, n)
+            obs, rewards, term, trunc, infos = pool.step(actions)
+            obs = np.array(obs)
+            final = np.array(obs)
+            for j in np.flatnonzero(term | trunc):
+                final[j] = infos["final_obs"][j]
+            mem.append(np.arange(n), actions, rewards, term, trunc, obs, final)
+            for e in range(n):
+                if term[e] or trunc[e]:
+                    seen[e * ring + (mem.cursor[e] - 1) % ring] = final[e]
+                seen[e * ring + mem.cursor[e]] = obs[e]
+    finally:
+        pool.close()
+    slots = np.flatnonzero(mem.tree[len(mem.tree) // 2 :][: n * ring])
+    assert len(slots) > 50
+    out = np.zeros((len(slots), 4, 84, 84), np.uint8)
+    replay.stack_frames_into(mem.frames, mem.flags, slots, ring, out)
+    k = len(slots)
+    returns, nxt, discounts = (
+        np.zeros(k, np.float32),
+        np.zeros(k, np.int64),
+        np.zeros(k, np.float32),
+    )
+    replay.nstep_returns_into(mem.rewards, mem.flags, slots, ring, 3, 0.9, returns, nxt, discounts)
+    next_out = np.zeros_like(out)
+    replay.stack_frames_into(mem.frames, mem.flags, nxt, ring, next_out)
+    for j, s in enumerate(slots):
+        np.testing.assert_array_equal(out[j], seen[s], err_msg=f"slot {s}")
+        np.testing.assert_array_equal(next_out[j], seen[nxt[j]], err_msg=f"next of slot {s}")
