@@ -557,3 +557,34 @@ def test_memory_rebuilds_the_pools_own_stacks():
     for j, s in enumerate(slots):
         np.testing.assert_array_equal(out[j], seen[s], err_msg=f"slot {s}")
         np.testing.assert_array_equal(next_out[j], seen[nxt[j]], err_msg=f"next of slot {s}")
+
+
+def test_the_play_and_eval_commands_take_a_rainbow_checkpoint(tiny_run, tmp_path):
+    import subprocess
+    import sys
+
+    checkpoint = tiny_run[1]["checkpoint"]
+    out = subprocess.run(
+        [sys.executable, "-m", "fastretro", "play", checkpoint, "--episodes", "1"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "mean reward" in out.stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "fastretro", "eval", "--agent", f"rainbow:{checkpoint}",
+         "--timesteps", "50", "--max-episode-steps", "25", "--results", str(tmp_path / "r"),
+         "--no-progress"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.splitlines()[-1])["levels"]
+
+
+def test_profile_runs_rainbow():
+    from fastretro.tools.profiler import analyse, run_agent
+
+    stats, watch, wall = run_agent(
+        "rainbow", "Airstriker-Genesis-v0", None, 2, 8.0, {"learning_starts": 16, "batch_size": 8}
+    )
+    report = analyse("rainbow", "Airstriker-Genesis-v0", stats, watch, wall)
+    assert report.frames > 0 and watch.seconds.get("learning", 0) > 0

@@ -253,3 +253,41 @@ class RunLog:
         self.progress.close()
         if self.tb is not None:
             self.tb.close()
+
+
+def play_main(argv: list[str] | None = None) -> int:
+    """``fastretro play CKPT``: run a trained PPO2 or Rainbow policy (the checkpoint says which).
+
+    Prints each episode's reward; ``--record DIR`` writes one .bk2 movie per episode.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="fastretro play", description=play_main.__doc__)
+    parser.add_argument("checkpoint")
+    parser.add_argument("--game", default=None, help="default: the checkpoint's game")
+    parser.add_argument("--state", default=None)
+    parser.add_argument("--episodes", type=int, default=1)
+    parser.add_argument("--record", metavar="DIR", help="write one .bk2 per episode here")
+    parser.add_argument("--greedy", action="store_true", help="the best action, not a sample")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    if checkpoint_agent(args.checkpoint) == "rainbow":
+        from fastretro.agents.rainbow import play
+    else:
+        from fastretro.agents.ppo2 import play
+    try:
+        rewards = play(
+            args.checkpoint,
+            args.game,
+            args.state,
+            args.episodes,
+            args.record,
+            args.greedy,
+            args.seed,
+        )
+    except InvalidArgumentError as exc:
+        parser.error(str(exc))
+    for i, r in enumerate(rewards):
+        print(f"episode {i}: reward {r:g}")
+    print(f"mean reward {np.mean(rewards):g} over {len(rewards)} episode(s)")
+    return 0

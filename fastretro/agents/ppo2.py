@@ -856,32 +856,3 @@ def main(argv: list[str] | None = None) -> int:
             f"checkpoint {summary['checkpoint']}"
         )
     return 0
-
-
-def play_main(argv: list[str] | None = None) -> int:
-    """``fastretro play``: run a trained PPO2 policy, optionally recording .bk2 movies."""
-    parser = argparse.ArgumentParser(prog="fastretro play", description=play_main.__doc__)
-    parser.add_argument("checkpoint")
-    parser.add_argument("--game", default=None, help="default: the checkpoint's game")
-    parser.add_argument("--state", default=None)
-    parser.add_argument("--episodes", type=int, default=1)
-    parser.add_argument("--record", metavar="DIR", help="write one .bk2 per episode here")
-    parser.add_argument("--greedy", action="store_true", help="argmax instead of sampling")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    try:
-        rewards = play(
-            args.checkpoint,
-            args.game,
-            args.state,
-            args.episodes,
-            args.record,
-            args.greedy,
-            args.seed,
-        )
-    except InvalidArgumentError as exc:
-        parser.error(str(exc))
-    for i, r in enumerate(rewards):
-        print(f"episode {i}: reward {r:g}")
-    print(f"mean reward {np.mean(rewards):g} over {len(rewards)} episode(s)")
-    return 0

@@ -918,7 +918,7 @@ class _EvalAgent:
 
 
 def make_eval_agent(checkpoint: str, greedy: bool = True):
-    """A ``fastretro eval`` agent factory for a trained checkpoint (see fastretro/contest/evaluate.py).
+    """A ``fastretro eval`` agent factory for a trained checkpoint (contest/evaluate.py).
 
     ``factory(observation_space, action_space)`` returns an agent with ``act(obs) -> actions``;
     ``factory.env_options`` are the pool options it needs (its action set, 84x84 gray, stack 4,

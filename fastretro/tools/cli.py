@@ -95,17 +95,9 @@ def _world_models(argv: list[str]) -> int:
 
 
 def _play(argv: list[str]) -> int:
-    # A checkpoint says which agent wrote it: play it with that agent.
     from fastretro.agents import common
 
-    agent = common.checkpoint_agent(argv[0]) if argv and not argv[0].startswith("-") else "ppo2"
-    if agent == "rainbow":
-        from fastretro.agents import rainbow
-
-        return rainbow.play_main(argv)
-    from fastretro.agents import ppo2
-
-    return ppo2.play_main(argv)
+    return common.play_main(argv)
 
 
 def _roms(argv: list[str]) -> int:
