@@ -321,12 +321,9 @@ def _run_learner(agent, game, state, num_envs, seconds, watch, options):
     if agent == "ppo":
         from fastretro.agents.ppo2 import PPO2Config as Config
         from fastretro.agents.ppo2 import train
-    else:
-        from fastretro.agents.rainbow import PRESETS, train
+    else:  # Rainbow's defaults are its fast preset
         from fastretro.agents.rainbow import RainbowConfig as Config
-
-        # The preset that trains fastest per wall-clock second, unless told otherwise.
-        options = {**PRESETS["fast"], **options}
+        from fastretro.agents.rainbow import train
     options = dict(options)
     run_dir = options.pop("run_dir", None) or os.path.join(
         os.environ.get("TMPDIR", "/tmp"), f"fastretro-profile-{os.getpid()}"
