@@ -221,15 +221,19 @@ cdef class Handshake:
         fr_atomic_add_fetch(self._epoch, 1)
         syscall(SYS_futex, self._epoch, FUTEX_WAKE, 0x7FFFFFFF, NULL, NULL, 0)
 
-    cdef void _take(self, int count) noexcept nogil:
+    cdef void _take(self, int count, int* out) noexcept nogil:
         cdef int i, value
         cdef unsigned int slot
         for i in range(count):
             slot = (self._head + <unsigned int>i) % <unsigned int>self._queue_len
+            # A worker reserves its queue slot just before writing it: if this one is still
+            # being written, the wait is a few instructions long.
             value = fr_atomic_load(&self._queue[slot])
             while value == 0:
                 value = fr_atomic_load(&self._queue[slot])
             fr_atomic_store(&self._queue[slot], 0)
+            if out != NULL:
+                out[i] = value - 1
         self._head += <unsigned int>count
 
     def wake(self):
@@ -267,19 +271,13 @@ cdef class Handshake:
         Call only once ``count`` completions are known (``arm`` returned True or
         ``wait_parent`` did).
         """
-        cdef int i, value
-        cdef unsigned int slot
-        for i in range(count):
-            slot = (self._head + <unsigned int>i) % <unsigned int>self._queue_len
-            # A worker reserves its queue slot just before writing it: if this one is still
-            # being written, the wait is a few instructions long.
-            value = fr_atomic_load(&self._queue[slot])
-            while value == 0:
-                value = fr_atomic_load(&self._queue[slot])
-            fr_atomic_store(&self._queue[slot], 0)
-            if out is not None:
-                out[i] = value - 1
-        self._head += <unsigned int>count
+        cdef int* ptr = NULL
+        if out is not None and count > 0:
+            if out.shape[0] < count:
+                raise ValueError(f"take: out holds {out.shape[0]} envs, {count} asked")
+            ptr = &out[0]
+        with nogil:
+            self._take(count, ptr)
 
     def pending(self):
         """Completions the armed batch still waits for (negative: already queued, unarmed)."""
@@ -562,7 +560,7 @@ cdef class BatchIO:
         if not posted:
             return -1
         with nogil:
-            hs._take(<int>n)
+            hs._take(<int>n, NULL)
         ended = self.collect(rewards, terminated, truncated)
         for i in range(n):
             in_flight[i] = 0
