@@ -46,6 +46,7 @@ import math
 import os
 import pickle
 import time
+import zipfile
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -415,6 +416,19 @@ def _shard_episodes(path: str, cfg: WorldModelsConfig) -> int:
         return int(data["episodes"])
 
 
+def _savez_fast(f, **arrays) -> None:
+    """``np.savez_compressed`` at zlib level 1, which ``np.load`` reads as usual.
+
+    The parent compresses on the emulators' cores: numpy's level 6 takes ~2.8x the time for
+    shards ~1.7x smaller on Airstriker (``fastretro world-models collect --json``: frames/s with
+    and without writing).
+    """
+    with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        for name, value in arrays.items():
+            with zf.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
+
+
 def _write_shard(path: str, episodes: list[dict], cfg: WorldModelsConfig, n_actions: int) -> int:
     """Whole episodes as one compressed shard, written atomically; returns its step count."""
     cat = {k: np.concatenate([e[k] for e in episodes]) for k in episodes[0]}
@@ -422,7 +436,7 @@ def _write_shard(path: str, episodes: list[dict], cfg: WorldModelsConfig, n_acti
     ends[np.cumsum([len(e["actions"]) for e in episodes]) - 1] = True
     tmp = f"{path}.tmp"
     with open(tmp, "wb") as f:
-        np.savez_compressed(
+        _savez_fast(
             f,
             observations=cat["observations"],
             actions=cat["actions"].astype(np.int16),
