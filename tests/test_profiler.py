@@ -209,6 +209,5 @@ def test_profile_rejects_an_unknown_agent():
     assert out.returncode == 2
     assert (
         "Expected --agent to be one of ['random', 'jerk', 'ppo', 'rainbow'] or module:function, "
-        "got 'dqn'"
-        in out.stderr
+        "got 'dqn'" in out.stderr
     )
