@@ -30,8 +30,8 @@ Acting while learning. The emulators run while the learner trains: each loop sen
 An async pool (``env_batch=M``: ``send``/``recv`` on the first M envs to finish) is the other
 option; on the 2-core machine both gave the same frames per second within noise (the learner
 takes the time: a gradient step costs ~6 emulator steps), so lock-step is the default: every
-env then advances one step per loop, and the replay's rings fill evenly. The measurements are in
-bench/results/*rainbow-speed* (``python bench/bench_rainbow.py speed``).
+env then advances one step per loop, and the replay's rings fill evenly
+(``python bench/bench_rainbow.py speed`` compares the two).
 
 Checkpoints hold the online and target weights, the optimizer, the config, the frame count and
 the action set; not the replay memory (500,000 frames are 3.5 GB): ``--resume`` starts with an
