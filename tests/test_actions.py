@@ -85,12 +85,14 @@ def test_stable_retro_combo_modes_match_stable_retro(mode):
         (
             "sonic",
             "Expected actions to be one of ['filtered', 'discrete', 'multi_discrete', "
-            "'sonic7', 'sonic10'] or a list of button combos, got 'sonic'",
+            "'sonic7', 'sonic10', 'ale_full', 'ale_minimal'] "
+            "or a list of button combos, got 'sonic'",
         ),
         (
             [],
             "Expected actions to be one of ['filtered', 'discrete', 'multi_discrete', "
-            "'sonic7', 'sonic10'] or a non-empty list of button combos, got []",
+            "'sonic7', 'sonic10', 'ale_full', 'ale_minimal'] "
+            "or a non-empty list of button combos, got []",
         ),
         (
             ["RIGHT", "JUMP"],
