@@ -498,7 +498,11 @@ def test_restart_mode_works_in_async_mode():
         returned = {i: 0 for i in range(3)}
         flagged = []
         victim = None
-        for t in range(40):
+        killed_at = None
+        t = 0
+        # Past the kill, keep going for a second: async mode looks at the workers every 50 ms,
+        # and 40 batches of 1 undrawn frame can all land within the first look.
+        while t < 40 or time.monotonic() < killed_at + 1.0:
             _, rew, term, trunc, infos = env.recv()
             ids = infos["env_id"]
             for j, i in enumerate(ids):
@@ -511,7 +515,9 @@ def test_restart_mode_works_in_async_mode():
                 os.kill(victim.pid, signal.SIGKILL)
                 victim.join(5)
                 killed_env = int(ids[0])
+                killed_at = time.monotonic()
             env.send(np.zeros((2, 12), np.uint8), ids)
+            t += 1
         assert flagged == [killed_env]
         assert env.worker_restarts == 1
         assert env._workers.procs[killed_env].pid != victim.pid
