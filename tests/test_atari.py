@@ -20,7 +20,7 @@ pytest.importorskip("ale_py", reason='ale-py is the atari extra: pip install "fa
 
 from fastretro import EnvConfig, VecRetroEnv, atari_env  # noqa: E402
 from fastretro.errors import GameNotFoundError, InvalidArgumentError  # noqa: E402
-from fastretro.runtime.games import atari_game, rom_imported  # noqa: E402
+from fastretro.runtime.games import atari_game, game_id, rom_imported  # noqa: E402
 from fastretro.runtime.kernels import rgb_to_gray_into  # noqa: E402
 
 GAMES = ["Pong-Atari2600-v0", "Breakout-Atari2600-v0"]
@@ -68,6 +68,12 @@ def test_atari_game_names():
     assert atari_game("montezuma_revenge") == "MontezumaRevenge-Atari2600-v0"
     with pytest.raises(GameNotFoundError, match=re.escape("Unknown Atari 2600 game 'Pongg'")):
         atari_game("Pongg")
+
+
+def test_command_lines_take_short_atari_names_and_pass_other_names_on():
+    assert game_id("Pong") == game_id("Pong-Atari2600-v0") == "Pong-Atari2600-v0"
+    assert game_id("Airstriker-Genesis-v0") == "Airstriker-Genesis-v0"
+    assert game_id("Pongg") == "Pongg"  # the env then says it is unknown, with close names
 
 
 def test_the_default_backend_is_ale_and_the_pool_says_why():
@@ -286,6 +292,20 @@ def test_ppo2_trains_with_the_atari_preset(tmp_path):
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout.splitlines()[-1])
     assert summary["frames"] >= 256
+
+
+def test_rainbow_trains_on_an_atari_game_named_short(tmp_path):
+    pytest.importorskip("torch", reason="torch is a test extra")
+    from fastretro.agents import rainbow
+
+    code = rainbow.main(
+        ["--game", "Pong", "--actions", "ale_minimal", "--num-envs", "2", "--total-frames", "160",
+         "--buffer-size", "512", "--learning-starts", "20", "--batch-size", "4",
+         "--run-dir", str(tmp_path), "--quiet"]
+    )  # fmt: skip
+    assert code == 0
+    ckpt = rainbow.load_checkpoint(str(tmp_path / "checkpoints" / "last.pt"))
+    assert ckpt["config"]["game"] == "Pong-Atari2600-v0"
 
 
 def test_eval_records_movies_that_replay_to_the_same_reward(tmp_path):

@@ -822,14 +822,9 @@ def main(argv: list[str] | None = None) -> int:
         v = getattr(args, f.name, None)
         if v is not None and f.name not in ("game", "state", "levels"):
             values[f.name] = v
-    game = args.game
-    if args.preset == "atari":
-        from fastretro.runtime.games import atari_game
+    from fastretro.runtime.games import game_id
 
-        try:
-            game = atari_game(game)
-        except InvalidArgumentError as exc:
-            parser.error(str(exc))
+    game = game_id(args.game)  # "Pong" names Pong-Atari2600-v0
     levels = list(args.level)
     if args.contest_training_levels:
         from fastretro import contest

@@ -990,6 +990,10 @@ def main(argv: list[str] | None = None) -> int:
         v = getattr(args, f.name, None)
         if v is not None:
             values[f.name] = v
+    if "game" in values:
+        from fastretro.runtime.games import game_id
+
+        values["game"] = game_id(values["game"])  # "Pong" names Pong-Atari2600-v0
     try:
         cfg = RainbowConfig(**values)
         summary = train(

@@ -189,6 +189,20 @@ def atari_game(name: str) -> str:
     )
 
 
+def game_id(name: str) -> str:
+    """A game ID as the command line takes it: Atari games may be named short (``"Pong"``).
+
+    Names that end in ``-v0``, and names no Atari integration matches, come back unchanged
+    (whatever takes them then says what is wrong with them).
+    """
+    if not isinstance(name, str) or name.endswith("-v0"):
+        return name
+    try:
+        return atari_game(name)
+    except InvalidArgumentError:
+        return name
+
+
 def ale_runs(game: str) -> bool:
     """Whether ALE's emulator can run ``game`` (ale-py installed and shipping its ROM)."""
     if not game.endswith("-Atari2600-v0"):

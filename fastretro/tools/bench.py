@@ -443,9 +443,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", action="store_true", help="print the table as markdown")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    from fastretro.runtime.games import game_id as full_id  # "Pong": Pong-Atari2600-v0
+
     try:
         report = run_bench(
-            [_game_id(g) for g in args.game],
+            [full_id(g) for g in args.game],
             args.configs,
             args.num_envs,
             args.backends,
@@ -482,13 +484,3 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-def _game_id(name: str) -> str:
-    # Atari games may be named short ("Pong"); every other name is a stable-retro game ID.
-    if name.endswith("-v0"):
-        return name
-    from fastretro.runtime.games import atari_game
-
-    try:
-        return atari_game(name)
-    except InvalidArgumentError:
-        return name  # resolve() then says what is wrong with it
