@@ -482,5 +482,3 @@ def main(argv: list[str] | None = None) -> int:
             + ("" if args.no_plot else f" and {os.path.join(args.out, 'bench.png')}")
         )
     return 1 if failed else 0
-
-
