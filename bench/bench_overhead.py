@@ -7,7 +7,8 @@ parent's staging, wake-up, collection, the workers' wake-up latency and the sche
 (switches between workers on a core, envs that finish late), in microseconds per batch. Each
 measurement runs in a fresh process. Prints a markdown table and one JSON line at the end.
 
-Run: ``python bench/bench_overhead.py [--game GAME] [--configs ...] [--num-envs 1 4 16]``.
+Run: ``python bench/bench_overhead.py [--game GAME] [--configs ...] [--num-envs 1 4 16]
+[--busy 1]`` (``--busy K``: K processes spin beside the pool, as another job would).
 """
 
 from __future__ import annotations
@@ -53,11 +54,13 @@ def _pool(game, config_name, n, seconds, queue) -> None:
             steps += 1
         wall = time.perf_counter() - start
         st = env.stats()
+        misses = int(env._hs.spin_misses)
     queue.put(
         {
             "frames_per_s": steps * n * config.frameskip / wall,
             "overhead_us": st.overhead(),
             "busy_us_per_env_step": 1e6 * float(st.busy_s.sum()) / max(1, int(st.steps.sum())),
+            "spin_misses": misses,
             "spins": env.spins,
         }
     )
@@ -73,6 +76,11 @@ def _fresh(target, *args):
     return value
 
 
+def _busy_loop() -> None:
+    while True:
+        pass
+
+
 def main() -> None:
     """Measure every (config, num_envs); print the table and a JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -80,7 +88,15 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", default=["rgb-fs1", "rgb-fs4-sticky", "contest"])
     parser.add_argument("--num-envs", nargs="+", type=int, default=[1, 4, 16])
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument(
+        "--busy", type=int, default=0, help="processes spinning beside the pool (another job)"
+    )
     args = parser.parse_args()
+    hogs = [
+        mp.get_context("spawn").Process(target=_busy_loop, daemon=True) for _ in range(args.busy)
+    ]
+    for hog in hogs:
+        hog.start()
     rows = []
     for config in args.configs:
         same = _fresh(_inprocess, args.game, config, args.seconds)
@@ -88,7 +104,12 @@ def main() -> None:
             got = _fresh(_pool, args.game, config, n, args.seconds)
             e = got["frames_per_s"] / (min(n, cores()) * same)
             rows.append({"config": config, "num_envs": n, "inprocess_fps": same, "E": e, **got})
-    print(f"\n{args.game}, {platform.machine()}, {cores()} cores, {args.seconds:g} s per cell")
+    for hog in hogs:
+        hog.kill()
+    busy = f", {args.busy} busy process(es) beside" if args.busy else ""
+    print(
+        f"\n{args.game}, {platform.machine()}, {cores()} cores, {args.seconds:g} s per cell{busy}"
+    )
     print("| config | envs | frames/s | E | stage | wake | collect | wake latency | scheduling |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:

@@ -174,6 +174,8 @@ cdef class Handshake:
     # does and both keep agreeing on slot = count % queue_len after days of running.
     cdef unsigned int _head
     cdef int _seen
+    cdef public long long spin_misses
+    """Parent spins that ended without the batch, then slept (the pool backs off on them)."""
     cdef object _sem_buf
     cdef object _counter_buf
     cdef object _queue_buf
@@ -254,6 +256,7 @@ cdef class Handshake:
                 got = _spin_sem(self._parent, <long long>(spin * 1e9))
             if got:
                 return True
+            self.spin_misses += 1
         return _wait(self._parent, timeout) == 1
 
     def arm(self, int count):
@@ -553,6 +556,8 @@ cdef class BatchIO:
         elif spin > 0:
             with nogil:
                 posted = _spin_sem(hs._parent, <long long>(spin * 1e9))
+            if not posted:
+                hs.spin_misses += 1
         if not posted:
             posted = _wait(hs._parent, poll)
         t3 = _now_ns()

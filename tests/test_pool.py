@@ -213,6 +213,29 @@ def test_start_methods(start_method):
         assert obs.shape == (2, 224, 320, 3)
 
 
+def test_the_parent_stops_spinning_while_its_spins_miss_and_resumes_on_a_hit():
+    from fastretro.runtime.pool import PARENT_SPIN_MAX_S, SPIN_SKIP_MAX, SpinBackoff
+
+    spin, misses = SpinBackoff(), 0
+    assert spin.budget(misses, 1e-3) == pytest.approx(1.5e-3)  # 1.5x the recent waits
+    assert spin.budget(misses, 1.0) == PARENT_SPIN_MAX_S  # capped
+    # Another process holds the core: every spin misses, and the gaps grow 1, 3, 7, ...
+    spun = []
+    for _ in range(200):
+        budget = spin.budget(misses, 1e-3)
+        spun.append(budget > 0)
+        misses += budget > 0
+    gaps = np.diff(np.flatnonzero(spun)) - 1
+    assert gaps[:5].tolist() == [1, 3, 7, 15, 31]
+    for _ in range(5000):
+        misses += spin.budget(misses, 1e-3) > 0
+    assert spin.skip == SPIN_SKIP_MAX
+    # The core is free again: the next spin hits, and the parent spins every batch.
+    while spin.budget(misses, 1e-3) == 0:
+        pass
+    assert all(spin.budget(misses, 1e-3) > 0 for _ in range(10)) and spin.skip == 0
+
+
 def test_spinning_only_where_the_parent_and_every_worker_have_a_core():
     from fastretro.runtime.stats import available_cores
 

@@ -68,6 +68,42 @@ WORKER_SPIN_S = 100e-6
 #: ... and the parent watches for the batch's end up to this multiple of its recent waits,
 #: capped: a step that takes longer than usual ends in the usual sleep.
 PARENT_SPIN_FACTOR, PARENT_SPIN_MAX_S = 1.5, 2e-3
+#: A parent spin that ends in a sleep means another process holds the core the pool counted
+#: on (the agent's threads, another job): the parent then skips spinning for 1, 3, 7, ...
+#: batches, up to this many, so that it stops taking the core from its own workers
+#: (bench/bench_overhead.py --busy measures 1 env beside a busy core).
+SPIN_SKIP_MAX = 1023
+
+
+class SpinBackoff:
+    """The parent's spin budget per batch: a multiple of its recent waits, backing off on misses.
+
+    ``budget(misses, wait_avg_s)`` is called once per batch with the handshake's running count
+    of spins that ended without the batch; a miss since the last spin doubles the number of
+    batches that follow without a spin, a hit resets it.
+    """
+
+    def __init__(self) -> None:
+        self.skip = 0  # batches without a spin after the latest miss
+        self._left = 0
+        self._seen = 0
+        self._spun = False
+
+    def budget(self, misses: int, wait_avg_s: float) -> float:
+        if self._spun:
+            if misses != self._seen:
+                self.skip = min(2 * self.skip + 1, SPIN_SKIP_MAX)
+                self._left = self.skip
+            else:
+                self.skip = 0
+        self._seen = misses
+        if self._left > 0:
+            self._left -= 1
+            self._spun = False
+            return 0.0
+        self._spun = True
+        return min(PARENT_SPIN_FACTOR * wait_avg_s, PARENT_SPIN_MAX_S)
+
 
 __all__ = ["RESTART_WINDOW_S", "Snapshot", "State", "VecRetroEnv"]
 
@@ -204,6 +240,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self.spins = pc.spin if pc.spin is not None else pc.num_workers + 1 <= available_cores()
         workers.spin = WORKER_SPIN_S if self.spins else 0.0
         self._wait_avg_s = 0.0  # recent waits for a batch: the parent's spin budget
+        self._spin = SpinBackoff()
         self._next_liveness = 0.0  # async mode: when to look at the workers next
         self._finalizer = weakref.finalize(self, workers.shutdown, 5.0)
         self._closed = False
@@ -998,7 +1035,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         """Seconds the parent watches for a batch's end before sleeping (0 without spin)."""
         if not self.spins:
             return 0.0
-        return min(PARENT_SPIN_FACTOR * self._wait_avg_s, PARENT_SPIN_MAX_S)
+        return self._spin.budget(self._hs.spin_misses, self._wait_avg_s)
 
     def _handle_dead(self, what: str) -> None:
         """Restart the workers that died (``on_worker_failure="restart"``), or raise."""
