@@ -70,10 +70,21 @@ def random_agent(args) -> None:
     )
 
 
-def _monitor(run_dir: str) -> tuple[np.ndarray, np.ndarray]:
+def _cpu() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        return names[0] if names else platform.machine()
+    except OSError:
+        return platform.machine()
+
+
+def _monitor(run_dir: str) -> tuple[np.ndarray, np.ndarray, float]:
+    """Frames and return of each episode, and the wall-clock seconds at the last one."""
     with open(os.path.join(run_dir, "monitor.csv")) as f:
         rows = list(csv.DictReader(line for line in f if not line.startswith("#")))
-    return np.array([float(r["frames"]) for r in rows]), np.array([float(r["r"]) for r in rows])
+    frames = np.array([float(r["frames"]) for r in rows])
+    return frames, np.array([float(r["r"]) for r in rows]), float(rows[-1]["t"]) if rows else 0.0
 
 
 def plot(args) -> None:
@@ -86,7 +97,7 @@ def plot(args) -> None:
     fig, axes = plt.subplots(1, len(args.runs), figsize=(6 * len(args.runs), 4.2), squeeze=False)
     summary = []
     for ax, run in zip(axes[0], args.runs):
-        frames, returns = _monitor(run)
+        frames, returns, seconds = _monitor(run)
         with open(os.path.join(run, "progress.csv")) as f:
             progress = list(csv.DictReader(f))
         short = next((g for g in randoms if g.lower() in os.path.basename(run).lower()), None)
@@ -101,7 +112,11 @@ def plot(args) -> None:
         if rnd is not None:
             ax.axhline(rnd, color="gray", linestyle="--", label=f"random {rnd:g}")
             ax.axhline(target, color="gray", linestyle=":", label=f"target {target:g}")
-        ax.set_title(f"{short or run}: PPO2, standard protocol", fontsize=10)
+        ax.set_title(
+            f"{short or run}: PPO2, standard protocol ({frames[-1]:,.0f} frames, "
+            f"{seconds / 3600:.1f} h)",
+            fontsize=10,
+        )
         ax.set_xlabel("emulator frames")
         ax.set_ylabel("episode return")
         ax.grid(alpha=0.3)
@@ -111,9 +126,7 @@ def plot(args) -> None:
                 "run": run,
                 "game": short,
                 "frames": int(float(progress[-1]["frames"])),
-                "seconds": float(progress[-1]["time/seconds"])
-                if "time/seconds" in progress[-1]
-                else None,
+                "seconds": round(seconds),
                 "episodes": len(returns),
                 "last100_mean": float(returns[-100:].mean()),
                 "random_mean": rnd,
@@ -121,7 +134,7 @@ def plot(args) -> None:
                 "target_first_passed_at_frames": passed,
             }
         )
-    fig.suptitle(f"{platform.machine()}, {cores()} cores", fontsize=9)
+    fig.suptitle(f"{_cpu()}, {cores()} cores", fontsize=9)
     fig.tight_layout()
     out = os.path.join(HERE, "atari_ppo_learning.png")
     fig.savefig(out, dpi=110)
