@@ -41,7 +41,9 @@ def train(args) -> None:
 def random_agent(args) -> None:
     import fastretro
 
-    env = fastretro.atari_env(args.game, args.num_envs, autoreset_mode="same_step")
+    env = fastretro.atari_env(
+        args.game, args.num_envs, autoreset_mode="same_step", actions=args.actions
+    )
     returns, running = [], np.zeros(args.num_envs)
     env.action_space.seed(0)
     env.reset(seed=0)
@@ -61,6 +63,7 @@ def random_agent(args) -> None:
             {
                 "bench": "atari_random",
                 "game": args.game,
+                "actions": args.actions,
                 "episodes": len(returns),
                 "frames": frames,
                 "mean": float(np.mean(returns)),
@@ -153,6 +156,7 @@ def main() -> None:
     r.add_argument("--game", required=True)
     r.add_argument("--episodes", type=int, default=100)
     r.add_argument("--num-envs", type=int, default=8)
+    r.add_argument("--actions", default="ale_full", help="ale_full (the protocol's) or ale_minimal")
     p = sub.add_parser("plot")
     p.add_argument("--runs", nargs="+", required=True)
     p.add_argument("--random", nargs="+", default=[], help="GAME=MEAN, e.g. Breakout=1.4")

@@ -32,12 +32,14 @@ def learning_curve(
     baseline: float | None = None,
     frameskip: int = 4,
     title: str | None = None,
+    baseline_label: str = "baseline",
 ) -> str:
     """Draw episode reward (and its rolling mean) against emulator frames; return the PNG path.
 
     Reads every monitor.csv under ``run_dir``. Frames come from the ``frames`` column where the
     run wrote one (``fastretro ppo`` does), else from cumulative episode lengths x
-    ``frameskip``. ``baseline`` draws a horizontal line (e.g. a random agent's mean).
+    ``frameskip``. ``baseline`` draws a horizontal line (e.g. a random agent's mean) named
+    ``baseline_label``.
     """
     import matplotlib
 
@@ -66,7 +68,7 @@ def learning_curve(
     if not plotted:
         raise InvalidArgumentError(f"The monitor.csv files under {run_dir!r} hold no episodes")
     if baseline is not None:
-        ax.axhline(baseline, color="gray", linestyle="--", label=f"baseline {baseline:g}")
+        ax.axhline(baseline, color="gray", linestyle="--", label=f"{baseline_label} {baseline:g}")
     ax.set_xlabel("emulator frames")
     ax.set_ylabel("episode reward")
     ax.set_title(title or os.path.basename(os.path.abspath(run_dir)))
@@ -87,10 +89,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="PNG path (default RUN_DIR/curve.png)")
     parser.add_argument("--window", type=int, default=20, help="episodes in the rolling mean")
     parser.add_argument("--baseline", type=float, help="draw a reference line (e.g. random)")
+    parser.add_argument("--baseline-label", default="baseline", help="the line's name, e.g. random")
     parser.add_argument("--title", help="default: the folder's name")
     args = parser.parse_args(argv)
     try:
-        out = learning_curve(args.run_dir, args.out, args.window, args.baseline, title=args.title)
+        out = learning_curve(
+            args.run_dir,
+            args.out,
+            args.window,
+            args.baseline,
+            title=args.title,
+            baseline_label=args.baseline_label,
+        )
     except InvalidArgumentError as exc:
         parser.error(str(exc))
     print(f"wrote {out}")
