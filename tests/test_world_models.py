@@ -109,6 +109,50 @@ def test_collect_continues_where_it_stopped(run, tmp_path):
         assert int(d["episodes"]) == 1
 
 
+def test_collect_keeps_each_frame_with_its_action_and_reward(tmp_path):
+    # collect books each step while the next one runs: the shards must hold what a plain loop
+    # over the same pool sees. The policy reads the frame, so a frame off by one step changes
+    # the actions too.
+    def policy(obs):
+        return obs.reshape(len(obs), -1).sum(1) % 10
+
+    cfg = wm.resolve_config(None, **{**TINY, "num_envs": 2, "collect_episodes": 2, "seed": 0})
+    wm.collect(cfg, str(tmp_path), policy=policy, progress=False)
+    with np.load(wm.shard_paths(str(tmp_path))[0]) as d:
+        got = {k: d[k] for k in ("observations", "actions", "rewards", "terminated")}
+    pool = wm.make_pool(cfg, autoreset_mode="same_step")
+    try:
+        obs, _ = pool.reset(seed=0)  # collect's seed for seed 0 and an empty folder
+        running = [{k: [] for k in got} for _ in range(2)]
+        episodes = []
+        while len(episodes) < 2:
+            actions = policy(obs)
+            before = obs.copy()
+            obs, rewards, terminated, truncated, _ = pool.step(actions)
+            for i in range(2):
+                for k, v in zip(got, (before[i], actions[i], rewards[i], terminated[i])):
+                    running[i][k].append(v)
+                if terminated[i] or truncated[i]:
+                    episodes.append(running[i])
+                    running[i] = {k: [] for k in got}
+    finally:
+        pool.close()
+    for k in got:
+        np.testing.assert_array_equal(got[k], np.concatenate([e[k] for e in episodes[:2]]))
+
+
+def test_a_failed_shard_write_stops_collect_with_its_error(tmp_path, monkeypatch):
+    # Shards are written on a background thread: its error must reach the caller.
+    def full_disk(path, *args):
+        raise OSError(28, "No space left on device", path)
+
+    monkeypatch.setattr(wm, "_write_shard", full_disk)
+    cfg = wm.resolve_config(None, **{**TINY, "num_envs": 2, "collect_episodes": 2})
+    with pytest.raises(OSError, match="No space left on device"):
+        wm.collect(cfg, str(tmp_path), progress=False)
+    assert wm.shard_paths(str(tmp_path)) == []
+
+
 def test_collect_takes_a_given_policy(tmp_path):
     cfg = wm.resolve_config(None, **{**TINY, "num_envs": 2, "collect_episodes": 2})
     wm.collect(cfg, str(tmp_path), policy=lambda obs: np.full(len(obs), 3), progress=False)
@@ -409,3 +453,32 @@ def test_training_sequences_cover_every_step_once():
     episode = np.searchsorted(np.flatnonzero(ends), np.arange(50))
     for row, ok in zip(idx, valid):
         assert len(set(episode[row[ok]])) == 1
+
+
+def test_frames_reach_the_encoder_contiguous_and_scaled():
+    frames = torch.from_numpy(np.random.default_rng(3).integers(0, 256, (2, 64, 64, 3), np.uint8))
+    x = wm.ConvVAE.to_input(frames)
+    assert x.is_contiguous()  # the permuted strides take oneDNN's slow path
+    np.testing.assert_allclose(x.numpy(), frames.numpy().transpose(0, 3, 1, 2) / 255.0, rtol=1e-6)
+
+
+def test_mdn_step_matches_the_sequence_and_a_numpy_lstm_cell():
+    torch.manual_seed(0)
+    mdn = wm.MDNRNN(z_size=4, n_actions=3, hidden=6)
+    z, actions = torch.randn(2, 5, 4), torch.randint(0, 3, (2, 5))
+    *_, hidden_seq, _ = mdn(z, actions)
+    lstm = {k: v.detach().numpy().astype(np.float64) for k, v in mdn.lstm.named_parameters()}
+    h = c = torch.zeros(2, 6)
+    h_np = c_np = np.zeros((2, 6))
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    for t in range(5):
+        h, c = mdn.step(z[:, t], actions[:, t], (h, c))
+        x = mdn.inputs(z[:, t], actions[:, t]).numpy().astype(np.float64)
+        gates = x @ lstm["weight_ih_l0"].T + lstm["bias_ih_l0"]
+        gates += h_np @ lstm["weight_hh_l0"].T + lstm["bias_hh_l0"]
+        i, f, g, o = np.split(gates, 4, axis=1)  # PyTorch's gate order
+        c_np = sig(f) * c_np + sig(i) * np.tanh(g)
+        h_np = sig(o) * np.tanh(c_np)
+        np.testing.assert_allclose(h.detach().numpy(), h_np, atol=1e-5)
+        np.testing.assert_allclose(c.detach().numpy(), c_np, atol=1e-5)
+        np.testing.assert_allclose(h.detach().numpy(), hidden_seq[:, t].detach().numpy(), atol=1e-5)

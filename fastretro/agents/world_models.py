@@ -250,8 +250,10 @@ PRESETS: dict[str, dict] = {
     # play; one VAE epoch on 16k of them in batches of 16 (the paper's VAE trains at ~20-45
     # frames/s on 2 busy cores), with the cross-entropy loss (see vae_loss); 20 MDN epochs
     # (seconds each); then 35 minutes of evolution: 16 candidates x 2 episodes on 8 envs,
-    # acting on batches of 2 (at a generation's end the envs left waiting for the longest
-    # episode take filler steps, at most batch_size - 1 of them at a time).
+    # acting on batches of 4 (at a generation's end the envs left waiting for the longest
+    # episode take filler steps, at most batch_size - 1 of them at a time). Batches of 4 run
+    # ~1.2x the counted frames/s of batches of 2 and as many as batches of 8, which take ~4x
+    # the filler steps (fastretro world-models evolve --json, frames_per_s).
     "airstriker": dict(
         game="Airstriker-Genesis-v0",
         actions="auto",
@@ -269,7 +271,7 @@ PRESETS: dict[str, dict] = {
         evolve_seconds=2100.0,
         popsize=16,
         episodes_per_candidate=2,
-        batch_size=2,
+        batch_size=4,
     ),
     # The Retro Contest's rules (contest scenario, 4 frames per step, sticky 0.25, 4,500-step
     # episodes) with retro-baselines' sonic7 actions, and the paper's CarRacing budget shape:
@@ -455,6 +457,36 @@ def _write_shard(path: str, episodes: list[dict], cfg: WorldModelsConfig, n_acti
     return len(ends)
 
 
+class _ShardWriter:
+    """Writes shards on one background thread while the pool steps on.
+
+    zlib releases the GIL, so compressing a shard no longer stalls the lock-step loop (the
+    pool idled while the parent compressed: ``fastretro world-models collect --json``'s
+    ``write_seconds``). One shard is in flight at most: ``submit`` waits for the previous one,
+    which bounds memory and raises its error in the loop. ``close`` finishes the shard in
+    flight (written atomically), so a stopped ``collect`` loses only unsubmitted episodes.
+    """
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-writer")
+        self._last = None
+
+    def submit(self, fn, *args) -> None:
+        self.wait()
+        self._last = self._pool.submit(fn, *args)
+
+    def wait(self) -> None:
+        """Block until the shard in flight is written; raise what writing it raised."""
+        if self._last is not None:
+            last, self._last = self._last, None
+            last.result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
 def collect(
     cfg: WorldModelsConfig,
     run_dir: str,
@@ -477,8 +509,8 @@ def collect(
 
     Returns:
         The summary also written to ``collect.json``: episodes and steps added, frames, seconds,
-        the loop's frames/s (with and without the time spent compressing shards, during which
-        the pool idles) and the pool's (its counters' frames over the loop's wall-clock; frames
+        the loop's frames/s (with and without the time it spent blocked on the shard writer,
+        ``write_seconds``) and the pool's (its counters' frames over the loop's wall-clock; frames
         = agent steps x frameskip, all envs), the pool configuration.
     """
     from tqdm import tqdm
@@ -524,45 +556,65 @@ def collect(
         pending: list[dict] = []
         pending_steps = 0
         added = steps = 0
-        write_s = 0.0
+        write_s = 0.0  # the loop's time blocked on the writer
+        writer = _ShardWriter()
         index = len(paths)
         bar = tqdm(total=missing, unit="episode", disable=not progress, desc="collect")
+
+        def book(observed, actions, rewards, terminated, truncated) -> None:
+            """Add one step of every env to its episode; queue the episodes that ended."""
+            nonlocal added, pending, pending_steps, index, write_s
+            ends = (terminated | truncated).tolist()
+            for i, a, r, t, end in zip(
+                range(n), actions.tolist(), rewards.tolist(), terminated.tolist(), ends
+            ):
+                ep = running[i]
+                ep["observations"].append(observed[i])
+                ep["actions"].append(a)
+                ep["rewards"].append(r)
+                ep["terminated"].append(t)
+                if end:
+                    if added < missing:
+                        done = {k: np.asarray(v) for k, v in ep.items()}
+                        pending.append(done)
+                        pending_steps += len(done["actions"])
+                        added += 1
+                        bar.update(1)
+                    running[i] = _new_episode()
+            if pending and (pending_steps >= cfg.shard_steps or added == missing):
+                path = os.path.join(run_dir, "shards", f"shard_{index:06d}.npz")
+                w0 = time.perf_counter()
+                writer.submit(_write_shard, path, pending, cfg, n_actions)
+                write_s += time.perf_counter() - w0
+                index += 1
+                pending, pending_steps = [], 0
+
         try:
-            while added < missing:
+            last = None  # the step whose bookkeeping runs while the next one steps
+            while True:
                 if policy is not None:
                     actions = np.asarray(policy(obs)).reshape(n)
                 elif agent is not None:
                     actions = agent.act(obs)
                 else:
                     actions = rng.integers(0, n_actions, n)
-                for i in range(n):
-                    running[i]["observations"].append(obs[i].copy())
-                    running[i]["actions"].append(int(actions[i]))
-                obs, rewards, terminated, truncated, _ = pool.step(actions)
+                observed = obs.copy()  # the pool writes the next step's frames over obs
+                pool.step_async(actions)
+                if last is not None:  # the emulators step meanwhile
+                    book(*last)
+                obs, rewards, terminated, truncated, _ = pool.step_wait()
                 steps += n
                 if agent is not None:
                     agent.observe(rewards, terminated, truncated)
-                for i in range(n):
-                    ep = running[i]
-                    ep["rewards"].append(float(rewards[i]))
-                    ep["terminated"].append(bool(terminated[i]))
-                    if (terminated[i] or truncated[i]) and added < missing:
-                        done = {k: np.asarray(v) for k, v in ep.items()}
-                        pending.append(done)
-                        pending_steps += len(done["actions"])
-                        added += 1
-                        bar.update(1)
-                    if terminated[i] or truncated[i]:
-                        running[i] = _new_episode()
-                if pending and (pending_steps >= cfg.shard_steps or added == missing):
-                    path = os.path.join(run_dir, "shards", f"shard_{index:06d}.npz")
-                    w0 = time.perf_counter()
-                    _write_shard(path, pending, cfg, n_actions)
-                    write_s += time.perf_counter() - w0
-                    index += 1
-                    pending, pending_steps = [], 0
+                last = (observed, actions, rewards, terminated, truncated)
+                if added >= missing:  # the step just taken belongs to no kept episode
+                    break
+            w0 = time.perf_counter()
+            writer.wait()
+            write_s += time.perf_counter() - w0
         finally:
             bar.close()
+            writer.close()
         seconds = time.perf_counter() - t0
         stats = pool.stats()
     finally:
@@ -672,7 +724,9 @@ class ConvVAE(nn.Module):
     @staticmethod
     def to_input(frames: torch.Tensor) -> torch.Tensor:
         """uint8 (N, S, S, 3) frames as float (N, 3, S, S) in [0, 1]."""
-        return frames.permute(0, 3, 1, 2).float().mul_(1.0 / 255.0)
+        # contiguous: convolutions on the permuted (channels-last) strides take a path ~3x
+        # slower at the few frames an async recv returns (oneDNN, torch 2.13, 1 thread)
+        return frames.permute(0, 3, 1, 2).float().mul_(1.0 / 255.0).contiguous()
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and log-variance (N, z_size) of float frames (N, 3, S, S)."""
@@ -924,9 +978,18 @@ class MDNRNN(nn.Module):
 
         ``z`` is (N, z_size), ``actions`` (N,), ``state`` ``(h, c)`` of (N, hidden) each.
         """
-        h, c = state
-        _, (h2, c2) = self.lstm(self.inputs(z, actions)[:, None], (h[None], c[None]))
-        return h2[0], c2[0]
+        # The LSTM's own cell on its weights: nn.LSTM's call on a one-step sequence costs
+        # twice as much at the few rows an async recv returns; tests/test_world_models.py
+        # pins that both give the same states.
+        lstm = self.lstm
+        return torch.lstm_cell(
+            self.inputs(z, actions),
+            state,
+            lstm.weight_ih_l0,
+            lstm.weight_hh_l0,
+            lstm.bias_ih_l0,
+            lstm.bias_hh_l0,
+        )
 
 
 def mdn_nll(logpi, mu, logsigma, target: torch.Tensor) -> torch.Tensor:
