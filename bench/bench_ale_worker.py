@@ -38,6 +38,7 @@ import numpy as np
 
 from fastretro.runtime import kernels
 from fastretro.runtime.backends.ale import AleEmulator, ale_rom, decode_ram_into
+from fastretro.runtime.games import game_id
 
 SIZE = 84
 FRAMES_PER_STEP = 4
@@ -249,11 +250,12 @@ def threaded_fps(game: str, envs: int, steps: int, gray: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--game", default="Pong-Atari2600-v0")
+    parser.add_argument("--game", default="Pong-Atari2600-v0", help="an ID, or short: Pong")
     parser.add_argument("--envs", type=int, default=4, help="K emulators in the process")
     parser.add_argument("--steps", type=int, default=300, help="agent steps per emulator")
     parser.add_argument("--repeat", type=int, default=3, help="best of this many runs")
     args = parser.parse_args()
+    args.game = game_id(args.game)
     ale_rom(args.game)  # fail early on a game ALE does not run
     k = args.envs
 
