@@ -21,13 +21,12 @@ import argparse
 import csv
 import json
 import os
-import platform
 import subprocess
 import sys
 
 import numpy as np
 
-from fastretro.tools.peers import cores
+from fastretro.tools.bench import machine_info
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -71,15 +70,6 @@ def random_agent(args) -> None:
             }
         )
     )
-
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        return names[0] if names else platform.machine()
-    except OSError:
-        return platform.machine()
 
 
 def _monitor(run_dir: str) -> tuple[np.ndarray, np.ndarray, float]:
@@ -137,7 +127,8 @@ def plot(args) -> None:
                 "target_first_passed_at_frames": passed,
             }
         )
-    fig.suptitle(f"{_cpu()}, {cores()} cores", fontsize=9)
+    machine = machine_info()
+    fig.suptitle(f"{machine['cpu']}, {machine['cores']} cores", fontsize=9)
     fig.tight_layout()
     out = os.path.join(HERE, "atari_ppo_learning.png")
     fig.savefig(out, dpi=110)

@@ -460,11 +460,12 @@ def _write_shard(path: str, episodes: list[dict], cfg: WorldModelsConfig, n_acti
 class _ShardWriter:
     """Writes shards on one background thread while the pool steps on.
 
-    zlib releases the GIL, so compressing a shard no longer stalls the lock-step loop (the
-    pool idled while the parent compressed: ``fastretro world-models collect --json``'s
-    ``write_seconds``). One shard is in flight at most: ``submit`` waits for the previous one,
-    which bounds memory and raises its error in the loop. ``close`` finishes the shard in
-    flight (written atomically), so a stopped ``collect`` loses only unsubmitted episodes.
+    zlib releases the GIL, so compressing a shard does not stall the lock-step loop, where the
+    pool would idle (``fastretro world-models collect --json``: ``write_seconds`` is the loop's
+    time blocked on the writer). One shard is in flight at most: ``submit`` waits for the
+    previous one, which bounds memory and raises its error in the loop. ``close`` finishes the
+    shard in flight (written atomically), so a stopped ``collect`` loses only unsubmitted
+    episodes.
     """
 
     def __init__(self) -> None:
