@@ -6,10 +6,13 @@ gray; here also the integration's RAM variables decoded every step (``info``). K
 worker process would, with a random button mask a step; each part is timed inside the loop:
 
 - ``act x4``: 4 ``press`` + ``frame`` (ALE's ``act``);
-- ``screens``: the two pooled frames grabbed into the worker's buffers (``screen_into`` RGB, or
-  ``screen_gray_into``: ALE's own gray);
+- ``screens``: the two pooled frames grabbed into the worker's buffers (``screen_into`` RGB,
+  ``screen_gray_into``: ALE's own gray, or ``screen_codes``: its colour codes, what the
+  workers read);
 - ``resize``: max-pool + gray + 84x84 area resize: ``kernels.gray_area_resize_into`` on RGB,
-  or on ALE's gray frames a gray-input kernel of the same arithmetic (below);
+  on ALE's gray frames a gray-input kernel of the same arithmetic (below), or on the colour
+  codes the workers' ``kernels.palette_area_resize_into`` (the gray looked up in ALE's
+  palette as it resizes);
 - ``ram``: ``variables()`` (``getRAM`` + the decoder + the dict).
 
 The parts are timed in this thread's CPU time (``time.thread_time_ns``), which a shared
@@ -42,6 +45,7 @@ from fastretro.runtime.games import game_id
 
 SIZE = 84
 FRAMES_PER_STEP = 4
+PATHS = ("rgb", "ale", "codes")
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
@@ -81,7 +85,7 @@ class Worker:
     def __init__(self, game: str, envs: int, gray: str, seed: int = 0) -> None:
         self.ems = [AleEmulator(game, seed=seed + k) for k in range(envs)]
         self.gray = gray
-        shape = (210, 160) if gray == "ale" else (210, 160, 3)
+        shape = (210, 160) if gray != "rgb" else (210, 160, 3)
         self.frames = np.zeros((envs, 2, *shape), np.uint8)
         self.obs = np.zeros((envs, SIZE, SIZE, 1), np.uint8)
         self.ty, self.tx = kernels.area_table(210, SIZE), kernels.area_table(160, SIZE)
@@ -100,14 +104,24 @@ class Worker:
         em.frame()
         em.frame()
         t1 = now() if clock is not None else 0
-        grab = em.screen_gray_into if self.gray == "ale" else em.screen_into
-        grab(frames[0])
+        if self.gray == "codes":
+            before = em.screen_codes()
+        else:
+            grab = em.screen_gray_into if self.gray == "ale" else em.screen_into
+            grab(frames[0])
         t2 = now() if clock is not None else 0
         em.frame()
         t3 = now() if clock is not None else 0
-        grab(frames[1])
+        if self.gray == "codes":
+            last = em.screen_codes()
+        else:
+            grab(frames[1])
         t4 = now() if clock is not None else 0
-        if self.gray == "ale":
+        if self.gray == "codes":
+            kernels.palette_area_resize_into(
+                last, before, True, em.gray_palette, 0, 0, self.ty, self.tx, self.obs[k]
+            )
+        elif self.gray == "ale":
             gray_max_area_resize_into(frames[1], frames[0], self.ty, self.tx, self.obs[k, :, :, 0])
         else:
             kernels.gray_area_resize_into(
@@ -276,7 +290,7 @@ def main() -> None:
         "cpu_fps": round(max(b[1] for b in bare)),
     }
     parts = ("act x4", "screens", "resize", "ram")
-    for gray in ("rgb", "ale"):
+    for gray in PATHS:
         entry: dict = {}
         for envs in (1, k):
             worker = Worker(args.game, envs, gray)
@@ -309,12 +323,12 @@ def main() -> None:
     print(f"per step, us of CPU ({k} emulators in turn):")
     print(f"| path | {' | '.join(parts)} | total |")
     print("|---|---|---|---|---|---|")
-    for gray in ("rgb", "ale"):
+    for gray in PATHS:
         r = result[gray]
         cells = " | ".join(str(r["us_per_step"][p]) for p in parts)
         print(f"| {gray} | {cells} | {r['us_per_step_total']} |")
     print("frames/s (wall; CPU):")
-    for gray in ("rgb", "ale"):
+    for gray in PATHS:
         r = result[gray]
         print(
             f"  {gray}: 1 emulator {r['fps_1']}; {r['cpu_fps_1']}, "

@@ -304,10 +304,11 @@ cdef class EnvStepper:
         self.press = emulator.press
         self.frame = emulator.frame
         self.screen = emulator.screen
-        # Observations come from the emulator's own gray picture where it has one and they are
-        # gray (ALE: a third of the bytes, the same values); snapshots keep the RGB screen.
-        gray = getattr(emulator, "screen_gray", None)
-        self.obs_screen = gray if (config.grayscale and gray is not None) else emulator.screen
+        # Observations come from the picture the writer reads (its ``picture``: ALE's colour
+        # codes, or an emulator's gray; fastretro/runtime/worker.py observation_picture);
+        # snapshots keep the RGB screen.
+        picture = getattr(write_obs, "picture", None)
+        self.obs_screen = picture if picture is not None else emulator.screen
         self.variables = emulator.variables
         # An emulator that stops at its own end of game (ALE runs no frame after it) ends the
         # episode there too, should the scenario's end come later.

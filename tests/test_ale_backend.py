@@ -552,6 +552,70 @@ def test_ales_gray_is_the_luma_of_its_rgb(game):
             np.testing.assert_array_equal(em.screen_gray(), luma)
 
 
+def test_screen_codes_are_ales_and_the_palette_turns_them_into_its_gray(pong):
+    for _ in range(100):
+        pong.frame()
+    codes = pong.screen_codes()
+    assert codes.shape == (210, 160) and codes.dtype == np.uint8
+    np.testing.assert_array_equal(codes, pong._ale.getScreen())
+    np.testing.assert_array_equal(pong.gray_palette[codes], pong.screen_gray())
+    # Each kind of picture keeps its own pair of buffers: an RGB screen taken between a
+    # max-pool's two frames does not refill the codes kept from the first.
+    kept = codes.copy()
+    pong.frame()
+    pong.screen()
+    other = pong.screen_codes()
+    assert not np.shares_memory(other, codes)
+    np.testing.assert_array_equal(codes, kept)
+
+
+@pytest.mark.parametrize("game", README_GAMES)
+def test_every_games_palette_is_found_and_gives_ales_gray(game):
+    # Found on the loaded ROM's first frame; then right on every frame of a random rollout.
+    em = ale.AleEmulator(game)
+    assert em.gray_palette is not None and em.gray_palette.shape == (256,)
+    em.start()
+    rng = np.random.default_rng(4)
+    for t in range(300):
+        em.press(int(rng.integers(256)))
+        em.frame()
+        if t % 30 == 29:
+            np.testing.assert_array_equal(em.gray_palette[em.screen_codes()], em.screen_gray())
+        if em.game_over():
+            em.start()
+
+
+def test_identify_palette_tells_the_three_apart_or_says_it_cannot():
+    from fastretro.runtime.backends.ale_palettes import PALETTES, gray_table, identify_palette
+
+    codes = np.arange(0, 256, 2, dtype=np.uint8).reshape(8, 16)
+    for name in PALETTES:
+        assert identify_palette(codes, gray_table(name)[codes]) == name
+    black = np.zeros((210, 160), np.uint8)
+    assert identify_palette(black, black) is None  # black is black in every palette
+    assert identify_palette(codes, np.full_like(codes, 7)) is None  # no palette agrees
+
+
+@pytest.mark.parametrize(
+    ("game", "shape"),
+    # stable-retro's Stella shows these games at the same sizes (measured with stable_retro.make).
+    [
+        (PONG, (210, 160)),
+        ("JourneyEscape-Atari2600-v0", (230, 160)),
+        ("Adventure-Atari2600-v0", (250, 160)),
+        ("AirRaid-Atari2600-v0", (250, 160)),
+    ],
+)
+def test_screens_have_the_games_own_size(game, shape):
+    em = ale.AleEmulator(game)
+    em.start()
+    em.frame()
+    assert em.screen_shape == shape
+    assert em.screen().shape == (*shape, 3)
+    assert em.screen_gray().shape == em.screen_codes().shape == shape
+    assert em.window() == (0, 0, *shape)
+
+
 def test_variables_are_the_decoded_ram(pong):
     for _ in range(300):
         pong.frame()

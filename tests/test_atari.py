@@ -247,6 +247,55 @@ def test_gray_from_ales_own_picture_is_the_luma_of_its_rgb(game):
                 np.testing.assert_array_equal(g[i, ..., 0], luma)
 
 
+@pytest.mark.parametrize("game", GAMES)
+def test_observations_from_ales_colour_codes_are_those_from_its_gray(game, monkeypatch):
+    # The standard protocol (4 frames, max-pool, 84x84 gray, stack 4) by the worker's own code,
+    # in this process: once from the colour codes with the palette (the default), once from
+    # ALE's own gray picture (no palette found); the observations must be the same bytes.
+    from fastretro.runtime.backends.ale import AleEmulator
+    from fastretro.runtime.inprocess import InProcessEnv
+
+    config = EnvConfig.atari(game, sticky_prob=0.0)
+    acts = np.random.default_rng(8).integers(0, 18, 120)
+    seen = []
+    for palette in (True, False):
+        if not palette:
+            monkeypatch.setattr(AleEmulator, "_find_gray_palette", lambda self: None)
+        env = InProcessEnv(config)
+        uses_codes = env.emulator.gray_palette is not None
+        assert uses_codes == palette
+        env.reset()
+        frames = []
+        for a in acts:
+            env.step(np.array([a]))
+            frames.append(env.arrays["obs"][0].copy())
+        env.close()
+        seen.append(np.stack(frames))
+    assert seen[0].std() > 0  # the frames show the game
+    np.testing.assert_array_equal(seen[0], seen[1])
+
+
+def test_gray_observations_come_from_ales_colour_codes():
+    from fastretro.runtime.backends.ale import AleEmulator
+    from fastretro.runtime.worker import observation_picture
+
+    em = AleEmulator("Pong-Atari2600-v0")
+    picture, palette = observation_picture(em, grayscale=True)
+    assert picture == em.screen_codes and palette is em.gray_palette
+    assert observation_picture(em, grayscale=False) == (em.screen, None)
+    em.gray_palette = None  # a frame that could not tell the palettes apart
+    assert observation_picture(em, grayscale=True) == (em.screen_gray, None)
+
+
+def test_a_game_of_250_rows_runs_under_the_standard_protocol():
+    with atari_env("Adventure", 2) as env:
+        obs, _ = env.reset(seed=0)
+        assert obs.shape[0] == 2 and obs.shape[-2:] == (84, 84)
+        for _ in range(5):
+            obs = env.step(np.zeros(2, np.int64))[0]
+        assert obs.std() > 0
+
+
 # -- action sets on both backends ----------------------------------------------------------
 
 

@@ -117,6 +117,46 @@ def test_gray_plane_resize_matches_opencv_and_naive(src_hw, dst_hw, pool):
 
 
 @pytest.mark.parametrize(("src_hw", "dst_hw"), RESIZES)
+@pytest.mark.parametrize("pool", [False, True])
+def test_palette_kernels_are_the_plane_kernels_of_the_looked_up_grays(src_hw, dst_hw, pool):
+    # ALE's path: colour codes and a gray palette; the grays must be the plane path's exactly.
+    (sh, sw), (dh, dw) = src_hw, dst_hw
+    ty, tx = kernels.area_table(sh, dh), kernels.area_table(sw, dw)
+    rng = np.random.default_rng(7)
+    palette = rng.integers(0, 256, 256, dtype=np.uint8)
+    prev = rng.integers(0, 256, (sh, sw), dtype=np.uint8)
+    # Random codes; codes equal to prev's on a third of the pixels (the lookup's shortcut).
+    same = rng.random((sh, sw)) < 1 / 3
+    cases = {name: np.where(same, prev, f[..., 0]) for name, f in frames((sh, sw, 3), 5).items()}
+    cases["prev"] = prev.copy()
+    for name, codes in cases.items():
+        codes = np.ascontiguousarray(codes)
+        out = np.empty((dh, dw, 1), np.uint8)
+        kernels.palette_area_resize_into(codes, prev, pool, palette, 0, 0, ty, tx, out)
+        want = np.empty_like(out)
+        kernels.plane_area_resize_into(palette[codes], palette[prev], pool, 0, 0, ty, tx, want)
+        np.testing.assert_array_equal(out, want, err_msg=name)
+        grays = naive.max_pool(palette[codes], palette[prev]) if pool else palette[codes]
+        ref = naive.area_resize(grays, dh, dw)
+        assert np.abs(out[..., 0].astype(int) - ref).max() <= 1, name
+    crop = np.empty((sh - 3, sw - 2, 1), np.uint8)
+    kernels.palette_crop_into(codes, prev, pool, palette, 2, 1, crop)
+    grays = naive.max_pool(palette[codes], palette[prev]) if pool else palette[codes]
+    np.testing.assert_array_equal(crop[..., 0], naive.crop(grays, 2, 1, 1, 1))
+
+
+def test_palette_resize_reads_the_window():
+    ty, tx = kernels.area_table(20, 10), kernels.area_table(30, 15)
+    palette = np.arange(256, dtype=np.uint8)[::-1].copy()
+    codes = np.random.default_rng(2).integers(0, 256, (25, 40), dtype=np.uint8)
+    out, want = np.empty((10, 15, 1), np.uint8), np.empty((10, 15, 1), np.uint8)
+    kernels.palette_area_resize_into(codes, codes, False, palette, 3, 6, ty, tx, out)
+    window = np.ascontiguousarray(palette[codes[3:23, 6:36]])
+    kernels.plane_area_resize_into(window, window, False, 0, 0, ty, tx, want)
+    np.testing.assert_array_equal(out, want)
+
+
+@pytest.mark.parametrize(("src_hw", "dst_hw"), RESIZES)
 def test_rgb_area_resize_matches_opencv_and_naive(src_hw, dst_hw):
     (sh, sw), (dh, dw) = src_hw, dst_hw
     ty, tx = kernels.area_table(sh, dh), kernels.area_table(sw, dw)

@@ -1239,6 +1239,16 @@ def _compile_kernels(
     scratch = np.zeros_like(row)
     slot = np.zeros(1, np.int32)
     window = (0, 0, *screen_shape[:2])
+    screen = np.zeros(screen_shape, np.uint8)
     writer = FrameWriter(prep, screen_shape, window, None, scratch, slot)
-    gray_screen = np.zeros(screen_shape[:2], np.uint8) if gray and prep.grayscale else None
-    writer.warm_up(np.zeros(screen_shape, np.uint8), gray_screen)
+    if not (gray and prep.grayscale):
+        writer.warm_up(screen)
+        return
+    # One-channel pictures: ALE's colour codes with its palette, or its gray where no palette
+    # was found (fastretro/runtime/worker.py observation_picture).
+    plane = np.zeros(screen_shape[:2], np.uint8)
+    writer.warm_up(screen, plane)
+    palette = np.zeros(256, np.uint8)
+    FrameWriter(prep, screen_shape, window, None, scratch, slot, palette=palette).warm_up(
+        screen, plane
+    )

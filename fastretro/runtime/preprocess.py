@@ -158,11 +158,19 @@ class FrameWriter:
             it, or ``None``.
         row: this env's row of the shared observation buffer (:meth:`buffer_shape`).
         slot: the shared one-element array holding the current ring slot.
+        palette: uint8 (256,) or ``None``: the gray of each colour code, when the one-channel
+            pictures written are colour codes (ALE's ``screen_codes``), not gray.
+        picture: the emulator's function whose pictures are written (the worker's loop calls
+            it); ``None`` where the caller hands the pictures over itself.
     """
 
-    def __init__(self, prep, screen_shape, window, rotate, row: np.ndarray, slot) -> None:
+    def __init__(
+        self, prep, screen_shape, window, rotate, row: np.ndarray, slot, palette=None, picture=None
+    ) -> None:
         self.prep = prep
         self.rotate = rotate
+        self.palette = palette
+        self.picture = picture
         wtop, wleft, wh, ww = window
         top, bottom, left, right = prep.crop
         if rotate is None:
@@ -199,13 +207,22 @@ class FrameWriter:
         """Preprocess ``screen`` (max-pooled with ``prev`` when given) into ``out`` (h, w, C).
 
         ``screen`` is RGB (H, W, 3), or, with ``grayscale``, may be the emulator's own gray
-        picture (H, W) (ALE's, whose values are this luma of its RGB).
+        picture (H, W) (ALE's, whose values are this luma of its RGB), or its colour codes
+        (H, W) when the writer has a ``palette``.
         """
         src = self._source(screen)
         pool = prev is not None
         other = self._source(prev) if pool else src
         top, left = self.top, self.left
-        if src.ndim == 2:
+        if src.ndim == 2 and self.palette is not None:
+            palette = self.palette
+            if self.prep.resize is not None:
+                kernels.palette_area_resize_into(
+                    src, other, pool, palette, top, left, self.ty, self.tx, out
+                )
+            else:
+                kernels.palette_crop_into(src, other, pool, palette, top, left, out)
+        elif src.ndim == 2:
             if self.prep.resize is not None:
                 kernels.plane_area_resize_into(src, other, pool, top, left, self.ty, self.tx, out)
             else:
@@ -246,8 +263,9 @@ class FrameWriter:
     def warm_up(self, screen: np.ndarray, gray: np.ndarray | None = None) -> None:
         """Run every kernel this writer uses once, so no compilation happens during a step.
 
-        ``gray``: the emulator's gray picture, when observations are made from it. Writes into
-        the row, which the first reset overwrites.
+        ``gray``: the emulator's one-channel picture (gray, or colour codes with a
+        ``palette``), when observations are made from it. Writes into the row, which the first
+        reset overwrites.
         """
         for picture in (screen, gray) if gray is not None else (screen,):
             self.write_frame(picture, None, self._frames[0])

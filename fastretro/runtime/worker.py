@@ -168,6 +168,7 @@ def make_stepper(worker_loop, env, config, emu, table, setup, autoreset, info_na
     write_obs = write_final_obs = None
     if config.observe:
         row = a["obs"][env]
+        picture, palette = observation_picture(emu, config.grayscale)
         write_obs = FrameWriter(
             config.preprocessing,
             emu.screen().shape,
@@ -175,11 +176,12 @@ def make_stepper(worker_loop, env, config, emu, table, setup, autoreset, info_na
             emu.rotate,
             row,
             a["slot"][env : env + 1],
+            palette=palette,
+            picture=picture,
         )
         # Load the kernels now (from numba's cache, which the parent filled) so that the first
         # step does not compile.
-        gray = getattr(emu, "screen_gray", None)
-        write_obs.warm_up(emu.screen(), gray() if gray and config.grayscale else None)
+        write_obs.warm_up(emu.screen(), picture() if picture != emu.screen else None)
 
         def write_final_obs():
             np.copyto(a["final_obs"][env], write_obs.stack())
@@ -199,6 +201,25 @@ def make_stepper(worker_loop, env, config, emu, table, setup, autoreset, info_na
         write_obs,
         write_final_obs,
     )
+
+
+def observation_picture(emu, grayscale: bool):
+    """The emulator's picture an env's observations are made from, and its gray palette.
+
+    Gray observations on an emulator with colour codes and a known palette (ALE) come from the
+    codes, looked up as they are resized; else from its own gray picture where it has one (a
+    third of RGB's bytes, the same values); else from RGB.
+
+    Returns:
+        ``(picture, palette)``: the emulator's method, and uint8 (256,) or ``None``.
+    """
+    if grayscale:
+        palette = getattr(emu, "gray_palette", None)
+        if palette is not None:
+            return emu.screen_codes, palette
+        if hasattr(emu, "screen_gray"):
+            return emu.screen_gray, None
+    return emu.screen, None
 
 
 def observed_shape(emu) -> tuple[int, ...]:

@@ -43,6 +43,7 @@ import numba
 import numpy as np
 
 from fastretro.errors import GameNotFoundError, InvalidArgumentError
+from fastretro.runtime.backends.ale_palettes import gray_table, identify_palette
 from fastretro.runtime.backends.base import Emulator
 from fastretro.runtime.scenario import MAX_PLAYERS, player_scenario  # noqa: F401 - re-exported
 
@@ -53,8 +54,6 @@ BUTTONS: tuple[str, ...] = ("BUTTON", "", "SELECT", "RESET", "UP", "DOWN", "LEFT
 #: a data.json address ``A`` is ``getRAM()[A - RAM_BASE]``.
 RAM_BASE = 0x80
 RAM_SIZE = 128
-#: The picture of both emulators: 210 rows of 160 pixels.
-SCREEN_SHAPE = (210, 160)
 #: The action-set names this module defines.
 ACTION_SETS = ("ale_full", "ale_minimal")
 
@@ -720,6 +719,11 @@ class AleEmulator(Emulator):
         rom: the ALE ROM name.
         decoder: the game's RAM variables (:class:`RamDecoder`).
         reward: ALE's own reward for the last frame (``act``'s result; 0 after :meth:`start`).
+        screen_shape: the picture's ``(height, width)``: 210 x 160 for most games, as on
+            stable-retro's Stella; 230 or 250 rows for a few (JourneyEscape; the PAL ROMs).
+        gray_palette: uint8 ``(256,)``, the gray ALE shows for each colour code of
+            :meth:`screen_codes` (its palette, found on the first frame); ``None`` where one
+            frame could not tell the palettes apart.
     """
 
     backend = "ale"
@@ -764,15 +768,28 @@ class AleEmulator(Emulator):
         self._actions = [ale_py.Action(a) for a in range(len(ale_py.Action.__members__))]
         self._mask_to_action = [self._actions[a] for a in mask_to_ale_table(game).tolist()]
         self._action = self._actions[0]
-        # Two buffers each, used in turn: the worker keeps one picture while it takes the next
-        # (max-pooling), as the Emulator seam allows.
-        self._rgb = tuple(np.zeros((*SCREEN_SHAPE, 3), np.uint8) for _ in range(2))
-        self._gray = tuple(np.zeros(SCREEN_SHAPE, np.uint8) for _ in range(2))
-        self._turn = 0
+        # Two buffers of each kind of picture, used in turn: the worker keeps one picture while
+        # it takes the next (max-pooling), as the Emulator seam allows. Each kind turns its own
+        # pair: a snapshot's RGB screen taken between a max-pool's two frames leaves them be.
+        self.screen_shape = shape = tuple(self._ale.getScreenDims())
+        self._pictures = {
+            kind: tuple(np.zeros(shape + extra, np.uint8) for _ in range(2))
+            for kind, extra in (("rgb", (3,)), ("gray", ()), ("codes", ()))
+        }
+        self._turns = dict.fromkeys(self._pictures, 0)
+        self.gray_palette = self._find_gray_palette()
         self._ram = np.zeros(RAM_SIZE, np.uint8)
         self.reward = 0
         #: Button filtering and combos for action sets (stable-retro's GameData's, without it).
         self.data = AtariActions()
+
+    def _find_gray_palette(self) -> np.ndarray | None:
+        # The frame ALE shows once the ROM is loaded (it has run ~130 frames and pressed RESET):
+        # enough colours to tell NTSC, PAL and SECAM apart on each of the 32 games
+        # (tests/test_ale_backend.py checks every one).
+        codes, gray = self.screen_codes(), self.screen_gray()
+        name = identify_palette(codes, gray)
+        return None if name is None else gray_table(name)
 
     def start(self) -> None:
         """Begin an episode with ALE's ``reset_game()``, nothing pressed.
@@ -799,13 +816,11 @@ class AleEmulator(Emulator):
         self.reward = self._ale.act(self._action)
 
     def screen(self) -> np.ndarray:
-        """The last frame, RGB uint8 ``(210, 160, 3)``; a buffer reused by the call after next."""
-        self._turn ^= 1
-        self._ale.getScreenRGB(self._rgb[self._turn])
-        return self._rgb[self._turn]
+        """The last frame, RGB uint8 ``(H, W, 3)``; a buffer reused by the call after next."""
+        return self._next("rgb", self._ale.getScreenRGB)
 
     def screen_into(self, out: np.ndarray) -> np.ndarray:
-        """Write the last frame into ``out`` (uint8 ``(210, 160, 3)``, C-contiguous); return it.
+        """Write the last frame into ``out`` (uint8 ``(H, W, 3)``, C-contiguous); return it.
 
         For a caller that keeps two frames (max-pooling) or writes into shared memory.
         """
@@ -813,19 +828,32 @@ class AleEmulator(Emulator):
         return out
 
     def screen_gray(self) -> np.ndarray:
-        """The last frame in ALE's grayscale, uint8 ``(210, 160)``; reused by the next call.
+        """The last frame in ALE's grayscale, uint8 ``(H, W)``; reused by the call after next.
 
         ALE's gray is ``round(0.2989 R + 0.587 G + 0.114 B)`` of its palette colour, which is
         ``cv2.cvtColor``'s (and ``fastretro.kernels.rgb_to_gray_into``'s) luma of
         :meth:`screen` for every colour of ALE's NTSC palette: the same numbers, a third of the
         bytes. A buffer reused by the call after next.
         """
-        self._turn ^= 1
-        self._ale.getScreenGrayscale(self._gray[self._turn])
-        return self._gray[self._turn]
+        return self._next("gray", self._ale.getScreenGrayscale)
+
+    def _next(self, kind: str, grab) -> np.ndarray:
+        turn = self._turns[kind] = self._turns[kind] ^ 1
+        buffer = self._pictures[kind][turn]
+        grab(buffer)
+        return buffer
+
+    def screen_codes(self) -> np.ndarray:
+        """The last frame as TIA colour codes, uint8 ``(H, W)``; reused by the call after next.
+
+        ``gray_palette[screen_codes()]`` is :meth:`screen_gray`: the workers look the grays up
+        while they resize (``kernels.palette_area_resize_into``) instead of asking ALE to map
+        every pixel (fastretro/runtime/backends/ale_palettes.py says what that saves).
+        """
+        return self._next("codes", self._ale.getScreen)
 
     def screen_gray_into(self, out: np.ndarray) -> np.ndarray:
-        """Write the last frame in ALE's gray into ``out`` (uint8 ``(210, 160)``); return it."""
+        """Write the last frame in ALE's gray into ``out`` (uint8 ``(H, W)``); return it."""
         self._ale.getScreenGrayscale(out)
         return out
 

@@ -1,4 +1,7 @@
-"""Image kernels: RGB->gray, area-average resize, crop, max of two frames, and the fused path.
+"""Image kernels: RGB->gray, area-average resize, crop, max of two frames, and the fused paths.
+
+The fused kernels read RGB frames, an emulator's gray picture, or its colour codes with a gray
+palette (``palette_*``), and write the observation in one pass.
 
 The arithmetic follows OpenCV's, so that a policy trained on frames preprocessed here sees what
 it would see through ``cv2.cvtColor(..., cv2.COLOR_RGB2GRAY)`` and
@@ -30,6 +33,8 @@ _JIT = {"cache": True, "nogil": True, "boundscheck": False}
 # so white stays 255). Checked bit-exact against cv2.cvtColor in tests/test_kernels.py.
 _R2Y, _G2Y, _B2Y, _SHIFT = 9798, 19235, 3735, 15
 _HALF = 1 << (_SHIFT - 1)
+# The gray kernels' "no palette": their one-channel input is gray already.
+_NO_PALETTE = np.zeros(0, np.uint8)
 
 
 class AreaTable(NamedTuple):
@@ -184,16 +189,24 @@ def _reduce_rows_into(rows, tx, channels, out):
 
 
 @numba.njit(**_JIT)
-def _gray_row_into(src, prev, pool, y, left, gray):
+def _gray_row_into(src, prev, pool, palette, y, left, gray):
     # Integer gray of source row y (max-pooled with prev's if pool) into the int32 line; a
-    # one-channel source is gray already (an emulator's own gray picture). Slicing the row at
-    # the window, rather than adding `left` to every index, and keeping the stride-3 gather in a
-    # loop of its own (the float adds follow in another) are what let LLVM vectorize it
-    # (bench/bench_kernels.py measures it).
+    # one-channel source is gray already (an emulator's own gray picture), or colour codes to
+    # look up in ``palette`` when it is not empty. Slicing the row at the window, rather than
+    # adding `left` to every index, and keeping the stride-3 gather in a loop of its own (the
+    # float adds follow in another) are what let LLVM vectorize it (bench/bench_kernels.py
+    # measures it).
     c = src.shape[2]
     a = src.reshape(src.shape[0], src.shape[1] * c)[y, c * left :]
     b = prev.reshape(prev.shape[0], prev.shape[1] * c)[y, c * left :]
-    if c == 1:
+    if c == 1 and palette.shape[0] != 0:
+        if pool:
+            for x in range(gray.shape[0]):
+                gray[x] = max(palette[a[x]], palette[b[x]])
+        else:
+            for x in range(gray.shape[0]):
+                gray[x] = palette[a[x]]
+    elif c == 1:
         if pool:
             for x in range(gray.shape[0]):
                 gray[x] = max(a[x], b[x])
@@ -253,6 +266,11 @@ def gray_area_resize_into(src, prev, pool, top, left, ty, tx, out):
         tx: :func:`area_table` of the window's width to ``w``.
         out: uint8 (h, w, C), any strides; channel 0 is written.
     """
+    _gray_resize_into(src, prev, pool, _NO_PALETTE, top, left, ty, tx, out)
+
+
+@numba.njit(**_JIT)
+def _gray_resize_into(src, prev, pool, palette, top, left, ty, tx, out):
     width = tx.dst0.shape[0]
     cur = np.zeros(width, np.float32)
     nxt = np.zeros(width, np.float32)
@@ -265,7 +283,7 @@ def gray_area_resize_into(src, prev, pool, top, left, ty, tx, out):
             cur, nxt = nxt, cur
             nxt[:] = 0
             i += 1
-        _gray_row_into(src, prev, pool, top + y, left, gray)
+        _gray_row_into(src, prev, pool, palette, top + y, left, gray)
         _add_weighted(cur, gray, ty.weight0[y])
         if ty.weight1[y] != 0:
             _add_weighted(nxt, gray, ty.weight1[y])
@@ -290,9 +308,14 @@ def area_resize_into(src, prev, pool, top, left, ty, tx, out):
 @numba.njit(**_JIT)
 def gray_crop_into(src, prev, pool, top, left, out):
     """Crop + gray (+ max-pool), no resize: ``out[:, :, 0]`` (uint8 (h, w, C), any strides)."""
+    _gray_crop_into(src, prev, pool, _NO_PALETTE, top, left, out)
+
+
+@numba.njit(**_JIT)
+def _gray_crop_into(src, prev, pool, palette, top, left, out):
     gray = np.empty(out.shape[1], np.int32)
     for y in range(out.shape[0]):
-        _gray_row_into(src, prev, pool, top + y, left, gray)
+        _gray_row_into(src, prev, pool, palette, top + y, left, gray)
         for x in range(out.shape[1]):
             out[y, x, 0] = np.uint8(gray[x])
 
@@ -318,3 +341,61 @@ def plane_crop_into(src, prev, pool, top, left, out):
     """Crop (+ max-pool) of a gray plane, no resize: ``out[:, :, 0]`` (uint8 (h, w, C))."""
     shape = (src.shape[0], src.shape[1], 1)
     gray_crop_into(src.reshape(shape), prev.reshape(shape), pool, top, left, out)
+
+
+# -- colour codes: emulators that hand over their palette's indices (ALE's getScreen) --------
+
+
+@numba.njit(**_JIT)
+def palette_area_resize_into(src, prev, pool, palette, top, left, ty, tx, out):
+    """Crop + area resize (+ max-pool) of colour codes, each looked up in a gray palette.
+
+    Equivalent to :func:`plane_area_resize_into` of ``palette[src]`` and ``palette[prev]``,
+    bit for bit, in one pass over the codes. The lookups are scalar loads, most of the
+    kernel's time: a pixel whose code did not change between the two frames (most of them) is
+    looked up once. The destination rows are summed in one (h, width) float32 block, which
+    keeps the row loops free of the gray kernels' line swaps (bench/bench_ale_worker.py times
+    it against ALE's own gray).
+
+    Args:
+        src: uint8 (H, W) colour codes, C-contiguous, the newest frame.
+        prev: the frame before it, shaped as ``src`` (ignored unless ``pool``).
+        pool: max-pool the two frames' grays.
+        palette: uint8 (256,), the gray of each code.
+        top: first row of the window.
+        left: first column of the window.
+        ty: :func:`area_table` of the window's height to ``h``.
+        tx: :func:`area_table` of the window's width to ``w``.
+        out: uint8 (h, w, C), any strides; channel 0 is written.
+    """
+    width = tx.dst0.shape[0]
+    grays = np.empty(256, np.float32)
+    for c in range(256):
+        grays[c] = palette[c]
+    rows = np.zeros((out.shape[0], width), np.float32)
+    line = np.empty(width, np.float32)
+    for y in range(ty.dst0.shape[0]):
+        a = src[top + y, left : left + width]
+        b = prev[top + y, left : left + width]
+        if pool:
+            for x in range(width):
+                v = grays[a[x]]
+                if a[x] != b[x]:
+                    v = max(v, grays[b[x]])
+                line[x] = v
+        else:
+            for x in range(width):
+                line[x] = grays[a[x]]
+        _add_weighted(rows[ty.dst0[y]], line, ty.weight0[y])
+        if ty.weight1[y] != 0:
+            _add_weighted(rows[ty.dst1[y]], line, ty.weight1[y])
+    acc = np.empty(out.shape[1], np.float32)
+    for i in range(out.shape[0]):
+        _reduce_line_into(rows[i], tx, acc, out, i)
+
+
+@numba.njit(**_JIT)
+def palette_crop_into(src, prev, pool, palette, top, left, out):
+    """Crop (+ max-pool) of colour codes looked up in ``palette``, no resize: ``out[:, :, 0]``."""
+    shape = (src.shape[0], src.shape[1], 1)
+    _gray_crop_into(src.reshape(shape), prev.reshape(shape), pool, palette, top, left, out)
