@@ -4,8 +4,8 @@ ALE draws a frame as TIA colour codes, one byte a pixel (``getScreen`` copies th
 maps them through its palette only when asked (``getScreenGrayscale`` ~17 us a frame,
 ``getScreenRGB`` ~26 us; ``python bench/bench_ale_worker.py`` times them). Max-pooling and
 resizing read every pixel anyway, so the workers take the codes and look each one's gray up in
-the same pass (``kernels.palette_area_resize_into``): the same numbers as ALE's gray, for about
-a tenth of a step's preprocessing time less.
+the same pass (``kernels.palette_area_resize_into``): the same numbers as ALE's gray, without
+ALE's conversion of every frame.
 
 ALE chooses the palette by the ROM's display format (NTSC, PAL or SECAM), which it does not
 expose; :func:`identify_palette` finds the one whose grays are ALE's on a frame it shows.

@@ -266,11 +266,6 @@ def gray_area_resize_into(src, prev, pool, top, left, ty, tx, out):
         tx: :func:`area_table` of the window's width to ``w``.
         out: uint8 (h, w, C), any strides; channel 0 is written.
     """
-    _gray_resize_into(src, prev, pool, _NO_PALETTE, top, left, ty, tx, out)
-
-
-@numba.njit(**_JIT)
-def _gray_resize_into(src, prev, pool, palette, top, left, ty, tx, out):
     width = tx.dst0.shape[0]
     cur = np.zeros(width, np.float32)
     nxt = np.zeros(width, np.float32)
@@ -283,7 +278,7 @@ def _gray_resize_into(src, prev, pool, palette, top, left, ty, tx, out):
             cur, nxt = nxt, cur
             nxt[:] = 0
             i += 1
-        _gray_row_into(src, prev, pool, palette, top + y, left, gray)
+        _gray_row_into(src, prev, pool, _NO_PALETTE, top + y, left, gray)
         _add_weighted(cur, gray, ty.weight0[y])
         if ty.weight1[y] != 0:
             _add_weighted(nxt, gray, ty.weight1[y])
@@ -351,7 +346,7 @@ def palette_area_resize_into(src, prev, pool, palette, top, left, ty, tx, out):
     """Crop + area resize (+ max-pool) of colour codes, each looked up in a gray palette.
 
     Equivalent to :func:`plane_area_resize_into` of ``palette[src]`` and ``palette[prev]``,
-    bit for bit, in one pass over the codes. The lookups are scalar loads, most of the
+    bit for bit, in one pass over the codes. The lookups are scalar loads, about half of the
     kernel's time: a pixel whose code did not change between the two frames (most of them) is
     looked up once. The destination rows are summed in one (h, width) float32 block, which
     keeps the row loops free of the gray kernels' line swaps (bench/bench_ale_worker.py times
