@@ -275,6 +275,16 @@ def test_observations_from_ales_colour_codes_are_those_from_its_gray(game, monke
     np.testing.assert_array_equal(seen[0], seen[1])
 
 
+def test_the_pool_says_which_picture_observations_come_from():
+    with atari_env("Pong", 2) as env:
+        assert env.observes_from == ("screen_codes", "screen_codes")
+    rgb = EnvConfig.atari("Pong", grayscale=False, resize=None, max_pool=False, frame_stack=1)
+    with VecRetroEnv(rgb, 1) as env:
+        assert env.observes_from == ("screen",)
+    with VecRetroEnv(EnvConfig.atari("Pong", observe=False), 1) as env:
+        assert env.observes_from == ("",)
+
+
 def test_gray_observations_come_from_ales_colour_codes():
     from fastretro.runtime.backends.ale import AleEmulator
     from fastretro.runtime.worker import observation_picture

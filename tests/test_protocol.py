@@ -41,6 +41,7 @@ def test_the_ready_message_is_a_named_structure_that_survives_the_pipe():
         skips_rendering=True,
         skips_audio=True,
         backend="stable-retro",
+        observes_from="screen",
     )
     back = pickle.loads(pickle.dumps(ready))
     assert back == ready and back.backend == "stable-retro" and back._fields[0] == "screen_shape"

@@ -267,6 +267,10 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             self.skips_rendering: tuple[bool, ...] = tuple(r.skips_rendering for r in ready)
             #: Per env: whether the FM chip runs without its sound (Genesis; ``skip_audio``).
             self.skips_audio: tuple[bool, ...] = tuple(r.skips_audio for r in ready)
+            #: Per env: the emulator's picture its observations are made from ("screen": RGB,
+            #: "screen_gray": its own gray, "screen_codes": ALE's colour codes looked up in its
+            #: palette; "" without observations).
+            self.observes_from: tuple[str, ...] = tuple(r.observes_from for r in ready)
             self._create_buffers(
                 action_mode,
                 action_sizes,

@@ -150,3 +150,7 @@ class WorkerReady(NamedTuple):
     """The FM chip runs without its sound."""
     backend: str
     """The emulator backend's name."""
+    observes_from: str
+    """The emulator's picture observations are made from: ``"screen"`` (RGB),
+    ``"screen_gray"`` (its own gray) or ``"screen_codes"`` (colour codes looked up in its
+    palette as they are resized); ``""`` without observations."""

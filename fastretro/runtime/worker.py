@@ -105,6 +105,11 @@ def worker_main(
                     skips_rendering=emu.skips_drawing,
                     skips_audio=getattr(emu, "skips_audio", False),
                     backend=emu.backend,
+                    observes_from=(
+                        observation_picture(emu, config.grayscale)[0].__name__
+                        if config.observe
+                        else ""
+                    ),
                 )
             )
         conn.send(("ready", worker, ready))
