@@ -236,7 +236,14 @@ crop = np.empty((20, 27, 1), np.uint8)
 kernels.gray_crop_into(src, prev, True, 2, 3, crop)
 plane = np.empty((9, 8, 1), np.uint8)
 kernels.plane_area_resize_into(src[..., 1].copy(), prev[..., 1].copy(), True, 2, 3, ty, tx, plane)
-print(json.dumps([gray.tolist(), rgb.tolist(), crop.tolist(), plane.tolist()]))
+palette = rng.integers(0, 256, 256, dtype=np.uint8)
+codes, before = src[..., 0].copy(), prev[..., 0].copy()
+coded = np.empty((9, 8, 1), np.uint8)
+kernels.palette_area_resize_into(codes, before, True, palette, 2, 3, ty, tx, coded)
+coded_crop = np.empty((20, 27, 1), np.uint8)
+kernels.palette_crop_into(codes, before, True, palette, 2, 3, coded_crop)
+print(json.dumps([gray.tolist(), rgb.tolist(), crop.tolist(), plane.tolist(), coded.tolist(),
+                  coded_crop.tolist()]))
 """
     results = []
     for disable in ("1", "0"):
