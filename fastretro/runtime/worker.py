@@ -14,6 +14,7 @@ import logging
 import logging.handlers
 import os
 import pickle
+import select
 import signal
 import traceback
 
@@ -73,6 +74,8 @@ def worker_main(
         log_queue: where log records go (the parent's handlers), or ``None``.
         parent_pid: the parent's pid (a worker whose parent is gone exits).
     """
+    # First, while the pool is certainly alive (it is waiting for this worker's "ready").
+    parent = ParentWatch(parent_pid)
     # Ctrl-C goes to the whole process group: the parent turns it into KeyboardInterrupt and
     # closes the pool, so workers must not die of it half-way through a batch.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -113,7 +116,7 @@ def worker_main(
                 )
             )
         conn.send(("ready", worker, ready))
-        msg = _recv_or_orphaned(conn, parent_pid)
+        msg = _recv_or_orphaned(conn, parent)
         if msg is None or msg[0] != "attach":
             return  # orphaned, or the pool gave up before attaching (("close",))
         _, layout, shm_name, restarting, spin = msg
@@ -142,7 +145,7 @@ def worker_main(
             a["cmd"],
             a["arg"],
             PARENT_POLL_S,
-            lambda: os.getppid() == parent_pid,
+            parent.alive,
             reseed,
             spin,
         )
@@ -165,6 +168,7 @@ def worker_main(
         if buffers is not None:
             buffers.close()
         conn.close()
+        parent.close()
         _flush_logs(log_queue)
 
 
@@ -247,9 +251,64 @@ def _batch_scheduling() -> None:
             pass
 
 
-def _recv_or_orphaned(conn, parent_pid: int):
+class ParentWatch:
+    """Whether the pool's process still runs, under every start method.
+
+    Comparing ``os.getppid()`` with the pool's pid only works with fork and spawn: under
+    forkserver a worker's parent is the fork server, which outlives the pool. A pidfd
+    (Linux 5.3+) turns readable when its process exits, whoever that process's parent is; it
+    is opened first thing in the worker, while the pool waits for it: a pool that died sooner
+    makes the open fail (its pid is not reused within milliseconds). Without pidfds: the parent
+    pid where the pool is the parent (fork, spawn), else whether a process of its pid exists.
+
+    Args:
+        pid: the pool's pid.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._fd: int | None = None
+        self._poll = None
+        self._gone = False
+        self._direct = os.getppid() == pid
+        if hasattr(os, "pidfd_open"):
+            try:
+                self._fd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                self._gone = True
+            except OSError:  # an older kernel, or a sandbox without the syscall
+                self._fd = None
+        if self._fd is not None:
+            self._poll = select.poll()
+            self._poll.register(self._fd, select.POLLIN)
+
+    def alive(self) -> bool:
+        """Whether the pool still runs (one syscall: it runs in the idle wait only)."""
+        if self._gone:
+            return False
+        if self._poll is not None:
+            self._gone = bool(self._poll.poll(0))
+        elif self._direct:
+            self._gone = os.getppid() != self.pid
+        else:
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                self._gone = True
+            except PermissionError:  # a process of another user has that pid now: ours is gone
+                self._gone = True
+        return not self._gone
+
+    def close(self) -> None:
+        """Close the pidfd."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = self._poll = None
+
+
+def _recv_or_orphaned(conn, parent: ParentWatch):
     while not conn.poll(PARENT_POLL_S):
-        if os.getppid() != parent_pid:
+        if not parent.alive():
             return None
     return conn.recv()
 
