@@ -19,6 +19,7 @@ from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from sync cimport fr_atomic_cas
 
+from fastretro.errors import InvalidArgumentError
 from fastretro.runtime.protocol import ActionMode, Autoreset, Command, Timing
 
 # Genesis Plus GX's frame without its picture (fastretro/runtime/headless.py finds them).
@@ -470,7 +471,11 @@ cdef class EnvStepper:
         if self.scenario is None:
             raise RuntimeError("restore needs a scenario this worker evaluates itself")
         state = bytes(self.snap_np[: self.snap_len[i]])
-        self.load_state(state)
+        try:
+            self.load_state(state)
+        except InvalidArgumentError as exc:
+            # The parent re-raises it as the same type: say which env refused the state.
+            raise InvalidArgumentError(f"Cannot restore env {i}: {exc}") from None
         self.values = self.variables()
         self.scenario.restart(self.values)
         self._write_info(self.info)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from conftest import GAME
@@ -206,3 +208,62 @@ def test_async_pools_publish_snapshots_too():
         assert ended is not None
         snap = env.best_snapshot(ended)
         assert 1 <= snap.episode_step <= 20 and snap.game == GAME
+
+
+@pytest.mark.parametrize(
+    "snap, message",
+    [
+        (
+            Snapshot(GAME, b"", 1, 0.0),
+            "Expected a non-empty save state (bytes) for env 1, got 0 bytes",
+        ),
+        (
+            Snapshot(GAME, bytearray(8), 1, 0.0),
+            "Expected a non-empty save state (bytes) for env 1, got bytearray",
+        ),
+        (
+            Snapshot(GAME, bytes(8), -1, 0.0),
+            "Expected the snapshot for env 1 to have an int episode_step >= 0, got -1",
+        ),
+        (
+            Snapshot(GAME, bytes(8), 1.5, 0.0),
+            "Expected the snapshot for env 1 to have an int episode_step >= 0, got 1.5",
+        ),
+        (
+            Snapshot(GAME, bytes(8), 1, float("nan")),
+            "Expected the snapshot for env 1 to have a finite episode_return, got nan",
+        ),
+        (
+            Snapshot(GAME, bytes(8), 1, float("-inf")),
+            "Expected the snapshot for env 1 to have a finite episode_return, got -inf",
+        ),
+    ],
+)
+def test_restore_refuses_a_snapshot_the_parent_can_tell_is_broken(snap, message):
+    with pool(num_envs=2, observe=False) as env:
+        env.reset(seed=0)
+        with pytest.raises(InvalidArgumentError, match=re.escape(message)):
+            env.restore({1: snap})
+        # Refused before any worker saw it: the pool goes on.
+        env.step(np.stack([PREFIX[0]] * 2))
+
+
+@pytest.mark.parametrize("batch_size", [None, 1])
+def test_restore_of_a_state_the_emulator_refuses_raises_naming_the_env(batch_size):
+    garbage = Snapshot(GAME, b"not a save state", 1, 0.0)
+    with pool(num_envs=2, observe=False, batch_size=batch_size) as env:
+        message = (
+            f"Cannot restore env 1: Expected a save state of {GAME} from save_state(), got 16 "
+            "bytes that stable-retro does not accept"
+        )
+        with pytest.raises(InvalidArgumentError, match=re.escape(message)):
+            if batch_size is None:
+                env.reset(seed=0)
+                env.restore({1: garbage})
+            else:
+                env.async_reset(seed=0)
+                env.recv()
+                env.recv()
+                env.async_restore({1: garbage})
+                env.recv()
+        assert env.closed

@@ -69,7 +69,13 @@ class SnapshotSlots:
         )
 
     def write(self, snapshots: Mapping[int, Snapshot]) -> np.ndarray:
-        """Check ``{env: Snapshot}`` (envs already checked) and write it; the envs' mask."""
+        """Check ``{env: Snapshot}`` (envs already checked) and write it; the envs' mask.
+
+        What the parent can check, it checks here, before any worker sees the snapshot: the
+        game, the scenario engine, the screen's shape, a non-empty state that fits the slot, a
+        step count >= 0 and a finite return. Whether the emulator accepts the state's bytes
+        only the worker knows: a state it refuses raises there (and closes the pool).
+        """
         a = self.a
         for i, snap in snapshots.items():
             if not isinstance(snap, Snapshot):
@@ -98,6 +104,27 @@ class SnapshotSlots:
                     f"Expected the snapshot for env {i} to hold a screen of shape "
                     f"{a['snap_screen'].shape[1:]}, got "
                     f"{None if snap.screen is None else np.shape(snap.screen)}"
+                )
+            if not isinstance(snap.state, bytes) or not snap.state:
+                got = "0 bytes" if isinstance(snap.state, bytes) else type(snap.state).__name__
+                raise InvalidArgumentError(
+                    f"Expected a non-empty save state (bytes) for env {i}, got {got}"
+                )
+            if (
+                isinstance(snap.episode_step, bool)
+                or not isinstance(snap.episode_step, (int, np.integer))
+                or snap.episode_step < 0
+            ):
+                raise InvalidArgumentError(
+                    f"Expected the snapshot for env {i} to have an int episode_step >= 0, got "
+                    f"{snap.episode_step!r}"
+                )
+            if not isinstance(snap.episode_return, (int, float, np.number)) or not np.isfinite(
+                snap.episode_return
+            ):
+                raise InvalidArgumentError(
+                    f"Expected the snapshot for env {i} to have a finite episode_return, got "
+                    f"{snap.episode_return!r}"
                 )
             if len(snap.state) > a["snap"].shape[1]:
                 raise InvalidArgumentError(

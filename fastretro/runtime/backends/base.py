@@ -70,7 +70,11 @@ class Emulator(abc.ABC):
 
     @abc.abstractmethod
     def load_state(self, state: bytes) -> None:
-        """Go back to a state from :meth:`save_state` (the next frame shows its picture)."""
+        """Go back to a state from :meth:`save_state` (the next frame shows its picture).
+
+        Raises:
+            InvalidArgumentError: the emulator does not accept ``state``.
+        """
 
     def state_capacity(self) -> int:
         """Bytes to reserve for any save state of this game (the snapshot slots)."""

@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 
+from fastretro.errors import InvalidArgumentError
 from fastretro.runtime.backends.base import Emulator
 from fastretro.runtime.games import GameSetup, integrations
 from fastretro.runtime.headless import AUDIO_SCRATCH_VALUES, find_headless_frame, find_silent_fm
@@ -56,7 +57,7 @@ class RetroEmulator(Emulator):
 
         env = make_retro_env(setup)
         self.env, self.em, self.data = env, env.em, env.data
-        self.buttons = setup.buttons
+        self.game, self.buttons = setup.game, setup.buttons
         self.recording = record_dir is not None
         if self.recording:
             # One folder per env: stable-retro names movies GAME-STATE-NNNNNN.bk2 per episode.
@@ -67,7 +68,7 @@ class RetroEmulator(Emulator):
         self._mask = 0
         self._set_mask, self._step = self.em.set_button_mask, self.em.step
         self.screen, self.variables = self.em.get_screen, self.data.lookup_all
-        self.save_state, self.load_state = self.em.get_state, self.em.set_state
+        self.save_state = self.em.get_state
         headless = find_headless_frame() if skip_rendering else None
         self._undrawn = (
             worker_loop.UndrawnFrame(headless, AUDIO_SCRATCH_VALUES) if headless else None
@@ -105,7 +106,7 @@ class RetroEmulator(Emulator):
         else:
             self._undrawn()
 
-    # screen, variables, save_state and load_state are the emulator's own bound methods.
+    # screen, variables and save_state are the emulator's own bound methods.
     def screen(self) -> np.ndarray:  # noqa: D102
         return self.em.get_screen()
 
@@ -115,8 +116,18 @@ class RetroEmulator(Emulator):
     def save_state(self) -> bytes:  # noqa: D102
         return self.em.get_state()
 
-    def load_state(self, state: bytes) -> None:  # noqa: D102
-        self.em.set_state(state)
+    def load_state(self, state: bytes) -> None:
+        """Go back to a state from :meth:`save_state` (of the same game).
+
+        Raises:
+            InvalidArgumentError: the core does not accept ``state`` (stable-retro's
+                ``set_state`` returns False for it).
+        """
+        if not self.em.set_state(state):
+            raise InvalidArgumentError(
+                f"Expected a save state of {self.game} from save_state(), got {len(state)} bytes "
+                "that stable-retro does not accept"
+            )
 
     def window(self) -> tuple[int, int, int, int]:
         """The integration's crop of the screen, ``(top, left, height, width)``."""
