@@ -256,6 +256,14 @@ cdef class EnvStepper:
     cdef double sticky_prob, reward_scale, clip_reward, x_now, x_max
     cdef bint max_pool, per_frame, have_prev, needs_reset, backtracking, observe
     cdef bint frame_done, snapshots
+    # The DQN-era protocol (EnvConfig.episodic_life, noop_max, fire_reset, sign_reward).
+    cdef bint episodic_life, sign_reward, continue_game
+    cdef int noop_max
+    cdef long long fire_mask, lives
+    cdef object read_lives
+    cdef double[::1] raw_rewards
+    cdef long long[::1] lives_out
+    cdef unsigned char[::1] game_over_out
     cdef long long episode_steps, max_episode_steps, best_step, mask_new, mask_prev
     cdef double episode_return, best_return
     cdef object best_state, best_screen, snap_np, snap_screen
@@ -278,7 +286,7 @@ cdef class EnvStepper:
     cdef long long[::1] timing
 
     def __init__(self, int index, config, emulator, table, plan, bint per_frame, int autoreset,
-                 info_names, dict views, rng, write_obs, write_final_obs):
+                 info_names, dict views, rng, write_obs, write_final_obs, long long fire_mask=0):
         """Bind one env's emulator to its rows of the shared arrays.
 
         Args:
@@ -298,6 +306,7 @@ cdef class EnvStepper:
             write_obs: ``write_obs(screen, prev_screen_or_None, fill)`` writes this env's
                 observation (``fill``: after a reset); ``None``: no observations at all.
             write_final_obs: copies the current observation into the final-observation slot.
+            fire_mask: the buttons of the game's FIRE action (``fire_reset``), or 0: none.
         """
         self.index = index
         self.emu = emulator
@@ -331,6 +340,18 @@ cdef class EnvStepper:
         self.backtracking = config.allow_backtracking
         self.reward_scale = config.reward_scale
         self.clip_reward = config.clip_reward or 0.0
+        self.sign_reward = config.sign_reward
+        self.episodic_life = config.episodic_life
+        self.noop_max = config.noop_max
+        self.fire_mask = fire_mask if config.fire_reset else 0
+        self.continue_game = False
+        self.lives = 0
+        # ALE counts lives itself; stable-retro's games have a ``lives`` RAM variable (the pool
+        # checks that they do before it starts).
+        self.read_lives = getattr(emulator, "lives", None) or self._lives_variable
+        self.raw_rewards = views["raw_rewards"]
+        self.lives_out = views["lives"]
+        self.game_over_out = views["game_over"]
         self.observe = write_obs is not None
         self.scenario = VariableScenario(plan) if plan is not None else None
         self.own_scenario = None if plan is not None else emulator.scenario_update
@@ -403,19 +424,56 @@ cdef class EnvStepper:
         r *= self.reward_scale
         if self.clip_reward > 0.0:
             r = min(max(r, -self.clip_reward), self.clip_reward)
+        if self.sign_reward:
+            r = (r > 0.0) - (r < 0.0)
         return r
+
+    def _lives_variable(self):
+        return self.variables()["lives"]
+
+    cdef void _start_game(self) except *:
+        # EnvPool's Reset: a new game unless a lost life ended the training episode (then the
+        # game goes on), 1..noop_max no-op frames (one fewer before FIRE; a game that ends
+        # during them starts again), one FIRE frame. Their rewards count for nobody.
+        cdef int k, noops = 0
+        if not self.continue_game:
+            self.start()
+        if self.noop_max > 0:
+            noops = <int>self.rng.integers(1, self.noop_max + 1) - (self.fire_mask != 0)
+        if noops > 0 or self.fire_mask:
+            self.press(0)
+            for k in range(noops):
+                self.frame(True)
+                if self.game_over is not None and self.game_over():
+                    self.start()
+                    self.continue_game = False
+            if self.fire_mask:
+                self.press(self.fire_mask)
+                self.frame(True)
+            if self.own_scenario is not None:
+                self.own_scenario()  # the engine's reward and end of these frames: dropped
 
     cdef void _begin_episode(self) except *:
         cdef long long t0 = _now(CLOCK_MONOTONIC)
-        self.start()
+        cdef bint same_game = self.continue_game
+        self._start_game()
+        same_game = same_game and self.continue_game
+        self.continue_game = False
         if self.observe:
-            self.write_obs(self.obs_screen(), None, True)
+            # Going on after a lost life pushes the frame onto the stack, as EnvPool does.
+            self.write_obs(self.obs_screen(), None, not same_game)
         self.values = self.variables()
         if self.scenario is not None:
             self.scenario.restart(self.values)
         self._write_info(self.info)
         self.values = None
-        self.episode_steps = 0
+        self.raw_rewards[self.index] = 0.0
+        if self.episodic_life:
+            self.lives = self.read_lives()
+            self.lives_out[self.index] = self.lives
+            self.game_over_out[self.index] = 0
+        if not same_game:
+            self.episode_steps = 0
         self.have_prev = False
         self.x_now = 0.0
         self.x_max = 0.0
@@ -553,7 +611,8 @@ cdef class EnvStepper:
 
     cdef void _step(self, const long long[:] row) except *:
         cdef int f
-        cdef bint keep_prev, done = False, trunc
+        cdef bint keep_prev, done = False, trunc, life_lost = False
+        cdef long long lives
         cdef double total = 0.0
         cdef object prev_screen = None
         cdef int i = self.index
@@ -615,10 +674,20 @@ cdef class EnvStepper:
         self.have_prev = True
         self.episode_steps += 1
         trunc = self.max_episode_steps > 0 and self.episode_steps >= self.max_episode_steps
+        if self.episodic_life:
+            # EnvPool's and SB3's rule: a life lost, with lives left, ends the training episode;
+            # the next reset goes on with this game (see _start_game).
+            lives = self.read_lives()
+            life_lost = 0 < lives < self.lives
+            self.lives = lives
+            self.lives_out[i] = lives
+            self.game_over_out[i] = done
+            self.continue_game = life_lost and not done and not trunc
         self._write_info(self.info)
         self.values = None
+        self.raw_rewards[i] = total
         self.rewards[i] = self._transform_reward(total)
-        self.terminated[i] = done
+        self.terminated[i] = done or life_lost
         self.truncated[i] = trunc
         if self.snapshots:
             self._track_best(self.rewards[i])
@@ -630,7 +699,7 @@ cdef class EnvStepper:
             timing[T_OBS] += _now(CLOCK_MONOTONIC) - t
         timing[N_STEPS] += 1
         timing[N_FRAMES] += frames
-        if done or trunc:
+        if done or trunc or life_lost:
             if self.snapshots:
                 self._publish_best()
             if self.autoreset == AUTORESET_NEXT_STEP:
@@ -727,6 +796,7 @@ def run_loop(list steppers, handshake, int[::1] cmd, long long[::1] arg, double 
             elif c == CMD_SEQUENCE:
                 s.run_sequence()
             elif c == CMD_RESET:
+                s.continue_game = False  # the agent's own reset starts a new game
                 if arg[i] >= 0:
                     on_reset_seed(i, arg[i])
                 s.reset()

@@ -86,6 +86,23 @@ class EnvConfig:
     """Multiply rewards by this."""
     clip_reward: float | None = None
     """Clip scaled rewards to ``[-clip_reward, clip_reward]``; ``None``: no clip."""
+    sign_reward: bool = False
+    """Rewards become their sign (-1, 0 or 1), after scaling and clipping: DQN's reward clipping
+    (SB3's ``ClipRewardEnv``, EnvPool's ``reward_clip``). ``infos["reward"]`` keeps the raw
+    reward whenever the reward is transformed."""
+    episodic_life: bool = False
+    """A lost life ends the training episode (``terminated``) while the game goes on: the next
+    reset continues the same game from where it is, and only a game over starts a new one
+    (SB3's ``EpisodicLifeEnv``, EnvPool's ``episodic_life``). ``infos["lives"]`` and
+    ``infos["game_over"]`` say which end it was. Lives come from ALE's count on the ALE
+    backend, else from the game's ``lives`` variable (data.json)."""
+    noop_max: int = 0
+    """Each reset runs a random number of no-op frames, uniform in ``1..noop_max`` (one fewer
+    with ``fire_reset``), as EnvPool's and SB3's ``NoopResetEnv``; 0: none."""
+    fire_reset: bool = False
+    """Press FIRE for one frame after each reset (and each continuation after a lost life),
+    for games whose action set has FIRE (Atari 2600's button), as EnvPool's
+    ``use_fire_reset``; no effect on games without it."""
     allow_backtracking: bool = False
     """Reward only progress beyond the episode's best return (retro-baselines'
     AllowBacktracking), before scaling and clipping."""
@@ -161,6 +178,7 @@ class EnvConfig:
             )
         if self.clip_reward is not None:
             set_(self, "clip_reward", float(self.clip_reward))
+        set_(self, "noop_max", _check_int("noop_max", self.noop_max, minimum=0))
         if self.backend not in BACKENDS:
             raise InvalidArgumentError(
                 f"Expected backend to be one of {list(BACKENDS)}, got {self.backend!r}"
@@ -178,6 +196,9 @@ class EnvConfig:
             "max_pool",
             "channels_first",
             "allow_backtracking",
+            "sign_reward",
+            "episodic_life",
+            "fire_reset",
             "snapshot_best",
             "skip_rendering",
             "skip_audio",
@@ -254,6 +275,35 @@ class EnvConfig:
             max_episode_steps=27_000,
         )
         return cls(game=games, **{**protocol, **overrides})
+
+    @classmethod
+    def envpool_atari(cls, game: str | Sequence[str], **overrides: Any) -> EnvConfig:
+        """EnvPool's Atari ``-v5`` defaults (``envpool.make("Pong-v5")``); any field overrides.
+
+        4 frames per step with the max of the last two, 84x84 gray, a stack of 4 (channels
+        first), ALE's minimal action set, no sticky actions, 1..30 no-op frames and a FIRE frame
+        at each reset (for games with FIRE), no end of episode on a lost life, raw rewards, and
+        episodes capped at 27,000 steps: EnvPool's ``AtariEnvFns.DefaultConfig``. Its options
+        ``episodic_life`` and ``reward_clip`` are this preset's ``episodic_life`` and
+        ``sign_reward``.
+        """
+        protocol = dict(sticky_prob=0.0, actions="ale_minimal", noop_max=30, fire_reset=True)
+        return cls.atari(game, **{**protocol, **overrides})
+
+    @classmethod
+    def dqn_atari(cls, game: str | Sequence[str], **overrides: Any) -> EnvConfig:
+        """The DQN-era protocol of ``NoFrameskip-v4`` + SB3's ``AtariWrapper``; fields override.
+
+        Mnih et al. (2015) as Stable-Baselines3's ``AtariWrapper`` and CleanRL's
+        ``ppo_atari.py`` apply it: 1..30 no-op frames and FIRE at each reset, a lost life ends
+        the training episode (``infos["game_over"]`` marks the game's own end), rewards clipped
+        to their sign (``infos["reward"]`` raw), 4 frames per step with the max of the last two,
+        84x84 gray, a stack of 4, ALE's minimal action set, no sticky actions, episodes capped
+        at 100,000 steps (``NoFrameskip-v4``'s 400,000 frames). The no-ops and FIRE are single
+        frames, as EnvPool does them.
+        """
+        protocol = dict(episodic_life=True, sign_reward=True, max_episode_steps=100_000)
+        return cls.envpool_atari(game, **{**protocol, **overrides})
 
     def replace(self, **changes: Any) -> EnvConfig:
         """A copy with ``changes`` applied, checked again."""

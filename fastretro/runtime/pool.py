@@ -193,6 +193,8 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             for why in sorted({s.scenario_plan_why_not for s in self.setups} - {""}):
                 log.debug("stable-retro evaluates a scenario: %s", why)
         backend, why = choose_backend(cfg, self.setups)
+        if cfg.episodic_life and backend != "ale":
+            _check_lives(self.setups)
         #: Why the pool runs on its backend (``backends`` says which, per env).
         self.backend_why = why
         log.debug("emulator backend %s: %s", backend, why)
@@ -224,6 +226,8 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self._pending_mask = np.ones(n, dtype=bool)
         self._needs_reset = np.zeros(n, dtype=bool)
         self._failure: str | None = None
+        #: The protocol's infos this config reports (see PROTOCOL_INFOS).
+        self._protocol_infos = protocol_infos(cfg)
         self._env_has_info = np.array(
             [[v in s.info_names for v in self.info_names] for s in self.setups], dtype=bool
         ).reshape(n, len(self.info_names))
@@ -1119,6 +1123,11 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         for j, name in enumerate(self.info_names):
             infos[name] = info[:, j]
             infos[f"_{name}"] = has[:, j]
+        if self._protocol_infos:
+            everyone = np.ones(len(has), dtype=bool)
+            for name in self._protocol_infos:
+                infos[name] = a[PROTOCOL_INFOS[name]][rows].copy()
+                infos[f"_{name}"] = everyone
         if done is not None and done.any():
             final_obs = np.empty(len(done), dtype=object)
             final_info: dict[str, Any] = {}
@@ -1204,6 +1213,38 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         # The finalizer does the work; this only keeps gymnasium's VectorEnv.__del__ away
         # from a half-constructed object.
         pass
+
+
+#: Infos the DQN-era protocol adds, and the shared array each comes from.
+PROTOCOL_INFOS = {"reward": "raw_rewards", "lives": "lives", "game_over": "game_over"}
+
+
+def protocol_infos(cfg: EnvConfig) -> tuple[str, ...]:
+    """The protocol infos a config reports.
+
+    The raw ``reward`` where the reward is changed; ``lives`` and ``game_over`` where a lost
+    life ends the episode.
+    """
+    names = ()
+    if (
+        cfg.sign_reward
+        or cfg.clip_reward is not None
+        or cfg.reward_scale != 1.0
+        or cfg.allow_backtracking
+    ):
+        names += ("reward",)
+    if cfg.episodic_life:
+        names += ("lives", "game_over")
+    return names
+
+
+def _check_lives(setups: Sequence[GameSetup]) -> None:
+    for s in setups:
+        if "lives" not in s.info_names:
+            raise InvalidArgumentError(
+                f"episodic_life needs the game's lives: {s.game} has no 'lives' variable in its "
+                "data.json (the ALE backend counts lives for Atari games)"
+            )
 
 
 def _add_restarted(infos: dict[str, Any], restarted: np.ndarray) -> None:

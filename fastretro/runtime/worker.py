@@ -24,7 +24,7 @@ from fastretro.runtime import actions
 from fastretro.runtime.backends import make_emulator
 from fastretro.runtime.games import GameSetup
 from fastretro.runtime.preprocess import FrameWriter
-from fastretro.runtime.protocol import Status, WorkerReady
+from fastretro.runtime.protocol import ActionMode, Status, WorkerReady
 
 log = logging.getLogger("fastretro.worker")
 
@@ -209,7 +209,22 @@ def make_stepper(worker_loop, env, config, emu, table, setup, autoreset, info_na
         np.random.default_rng(),
         write_obs,
         write_final_obs,
+        fire_mask(table, setup.buttons),
     )
+
+
+def fire_mask(table, buttons) -> int:
+    """The buttons of the game's FIRE action, or 0 where its action set has none.
+
+    FIRE is the Atari 2600's button; a game has it when its action set can press it alone, as
+    EnvPool decides ``use_fire_reset`` from ALE's action set.
+    """
+    if "BUTTON" not in buttons:
+        return 0
+    fire = 1 << list(buttons).index("BUTTON")
+    if table.mode == ActionMode.INDEX and fire not in table.masks:
+        return 0
+    return fire
 
 
 def observation_picture(emu, grayscale: bool):

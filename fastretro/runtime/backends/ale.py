@@ -898,6 +898,10 @@ class AleEmulator(Emulator):
         """ALE's end of game; ALE then refuses to run frames until :meth:`start`."""
         return self._ale.game_over(with_truncation=False)
 
+    def lives(self) -> int:
+        """ALE's count of the player's lives (what ``episodic_life`` watches)."""
+        return self._ale.lives()
+
     def close(self) -> None:
         """Drop the ALE (its memory is freed with it)."""
         self._ale = None
