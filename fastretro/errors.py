@@ -60,3 +60,7 @@ class RemoteTraceback(Exception):
 
     def __str__(self) -> str:
         return f'\n"""\n{self.tb}"""'
+
+
+class ShardConnectionError(FastRetroError, ConnectionError):
+    """The driver could not connect to a Ray shard's direct connection, or authenticate it."""

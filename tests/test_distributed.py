@@ -249,6 +249,36 @@ def test_the_direct_connections_do_not_wait_for_delayed_acks():
         env.close()
 
 
+def test_strangers_on_a_shards_port_do_not_keep_the_driver_out(monkeypatch):
+    # Whoever reaches the shard's port first (silent, or sending garbage) is dropped, and the
+    # shard goes on listening for its driver.
+    import socket
+
+    from fastretro.integrations import ray as distributed
+
+    connect = distributed._connect
+    strangers = []
+
+    def connect_after_strangers(address, key, shard, timeout):
+        strangers.append(socket.create_connection(address, timeout=5))
+        garbage = socket.create_connection(address, timeout=5)
+        garbage.sendall(b"\x00\x00\x00\x10" + os.urandom(80))
+        strangers.append(garbage)
+        time.sleep(0.2)
+        return connect(address, key, shard, timeout)
+
+    monkeypatch.setattr(distributed, "_connect", connect_after_strangers)
+    env = RayVecRetroEnv(GAME, 2, envs_per_actor=1, observe=False)
+    try:
+        assert len(strangers) == 4
+        env.reset(seed=0)
+        env.step(acts(1, 2)[0])
+    finally:
+        env.close()
+        for sock in strangers:
+            sock.close()
+
+
 def test_a_shard_that_cannot_build_its_pool_raises_the_pools_error():
     from fastretro import StateNotFoundError
 

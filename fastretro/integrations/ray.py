@@ -15,6 +15,15 @@ they are not used.
 The price: the driver must reach each node on an ephemeral TCP port (as Ray's own nodes do);
 where a firewall forbids it, use ``transport="ray"``.
 
+Who may connect: the shard listens on that port (for ``ACCEPT_TIMEOUT_S`` at most) until its
+driver proves that it holds the shard's key: a challenge-response with HMAC-SHA256 in both
+directions, so the driver knows it reached its shard too. Anyone else who connects is dropped
+once they fail the challenge or stay silent for ``AUTH_TIMEOUT_S``, and the shard goes on
+listening; nothing is unpickled before the challenge is passed. The driver gives up after
+``_SocketLink.CONNECT_TIMEOUT_S`` with a :class:`~fastretro.errors.ShardConnectionError`.
+The key travels through Ray, so the connection is as private as the cluster; the data on it is
+not encrypted.
+
 Start a cluster with ``ray start --head --system-config='{"max_direct_call_object_size":
 4194304}'`` on one machine and ``ray start --address=HEAD:6379`` on the others, then
 ``ray.init(address="auto")`` in the driver. Without a running Ray, :class:`RayVecRetroEnv`
@@ -31,13 +40,15 @@ Requires Ray: ``pip install "fastretro[ray]"``.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
 import os
+import selectors
 import socket
 import time
 from collections.abc import Sequence
 from multiprocessing import connection as mp_connection
-from multiprocessing.connection import Client, Listener
 from typing import Any
 
 import gymnasium
@@ -50,6 +61,7 @@ from fastretro.config import EnvConfig, PoolConfig, from_arguments
 from fastretro.errors import (
     ClosedError,
     InvalidArgumentError,
+    ShardConnectionError,
     StateMachineError,
     WorkerDiedError,
 )
@@ -74,16 +86,216 @@ def init(address: str | None = None, **kwargs: Any) -> None:
     ray.init(address=address, include_dashboard=False, log_to_driver=False, **kwargs)
 
 
-def _no_delay(conn) -> None:
-    """TCP_NODELAY on a connection's socket.
+#: Opens the shard's challenge: what answers on the port, and which handshake it speaks.
+_MAGIC = b"fastretro-link/1"
+_NONCE = 32  # bytes of each side's random challenge
+_DIGEST = hashlib.sha256().digest_size
+#: Seconds a connection to a shard's port has to answer the challenge before it is dropped.
+AUTH_TIMEOUT_S = 5.0
+#: Seconds a shard listens for its driver before giving up (longer than the driver waits).
+ACCEPT_TIMEOUT_S = 120.0
+#: Unauthenticated connections a shard holds at once; more are refused until some are dropped.
+MAX_PENDING = 64
 
-    ``multiprocessing.connection`` sends a large message as two writes (its length, then the
-    data); with Nagle's algorithm on, the second waits for the peer's delayed ACK of the first,
-    which made a step of 2 shards of 2 envs (84x84x4 observations) take ~12 ms instead of
+
+def _proof(key: bytes, who: bytes, challenge: bytes, answer: bytes) -> bytes:
+    """HMAC-SHA256 over a side's name and both challenges: a proof can't be replayed or echoed."""
+    return hmac.new(key, who + challenge + answer, hashlib.sha256).digest()
+
+
+def _as_connection(sock: socket.socket) -> mp_connection.Connection:
+    """An authenticated socket as a ``multiprocessing`` connection (framing and pickling).
+
+    TCP_NODELAY: ``multiprocessing.connection`` sends a large message as two writes (its length,
+    then the data); with Nagle's algorithm on, the second waits for the peer's delayed ACK of the
+    first, which made a step of 2 shards of 2 envs (84x84x4 observations) take ~12 ms instead of
     ~4.6 ms here (examples/ray_pool.py).
     """
-    with socket.socket(fileno=os.dup(conn.fileno())) as sock:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setblocking(True)  # a socket with a timeout is non-blocking underneath
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return mp_connection.Connection(sock.detach())
+
+
+class _LinkListener:
+    """Shard side of the direct connection: a TCP port that only the shard's driver gets through.
+
+    Every connection gets ``_MAGIC`` and a random challenge, and must answer with its own
+    challenge and ``_proof(key, b"driver", ...)`` within ``auth_timeout`` seconds; the shard
+    then proves itself with ``_proof(key, b"shard", ...)``. Connections are served side by
+    side (one selector), so a stranger that stays silent does not delay the driver.
+    """
+
+    def __init__(self, host: str, key: bytes, auth_timeout: float = AUTH_TIMEOUT_S) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._sock = socket.create_server((host, 0), family=family, backlog=16)
+        self._key = key
+        self.auth_timeout = auth_timeout
+        #: (host, port) the driver connects to.
+        self.address: tuple[str, int] = self._sock.getsockname()[:2]
+        #: Connections dropped so far for failing or not answering the challenge.
+        self.dropped = 0
+
+    def accept(self, timeout: float = ACCEPT_TIMEOUT_S) -> mp_connection.Connection:
+        """The first connection that proves it holds the key; raises if none does in time.
+
+        Raises:
+            ShardConnectionError: no connection authenticated within ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        # socket -> [challenge sent, bytes received so far, when it is dropped]
+        pending: dict[socket.socket, list] = {}
+        sel = selectors.DefaultSelector()
+        self._sock.setblocking(False)
+        sel.register(self._sock, selectors.EVENT_READ)
+
+        def drop(peer: socket.socket) -> None:
+            self.dropped += 1
+            sel.unregister(peer)
+            del pending[peer]
+            peer.close()
+
+        try:
+            while True:
+                now = time.monotonic()
+                for peer in [p for p, (_, _, until) in pending.items() if now >= until]:
+                    drop(peer)
+                if now >= deadline:
+                    raise ShardConnectionError(
+                        f"No driver authenticated on {_where(self.address)} within {timeout} s "
+                        f"({self.dropped} other connection(s) dropped)"
+                    )
+                wake = min([deadline] + [until for _, _, until in pending.values()])
+                for ready, _ in sel.select(wake - now):
+                    if ready.fileobj is self._sock:
+                        self._greet(sel, pending, now)
+                        continue
+                    peer = ready.fileobj
+                    challenge, got, _ = pending[peer]
+                    try:
+                        chunk = peer.recv(_NONCE + _DIGEST - len(got))
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        chunk = b""
+                    got += chunk
+                    if not chunk or len(got) < _NONCE + _DIGEST:
+                        if chunk:
+                            pending[peer][1] = got
+                        else:
+                            drop(peer)  # closed before answering
+                        continue
+                    answer, proof = got[:_NONCE], got[_NONCE:]
+                    if not hmac.compare_digest(
+                        proof, _proof(self._key, b"driver", challenge, answer)
+                    ):
+                        drop(peer)
+                        continue
+                    sel.unregister(peer)
+                    del pending[peer]
+                    try:
+                        peer.setblocking(True)
+                        peer.sendall(_proof(self._key, b"shard", answer, challenge))
+                    except OSError:
+                        peer.close()
+                        continue
+                    return _as_connection(peer)
+        finally:
+            sel.close()
+            for peer in pending:
+                peer.close()
+
+    def _greet(self, sel, pending: dict, now: float) -> None:
+        """Accept a waiting connection and send it the challenge."""
+        try:
+            peer, _ = self._sock.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return
+        if len(pending) >= MAX_PENDING:
+            self.dropped += 1
+            peer.close()
+            return
+        challenge = os.urandom(_NONCE)
+        peer.setblocking(False)
+        try:
+            # 48 bytes into a fresh connection's empty send buffer: never a partial write.
+            peer.send(_MAGIC + challenge)
+        except OSError:
+            self.dropped += 1
+            peer.close()
+            return
+        pending[peer] = [challenge, b"", now + self.auth_timeout]
+        sel.register(peer, selectors.EVENT_READ)
+
+    def close(self) -> None:
+        """Stop listening (an accepted connection stays open)."""
+        self._sock.close()
+
+
+def _where(address: tuple) -> str:
+    host, port = address[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _connect(
+    address: tuple[str, int], key: bytes, shard: int, timeout: float
+) -> mp_connection.Connection:
+    """Driver side: connect to a shard's :class:`_LinkListener` and authenticate both ways.
+
+    Raises:
+        ShardConnectionError: naming the shard and its address, when the connection is refused,
+            the shard does not answer within ``timeout`` seconds, or it fails the challenge.
+    """
+    where = f"shard {shard} at {_where(address)}"
+    deadline = time.monotonic() + timeout
+    try:
+        sock = socket.create_connection(tuple(address[:2]), timeout=timeout)
+    except OSError as exc:
+        raise ShardConnectionError(
+            f"Could not connect to {where} within {timeout} s ({exc}); the driver must reach "
+            'each node on ephemeral TCP ports, or use transport="ray"'
+        ) from exc
+    try:
+        hello = _recv_exactly(sock, len(_MAGIC) + _NONCE, deadline)
+        if not hmac.compare_digest(hello[: len(_MAGIC)], _MAGIC):
+            raise ShardConnectionError(f"{where} did not answer as a fastretro shard")
+        challenge = hello[len(_MAGIC) :]
+        answer = os.urandom(_NONCE)
+        sock.sendall(answer + _proof(key, b"driver", challenge, answer))
+        proof = _recv_exactly(sock, _DIGEST, deadline)
+        if not hmac.compare_digest(proof, _proof(key, b"shard", answer, challenge)):
+            raise ShardConnectionError(f"{where} failed authentication: it does not hold the key")
+    except ShardConnectionError:  # a ConnectionError, so an OSError: raised as it is
+        sock.close()
+        raise
+    except TimeoutError as exc:
+        sock.close()
+        raise ShardConnectionError(
+            f"Timed out after {timeout} s authenticating with {where}: the shard did not answer"
+        ) from exc
+    except (OSError, EOFError) as exc:
+        sock.close()
+        raise ShardConnectionError(
+            f"Lost the connection to {where} while authenticating ({exc})"
+        ) from exc
+    except BaseException:
+        sock.close()
+        raise
+    return _as_connection(sock)
+
+
+def _recv_exactly(sock: socket.socket, n: int, deadline: float) -> bytes:
+    """``n`` bytes from ``sock`` before ``deadline`` (``time.monotonic()``), or raise."""
+    got = b""
+    while len(got) < n:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        sock.settimeout(left)
+        chunk = sock.recv(n - len(got))
+        if not chunk:
+            raise EOFError("the shard closed the connection")
+        got += chunk
+    return got
 
 
 class _ShardLost(Exception):
@@ -96,20 +308,21 @@ class _Served:
     The driver asks the actor (a Ray call) to ``listen``, starts ``serve`` (a Ray call that runs
     until the channel closes, so its ObjectRef tells the driver if the actor dies) and connects.
     Requests are ``(seq, op, args)``; each gets ``(seq, "ok", result)`` or
-    ``(seq, "error", exception)``. ``multiprocessing.connection`` frames and pickles them and
-    authenticates the driver with a per-shard random key (HMAC challenge).
+    ``(seq, "error", exception)``. :class:`_LinkListener` authenticates the driver with a
+    per-shard random key; ``multiprocessing.connection`` then frames and pickles the messages.
     """
 
     OPS: tuple[str, ...] = ()
 
     def listen(self, authkey: bytes) -> tuple[str, int]:
-        self._listener = Listener((ray.util.get_node_ip_address(), 0), authkey=authkey)
+        self._listener = _LinkListener(ray.util.get_node_ip_address(), authkey)
         return self._listener.address
 
     def serve(self) -> None:
-        conn = self._listener.accept()
-        self._listener.close()
-        _no_delay(conn)
+        try:
+            conn = self._listener.accept()
+        finally:
+            self._listener.close()
         with conn:
             while True:
                 try:
@@ -173,7 +386,7 @@ class _Shard(_Served):
 class _RayLink:
     """Shard calls as Ray actor method calls: one object-store round trip each."""
 
-    def __init__(self, actor) -> None:
+    def __init__(self, actor, shard: int = 0) -> None:
         self.actor = actor
         self._ref = None
 
@@ -216,14 +429,16 @@ class _SocketLink:
     #: Seconds between checks that the actor is alive while waiting for a reply (a node that
     #: vanishes without closing its connections is only seen by Ray's health checks).
     LIVENESS_S = 1.0
+    #: Seconds the driver waits to connect to a shard and authenticate (the shard listens for
+    #: ``ACCEPT_TIMEOUT_S``, longer: a slow driver gets the clearer error, its own).
+    CONNECT_TIMEOUT_S = 60.0
 
-    def __init__(self, actor) -> None:
+    def __init__(self, actor, shard: int = 0) -> None:
         self.actor = actor
         key = os.urandom(32)
-        host, port = ray.get(actor.listen.remote(key))
+        address = ray.get(actor.listen.remote(key))
         self._serving = actor.serve.remote()
-        self.conn = Client((host, port), authkey=key)
-        _no_delay(self.conn)
+        self.conn = _connect(address, key, shard, self.CONNECT_TIMEOUT_S)
         self._seq = 0
         self._broken: _ShardLost | None = None
 
@@ -409,8 +624,8 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
             for k in range(len(self.shards)):
                 actors.append(self._start(k))
             described = [_describe(k, a, self.shards[k]) for k, a in enumerate(actors)]
-            for actor in actors:
-                self._links.append(TRANSPORTS[transport](actor))
+            for k, actor in enumerate(actors):
+                self._links.append(TRANSPORTS[transport](actor, k))
         except BaseException:
             self._closed = True
             for k, actor in enumerate(actors):
@@ -609,7 +824,7 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
         _end_shard(self._links[k].actor, self._links[k], timeout=1)  # closes its connection
         actor = self._start(k)
         _describe(k, actor, self.shards[k])  # constructed (or its error raised) before linking
-        self._links[k] = TRANSPORTS[self.transport](actor)
+        self._links[k] = TRANSPORTS[self.transport](actor, k)
         self.shard_restarts += 1
         seeds = None if self._seeds is None else self._seeds[k]
         self._links[k].submit("reset", seeds, None)
