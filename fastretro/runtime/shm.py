@@ -145,8 +145,12 @@ def _owner_alive(name: str) -> bool:
     return True
 
 
-def cleanup_orphans() -> list[str]:
-    """Unlink every fastretro segment whose owner process no longer exists; return their names."""
+def cleanup_orphans(skipped: list[str] | None = None) -> list[str]:
+    """Unlink every fastretro segment whose owner process no longer exists; return their names.
+
+    A segment this user may not unlink (another user's, in sticky ``/dev/shm``) is left in
+    place and the rest are still removed; its name is appended to ``skipped`` when given.
+    """
     removed = []
     for name in list_segments():
         if not _owner_alive(name):
@@ -154,5 +158,8 @@ def cleanup_orphans() -> list[str]:
                 os.unlink(f"/dev/shm/{name}")
                 removed.append(name)
             except FileNotFoundError:
-                pass
+                pass  # removed meanwhile (by its resource tracker, or another cleanup)
+            except PermissionError:
+                if skipped is not None:
+                    skipped.append(name)
     return removed

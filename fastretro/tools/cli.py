@@ -39,10 +39,15 @@ def _cleanup(argv: list[str]) -> int:
     parser.parse_args(argv)
     from fastretro.runtime.shm import cleanup_orphans, list_segments
 
-    removed = cleanup_orphans()
+    skipped: list[str] = []
+    removed = cleanup_orphans(skipped)
     for name in removed:
         print(f"removed /dev/shm/{name}")
-    print(f"{len(removed)} orphaned segment(s) removed; {len(list_segments())} in use.")
+    for name in skipped:
+        print(f"skipped /dev/shm/{name}: permission denied (another user's segment?)")
+    skipped_note = f", {len(skipped)} skipped" if skipped else ""
+    in_use = len(list_segments()) - len(skipped)
+    print(f"{len(removed)} orphaned segment(s) removed{skipped_note}; {in_use} in use.")
     return 0
 
 
