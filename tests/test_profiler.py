@@ -211,3 +211,35 @@ def test_profile_rejects_an_unknown_agent():
         "Expected --agent to be one of ['random', 'jerk', 'ppo', 'rainbow'] or module:function, "
         "got 'dqn'" in out.stderr
     )
+
+
+@pytest.mark.parametrize("given", [False, True], ids=["default", "given"])
+def test_a_learner_trains_in_a_private_folder_unless_given_one(monkeypatch, tmp_path, given):
+    # A fixed name in a world-writable /tmp could be planted (a symlink) by another user.
+    import os
+    import stat
+    import tempfile
+    from types import SimpleNamespace
+
+    from fastretro.agents import ppo2
+    from fastretro.tools import profiler
+
+    seen = {}
+
+    def train(cfg, run_dir, **kwargs):
+        info = os.lstat(run_dir)
+        seen.update(dir=run_dir, mode=stat.S_IMODE(info.st_mode), uid=info.st_uid)
+        assert stat.S_ISDIR(info.st_mode)
+
+    monkeypatch.setattr(ppo2, "train", train)
+    monkeypatch.setattr(profiler, "_merge", lambda snapshots: SimpleNamespace(wall_s=1.0))
+    options = {"run_dir": str(tmp_path)} if given else {}
+    run_agent("ppo", GAME, None, 1, 1.0, options)
+    if given:
+        assert seen["dir"] == str(tmp_path) and tmp_path.exists()
+        return
+    predictable = os.path.join(tempfile.gettempdir(), f"fastretro-profile-{os.getpid()}")
+    assert seen["dir"] != predictable
+    assert os.path.basename(seen["dir"]).startswith("fastretro-profile-")
+    assert seen["mode"] == 0o700 and seen["uid"] == os.getuid()
+    assert not os.path.exists(seen["dir"])  # thrown away with its checkpoints

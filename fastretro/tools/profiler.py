@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import textwrap
 import time
 from collections.abc import Callable
@@ -261,7 +262,8 @@ def run_agent(
 ) -> tuple[PoolStats, Stopwatch, float]:
     """Run ``agent`` for ``seconds``; return the pool's stats, the agent's stopwatch, the wall.
 
-    ``ppo_options``: config fields of a learning agent (``ppo``, ``rainbow``), and ``run_dir``.
+    ``ppo_options``: config fields of a learning agent (``ppo``, ``rainbow``), and ``run_dir``
+    (default: a private temporary folder, removed afterwards).
     """
     watch = Stopwatch()
     if agent in ("ppo", "rainbow"):
@@ -325,9 +327,7 @@ def _run_learner(agent, game, state, num_envs, seconds, watch, options):
         from fastretro.agents.rainbow import RainbowConfig as Config
         from fastretro.agents.rainbow import train
     options = dict(options)
-    run_dir = options.pop("run_dir", None) or os.path.join(
-        os.environ.get("TMPDIR", "/tmp"), f"fastretro-profile-{os.getpid()}"
-    )
+    run_dir = options.pop("run_dir", None)
     cfg = Config(game=game, state=state, num_envs=num_envs, total_frames=10**12, **options)
     snapshots: list[PoolStats] = []
 
@@ -339,7 +339,13 @@ def _run_learner(agent, game, state, num_envs, seconds, watch, options):
             else:
                 snapshots.append(p.stats())
 
-    train(cfg, run_dir, watch=watch, progress=False, max_seconds=seconds, on_loop=on_loop)
+    if run_dir is None:
+        # The run's checkpoints are thrown away: a private folder (mode 0700, a name nobody can
+        # guess or plant a link at beforehand), removed afterwards.
+        with tempfile.TemporaryDirectory(prefix="fastretro-profile-") as tmp:
+            train(cfg, tmp, watch=watch, progress=False, max_seconds=seconds, on_loop=on_loop)
+    else:
+        train(cfg, run_dir, watch=watch, progress=False, max_seconds=seconds, on_loop=on_loop)
     stats = _merge(snapshots)
     return stats, watch, stats.wall_s
 
