@@ -18,10 +18,14 @@ from fastretro.errors import (
     WorkerError,
     WorkerTimeoutError,
 )
+from fastretro.integrations import gym_registry as _gym_registry
 
 DEFAULT_GAME = "Airstriker-Genesis-v0"
 
 _moved.install()
+# fastretro's ids in gymnasium's registry (fastretro/integrations/gym_registry.py), registered
+# without importing gymnasium: now if it is loaded, else when it is.
+_gym_registry.install()
 
 # Public names whose modules import the compiled handshake, numba or stable-retro's data: loaded
 # on first use, so that `import fastretro` stays cheap in worker processes and in tools that
