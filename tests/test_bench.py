@@ -160,7 +160,7 @@ def test_a_failed_or_absent_limit_reading_gives_no_ratio():
             {"configs": ("rgb-fs9",)},
             InvalidArgumentError,
             "Unknown config 'rgb-fs9'; expected one of ['rgb-fs1', 'rgb-fs4-sticky', 'contest', "
-            "'world-models', 'atari', 'atari-rgb-fs1']",
+            "'world-models', 'atari', 'atari-envpool-v5', 'atari-rgb-fs1']",
         ),
         (
             {"backends": ("nope",)},
@@ -234,7 +234,7 @@ def test_atari_games_are_benched_under_the_standard_protocol_against_their_peers
         out_dir=str(tmp_path),
         progress=False,
     )
-    assert {r["config"] for r in report["results"]} == {"atari", "atari-rgb-fs1"}
+    assert {r["config"] for r in report["results"]} == {"atari", "atari-envpool-v5", "atari-rgb-fs1"}
     assert all(r["error"] is None and r["frames_per_s"] > 0 for r in report["results"])
     table = bench.format_table(report, markdown=True)
     assert re.search(r"\| atari \| fastretro \| [\d,]+ \(\d+\.\d\d L_ale, E \d\.\d\d, "

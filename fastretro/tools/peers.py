@@ -40,8 +40,10 @@ def _configs() -> dict[str, EnvConfig]:
         ),
         # World Models' pool: 64x64 RGB frames at the contest's timing.
         "world-models": EnvConfig(frameskip=4, sticky_prob=0.25, resize=(64, 64)),
-        # Atari 2600: Machado et al. (2018)'s protocol (the preset), and raw RGB frames.
+        # Atari 2600: Machado et al. (2018)'s protocol (the preset), EnvPool's v5 defaults
+        # (no-op starts, FIRE, the minimal action set, no sticky actions), and raw RGB frames.
         "atari": atari,
+        "atari-envpool-v5": EnvConfig.envpool_atari("Pong"),
         "atari-rgb-fs1": atari.replace(
             frameskip=1,
             sticky_prob=0.0,
@@ -70,7 +72,7 @@ FAMILIES = {
         ),
     ),
     "atari": (
-        ("atari", "atari-rgb-fs1"),
+        ("atari", "atari-envpool-v5", "atari-rgb-fs1"),
         ("limit", "limit-ale", "inprocess", "envpool", "ale-vector", "fastretro"),
     ),
 }
@@ -235,9 +237,18 @@ def random_actions(num_envs: int | None, seed: int = 0, choices: int | None = No
     return rng.integers(0, 2, shape, dtype=np.uint8)
 
 
-def action_choices(config: EnvConfig) -> int | None:
-    """18 for ALE's full action set (the Atari configs; the peers take the same), else None."""
-    return 18 if config.actions == "ale_full" else None
+def action_choices(config: EnvConfig, game: str | None = None) -> int | None:
+    """How many actions ALE's action sets give (the Atari configs; the peers take the same).
+
+    18 for the full set, the game's own count for the minimal set; None for button rows.
+    """
+    if config.actions == "ale_full":
+        return 18
+    if config.actions == "ale_minimal":
+        from fastretro.runtime.backends.ale import minimal_actions
+
+        return len(minimal_actions(game or config.game))
+    return None
 
 
 def measure_limit(game: str, config: EnvConfig, num_envs: int, seconds: float, warmup: float):
@@ -265,7 +276,7 @@ def measure_inprocess(game, config, num_envs, seconds, warmup, skip_work=True):
     env = InProcessEnv(config)
     env.reset()
     width = env.action_width
-    choices = action_choices(config)
+    choices = action_choices(config, game)
 
     def step(a):
         _, term, trunc = env.step(a if choices else a[:width])
@@ -334,7 +345,7 @@ def measure_fastretro(game, config, num_envs, seconds, warmup, skip_work=True):
 
     config = config.replace(game=game, skip_rendering=skip_work, skip_audio=skip_work)
     return _vector_rate(
-        VecRetroEnv(config, num_envs), num_envs, seconds, warmup, action_choices(config)
+        VecRetroEnv(config, num_envs), num_envs, seconds, warmup, action_choices(config, game)
     )
 
 
@@ -372,8 +383,9 @@ def measure_envpool(game, config, num_envs, seconds, warmup):
     """Agent steps/s (all envs) of EnvPool's Atari env (C++ threads in one process).
 
     The same protocol through EnvPool's own options: frame skip with the max of the last two
-    frames, sticky actions, gray, resize, stack, the action set, no noop starts, no end on a
-    lost life, rewards unclipped. ``pip install "fastretro[peers]"``.
+    frames, sticky actions, gray, resize, stack, the action set, no-op starts, FIRE, the end on
+    a lost life and the reward's sign as the config has them. EnvPool runs at least one no-op
+    frame at each reset. ``pip install "fastretro[peers]"``.
     """
     import envpool
 
@@ -392,13 +404,14 @@ def measure_envpool(game, config, num_envs, seconds, warmup):
         stack_num=config.frame_stack,
         gray_scale=config.grayscale,
         full_action_space=config.actions == "ale_full",
-        noop_max=1,
-        episodic_life=False,
-        reward_clip=False,
-        use_fire_reset=False,
+        noop_max=max(config.noop_max, 1),
+        episodic_life=config.episodic_life,
+        reward_clip=config.sign_reward,
+        use_fire_reset=config.fire_reset,
         max_episode_steps=config.max_episode_steps or 27_000,
     )
-    return _vector_rate(env, num_envs, seconds, warmup, choices=18, seeded=False)
+    choices = action_choices(config, game)
+    return _vector_rate(env, num_envs, seconds, warmup, choices=choices, seeded=False)
 
 
 def measure_ale_vector(game, config, num_envs, seconds, warmup):
@@ -418,13 +431,13 @@ def measure_ale_vector(game, config, num_envs, seconds, warmup):
         grayscale=config.grayscale,
         maxpool=config.max_pool,
         full_action_space=config.actions == "ale_full",
-        noop_max=0,
-        episodic_life=False,
-        reward_clipping=False,
-        use_fire_reset=False,
+        noop_max=config.noop_max,
+        episodic_life=config.episodic_life,
+        reward_clipping=config.sign_reward,
+        use_fire_reset=config.fire_reset,
         max_num_frames_per_episode=(config.max_episode_steps or 27_000) * config.frameskip,
     )
-    return _vector_rate(env, num_envs, seconds, warmup, choices=18)
+    return _vector_rate(env, num_envs, seconds, warmup, choices=action_choices(config, game))
 
 
 #: name -> (measure function, whether the figure depends on num_envs)
