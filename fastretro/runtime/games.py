@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -105,6 +106,8 @@ def resolve(game: str, state: str | None = None, scenario: str | None = None) ->
     if not isinstance(game, str):
         raise InvalidArgumentError(f"Expected game to be a str, got {type(game).__name__}")
     if game not in known_games():
+        game = _atari_alias(game) or game
+    if game not in known_games():
         hint = ""
         if f"{game}-v0" in known_games():
             hint = f" Game IDs end in -v0: did you mean {game}-v0?"
@@ -181,12 +184,35 @@ def atari_game(name: str) -> str:
     key = key.lower().replace("_", "").replace("-", "")
     if key in by_name:
         return by_name[key]
+    alias = _atari_alias(name) if "-v" in name else None
+    if alias is not None:
+        return alias
     close = difflib.get_close_matches(key, by_name, n=3)
     hint = f" Did you mean {', '.join(by_name[c] for c in close)}?" if close else ""
     raise GameNotFoundError(
         f"Unknown Atari 2600 game {name!r}: stable-retro has no Atari2600 integration of that "
         f"name.{hint}"
     )
+
+
+#: gym's, ALE's and EnvPool's ids of an Atari game: ``ALE/Breakout-v5``, ``Breakout-v5``,
+#: ``BreakoutNoFrameskip-v4``, ``BreakoutDeterministic-v4``, ``Breakout-v0``.
+_ATARI_ID = re.compile(r"^(?:ALE/)?(?P<name>[A-Za-z]+?)(?:NoFrameskip|Deterministic)?-v[045]$")
+
+
+def _atari_alias(name: str) -> str | None:
+    """The stable-retro ID of an Atari game named by gym, ALE or EnvPool, or ``None``.
+
+    The id names the game only: what it implies of the protocol is fastretro.envpool's and
+    the gymnasium registry's business (fastretro/integrations/gym_registry.py).
+    """
+    match = _ATARI_ID.match(name)
+    if match is None:
+        return None
+    try:
+        return atari_game(match["name"])
+    except GameNotFoundError:
+        return None
 
 
 def game_id(name: str) -> str:
