@@ -27,6 +27,14 @@ class ActionError(InvalidArgumentError):
     """An action batch has the wrong shape, dtype or values."""
 
 
+class MovieError(InvalidArgumentError):
+    """A ``.bk2`` movie is over a size limit, or holds an unusable start state or input line."""
+
+
+class MovieTimeoutError(FastRetroError, TimeoutError):
+    """A replay or render ran past its timeout; its process was killed."""
+
+
 class StateMachineError(FastRetroError, RuntimeError):
     """A call came out of order: ``step_wait`` without ``step_async``, ``step`` after ``close``."""
 
