@@ -15,7 +15,7 @@ from conftest import GAME
 torch = pytest.importorskip("torch")
 
 from fastretro import InvalidArgumentError  # noqa: E402
-from fastretro.agents import common, rainbow, replay  # noqa: E402
+from fastretro.agents import checkpoints, common, rainbow, replay  # noqa: E402
 from fastretro.agents.rainbow import RainbowConfig, load_checkpoint, train  # noqa: E402
 from fastretro.agents.replay import PrioritizedReplay  # noqa: E402
 
@@ -494,7 +494,7 @@ def test_resume_and_init_from_together_raise(tmp_path):
 
 def test_a_ppo2_checkpoint_is_refused_by_name(tmp_path):
     path = str(tmp_path / "ppo.pt")
-    common.save_checkpoint(path, "ppo2", {}, 0, model={})
+    checkpoints.save_checkpoint(path, "ppo2", {}, 0, model={})
     message = f"{path!r} is a fastretro ppo2 checkpoint, not a Rainbow one"
     with pytest.raises(InvalidArgumentError, match=re.escape(message)):
         train(tiny(), str(tmp_path / "run"), init_from=path)

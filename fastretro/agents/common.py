@@ -1,10 +1,10 @@
-"""What the learning agents share: the image pool, the Nature CNN, checkpoints and run logs.
+"""What the learning agents share: the image pool, the Nature CNN, run logs and ``play``.
 
 PPO2, Rainbow and World Models each read top to bottom in their own file; the pieces that
 would otherwise be written three times live here: the pool they act on (84x84 gray, max-pool,
 stack 4, channels first, made in the workers), the per-game action sets, the Nature CNN trunk,
-checkpoints written atomically and tagged with the agent that wrote them, and the run folder's
-``monitor.csv``, ``progress.csv`` and TensorBoard scalars.
+and the run folder's ``monitor.csv``, ``progress.csv`` and TensorBoard scalars. Checkpoints
+(tensors and plain data, opened without running code) are in :mod:`fastretro.agents.checkpoints`.
 """
 
 from __future__ import annotations
@@ -138,58 +138,6 @@ class NatureCNN(nn.Module):
         return self.fc(self.body(x))
 
 
-# -- checkpoints -----------------------------------------------------------------------------
-
-
-def save_checkpoint(path: str, agent: str, config: dict, frames: int, **state) -> None:
-    """``state`` (state dicts and more), the config and the frame count, written atomically.
-
-    The file is tagged with ``agent`` so that loading it as another agent's fails clearly.
-    """
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    torch.save({"agent": agent, "config": config, "frames": int(frames), **state}, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str, agent: str, label: str, required: Sequence[str] = ()) -> dict:
-    """A checkpoint written by :func:`save_checkpoint` for ``agent``.
-
-    Raises:
-        InvalidArgumentError: no file, not a checkpoint, or another agent's (``label`` names
-            this agent in the message, e.g. "PPO2").
-    """
-    if not os.path.isfile(path):
-        raise InvalidArgumentError(f"No checkpoint at {path!r}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not a checkpoint"
-        raise InvalidArgumentError(
-            f"{path!r} is not a fastretro {label} checkpoint: {exc}"
-        ) from exc
-    if not isinstance(ckpt, dict) or not {"config", "frames", *required} <= set(ckpt):
-        raise InvalidArgumentError(f"{path!r} is not a fastretro {label} checkpoint")
-    # Checkpoints written before the tag existed were PPO2's.
-    written_by = ckpt.get("agent", "ppo2")
-    if written_by != agent:
-        raise InvalidArgumentError(
-            f"{path!r} is a fastretro {written_by} checkpoint, not a {label} one"
-        )
-    return ckpt
-
-
-def checkpoint_agent(path: str) -> str:
-    """The agent that wrote the checkpoint at ``path`` (``"ppo2"`` when unknown or unreadable).
-
-    Raises nothing: the agent's own loader reports a missing or bad file.
-    """
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception:  # noqa: BLE001 - the loader that runs next says what is wrong
-        return "ppo2"
-    return ckpt.get("agent", "ppo2") if isinstance(ckpt, dict) else "ppo2"
-
-
 # -- run logs --------------------------------------------------------------------------------
 
 
@@ -258,9 +206,13 @@ class RunLog:
 def play_main(argv: list[str] | None = None) -> int:
     """``fastretro play CKPT``: run a trained PPO2 or Rainbow policy (the checkpoint says which).
 
-    Prints each episode's reward; ``--record DIR`` writes one .bk2 movie per episode.
+    Prints each episode's reward; ``--record DIR`` writes one .bk2 movie per episode. The
+    checkpoint is opened without running code; one of the old format (a pickle) is refused
+    before any emulator starts, with the command that converts it.
     """
     import argparse
+
+    from fastretro.agents.checkpoints import checkpoint_agent
 
     parser = argparse.ArgumentParser(prog="fastretro play", description=play_main.__doc__)
     parser.add_argument("checkpoint")

@@ -14,7 +14,8 @@ or IMPALA CNN. Presets:
 
 Transfer learning: train jointly, then ``--init-from CKPT`` fine-tunes the weights on another
 level with its own learning rate (a new optimizer, step count from zero). ``--resume CKPT``
-continues a run: weights, optimizer, config and step count.
+continues a run: weights, optimizer, config and step count. Checkpoints hold tensors and plain
+data only and are opened without running code (:mod:`fastretro.agents.checkpoints`).
 
 A run directory holds ``monitor.csv`` (SB3's Monitor format: one row per episode),
 ``progress.csv`` (one row per update), TensorBoard scalars (when ``tensorboard`` is installed)
@@ -39,6 +40,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fastretro import DEFAULT_GAME
+from fastretro.agents.checkpoints import load_checkpoint as _load_tagged
+from fastretro.agents.checkpoints import load_state
+from fastretro.agents.checkpoints import save_checkpoint as _save_tagged
 from fastretro.agents.common import (
     AUTO_ACTIONS,
     NatureCNN,
@@ -47,8 +51,6 @@ from fastretro.agents.common import (
     init_layer,
     torch,
 )
-from fastretro.agents.common import load_checkpoint as _load_tagged
-from fastretro.agents.common import save_checkpoint as _save_tagged
 from fastretro.errors import InvalidArgumentError
 
 nn = torch.nn
@@ -352,7 +354,10 @@ def make_pool(cfg: PPO2Config, env_ids: Sequence[int] | None = None, **extra):
 
 
 def save_checkpoint(path: str, model, optimizer, cfg: PPO2Config, frames: int, **more) -> None:
-    """Weights, optimizer, config and step count, written atomically (tmp + rename)."""
+    """Weights, optimizer, config and step count, written atomically (tmp + rename).
+
+    Tensors and plain data only (``more`` too): the file opens without running code.
+    """
     _save_tagged(
         path,
         "ppo2",
@@ -365,8 +370,28 @@ def save_checkpoint(path: str, model, optimizer, cfg: PPO2Config, frames: int, *
 
 
 def load_checkpoint(path: str) -> dict:
-    """A checkpoint written by :func:`save_checkpoint`; clear errors for a missing/bad file."""
-    return _load_tagged(path, "ppo2", "PPO2", required=("model",))
+    """A checkpoint written by :func:`save_checkpoint`, read without running any code.
+
+    Raises:
+        InvalidArgumentError: no file; not a checkpoint; one of the old format (a pickle: the
+            message names the command that converts it); another agent's; or one whose
+            weights or config are not a PPO2 policy's.
+    """
+    ckpt = _load_tagged(path, "ppo2", "PPO2", required={"model": dict})
+    head = ckpt["model"].get("policy.weight")
+    if not isinstance(head, torch.Tensor) or head.dim() != 2:
+        raise InvalidArgumentError(
+            f"{path!r} is not a fastretro PPO2 checkpoint: its 'model' has no policy layer "
+            "('policy.weight')"
+        )
+    try:
+        config_from_checkpoint(ckpt)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgumentError(
+            f"{path!r} is not a fastretro PPO2 checkpoint: its 'config' is not a PPO2Config's "
+            f"({exc})"
+        ) from exc
+    return ckpt
 
 
 def config_from_checkpoint(ckpt: dict) -> PPO2Config:
@@ -423,6 +448,8 @@ def train(
         cfg.total_frames = total
         start_frames = int(ckpt["frames"])
     cfg.check()
+    # Before the pools start: a bad checkpoint is refused without starting an emulator.
+    source = load_checkpoint(init_from) if init_from else None
     watch = watch or Stopwatch()
     device = torch.device(
         ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
@@ -447,12 +474,12 @@ def train(
         model = ActorCritic(cfg.network, obs_shape, n_actions).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, eps=1e-5)
         if ckpt is not None:
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-        if init_from:
-            source = load_checkpoint(init_from)
+            _check_compatible(ckpt, obs_shape, n_actions, resume)
+            load_state(model, ckpt, "model", resume, "PPO2 network")
+            load_state(optimizer, ckpt, "optimizer", resume, "PPO2 optimizer")
+        if source is not None:
             _check_compatible(source, obs_shape, n_actions, init_from)
-            model.load_state_dict(source["model"])
+            load_state(model, source, "model", init_from, "PPO2 network")
         on_loop = on_loop or (lambda phase, pools: None)
 
         n, steps = cfg.num_envs, cfg.n_steps
@@ -690,6 +717,10 @@ def play(
 
     ``record``: a folder for one .bk2 movie per episode (``fastretro render`` turns them
     into video).
+
+    Raises:
+        InvalidArgumentError: the checkpoint is refused (:func:`load_checkpoint`; before any
+            emulator starts) or does not fit the env.
     """
     ckpt = load_checkpoint(checkpoint)
     cfg = config_from_checkpoint(ckpt)
@@ -707,7 +738,7 @@ def play(
         n_actions = int(pool.single_action_space.n)
         _check_compatible(ckpt, obs_shape, n_actions, checkpoint)
         model = ActorCritic(cfg.network, obs_shape, n_actions)
-        model.load_state_dict(ckpt["model"])
+        load_state(model, ckpt, "model", checkpoint, "PPO2 network")
         model.eval()
         torch.manual_seed(seed)
         obs, _ = pool.reset(seed=seed)
@@ -736,6 +767,10 @@ def make_eval_agent(checkpoint: str, greedy: bool = False, seed: int = 0):
         ``factory(observation_space, action_space)`` -> an agent with ``act(obs)``;
         ``factory.env_options`` asks the eval's pool for the observation and action set the
         policy was trained on.
+
+    Raises:
+        InvalidArgumentError: the checkpoint is refused (:func:`load_checkpoint`, read without
+            running code); or, when the factory is called, spaces it does not fit.
     """
     from fastretro.agents.common import IMAGE_OPTIONS, auto_actions
 
@@ -751,7 +786,7 @@ def make_eval_agent(checkpoint: str, greedy: bool = False, seed: int = 0):
             n_actions = int(action_space.n)
             _check_compatible(ckpt, obs_shape, n_actions, checkpoint)
             self.model = ActorCritic(cfg.network, obs_shape, n_actions)
-            self.model.load_state_dict(ckpt["model"])
+            load_state(self.model, ckpt, "model", checkpoint, "PPO2 network")
             self.model.eval()
             self.generator = torch.Generator().manual_seed(seed)
 

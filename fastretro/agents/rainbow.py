@@ -37,7 +37,8 @@ Checkpoints hold the online and target weights, the optimizer, the config, the f
 the action set; not the replay memory (500,000 frames are 3.5 GB): ``--resume`` starts with an
 empty memory, acts with the loaded network and learns again once ``learning_starts`` new
 transitions are in. ``--init-from`` takes the weights only (new optimizer, frames from 0) and
-refuses a checkpoint of another action set.
+refuses a checkpoint of another action set. Checkpoints hold tensors and plain data only and are
+opened without running code (:mod:`fastretro.agents.checkpoints`).
 
 A run directory holds ``monitor.csv`` (one row per episode), ``progress.csv`` (a row every
 ``log_every`` frames), TensorBoard scalars and ``checkpoints/``; ``fastretro plot RUN_DIR``
@@ -57,9 +58,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastretro import DEFAULT_GAME
+from fastretro.agents.checkpoints import load_checkpoint as _load_tagged
+from fastretro.agents.checkpoints import load_state
+from fastretro.agents.checkpoints import save_checkpoint as _save_tagged
 from fastretro.agents.common import NatureCNN, RunLog, auto_actions, image_pool, torch
-from fastretro.agents.common import load_checkpoint as _load_tagged
-from fastretro.agents.common import save_checkpoint as _save_tagged
 from fastretro.agents.replay import PrioritizedReplay
 from fastretro.errors import InvalidArgumentError
 
@@ -477,8 +479,30 @@ def save_checkpoint(path: str, model, target, optimizer, cfg: RainbowConfig, fra
 
 
 def load_checkpoint(path: str) -> dict:
-    """A checkpoint written by :func:`save_checkpoint`; one-line errors for any other file."""
-    return _load_tagged(path, "rainbow", "Rainbow", required=("model",))
+    """A checkpoint written by :func:`save_checkpoint`, read without running any code.
+
+    Raises:
+        InvalidArgumentError: no file; not a checkpoint; one of the old format (a pickle: the
+            message names the command that converts it); another agent's; or one whose
+            weights, config or action set are not a Rainbow network's.
+    """
+    ckpt = _load_tagged(path, "rainbow", "Rainbow", required={"model": dict})
+    bad = f"{path!r} is not a fastretro Rainbow checkpoint:"
+    head = ckpt["model"].get("advantage.weight_mu")
+    if not isinstance(head, torch.Tensor) or head.dim() != 2:
+        raise InvalidArgumentError(
+            f"{bad} its 'model' has no advantage head ('advantage.weight_mu')"
+        )
+    # Checkpoints from before the action set was saved have none.
+    if not isinstance(ckpt.get("action_set", ""), (str, list, tuple)):
+        raise InvalidArgumentError(f"{bad} its 'action_set' is not a name or a list of combos")
+    try:
+        cfg = config_from_checkpoint(ckpt)
+    except TypeError as exc:
+        raise InvalidArgumentError(f"{bad} its 'config' is not a RainbowConfig's ({exc})") from exc
+    if type(cfg.num_atoms) is not int or cfg.num_atoms < 1:
+        raise InvalidArgumentError(f"{bad} its 'config' has num_atoms={cfg.num_atoms!r}")
+    return ckpt
 
 
 def config_from_checkpoint(ckpt: dict) -> RainbowConfig:
@@ -503,7 +527,7 @@ def _check_compatible(ckpt: dict, actions, n_actions: int, path: str) -> None:
             f"{path!r} was trained with the action set {have!r}; this run uses {actions!r}: "
             "use the same action set (actions=...)"
         )
-    head = ckpt["model"]["advantage.weight_mu"].shape[0] // ckpt["config"]["num_atoms"]
+    head = ckpt["model"]["advantage.weight_mu"].shape[0] // config_from_checkpoint(ckpt).num_atoms
     if head != n_actions:
         raise InvalidArgumentError(
             f"{path!r} was trained with {head} actions; this env has {n_actions}: use the same "
@@ -511,9 +535,9 @@ def _check_compatible(ckpt: dict, actions, n_actions: int, path: str) -> None:
         )
 
 
-def _model_from(ckpt: dict, cfg: RainbowConfig, n_actions: int) -> RainbowNet:
+def _model_from(ckpt: dict, cfg: RainbowConfig, n_actions: int, path: str) -> RainbowNet:
     model = RainbowNet((STACK, *HW), n_actions, cfg.num_atoms, cfg.noisy_sigma0)
-    model.load_state_dict(ckpt["model"])
+    load_state(model, ckpt, "model", path, "Rainbow network")
     return model
 
 
@@ -588,12 +612,12 @@ def train(
             model.parameters(), lr=cfg.learning_rate, eps=cfg.adam_eps, fused=True
         )
         if ckpt is not None:
-            model.load_state_dict(ckpt["model"])
-            target.load_state_dict(ckpt.get("target", ckpt["model"]))
-            optimizer.load_state_dict(ckpt["optimizer"])
+            load_state(model, ckpt, "model", resume, "Rainbow network")
+            load_state(target, ckpt, "target" if "target" in ckpt else "model", resume, "network")
+            load_state(optimizer, ckpt, "optimizer", resume, "Rainbow optimizer")
         elif source is not None:
-            model.load_state_dict(source["model"])
-            target.load_state_dict(source["model"])
+            load_state(model, source, "model", init_from, "Rainbow network")
+            load_state(target, source, "model", init_from, "Rainbow network")
         else:
             target.load_state_dict(model.state_dict())
         for p in target.parameters():
@@ -881,7 +905,7 @@ def play(
     try:
         n_actions = int(pool.single_action_space.n)
         _check_compatible(ckpt, cfg.actions, n_actions, checkpoint)
-        model = _model_from(ckpt, cfg, n_actions)
+        model = _model_from(ckpt, cfg, n_actions, checkpoint)
         model.train(not greedy)
         support = torch.linspace(cfg.v_min, cfg.v_max, cfg.num_atoms)
         torch.manual_seed(seed)
@@ -942,7 +966,7 @@ def make_eval_agent(checkpoint: str, greedy: bool = True):
             )
         n = int(action_space.nvec.flat[0]) if hasattr(action_space, "nvec") else action_space.n
         _check_compatible(ckpt, actions, int(n), checkpoint)
-        model = _model_from(ckpt, cfg, int(n))
+        model = _model_from(ckpt, cfg, int(n), checkpoint)
         model.train(not greedy)
         support = torch.linspace(cfg.v_min, cfg.v_max, cfg.num_atoms)
         return _EvalAgent(model, support, greedy)

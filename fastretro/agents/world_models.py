@@ -27,7 +27,9 @@ into files, each would import the other three for them. Top to bottom it reads a
 does: V, M, C.
 
 The run folder holds ``config.json`` (the settings of the last stage run), ``shards/``,
-``vae.pt``, ``mdn.pt``, ``controller.pt`` (checkpoints written atomically and tagged per model),
+``vae.pt``, ``mdn.pt``, ``controller.pt`` (checkpoints written atomically and tagged per model;
+tensors and plain data, the CMA-ES state included, opened without running code: a run folder
+from a stranger is safe to play),
 ``latents.npz`` (the shards encoded by the VAE, for M), one ``<stage>.json`` summary per stage
 (wall-clock, frames, and the pool's frames/s for ``collect`` and ``evolve``), ``vae.csv``,
 ``mdn.csv``, ``evolution.csv``, TensorBoard scalars in ``tb/`` (when tensorboard is installed)
@@ -44,7 +46,6 @@ import json
 import logging
 import math
 import os
-import pickle
 import time
 import zipfile
 from collections import deque
@@ -54,9 +55,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastretro import DEFAULT_GAME
+from fastretro.agents.checkpoints import load_checkpoint as _load_tagged
+from fastretro.agents.checkpoints import load_state
+from fastretro.agents.checkpoints import save_checkpoint as _save_tagged
+from fastretro.agents.cma_state import es_from_state, es_state
 from fastretro.agents.common import auto_actions, torch
-from fastretro.agents.common import load_checkpoint as _load_tagged
-from fastretro.agents.common import save_checkpoint as _save_tagged
 from fastretro.errors import InvalidArgumentError
 
 nn = torch.nn
@@ -80,7 +83,7 @@ __all__ = [
     "train_vae",
 ]
 
-#: The checkpoint tags (``fastretro.agents.common.save_checkpoint``'s ``agent``) of V, M and C.
+#: The checkpoint tags (``fastretro.agents.checkpoints.save_checkpoint``'s ``agent``) of V, M, C.
 VAE_TAG, MDN_TAG, CONTROLLER_TAG = "world_models_vae", "world_models_mdn", "world_models_controller"
 
 
@@ -775,15 +778,19 @@ def load_vae(path: str, cfg: WorldModelsConfig) -> tuple[ConvVAE, dict]:
     Raises:
         InvalidArgumentError: no file, not a World Models VAE, or a VAE of another frame size.
     """
-    ckpt = _load_tagged(path, VAE_TAG, "World Models VAE", required=("model",))
+    ints = dict.fromkeys(("frame_size", "z_size", "width", "epochs"), int)
+    ckpt = _load_tagged(path, VAE_TAG, "World Models VAE", required={"model": dict, **ints})
     size = int(ckpt["frame_size"])
     if size != cfg.frame_size:
         raise InvalidArgumentError(
             f"{path!r} is a VAE of {size}x{size} frames, not {cfg.frame_size}x{cfg.frame_size} "
             f"(frame_size={cfg.frame_size}): train one on this run's frames"
         )
-    vae = ConvVAE(int(ckpt["z_size"]), int(ckpt["width"]), size)
-    vae.load_state_dict(ckpt["model"])
+    try:
+        vae = ConvVAE(int(ckpt["z_size"]), int(ckpt["width"]), size)
+    except (RuntimeError, ValueError) as exc:  # sizes no network has
+        raise InvalidArgumentError(f"{path!r} holds a VAE that cannot be built: {exc}") from exc
+    load_state(vae, ckpt, "model", path, "World Models VAE")
     vae.eval()
     return vae, ckpt
 
@@ -812,7 +819,7 @@ def train_vae(cfg: WorldModelsConfig, run_dir: str, *, progress: bool = True) ->
     if os.path.exists(path):
         vae, ckpt = load_vae(path, cfg)
         opt = torch.optim.Adam(vae.parameters(), lr=cfg.vae_lr)
-        opt.load_state_dict(ckpt["optimizer"])
+        load_state(opt, ckpt, "optimizer", path, "World Models VAE optimizer")
         epochs_done, seen = int(ckpt["epochs"]), int(ckpt["frames"])
     seen_before = seen
     logger = _Scalars(run_dir, "vae.csv", resume=epochs_done > 0)
@@ -1018,15 +1025,26 @@ def load_mdn(path: str, cfg: WorldModelsConfig, n_actions: int) -> tuple[MDNRNN,
         InvalidArgumentError: no file, not a World Models MDN-RNN, or one of another action
             set.
     """
-    ckpt = _load_tagged(path, MDN_TAG, "World Models MDN-RNN", required=("model",))
+    ints = dict.fromkeys(("n_actions", "z_size", "hidden", "gaussians", "epochs"), int)
+    ckpt = _load_tagged(
+        path,
+        MDN_TAG,
+        "World Models MDN-RNN",
+        required={"model": dict, "reward_unit": (int, float), "action_set": (str, list), **ints},
+    )
     have = int(ckpt["n_actions"])
     if have != n_actions:
         raise InvalidArgumentError(
             f"{path!r} was trained on {have} actions ({ckpt['action_set']!r}); this env has "
             f"{n_actions}: use the run's action set"
         )
-    mdn = MDNRNN(int(ckpt["z_size"]), have, int(ckpt["hidden"]), int(ckpt["gaussians"]))
-    mdn.load_state_dict(ckpt["model"])
+    try:
+        mdn = MDNRNN(int(ckpt["z_size"]), have, int(ckpt["hidden"]), int(ckpt["gaussians"]))
+    except (RuntimeError, ValueError) as exc:  # sizes no network has
+        raise InvalidArgumentError(
+            f"{path!r} holds an MDN-RNN that cannot be built: {exc}"
+        ) from exc
+    load_state(mdn, ckpt, "model", path, "World Models MDN-RNN")
     mdn.eval()
     return mdn, ckpt
 
@@ -1114,7 +1132,7 @@ def train_mdn(cfg: WorldModelsConfig, run_dir: str, *, progress: bool = True) ->
     if os.path.exists(path):
         mdn, ckpt = load_mdn(path, cfg, n_actions)
         opt = torch.optim.Adam(mdn.parameters(), lr=cfg.mdn_lr)
-        opt.load_state_dict(ckpt["optimizer"])
+        load_state(opt, ckpt, "optimizer", path, "World Models MDN-RNN optimizer")
         epochs_done, seen = int(ckpt["epochs"]), int(ckpt["frames"])
         reward_unit = float(ckpt["reward_unit"])
     rng = np.random.default_rng(cfg.seed)
@@ -1425,9 +1443,9 @@ class Evaluator:
             self.filler_steps += len(ids)
 
 
-def _save_controller(
-    path, cfg, n_actions, frames, es, generation, best, mean_params, history, rng_state
-):
+def _save_controller(path, cfg, n_actions, frames, es, generation, best, mean_params, history):
+    # The ES as tensors and plain data (with numpy's generator, which pycma draws from), not a
+    # pickle: a controller.pt from a stranger must not be able to run code when opened.
     _save_tagged(
         path,
         CONTROLLER_TAG,
@@ -1442,20 +1460,41 @@ def _save_controller(
         n_actions=n_actions,
         z_size=cfg.z_size,
         hidden=cfg.rnn_hidden,
-        es=pickle.dumps(es),
-        numpy_random_state=rng_state,
+        es=es_state(es),
         history=history,
     )
 
 
 def load_controller(path: str, cfg: WorldModelsConfig) -> dict:
-    """A ``controller.pt``, checked against this run's action set.
+    """A ``controller.pt``, read without running code, checked against this run's action set.
+
+    ``best_params`` and ``mean_params`` come back as numpy arrays; ``es`` is the CMA-ES state
+    :func:`fastretro.agents.cma_state.es_from_state` rebuilds.
 
     Raises:
-        InvalidArgumentError: no file, not a World Models controller, or one evolved for
-            another action set.
+        InvalidArgumentError: no file, not a World Models controller (or one of the old
+            format, a pickle: the message names the command that converts it), or one evolved
+            for another action set.
     """
-    ckpt = _load_tagged(path, CONTROLLER_TAG, "World Models controller", required=("best_params",))
+    required = {
+        "generation": int,
+        "best_params": torch.Tensor,
+        "best_fitness": (int, float),
+        "best_generation": int,
+        "mean_params": torch.Tensor,
+        "action_set": (str, list, tuple),
+        "n_actions": int,
+        "es": dict,
+        "history": list,
+    }
+    ckpt = _load_tagged(path, CONTROLLER_TAG, "World Models controller", required=required)
+    for key in ("best_params", "mean_params"):
+        if ckpt[key].dim() != 1 or not ckpt[key].is_floating_point():
+            raise InvalidArgumentError(
+                f"{path!r} is not a fastretro World Models controller checkpoint: expected "
+                f"{key!r} to be a 1-d float tensor, got {tuple(ckpt[key].shape)} {ckpt[key].dtype}"
+            )
+        ckpt[key] = ckpt[key].numpy()
     have = _jsonable(ckpt["action_set"])
     want = _jsonable(cfg.resolved_actions())
     if have != want:
@@ -1463,6 +1502,17 @@ def load_controller(path: str, cfg: WorldModelsConfig) -> dict:
             f"{path!r} was evolved for the action set {have!r} ({int(ckpt['n_actions'])} "
             f"actions), not {want!r}: use the run's action set"
         )
+    return ckpt
+
+
+def upgrade_controller(ckpt: dict) -> dict:
+    """An old-format controller's entries in the safe format's shape (for the converter).
+
+    ``ckpt`` is the trusted, fully unpickled file: its ``es`` a ``cma.CMAEvolutionStrategy``
+    and its ``numpy_random_state`` numpy's tuple; both become :func:`es_state`'s state.
+    """
+    if not isinstance(ckpt.get("es"), dict):
+        ckpt["es"] = es_state(ckpt["es"], ckpt.pop("numpy_random_state"))
     return ckpt
 
 
@@ -1500,8 +1550,7 @@ def evolve(cfg: WorldModelsConfig, run_dir: str, *, progress: bool = True) -> di
                     f"{path!r} holds a controller of {len(ckpt['best_params'])} parameters; "
                     f"this run's V and M need {size}: evolve into another run folder"
                 )
-            es = pickle.loads(ckpt["es"])
-            np.random.set_state(ckpt["numpy_random_state"])
+            es = es_from_state(ckpt["es"], path)  # numpy's generator set back too
             first, frames = int(ckpt["generation"]), int(ckpt["frames"])
             history = list(ckpt["history"])
             best = {
@@ -1586,7 +1635,6 @@ def evolve(cfg: WorldModelsConfig, run_dir: str, *, progress: bool = True) -> di
                     best,
                     np.asarray(es.mean),
                     history,
-                    np.random.get_state(),
                 )
             stats = pool.stats()
         finally:

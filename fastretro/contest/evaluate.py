@@ -97,11 +97,14 @@ def load_agent(spec: str) -> Callable:
     """The agent factory named by ``spec``.
 
     A built-in name, ``AGENT:PATH`` of a trained agent (``ppo2:runs/air/checkpoints/last.pt``),
-    or ``module:factory``.
+    or ``module:factory``. A trained agent's checkpoint is read without running code
+    (:mod:`fastretro.agents.checkpoints`), so a file from a stranger is safe to evaluate; a
+    ``module:factory`` is code, and runs.
 
     Raises:
         InvalidArgumentError: the module or attribute cannot be imported, or the checkpoint
-            cannot be loaded.
+            cannot be loaded (missing, another agent's, of the old pickle format: the message
+            names ``fastretro convert-checkpoint``).
     """
     if spec in AGENTS:
         return AGENTS[spec]

@@ -105,6 +105,12 @@ def _play(argv: list[str]) -> int:
     return common.play_main(argv)
 
 
+def _convert_checkpoint(argv: list[str]) -> int:
+    from fastretro.agents import checkpoints
+
+    return checkpoints.main(argv)
+
+
 def _roms(argv: list[str]) -> int:
     from fastretro.tools import roms
 
@@ -131,6 +137,10 @@ COMMANDS = {
     "rainbow": (_rainbow, "train the Rainbow client (checkpoints, resume, fine-tune, TensorBoard)"),
     "world-models": (_world_models, "World Models: collect, vae, mdn, evolve, play"),
     "play": (_play, "run a trained PPO2 or Rainbow checkpoint, optionally recording .bk2"),
+    "convert-checkpoint": (
+        _convert_checkpoint,
+        "rewrite a trusted old-format (pickle) checkpoint in the safe format",
+    ),
     "plot": (_plot, "draw a run's learning curve (monitor.csv) to PNG"),
     "profile": (_profile, "run an agent for a fixed time; show where the wall-clock went"),
     "eval": (_eval, "evaluate an agent under the Retro Contest's rules; write a results folder"),
