@@ -218,6 +218,53 @@ def test_calls_out_of_order_raise_and_name_the_pending_call(env2):
     env2.reset_wait()
 
 
+def test_step_before_reset_raises_naming_the_envs_never_reset():
+    zeros = np.zeros((2, 12), np.uint8)
+    with VecRetroEnv(GAME, 2, sequence_length=2, observe=False) as env:
+        first = "Cannot call step_async before reset: no env has been reset yet; call reset first"
+        with pytest.raises(StateMachineError, match=re.escape(first)):
+            env.step(zeros)
+        with pytest.raises(StateMachineError, match=re.escape(first)):
+            env.step_async(zeros)
+        with pytest.raises(
+            StateMachineError,
+            match=re.escape(
+                "Cannot call step_sequences before reset: no env has been reset yet; "
+                "call reset first"
+            ),
+        ):
+            env.step_sequences(np.zeros((2, 2, 12), np.uint8), [1, 1])
+        env.reset(options={"reset_mask": np.array([True, False])})
+        with pytest.raises(
+            StateMachineError,
+            match=re.escape(
+                "Cannot call step_async before reset: envs [1] have not been reset yet; "
+                "call reset first"
+            ),
+        ):
+            env.step(zeros)
+        env.reset(options={"reset_mask": np.array([False, True])})
+        env.step(zeros)  # the refused calls left nothing pending
+
+
+def test_send_before_async_reset_raises_naming_the_envs_never_reset():
+    with VecRetroEnv(GAME, 2, batch_size=1, sequence_length=2, observe=False) as env:
+        message = (
+            "Cannot call send before async_reset: no env has been reset yet; call async_reset first"
+        )
+        with pytest.raises(StateMachineError, match=re.escape(message)):
+            env.send(np.zeros((1, 12), np.uint8), [0])
+        with pytest.raises(
+            StateMachineError,
+            match=re.escape(message.replace("call send ", "call send_sequences ")),
+        ):
+            env.send_sequences(np.zeros((1, 2, 12), np.uint8), [1], [1])
+        env.async_reset(seed=0)
+        _, _, _, _, infos = env.recv()
+        env.send(np.zeros((1, 12), np.uint8), infos["env_id"])
+        env.recv()
+
+
 def test_close_is_idempotent_and_step_after_close_raises():
     env = VecRetroEnv(GAME, 2)
     env.reset()

@@ -225,6 +225,9 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self._state = State.IDLE
         self._pending_mask = np.ones(n, dtype=bool)
         self._needs_reset = np.zeros(n, dtype=bool)
+        # Per env: not reset (nor restored) since the pool started, so not in an episode.
+        self._unreset = np.ones(n, dtype=bool)
+        self._all_reset = False  # the fast step's check, without a numpy call
         self._failure: str | None = None
         #: The protocol's infos this config reports (see PROTOCOL_INFOS).
         self._protocol_infos = protocol_infos(cfg)
@@ -459,6 +462,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self._in_flight[:] = False
         self._state = State.IDLE
         self._needs_reset[self._pending_mask] = False
+        self._mark_reset(self._pending_mask)
         return self._observations(), self._infos(done=None)
 
     def step(
@@ -534,6 +538,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             or self._state is not State.IDLE
             or self.batch_size is not None
             or self._any_restarted
+            or not self._all_reset
             or (self.autoreset_mode == AutoresetMode.DISABLED and self._needs_reset.any())
         ):
             return None
@@ -544,6 +549,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         start_ns = time.monotonic_ns()
         self._check_idle("step_async")
         self._check_lock_step("step")
+        self._check_reset_once(None, "step_async", "reset")
         self._check_no_reset_due()
         # The frame stack's ring advances one slot per step (fastretro/runtime/preprocess.py).
         slot = (self._slot + 1) % len(self._stack_views)
@@ -619,6 +625,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         """
         self._check_idle("step_sequences")
         self._check_lock_step("step_sequences")
+        self._check_reset_once(None, "step_sequences", "reset")
         self._check_no_reset_due()
         a = self._a
         flat, lens = self._check_sequences(actions, lengths, self.num_envs)
@@ -662,6 +669,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         """
         self._check_async("send_sequences")
         ids = self._staging.check_env_ids(env_ids, self._in_flight)
+        self._check_reset_once(ids, "send_sequences", "async_reset")
         flat, lens = self._check_sequences(actions, lengths, len(ids))
         a = self._a
         a["seq_actions"][ids, : flat.shape[1]] = flat
@@ -682,6 +690,28 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
                 f"Envs {done} ended their episode and autoreset is DISABLED: reset them with "
                 "reset(options={'reset_mask': mask}) before stepping"
             )
+
+    def _mark_reset(self, mask: np.ndarray | None) -> None:
+        """The envs of ``mask`` (None: all) started an episode (a reset, or a restore)."""
+        if mask is None:
+            self._unreset[:] = False
+        else:
+            self._unreset[mask] = False
+        self._all_reset = not self._unreset.any()
+
+    def _check_reset_once(self, ids: np.ndarray | None, call: str, reset: str) -> None:
+        """Raise if an env of ``ids`` (None: all) has never been reset: it has no episode."""
+        if self._all_reset:
+            return
+        unreset = np.flatnonzero(self._unreset) if ids is None else ids[self._unreset[ids]]
+        if len(unreset) == 0:
+            return
+        which = (
+            "no env has been reset yet"
+            if self._unreset.all()
+            else f"envs {sorted(unreset.tolist())} have not been reset yet"
+        )
+        raise StateMachineError(f"Cannot call {call} before {reset}: {which}; call {reset} first")
 
     # -- snapshots: go on from where an episode did best --------------------------------------
 
@@ -731,9 +761,11 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         0, and no step is counted; its episode goes on from the snapshot's step and return.
         """
         self._check_async("async_restore")
-        idx = np.flatnonzero(self._stage_snapshots(snapshots, "async_restore"))
+        mask = self._stage_snapshots(snapshots, "async_restore")
+        idx = np.flatnonzero(mask)
         self._a["cmd"][idx] = Command.RESTORE
         self._send(idx)
+        self._mark_reset(mask)  # each is in an episode again (recv returns it)
 
     def _stage_snapshots(self, snapshots: Mapping[int, Snapshot], call: str) -> np.ndarray:
         if not isinstance(snapshots, Mapping) or not snapshots:
@@ -781,6 +813,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self._env_seeds[:] = seeds
         a["cmd"][:] = Command.RESET
         self._send(None)
+        self._mark_reset(None)
 
     def send(self, actions: np.ndarray, env_ids: Sequence[int] | np.ndarray) -> None:
         """Async mode: start one step of each env in ``env_ids`` with its row of ``actions``.
@@ -793,11 +826,14 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         start_ns = time.monotonic_ns()
         self._check_async("send")
         depth = len(self._stack_views)
-        if self._staging.send_rows(actions, env_ids, self._slots, depth, self._in_flight_u8):
+        if self._all_reset and self._staging.send_rows(
+            actions, env_ids, self._slots, depth, self._in_flight_u8
+        ):
             self._clock[STAGE] += time.monotonic_ns() - start_ns
             self._wake()  # staged in C: marked in flight there
             return
         ids = self._staging.check_env_ids(env_ids, self._in_flight)
+        self._check_reset_once(ids, "send", "async_reset")
         checked = self._staging.check(actions, len(ids))
         a = self._a
         a["actions"][ids] = checked
