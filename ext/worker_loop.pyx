@@ -20,7 +20,9 @@ from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from sync cimport fr_atomic_cas
 
 from fastretro.errors import InvalidArgumentError
-from fastretro.runtime.protocol import ActionMode, Autoreset, Command, Timing
+from fastretro.runtime.protocol import (
+    RESET_NEXT_EPISODE, ActionMode, Autoreset, Command, Timing
+)
 
 # Genesis Plus GX's frame without its picture (fastretro/runtime/headless.py finds them).
 ctypedef void (*frame_gen_fn)(int do_skip) noexcept nogil
@@ -36,6 +38,7 @@ cdef int CMD_RESET = Command.RESET
 cdef int CMD_CLOSE = Command.CLOSE
 cdef int CMD_RESTORE = Command.RESTORE
 cdef int CMD_SEQUENCE = Command.SEQUENCE
+cdef long long ARG_NEXT_EPISODE = RESET_NEXT_EPISODE
 cdef int AUTORESET_NEXT_STEP = Autoreset.NEXT_STEP
 cdef int AUTORESET_SAME_STEP = Autoreset.SAME_STEP
 cdef int MODE_BITS = ActionMode.BITS
@@ -67,6 +70,11 @@ def protocol_codes():
                    "WAIT": T_WAIT, "STEPS": N_STEPS, "FRAMES": N_FRAMES, "RESETS": N_RESETS,
                    "WAKE": T_WAKE, "WAKEUPS": N_WAKEUPS},
     }
+
+
+def reset_next_episode_code():
+    """The reset ``arg`` this module reads as "the next episode" (protocol.RESET_NEXT_EPISODE)."""
+    return ARG_NEXT_EPISODE
 
 
 # stable-retro's scenario operations (fastretro/runtime/scenario.py holds the names).
@@ -262,8 +270,8 @@ cdef class EnvStepper:
     cdef long long fire_mask, lives
     cdef object read_lives
     cdef double[::1] raw_rewards
-    cdef long long[::1] lives_out
-    cdef unsigned char[::1] game_over_out
+    cdef long long[::1] lives_out, final_lives
+    cdef unsigned char[::1] game_over_out, final_game_over
     cdef long long episode_steps, max_episode_steps, best_step, mask_new, mask_prev
     cdef double episode_return, best_return
     cdef object best_state, best_screen, snap_np, snap_screen
@@ -352,6 +360,8 @@ cdef class EnvStepper:
         self.raw_rewards = views["raw_rewards"]
         self.lives_out = views["lives"]
         self.game_over_out = views["game_over"]
+        self.final_lives = views["final_lives"]
+        self.final_game_over = views["final_game_over"]
         self.observe = write_obs is not None
         self.scenario = VariableScenario(plan) if plan is not None else None
         self.own_scenario = None if plan is not None else emulator.scenario_update
@@ -467,7 +477,6 @@ cdef class EnvStepper:
             self.scenario.restart(self.values)
         self._write_info(self.info)
         self.values = None
-        self.raw_rewards[self.index] = 0.0
         if self.episodic_life:
             self.lives = self.read_lives()
             self.lives_out[self.index] = self.lives
@@ -581,6 +590,7 @@ cdef class EnvStepper:
         self._begin_episode()
         self.needs_reset = False
         self.rewards[self.index] = 0.0
+        self.raw_rewards[self.index] = 0.0
         self.terminated[self.index] = 0
         self.truncated[self.index] = 0
 
@@ -708,6 +718,9 @@ cdef class EnvStepper:
                 if self.observe:
                     self.write_final_obs()
                 self.final_info[i, :] = self.info[i, :]
+                # The step's raw reward stays where it is: it is this step's, as its reward.
+                self.final_lives[i] = self.lives_out[i]
+                self.final_game_over[i] = self.game_over_out[i]
                 self._begin_episode()
 
 
@@ -796,7 +809,8 @@ def run_loop(list steppers, handshake, int[::1] cmd, long long[::1] arg, double 
             elif c == CMD_SEQUENCE:
                 s.run_sequence()
             elif c == CMD_RESET:
-                s.continue_game = False  # the agent's own reset starts a new game
+                if arg[i] != ARG_NEXT_EPISODE:
+                    s.continue_game = False  # a new game, unless the next episode is asked
                 if arg[i] >= 0:
                     on_reset_seed(i, arg[i])
                 s.reset()

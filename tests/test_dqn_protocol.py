@@ -169,3 +169,51 @@ def test_presets_say_what_they_reproduce():
     )
     dqn = EnvConfig.dqn_atari("Breakout")
     assert dqn.episodic_life and dqn.sign_reward and dqn.max_episode_steps == 100_000
+
+
+def _play_until_life_lost(env, rng, limit=400):
+    for _ in range(limit):
+        _, _, term, _, infos = env.step(rng.integers(0, 4, env.num_envs))
+        if term[0]:
+            return infos
+    raise AssertionError("no life lost")
+
+
+def test_same_step_final_info_holds_the_ended_steps_protocol_infos():
+    cfg = EnvConfig.dqn_atari("Breakout")
+    rng = np.random.default_rng(2)
+    ends = {"life": 0, "game": 0}
+    with VecRetroEnv(cfg, 1, autoreset_mode="same_step") as env:
+        env.reset(seed=0)
+        lives = 5
+        for _ in range(2000):
+            _, reward, term, _, infos = env.step(rng.integers(0, 4, 1))
+            assert infos["reward"][0] >= reward[0]  # the step's raw reward, not the reset's
+            if not term[0]:
+                lives = int(infos["lives"][0])
+                continue
+            final = infos["final_info"]
+            game_over = bool(final["game_over"][0])
+            ends["game" if game_over else "life"] += 1
+            if game_over:
+                assert infos["lives"][0] == 5 and not infos["game_over"][0]
+            else:
+                assert final["lives"][0] == lives - 1 == infos["lives"][0]
+            lives = int(infos["lives"][0])
+            if ends["game"]:
+                break
+    assert ends["life"] >= 4 and ends["game"] == 1
+
+
+def test_a_masked_reset_goes_on_with_the_game_and_a_plain_reset_starts_a_new_one():
+    cfg = EnvConfig.dqn_atari("Breakout")
+    rng = np.random.default_rng(4)
+    with VecRetroEnv(cfg, 1, autoreset_mode="disabled") as env:
+        env.reset(seed=0)
+        infos = _play_until_life_lost(env, rng)
+        assert infos["lives"][0] == 4 and not infos["game_over"][0]
+        _, infos = env.reset(options={"reset_mask": np.array([True])})
+        assert infos["lives"][0] == 4, "the next episode of the same game"
+        _play_until_life_lost(env, rng)
+        _, infos = env.reset()
+        assert infos["lives"][0] == 5, "a new game"

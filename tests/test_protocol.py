@@ -19,6 +19,7 @@ def test_the_compiled_modules_act_on_the_protocol_modules_codes(module):
         for name, value in values.items():
             assert value == enum[name], f"{enum_name}.{name}: compiled {value}, Python {enum[name]}"
     if module is worker_loop:
+        assert worker_loop.reset_next_episode_code() == protocol.RESET_NEXT_EPISODE
         assert set(codes["Command"]) == {c.name for c in protocol.Command}
         assert set(codes["Timing"]) == {t.name for t in protocol.Timing}
 

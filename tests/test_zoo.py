@@ -99,11 +99,6 @@ def test_game_monitor_counts_games_and_raw_scores(tmp_path):
     assert [(float(r["r"]), int(r["l"])) for r in rows] == [(15.0, 20)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the SAME_STEP pool's final_info lacks game_over and the raw reward (the worker's "
-    "_begin_episode overwrites them), so no game ever ends for GameMonitor",
-)
 def test_pool_monitor_logs_whole_games():
     env = zoo.make_pool_vec_env("Breakout", zoo.ATARI_WRAPPER)(None, n_envs=2, seed=0)
     try:
@@ -136,9 +131,11 @@ def test_zoo_trains_ppo_on_the_pool_with_one_flag(tmp_path):
             "2048",
             "--seed",
             "1",
-            # No evaluation: EvalCallback counts games, which wait on the xfail above.
+            # The Zoo's evaluation runs too: one whole game (five lives) on a pool of its own.
             "--eval-freq",
-            "0",
+            "1024",
+            "--eval-episodes",
+            "1",
             "-f",
             str(tmp_path),
             "-params",
@@ -155,6 +152,7 @@ def test_zoo_trains_ppo_on_the_pool_with_one_flag(tmp_path):
     assert "Stacking 4 frames" in out.stdout
     assert "Wrapping the env in a VecTransposeImage" in out.stdout
     assert "fps" in out.stdout and "total_timesteps" in out.stdout
+    assert "Eval num_timesteps=" in out.stdout, "the evaluation finished a whole game"
     run = tmp_path / "ppo" / "BreakoutNoFrameskip-v4_1"
     assert (run / "BreakoutNoFrameskip-v4.zip").exists()
     assert glob.glob(str(run / "*monitor.csv"))

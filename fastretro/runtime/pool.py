@@ -47,7 +47,13 @@ from fastretro.runtime import sequences, shm
 from fastretro.runtime.backends import PER_PROCESS, choose_backend
 from fastretro.runtime.games import GameSetup, resolve_all
 from fastretro.runtime.preprocess import FrameWriter, Preprocessing, copy_into, stack_views
-from fastretro.runtime.protocol import Autoreset, Command, WorkerReady, segment_fields
+from fastretro.runtime.protocol import (
+    RESET_NEXT_EPISODE,
+    Autoreset,
+    Command,
+    WorkerReady,
+    segment_fields,
+)
 from fastretro.runtime.shm import Layout, SharedBuffers
 from fastretro.runtime.snapshots import Snapshot, SnapshotSlots
 from fastretro.runtime.staging import ActionStaging
@@ -450,6 +456,10 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         a = self._a
         a["arg"][idx] = seeds[idx]
         self._env_seeds[idx] = seeds[idx]
+        if options is not None and options.get("reset_mask") is not None:
+            # The next episode of the masked envs: a game under episodic_life goes on after a
+            # lost life, as the step's own autoreset would (unless a seed asks for a new one).
+            a["arg"][idx[seeds[idx] < 0]] = RESET_NEXT_EPISODE
         a["cmd"][idx] = Command.RESET
         self._send(idx)
         self._pending_mask = mask
@@ -1173,6 +1183,9 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             for j, name in enumerate(self.info_names):
                 final_info[name] = final[:, j].copy()
                 final_info[f"_{name}"] = has[:, j] & done
+            for name in self._protocol_infos:
+                final_info[name] = a[FINAL_PROTOCOL_INFOS[name]][rows].copy()
+                final_info[f"_{name}"] = done.copy()
             infos["final_obs"] = final_obs
             infos["_final_obs"] = done.copy()
             infos["final_info"] = final_info
@@ -1253,6 +1266,12 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
 
 #: Infos the DQN-era protocol adds, and the shared array each comes from.
 PROTOCOL_INFOS = {"reward": "raw_rewards", "lives": "lives", "game_over": "game_over"}
+#: The same in ``final_info`` (SAME_STEP autoreset): the ended step's values.
+FINAL_PROTOCOL_INFOS = {
+    "reward": "raw_rewards",
+    "lives": "final_lives",
+    "game_over": "final_game_over",
+}
 
 
 def protocol_infos(cfg: EnvConfig) -> tuple[str, ...]:

@@ -28,6 +28,12 @@ class Command(enum.IntEnum):
     SEQUENCE = 5
 
 
+#: A reset's ``arg`` when it starts the env's next episode (a masked reset: gymnasium's way of
+#: starting the next episode with autoreset DISABLED, and SB3VecEnv's): after a lost life under
+#: ``episodic_life`` the game goes on. Any other reset (a seed >= 0, or -1) starts a new game.
+RESET_NEXT_EPISODE = -2
+
+
 class Autoreset(enum.IntEnum):
     """When an ended episode restarts (gymnasium's ``AutoresetMode``)."""
 
@@ -111,6 +117,8 @@ def segment_fields(
         ("raw_rewards", (n,), "f8"),
         ("lives", (n,), "i8"),
         ("game_over", (n,), "u1"),
+        ("final_lives", (n,), "i8"),
+        ("final_game_over", (n,), "u1"),
         ("terminated", (n,), "u1"),
         ("truncated", (n,), "u1"),
         ("info", (n, info_width), "i8"),
