@@ -462,20 +462,26 @@ def test_explorers_draw_from_a_stream_apart_from_the_pools_sticky_frames():
     # must not be env 0's sticky draws (or any env's), or jumps and sticky frames would move
     # together.
     space = type("Space", (), {"nvec": np.array([5, 5])})()
-    draws = JerkAgent(None, space, JerkConfig(seed=3)).rng.random(16)
+    rngs = JerkAgent(None, space, JerkConfig(seed=3)).rngs
+    draws = [rng.random(16) for rng in rngs]
     for i in range(2):
-        assert not np.isin(draws, np.random.default_rng(3 + i).random(64)).any()
-    again = JerkAgent(None, space, JerkConfig(seed=3)).rng.random(16)
+        for mine in draws:
+            assert not np.isin(mine, np.random.default_rng(3 + i).random(64)).any()
+    assert not np.isin(draws[0], draws[1]).any()  # one stream per explorer
+    again = [rng.random(16) for rng in JerkAgent(None, space, JerkConfig(seed=3)).rngs]
     np.testing.assert_array_equal(draws, again)  # still one seed, one run
 
 
-def test_open_loop_run_spends_exactly_the_budget_with_shared_solutions():
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_open_loop_run_spends_exactly_the_budget_with_shared_solutions(deterministic):
     result = {}
     for replay_from in ("reset", "state"):
         result[replay_from] = run(
             GAME,
             num_envs=2,
-            config=JerkConfig(EXPLOIT_BIAS=1.0, seed=3, replay_from=replay_from),
+            config=JerkConfig(
+                EXPLOIT_BIAS=1.0, seed=3, replay_from=replay_from, deterministic=deterministic
+            ),
             progress=False,
             pool_options={"max_episode_steps": 300},
             timesteps=1500,
@@ -547,7 +553,7 @@ def test_open_loop_and_per_step_jerk_play_alike_given_the_same_draws():
     budget, runs = 2500, []
     with VecRetroEnv(GAME, 1, **options) as env:
         agent = JerkAgent(None, env.action_space, config, horizon=300)
-        agent.rng = _PushBackStream(9)
+        agent.rngs = [_PushBackStream(9)]
         agent._begin_episode(0)  # the first exploit draw from the stream too
         env.reset(seed=9)
         for _ in range(budget):
@@ -556,7 +562,7 @@ def test_open_loop_and_per_step_jerk_play_alike_given_the_same_draws():
         runs.append(agent)
     with VecRetroEnv(GAME, 1, batch_size=1, sequence_length=64, **options) as env:
         agent = JerkAgent(None, env.action_space, config, horizon=300)
-        agent.rng = _PushBackStream(9)
+        agent.rngs = [_PushBackStream(9)]
         agent._begin_episode(0)
         env.async_reset(seed=9)
         env.recv()
@@ -566,7 +572,7 @@ def test_open_loop_and_per_step_jerk_play_alike_given_the_same_draws():
             env.send_sequences(actions, lengths, np.array([0]))
             _, _, terminated, truncated, infos = env.recv()
             steps = int(infos["sequence_steps"][0])
-            agent.rng.push_back(int(lengths[0]) - steps)
+            agent.rngs[0].push_back(int(lengths[0]) - steps)
             agent.observe_sequences(
                 [0], actions, infos["sequence_rewards"], [steps], terminated, truncated
             )
@@ -578,3 +584,31 @@ def test_open_loop_and_per_step_jerk_play_alike_given_the_same_draws():
     assert per_step.replays == open_loop.replays > 0
     for a, b in zip(per_step.solutions.sequences, open_loop.solutions.sequences, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("replay_from", ["state", "reset"])
+def test_a_seeded_deterministic_run_repeats_bit_for_bit(replay_from):
+    # Lock-step rounds, accounted for in env order, and one stream per explorer: the same seed
+    # and options give the same episodes and the same solutions, however the workers are
+    # scheduled. Two explorers share solutions; exploit episodes are frequent.
+    def once(seed):
+        return run(
+            GAME,
+            num_envs=2,
+            config=JerkConfig(EXPLOIT_BIAS=0.5, seed=seed, replay_from=replay_from),
+            progress=False,
+            pool_options={"max_episode_steps": 300},
+            timesteps=3000,
+        )
+
+    first, second = once(4), once(4)
+    assert first["episodes"] >= 8 and first["replays"] + first["restores"] > 0
+    for key in ("episode_rewards", "episode_lengths", "episode_kinds", "timesteps"):
+        assert first[key] == second[key], key
+    assert first["solutions"] == second["solutions"] >= 2
+    assert first["solutions_crc32"] == second["solutions_crc32"]
+    other = once(5)
+    assert (other["episode_rewards"], other["solutions_crc32"]) != (
+        first["episode_rewards"],
+        first["solutions_crc32"],
+    )

@@ -26,13 +26,21 @@ The run reports which path ran (``replay_path``).
 
 Open loop (the default): between two decisions JERK's actions are fixed (a move's are drawn at
 its start, a replay's are the remembered sequence), so the parent hands each env a whole move
-or replay (``VecRetroEnv.send_sequences``) and each worker runs it step after step without a
-round trip; the pool runs async, each env on its own, and the parent only wakes between
-moves (an exploit episode that goes on from a saved state loads it with
-``VecRetroEnv.async_restore`` first).
+or replay and each worker runs it step after step without a round trip. By default
+(``JerkConfig.deterministic``) the pool runs in lock-step rounds (``step_sequences``): every
+env runs its stretch, then the agent accounts for all of them in env order, so that a seed
+gives the same run bit for bit (each explorer draws from its own stream). ``deterministic=False``
+(``--async``) lets each env go on as soon as its stretch is over (``send_sequences``; an exploit
+episode that goes on from a saved state loads it with ``VecRetroEnv.async_restore`` first): no
+env waits for another, but the order in which explorers share solutions depends on timing.
+
+Budget: the contest scores the mean reward of the episodes that end within the budget. With
+several explorers the budget is split, each cuts an episode short at the end (long episodes
+are the likeliest to be cut, and on Airstriker long episodes score most), and the first episode
+of each explores, so the default is one explorer, as the original (bench/bench_jerk_parity.py).
 
 Run: ``fastretro jerk --game G [--state S] [--num-envs N] [--timesteps T] [--seed K]
-[--replay-from auto|state|reset] [--per-step] [--json]``
+[--replay-from auto|state|reset] [--async] [--per-step] [--json]``
 """
 
 from __future__ import annotations
@@ -94,6 +102,11 @@ class JerkConfig:
     """Button combos of "forward", "back" and "jump"; default: PROFILES[game]."""
     seed: int = 0
     """Seeds the explorers' draws and the pool's sticky frames (independent streams)."""
+    deterministic: bool = True
+    """Run the explorers in lock-step (every env runs its stretch, then all are accounted for
+    in env order), so that a seed gives the same run bit for bit. ``False``: each env goes on
+    as soon as its stretch is over (async; faster with several envs, but the order in which
+    explorers share solutions, and so the run, depends on timing)."""
     replay_from: str = "auto"
     """Where an exploit episode starts: ``"state"`` (load the state saved at the end of the best
     sequence and explore on), ``"reset"`` (replay it from reset, then no-op: the original), or
@@ -162,6 +175,14 @@ class Solutions:
         )
         return int(self.order[-1])
 
+    def crc32(self) -> int:
+        """A checksum of every sequence and its scores: two runs that agree on it agree."""
+        crc = 0
+        for seq, total, count in zip(self.sequences, self.score_sums, self.score_counts):
+            crc = zlib.crc32(np.ascontiguousarray(seq, np.int64).tobytes(), crc)
+            crc = zlib.crc32(np.array([total, count], np.float64).tobytes(), crc)
+        return crc
+
     def score(self, index: int, value: float) -> None:
         """Add a replay's score to sequence ``index``."""
         self.score_sums[index] += value
@@ -206,9 +227,12 @@ class JerkAgent:
         self.config = config = config or JerkConfig()
         config.check()
         n = self.num_envs = len(action_space.nvec) if hasattr(action_space, "nvec") else 1
-        # A stream of its own: the pool seeds env i's sticky frames with default_rng(seed + i),
-        # and default_rng(seed) here would make env 0's sticky draws the explorers' jump draws.
-        self.rng = np.random.default_rng(np.random.SeedSequence(config.seed).spawn(1)[0])
+        # One stream per explorer, apart from the pool's: the pool seeds env i's sticky frames
+        # with default_rng(seed + i), and default_rng(seed) here would make env 0's sticky
+        # draws the explorers' jump draws. Per explorer, so that what one draws does not
+        # depend on when the others finished their moves.
+        streams = np.random.SeedSequence(config.seed).spawn(1)[0].spawn(n)
+        self.rngs = [np.random.default_rng(stream) for stream in streams]
         self.mode = np.full(n, k.MODE_FORWARD, np.int64)
         self.steps_left = np.full(n, config.forward_steps, np.int64)
         self.jump_left = np.zeros(n, np.int64)
@@ -231,6 +255,11 @@ class JerkAgent:
         self.last_action = np.zeros(n, np.int64)  # what each env is running now
         self.solutions = Solutions()
         self.episode_rewards: list[float] = []
+        #: Steps each ended episode ran (a restored one: from its saved state on).
+        self.episode_lengths: list[int] = []
+        #: How each ended episode started: "explore", "replay" or "restore".
+        self.episode_kinds: list[str] = []
+        self.start_t = np.zeros(n, np.int64)  # where each env's episode started (a restore: > 0)
         self.replays = 0
         self.steps = 0
         self._all = np.arange(n, dtype=np.int64)
@@ -255,7 +284,7 @@ class JerkAgent:
             self.replay,
             self.replay_len,
             self.replay_pos,
-            self.rng.random((len(envs), 1)),
+            self._draws(envs, self._ones[: len(envs)]),
             c.jump_prob,
             c.jump_repeat,
             out[:, None],
@@ -303,12 +332,19 @@ class JerkAgent:
             self.replay,
             self.replay_len,
             self.replay_pos,
-            self.rng.random(actions.shape),
+            self._draws(envs, lengths),
             c.jump_prob,
             c.jump_repeat,
             actions,
         )
         return actions, lengths
+
+    def _draws(self, envs: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """``lengths[j]`` uniform draws from env ``envs[j]``'s stream, one row per env."""
+        draws = np.ones((len(envs), int(lengths.max())))  # past a row's length: no jump
+        for j, i in enumerate(envs):
+            draws[j, : lengths[j]] = self.rngs[i].random(int(lengths[j]))
+        return draws
 
     def observe_sequences(self, envs, actions, rewards, steps, terminated, truncated) -> None:
         """Account for the stretches :meth:`plan` gave ``envs``.
@@ -344,6 +380,9 @@ class JerkAgent:
         for j in np.flatnonzero(done):  # rare: Python only at episode ends
             i = int(envs[j])
             self.episode_rewards.append(float(self.cumulative[i]))
+            self.episode_lengths.append(int(self.t[i] - self.start_t[i]))
+            kind = "replay" if self.replaying[i] >= 0 else "explore"
+            self.episode_kinds.append("restore" if self.restored[i] >= 0 else kind)
             if self.replaying[i] >= 0:
                 self.solutions.score(int(self.replaying[i]), float(self.cumulative[i]))
             else:
@@ -372,9 +411,9 @@ class JerkAgent:
 
     def _begin_episode(self, i: int) -> None:
         self.t[i], self.cumulative[i], self.best[i], self.best_t[i] = 0, 0.0, -np.inf, 0
-        self.jump_left[i], self.move_reward[i] = 0, 0.0
+        self.jump_left[i], self.move_reward[i], self.start_t[i] = 0, 0.0, 0
         p = self.config.EXPLOIT_BIAS + self.steps / self.config.TOTAL_TIMESTEPS
-        if self.solutions.sequences and self.rng.random() < p:
+        if self.solutions.sequences and self.rngs[i].random() < p:
             j = self.solutions.best()
             seq = self.solutions.sequences[j]
             snapshot = self.solutions.snapshot(j) if self.snapshots is not None else None
@@ -382,7 +421,7 @@ class JerkAgent:
                 # Go on from where sequence j did best: its actions are this episode's prefix.
                 self.pending_restores[i] = snapshot
                 self.history[i, : len(seq)] = seq
-                self.t[i] = self.best_t[i] = len(seq)
+                self.t[i] = self.best_t[i] = self.start_t[i] = len(seq)
                 self.cumulative[i] = self.best[i] = snapshot.episode_return
                 self.mode[i], self.steps_left[i] = k.MODE_FORWARD, self.config.forward_steps
                 self.replaying[i], self.restored[i] = -1, j
@@ -400,7 +439,7 @@ class JerkAgent:
 def run(
     game: str,
     state: str | None = None,
-    num_envs: int = 2,
+    num_envs: int = 1,
     config: JerkConfig | None = None,
     progress: bool = True,
     pool_options: dict | None = None,
@@ -417,10 +456,12 @@ def run(
     once more at the end and recorded there as a .bk2 (with the frames' real buttons, so
     ``fastretro replay`` gives back the reward reported as ``best_movie_reward``).
     ``open_loop`` (default): JERK decides nothing within a move or a replay, so each env runs
-    a whole one in its worker (:meth:`VecRetroEnv.send_sequences`, async mode: every env on
-    its own) and the parent steps in only between them. ``False``: the parent picks every
-    step's actions, in a lock-step pool, or with ``async_batches`` in two halves with
-    send/recv (which replays from reset).
+    a whole one in its worker and the parent steps in only between them: in lock-step rounds
+    (``config.deterministic``, :func:`drive_lock_step`) or each env on its own
+    (:func:`drive_open_loop`). ``False``: the parent picks every step's actions, in a
+    lock-step pool, or with ``async_batches`` in two halves with send/recv (which replays from
+    reset). The result holds every ended episode's reward, length (steps it ran) and kind
+    (``"explore"``, ``"replay"`` from reset or ``"restore"`` from a saved state).
     """
     from tqdm import tqdm
 
@@ -458,7 +499,7 @@ def run(
     batch = (num_envs // 2 or None) if async_batches else None
     batch = batch if batch and batch < num_envs else None
     if open_loop:
-        batch = 1
+        batch = None if config.deterministic else 1
     replay_path, why = _replay_path(
         config.replay_from, game, state, num_envs, options, async_batches
     )
@@ -484,7 +525,9 @@ def run(
             snapshots=env.best_snapshot if replay_path == "state" else None,
         )
         bar = tqdm(total=budget, unit="step", desc="jerk", disable=not progress)
-        if open_loop:
+        if open_loop and config.deterministic:
+            steps = drive_lock_step(env, agent, budget, config.seed, bar=bar)
+        elif open_loop:
             steps = drive_open_loop(env, agent, budget, config.seed, bar=bar)
         elif env.batch_size is None:
             env.reset(seed=config.seed)
@@ -537,9 +580,13 @@ def run(
         "wall_s": round(wall, 3),
         "steps_per_s": round(steps / wall, 1),
         "episodes": len(episode_rewards),
+        "episode_rewards": episode_rewards,
+        "episode_lengths": agent.episode_lengths,
+        "episode_kinds": agent.episode_kinds,
         "mean_episode_reward": float(np.mean(episode_rewards)) if episode_rewards else None,
         "best_episode_reward": max(episode_rewards) if episode_rewards else None,
         "solutions": len(solutions.sequences),
+        "solutions_crc32": solutions.crc32(),
         "replays": replays,
         "restores": agent.restores,
         "replay_path": replay_path,
@@ -621,6 +668,38 @@ def drive_open_loop(
     return steps
 
 
+def drive_lock_step(env, agent: JerkAgent, budget: int, seed: int, *, bar=None) -> int:
+    """Drive a lock-step pool (``sequence_length``) stretch by stretch, deterministically.
+
+    Every env runs its next stretch (:meth:`VecRetroEnv.step_sequences`); the agent then
+    accounts for all of them in env order, and exploit episodes that go on from a saved state
+    load it (:meth:`VecRetroEnv.restore`) before the next round. Nothing depends on which
+    worker finished first, so a seed gives the same run. The budget left is shared evenly
+    among the envs; a round needs a step of every env, so a run stops short of ``budget`` by
+    less than ``num_envs`` steps. Returns the steps run.
+    """
+    n = env.num_envs
+    env.reset(seed=seed)
+    envs = np.arange(n, dtype=np.int64)
+    steps = 0
+    while budget - steps >= n:
+        left = budget - steps
+        limits = np.full(n, min(env.sequence_length, left // n), np.int64)
+        actions, lengths = agent.plan(envs, limits)
+        _, _, terminated, truncated, infos = env.step_sequences(actions, lengths)
+        ran = infos["sequence_steps"]
+        agent.observe_sequences(
+            envs, actions, infos["sequence_rewards"], ran, terminated, truncated
+        )
+        steps += int(ran.sum())
+        if bar is not None:
+            bar.update(int(ran.sum()))
+        if agent.pending_restores:  # exploit episodes that go on from a saved state
+            env.restore(agent.pending_restores)
+            agent.pending_restores.clear()
+    return steps
+
+
 def _replay_path(choice, game, state, num_envs, options, async_batches) -> tuple[str, str]:
     """``("state" | "reset", why)``: where exploit episodes start, for ``replay_from=choice``."""
     from fastretro.runtime.games import resolve_all
@@ -684,7 +763,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fastretro jerk", description=__doc__.splitlines()[0])
     parser.add_argument("--game", default=DEFAULT_GAME)
     parser.add_argument("--state", default=None)
-    parser.add_argument("--num-envs", type=int, default=2)
+    parser.add_argument(
+        "--num-envs",
+        type=int,
+        default=1,
+        help="explorers sharing one budget and their solutions (1: the original's one env)",
+    )
     parser.add_argument("--timesteps", type=int, default=JerkConfig.TOTAL_TIMESTEPS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="only the JSON line at the end")
@@ -702,8 +786,15 @@ def main(argv: list[str] | None = None) -> int:
         help="exploit episodes load the best sequence's saved state (state, where sound: auto) "
         "or replay it from reset as the original (reset)",
     )
+    parser.add_argument(
+        "--async",
+        dest="async_",
+        action="store_true",
+        help="each env goes on as soon as its move is over (faster with several envs; the run "
+        "then depends on timing) instead of lock-step rounds (the same seed, the same run)",
+    )
     args = parser.parse_args(argv)
-    config = JerkConfig(seed=args.seed, replay_from=args.replay_from)
+    config = JerkConfig(seed=args.seed, replay_from=args.replay_from, deterministic=not args.async_)
     try:
         result = run(
             args.game,
