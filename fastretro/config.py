@@ -103,6 +103,11 @@ class EnvConfig:
     """Press FIRE for one frame after each reset (and each continuation after a lost life),
     for games whose action set has FIRE (Atari 2600's button), as EnvPool's
     ``use_fire_reset``; no effect on games without it."""
+    episode_statistics: bool = False
+    """Report each whole game's raw return, length (agent steps) and seconds as
+    ``infos["episode"]`` when it ends (``final_info["episode"]`` under SAME_STEP autoreset),
+    as gymnasium's ``RecordEpisodeStatistics`` under the protocol's wrappers gives it
+    (fastretro/runtime/episodes.py)."""
     allow_backtracking: bool = False
     """Reward only progress beyond the episode's best return (retro-baselines'
     AllowBacktracking), before scaling and clipping."""
@@ -199,6 +204,7 @@ class EnvConfig:
             "sign_reward",
             "episodic_life",
             "fire_reset",
+            "episode_statistics",
             "snapshot_best",
             "skip_rendering",
             "skip_audio",

@@ -64,7 +64,9 @@ def test_ppo_atari_envpool_with_its_own_import_trains_on_envpool(tmp_path):
 
 def test_ppo_atari_trains_on_fastretros_gymnasium_id(tmp_path):
     _needs("torch", "tyro", "tensorboard", "ale_py", "stable_baselines3")
-    stdout = run_client(os.path.join(CLIENTS, "ppo_atari.py"), tmp_path)
-    # CleanRL's loop reads gymnasium's per-env RecordEpisodeStatistics from final_info, which
-    # the pool does not write (examples/clients/README.md): it logs SPS and no returns.
-    assert "SPS:" in stdout
+    # Long enough for whole games (five lives each) to end: CleanRL's loop logs their raw
+    # scores from final_info["episode"], which the id's protocol has the pool write.
+    stdout = run_client(
+        os.path.join(CLIENTS, "ppo_atari.py"), tmp_path, "--total-timesteps", "8192"
+    )
+    assert episodic_returns(stdout)

@@ -217,3 +217,68 @@ def test_a_masked_reset_goes_on_with_the_game_and_a_plain_reset_starts_a_new_one
         _play_until_life_lost(env, rng)
         _, infos = env.reset()
         assert infos["lives"][0] == 5, "a new game"
+
+
+def _games_by_hand(config, mode, steps, seed=5):
+    """Episode entries from the pool, and each whole game's raw return counted by hand."""
+    rng = np.random.default_rng(seed)
+    entries, games, ret, length = [], [], 0.0, 0
+    resetting = False
+    with VecRetroEnv(config.replace(episode_statistics=True), 1, autoreset_mode=mode) as env:
+        env.reset(seed=0)
+        for _ in range(steps):
+            _, _, term, trunc, infos = env.step(rng.integers(0, 4, 1))
+            ended_info = infos.get("final_info", {}) if mode == "same_step" else infos
+            if not resetting:
+                ret += infos["reward"][0]
+                length += 1
+            done = bool(term[0] or trunc[0])
+            game_over = bool(ended_info["game_over"][0]) if done else False
+            if "episode" in ended_info:
+                assert ended_info["_episode"][0]
+                entries.append((ended_info["episode"]["r"][0], ended_info["episode"]["l"][0]))
+            if done and (game_over or trunc[0]):
+                games.append((ret, length))
+                ret, length = 0.0, 0
+            resetting = done and mode == "next_step"
+    return entries, games
+
+
+@pytest.mark.parametrize("mode", ["next_step", "same_step"])
+def test_episode_statistics_report_whole_games_with_raw_scores(mode):
+    cfg = EnvConfig.dqn_atari("Breakout", noop_max=0)
+    entries, games = _games_by_hand(cfg, mode, 1500)
+    assert len(games) >= 2
+    assert entries == games
+
+
+def test_episode_statistics_need_their_option():
+    rows = _protocol_run(EnvConfig.dqn_atari("Breakout"), 300, lambda t: np.full(2, FIRE))
+    assert not any("episode" in infos for *_, infos in rows)
+
+
+def test_episode_statistics_agree_between_lock_step_and_async_mode():
+    cfg = EnvConfig.dqn_atari("Breakout", noop_max=0, episode_statistics=True)
+    actions = np.random.default_rng(6).integers(0, 4, 1200)
+
+    def entries(env, step):
+        out = []
+        for a in actions:
+            infos = step(env, a)
+            if "episode" in infos:
+                out.append((infos["episode"]["r"][0], infos["episode"]["l"][0]))
+        return out
+
+    with VecRetroEnv(cfg, 1) as env:
+        env.reset(seed=0)
+        lock_step = entries(env, lambda e, a: e.step(np.array([a]))[4])
+    with VecRetroEnv(cfg, 1, batch_size=1) as env:
+        env.async_reset(seed=0)
+        env.recv()
+
+        def step(e, a):
+            e.send(np.array([a]), [0])
+            return e.recv()[4]
+
+        in_async = entries(env, step)
+    assert len(lock_step) >= 1 and in_async == lock_step

@@ -47,6 +47,10 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
     # step with max-pooling, terminal_on_life_loss, FIRE reset, clip_reward (sign), 84x84 gray.
     "sb3": {"episodic_life": True, "reward_clip": True},
 }
+#: EnvConfig fields a protocol sets beyond EnvPool's options: under SB3's AtariWrapper, whole
+#: games' scores in infos["episode"], as RecordEpisodeStatistics (or SB3's Monitor) below the
+#: wrappers of a per-env make_env gives them.
+NATIVE: dict[str, dict[str, Any]] = {"sb3": {"episode_statistics": True}}
 #: stable-retro's game ID shipped with it.
 SHIPPED_GAME = "Airstriker-Genesis-v0"
 
@@ -66,9 +70,11 @@ def make_vec_env(num_envs: int = 1, *, game: str, protocol: str, **options: Any)
 
     env_changes, pool_options = split_options(options)
     task = compat.Task(game, game, game, atari=True)
-    config = {**compat.ATARI_DEFAULTS, **PROTOCOLS[protocol]}
-    config_options = compat.env_options(task, config)
-    return VecRetroEnv(EnvConfig(**{**config_options, **env_changes}), num_envs, **pool_options)
+    envpool_options = {**compat.ATARI_DEFAULTS, **PROTOCOLS[protocol]}
+    config_options = compat.env_options(task, envpool_options)
+    native = NATIVE.get(protocol, {})
+    config = EnvConfig(**{**config_options, **native, **env_changes})
+    return VecRetroEnv(config, num_envs, **pool_options)
 
 
 def single_env(**kwargs: Any):

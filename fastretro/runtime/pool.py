@@ -45,6 +45,7 @@ from fastretro.errors import (
 from fastretro.runtime import actions as fr_actions
 from fastretro.runtime import sequences, shm
 from fastretro.runtime.backends import PER_PROCESS, choose_backend
+from fastretro.runtime.episodes import EpisodeStatistics
 from fastretro.runtime.games import GameSetup, resolve_all
 from fastretro.runtime.preprocess import FrameWriter, Preprocessing, copy_into, stack_views
 from fastretro.runtime.protocol import (
@@ -237,6 +238,12 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self._failure: str | None = None
         #: The protocol's infos this config reports (see PROTOCOL_INFOS).
         self._protocol_infos = protocol_infos(cfg)
+        self._episodes = (
+            EpisodeStatistics(n, cfg.episodic_life, self.autoreset_mode == AutoresetMode.NEXT_STEP)
+            if cfg.episode_statistics
+            else None
+        )
+        self._new_games = np.ones(n, dtype=bool)  # which envs the pending reset starts anew
         self._env_has_info = np.array(
             [[v in s.info_names for v in self.info_names] for s in self.setups], dtype=bool
         ).reshape(n, len(self.info_names))
@@ -456,10 +463,12 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         a = self._a
         a["arg"][idx] = seeds[idx]
         self._env_seeds[idx] = seeds[idx]
+        self._new_games[:] = True
         if options is not None and options.get("reset_mask") is not None:
             # The next episode of the masked envs: a game under episodic_life goes on after a
             # lost life, as the step's own autoreset would (unless a seed asks for a new one).
             a["arg"][idx[seeds[idx] < 0]] = RESET_NEXT_EPISODE
+            self._new_games[idx] = seeds[idx] >= 0
         a["cmd"][idx] = Command.RESET
         self._send(idx)
         self._pending_mask = mask
@@ -473,6 +482,8 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self._state = State.IDLE
         self._needs_reset[self._pending_mask] = False
         self._mark_reset(self._pending_mask)
+        if self._episodes is not None:
+            self._episodes.new_games(self._pending_mask & self._new_games)
         return self._observations(), self._infos(done=None)
 
     def step(
@@ -595,17 +606,39 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """A lock-step step's return, from its collected rewards and episode ends."""
         if not (ended or self._any_restarted):  # the common case: nothing more to account for
+            if self._episodes is not None:
+                self._count_episodes(slice(None), rewards, terminated, truncated)
             return self._observations(), rewards, terminated, truncated, self._infos(None)
         restarted = self._take_restarted(slice(None))
         truncated |= restarted
         done = terminated | truncated
+        books = self._count_episodes(slice(None), rewards, terminated, truncated)
         if self.autoreset_mode == AutoresetMode.DISABLED:
             self._needs_reset |= done & ~restarted
         if self.snapshot_best:
             self._snapshots.fresh |= done & ~restarted
         infos = self._infos(done if self.autoreset_mode == AutoresetMode.SAME_STEP else None)
         _add_restarted(infos, restarted)
+        self._add_episodes(infos, books)
         return self._observations(), rewards, terminated, truncated, infos
+
+    def _count_episodes(self, rows, rewards, terminated, truncated) -> dict[str, Any] | None:
+        """The game books' step (EnvConfig.episode_statistics): the ended games, or None."""
+        if self._episodes is None:
+            return None
+        a = self._a
+        raw = a["raw_rewards"][rows] if "reward" in self._protocol_infos else rewards
+        game_over = None
+        if self.config.episodic_life:
+            same_step = self.autoreset_mode == AutoresetMode.SAME_STEP
+            game_over = a["final_game_over" if same_step else "game_over"][rows].astype(bool)
+        return self._episodes.step(rows, raw, terminated, truncated, game_over)
+
+    def _add_episodes(self, infos: dict[str, Any], books: dict[str, Any] | None) -> None:
+        # Where a per-env RecordEpisodeStatistics would put them: the ended step's info.
+        if books is not None:
+            same_step = self.autoreset_mode == AutoresetMode.SAME_STEP
+            (infos["final_info"] if same_step else infos).update(books)
 
     # -- sequences: many steps per round trip -----------------------------------------------
 
@@ -824,6 +857,9 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         a["cmd"][:] = Command.RESET
         self._send(None)
         self._mark_reset(None)
+        if self._episodes is not None:
+            # The first recv of each env brings its reset, not a step of its game.
+            self._episodes.new_games(slice(None), reset_pending=True)
 
     def send(self, actions: np.ndarray, env_ids: Sequence[int] | np.ndarray) -> None:
         """Async mode: start one step of each env in ``env_ids`` with its row of ``actions``.
@@ -891,11 +927,13 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             for j, i in enumerate(ids):
                 copy_into(self._stack_views[self._slots[i]][i], obs[j])
         done = (terminated | truncated) if (ended or restarted.any()) else None
+        books = self._count_episodes(ids, rewards, terminated, truncated)
         if self.snapshot_best and done is not None:
             self._snapshots.fresh[ids[done & ~restarted]] = True
         infos = self._infos(done if self.autoreset_mode == AutoresetMode.SAME_STEP else None, ids)
         infos["env_id"] = ids.astype(np.int64)
         _add_restarted(infos, restarted)
+        self._add_episodes(infos, books)
         if self.sequence_length:
             infos.update(sequences.sequence_infos(a, ids, rewards))
         self._clock[COLLECT] += time.monotonic_ns() - start_ns
