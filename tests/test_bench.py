@@ -234,7 +234,11 @@ def test_atari_games_are_benched_under_the_standard_protocol_against_their_peers
         out_dir=str(tmp_path),
         progress=False,
     )
-    assert {r["config"] for r in report["results"]} == {"atari", "atari-envpool-v5", "atari-rgb-fs1"}
+    assert {r["config"] for r in report["results"]} == {
+        "atari",
+        "atari-envpool-v5",
+        "atari-rgb-fs1",
+    }
     assert all(r["error"] is None and r["frames_per_s"] > 0 for r in report["results"])
     table = bench.format_table(report, markdown=True)
     assert re.search(r"\| atari \| fastretro \| [\d,]+ \(\d+\.\d\d L_ale, E \d\.\d\d, "
