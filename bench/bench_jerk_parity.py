@@ -213,7 +213,7 @@ def _call(job):
 def table(rows: list[dict], game: str) -> str:
     """One markdown table per budget: reward (mean +- standard error), episodes, steps/s."""
     out = []
-    for budget in dict.fromkeys(r["budget"] for r in rows):
+    for budget in sorted({r["budget"] for r in rows}):
         mine = [r for r in rows if r["budget"] == budget]
         seeds = sorted({r["seed"] for r in mine})
         base = {r["seed"]: r for r in mine if r["agent"] == "original"}
@@ -266,9 +266,10 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="also write everything printed here")
     args = parser.parse_args()
     jobs = []
-    # Interleaved, so that both agents see the same load on a shared machine.
-    for budget in args.timesteps:
-        for seed in args.seeds:
+    # Interleaved, so that both agents see the same load on a shared machine; seed by seed,
+    # largest budget first, so that the last runs to finish are short ones.
+    for seed in args.seeds:
+        for budget in sorted(args.timesteps, reverse=True):
             if "original" in args.agents:
                 jobs.append((original_jerk, (args.game, budget, seed)))
             if "fastretro" in args.agents:
