@@ -11,10 +11,12 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from fastretro.runtime.jit import JIT
+
 MODE_FORWARD, MODE_BACK, MODE_REPLAY = 0, 1, 2
 NOOP, FORWARD, FORWARD_JUMP, BACK, BACK_JUMP = 0, 1, 2, 3, 4
 
-_JIT = {"cache": True, "nogil": True}
+_JIT = JIT
 
 
 @numba.njit(**_JIT)

@@ -29,11 +29,12 @@ import numba
 import numpy as np
 
 from fastretro.errors import InvalidArgumentError
+from fastretro.runtime.jit import JIT
 
 #: Slot flags (bits of ``PrioritizedReplay.flags``).
 FIRST, LAST, TERMINAL = 1, 2, 4
 
-_JIT = {"cache": True, "nogil": True}
+_JIT = JIT
 
 
 # -- the sum tree ----------------------------------------------------------------------------

@@ -45,6 +45,7 @@ import numpy as np
 from fastretro.errors import GameNotFoundError, InvalidArgumentError
 from fastretro.runtime.backends.ale_palettes import gray_table, identify_palette
 from fastretro.runtime.backends.base import Emulator
+from fastretro.runtime.jit import JIT
 from fastretro.runtime.scenario import MAX_PLAYERS, player_scenario  # noqa: F401 - re-exported
 
 #: stable-retro's Atari2600 buttons (``cores/stella.json``), ``""`` for its unnamed one; bit ``b``
@@ -326,7 +327,7 @@ def _plan_row(var: Mapping, base: int, size: int) -> tuple[np.ndarray | None, st
     return row, ""
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False)
+@numba.njit(**JIT, boundscheck=False)
 def decode_ram_into(ram, plan, out):
     """Decode the variables of a :class:`RamDecoder` plan from ``ram`` into ``out``.
 

@@ -25,9 +25,9 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-# fastmath would let LLVM reassociate the float sums and change results by a gray level across
-# machines; the kernels are memory-bound anyway.
-_JIT = {"cache": True, "nogil": True, "boundscheck": False}
+from fastretro.runtime.jit import JIT
+
+_JIT = {**JIT, "boundscheck": False}
 
 # OpenCV's RGB->gray coefficients (0.299, 0.587, 0.114) in 15-bit fixed point (they sum to 2^15,
 # so white stays 255). Checked bit-exact against cv2.cvtColor in tests/test_kernels.py.
