@@ -244,7 +244,12 @@ def test_exploit_episodes_go_on_from_the_saved_state_of_the_best_solution():
 def test_replay_from_state_where_unsound_falls_back_or_raises():
     options = {"max_episode_steps": 50, "scenario_engine": "stable-retro"}
     result = run(
-        GAME, num_envs=1, config=JerkConfig(), progress=False, pool_options=options, timesteps=60
+        GAME,
+        num_envs=1,
+        config=JerkConfig(replay_from="auto"),
+        progress=False,
+        pool_options=options,
+        timesteps=60,
     )
     assert result["replay_path"] == "reset"
     assert "keeps state outside the emulator" in result["replay_path_why"]
