@@ -17,8 +17,9 @@ FASTRETRO_IMPORT = "import fastretro.envpool as envpool\n"
 
 def _needs(*modules: str) -> None:
     for name in modules:
+        extra = "peers" if name == "envpool" else "test"
         pytest.importorskip(
-            name, reason=f'CleanRL\'s scripts need {name}: pip install -e ".[test]"'
+            name, reason=f'CleanRL\'s scripts need {name}: pip install -e ".[{extra}]"'
         )
 
 

@@ -103,6 +103,17 @@ def kill_shard(env, k: int) -> None:
     if env.transport == "socket":
         # No request is outstanding, so the connection turns readable only at its end (EOF).
         assert env._links[k].conn.poll(30), "the killed actor's connection did not close"
+        return
+    # Ray's transport: the actor answers calls until the kill lands (on a loaded machine, a
+    # step sent at once could still be served).
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            ray.get(env._actors[k].__ray_ready__.remote(), timeout=5)
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            return
+        time.sleep(0.05)
+    raise AssertionError("the killed actor still answers")
 
 
 @pytest.mark.parametrize("transport", ["socket", "ray"])
