@@ -256,7 +256,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs at once, each in its process")
     parser.add_argument("--agents", nargs="+", default=["original", "fastretro"])
     parser.add_argument("--num-envs", type=int, default=1, help="fastretro's explorers")
-    parser.add_argument("--replay-from", choices=("auto", "state", "reset"), default="reset")
+    parser.add_argument("--replay-from", choices=("auto", "state", "reset"), default="auto")
     parser.add_argument(
         "--nondeterministic",
         action="store_true",

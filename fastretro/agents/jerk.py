@@ -14,15 +14,16 @@ never looks at pixels); the bookkeeping of every env runs in numba kernels
 (fastretro/agents/jerk_kernels.py) over preallocated arrays, and Python only runs when an episode
 ends. How the pool is driven: see "Open loop" below.
 
-Replay path (``JerkConfig.replay_from``): by default, as the original, an exploit episode
-replays the best sequence from reset (on Airstriker a replay scores what the run that found it
-scored). As an option (``"state"``, or ``"auto"``: where sound), where the scenario's reward and
-done depend only on emulator memory (the pool's workers evaluate it: ``scenario_engines ==
-"fastretro"``), fastretro instead loads the emulator state saved where that sequence reached its
-best (``VecRetroEnv(snapshot_best=True)``) and explores on from there; the episode's return
-counts the prefix's reward, as a replay would. Where the scenario keeps state outside the
-emulator (the contest's Lua reward script; stable-retro's save states do not carry it), it
-replays from reset. The run reports which path ran (``replay_path``).
+Replay path (``JerkConfig.replay_from``): the original replays the best sequence from reset
+(on Airstriker a replay scores what the run that found it scored). Where the scenario's reward
+and done depend only on emulator memory (the pool's workers evaluate it: ``scenario_engines ==
+"fastretro"``), fastretro by default (``"auto"``) instead loads the emulator state saved where
+that sequence reached its best (``VecRetroEnv(snapshot_best=True)``) and explores on from
+there; the episode's return counts the prefix's reward, as a replay would. On Airstriker this
+scored more than replaying from reset at equal budget (bench/README.md). Where the scenario
+keeps state outside the emulator (the contest's Lua reward script; stable-retro's save states
+do not carry it), it replays from reset as the original. ``"reset"`` forces the original's way.
+The run reports which path ran (``replay_path``).
 
 Open loop (the default): between two decisions JERK's actions are fixed (a move's are drawn at
 its start, a replay's are the remembered sequence), so the parent hands each env a whole move
@@ -107,12 +108,11 @@ class JerkConfig:
     in env order), so that a seed gives the same run bit for bit. ``False``: each env goes on
     as soon as its stretch is over (async; faster with several envs, but the order in which
     explorers share solutions, and so the run, depends on timing)."""
-    replay_from: str = "reset"
-    """Where an exploit episode starts: ``"reset"`` (replay the best sequence from reset, then
-    no-op: the original, the default), ``"state"`` (load the state saved at the end of the best
-    sequence and explore on), or ``"auto"`` (``"state"`` where sound, else ``"reset"``). Going
-    on from a state did not score more than the original's replays at equal budget on
-    Airstriker (bench/README.md), so it is an option."""
+    replay_from: str = "auto"
+    """Where an exploit episode starts: ``"auto"`` (the default: ``"state"`` where sound, else
+    ``"reset"``), ``"state"`` (load the state saved at the end of the best sequence and explore
+    on) or ``"reset"`` (replay it from reset, then no-op: the original). On Airstriker going on
+    from a state scored more than replaying from reset at equal budget (bench/README.md)."""
 
     def check(self) -> None:
         """Raise InvalidArgumentError on a value the algorithm cannot use."""
@@ -784,9 +784,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--replay-from",
         choices=("auto", "state", "reset"),
-        default="reset",
-        help="exploit episodes replay the best sequence from reset as the original (reset, the "
-        "default) or load its saved state and explore on (state; where sound: auto)",
+        default="auto",
+        help="exploit episodes load the best sequence's saved state and explore on (state; "
+        "where sound: auto, the default) or replay it from reset as the original (reset)",
     )
     parser.add_argument(
         "--async",
