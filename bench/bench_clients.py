@@ -18,6 +18,7 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,14 +28,14 @@ RETURN = re.compile(r"global_step=(\d+), episodic_return=([-\d.e+]+)")
 SPS = re.compile(r"^SPS: (\d+)", re.M)
 
 
-def script_for(side: str, out: str) -> str:
+def script_for(side: str) -> str:
     """The client script for ``side``: fastretro's as shipped, EnvPool's with its import."""
     if side == "fastretro":
         return SCRIPT
     with open(SCRIPT) as f:
         source = f.read()
     assert FASTRETRO_IMPORT in source
-    path = os.path.join(out, "ppo_atari_envpool_on_envpool.py")
+    path = os.path.join(tempfile.mkdtemp(prefix="bench-clients-"), "ppo_atari_envpool.py")
     with open(path, "w") as f:
         f.write(source.replace(FASTRETRO_IMPORT, "import envpool\n"))
     return path
@@ -48,7 +49,7 @@ def run(side: str, seed: int, frames: int, env_id: str, out: str) -> dict:
     t0 = time.time()
     with open(log_path, "w") as log:
         proc = subprocess.run(
-            [sys.executable, script_for(side, out), "--env-id", env_id, "--seed", str(seed)]
+            [sys.executable, script_for(side), "--env-id", env_id, "--seed", str(seed)]
             + ["--total-timesteps", str(steps), "--exp-name", f"{side}-seed{seed}"],
             stdout=log,
             stderr=subprocess.STDOUT,
