@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import random
-import time
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
@@ -31,118 +29,22 @@ import numpy as np
 from fastretro import DEFAULT_GAME
 from fastretro.tools.peers import cores
 
-EXPLOIT_BIAS = 0.25
-
 
 def original_jerk(game: str, timesteps: int, seed: int) -> dict:
-    """retro-baselines' jerk_agent.py main(), on one env, until ``timesteps`` steps."""
-    import gymnasium
-    import stable_retro
+    """retro-baselines' jerk_agent.py main(), on one env, until ``timesteps`` steps.
 
-    from fastretro.tools.peers import StochasticFrameSkip
+    The port lives in bench_jerk_parity.py (one copy of it); this keeps this script's fields.
+    """
+    from bench_jerk_parity import original_jerk as port
 
-    random.seed(seed)
-    env = stable_retro.make(game, render_mode=None)
-    env = StochasticFrameSkip(env, 4, 0.25, seed=seed)
-    env = gymnasium.wrappers.TimeLimit(env, max_episode_steps=4500)
-
-    class BudgetSpent(Exception):
-        pass
-
-    class TrackedEnv:
-        def __init__(self, env):
-            self.env = env
-            self.action_history, self.reward_history = [], []
-            self.total_reward, self.total_steps_ever = 0, 0
-            self.episode_rewards = []
-
-        def best_sequence(self):
-            max_cumulative = max(self.reward_history)
-            for i, rew in enumerate(self.reward_history):
-                if rew == max_cumulative:
-                    return self.action_history[: i + 1]
-            raise RuntimeError("unreachable")
-
-        def reset(self):
-            self.action_history, self.reward_history = [], []
-            self.total_reward = 0
-            return self.env.reset()
-
-        def step(self, action):
-            # The contest's score counts the episodes that end within the budget: stop at it,
-            # as fastretro's run does, rather than finish a move or a replay past it.
-            if self.total_steps_ever >= timesteps:
-                raise BudgetSpent
-            self.total_steps_ever += 1
-            self.action_history.append(action.copy())
-            obs, rew, terminated, truncated, info = self.env.step(action)
-            done = terminated or truncated
-            self.total_reward += rew
-            self.reward_history.append(self.total_reward)
-            if done:
-                self.episode_rewards.append(self.total_reward)
-            return obs, rew, done, info
-
-    def move(env, num_steps, left=False, jump_prob=1.0 / 10.0, jump_repeat=4):
-        total_rew, done, steps_taken, jumping_steps_left = 0.0, False, 0, 0
-        while not done and steps_taken < num_steps:
-            action = np.zeros((12,), dtype=bool)
-            action[6] = left
-            action[7] = not left
-            if jumping_steps_left > 0:
-                action[0] = True
-                jumping_steps_left -= 1
-            elif random.random() < jump_prob:
-                jumping_steps_left = jump_repeat - 1
-                action[0] = True
-            _, rew, done, _ = env.step(action)
-            total_rew += rew
-            steps_taken += 1
-        return total_rew, done
-
-    def exploit(env, sequence):
-        env.reset()
-        done, idx = False, 0
-        while not done:
-            if idx >= len(sequence):
-                _, _, done, _ = env.step(np.zeros((12,), dtype=bool))
-            else:
-                _, _, done, _ = env.step(sequence[idx])
-            idx += 1
-        return env.total_reward
-
-    env = TrackedEnv(env)
-    new_ep, solutions = True, []
-    start = time.perf_counter()
-    # The original ran until the contest's server stopped it; here TrackedEnv stops it at the
-    # budget, and the episode then in progress is not counted (it did not end in the budget).
-    try:
-        while True:
-            if new_ep:
-                if solutions and random.random() < EXPLOIT_BIAS + env.total_steps_ever / 1e6:
-                    solutions = sorted(solutions, key=lambda x: np.mean(x[0]))
-                    best_pair = solutions[-1]
-                    new_rew = exploit(env, best_pair[1])
-                    best_pair[0].append(new_rew)
-                    continue
-                env.reset()
-                new_ep = False
-            rew, new_ep = move(env, 100)
-            if not new_ep and rew <= 0:
-                _, new_ep = move(env, 70, left=True)
-            if new_ep:
-                solutions.append(([max(env.reward_history)], env.best_sequence()))
-    except BudgetSpent:
-        pass
-    wall = time.perf_counter() - start
-    rewards = env.episode_rewards
+    row = port(game, timesteps, seed)
     return {
         "agent": "original",
         "seed": seed,
-        "timesteps": env.total_steps_ever,
-        "steps_per_s": env.total_steps_ever / wall,
-        "episodes": len(rewards),
-        "mean_episode_reward": float(np.mean(rewards)) if rewards else None,
+        "timesteps": row["timesteps"],
+        "steps_per_s": row["steps_per_s"],
+        "episodes": row["episodes"],
+        "mean_episode_reward": row["mean_episode_reward"] if row["episodes"] else None,
     }
 
 
