@@ -8,7 +8,9 @@ parent's staging, wake-up, collection, the workers' wake-up latency and the sche
 measurement runs in a fresh process. Prints a markdown table and one JSON line at the end.
 
 Run: ``python bench/bench_overhead.py [--game GAME] [--configs ...] [--num-envs 1 4 16]
-[--busy 1]`` (``--busy K``: K processes spin beside the pool, as another job would).
+[--busy 1] [--spin off auto on] [--repeat 3]`` (``--busy K``: K processes spin beside the pool,
+as another job would; ``--spin``: ``PoolConfig.spin`` False, None and True, each cell measured
+with each, interleaved; ``--repeat K``: the plan K times over, each cell the median run).
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import platform
+import queue as queue_module
+import statistics
 import time
 
 import numpy as np
 
 from fastretro import DEFAULT_GAME
+from fastretro.tools.bench import machine_info
 from fastretro.tools.peers import CONFIGS, cores
 
 
@@ -32,13 +36,16 @@ def _inprocess(game, config_name, seconds, queue) -> None:
     queue.put(measure_inprocess(game, config, 1, seconds, 0.5) * config.frameskip)
 
 
-def _pool(game, config_name, n, seconds, queue) -> None:
+SPIN = {"off": False, "auto": None, "on": True}
+
+
+def _pool(game, config_name, n, seconds, spin, queue) -> None:
     from fastretro import VecRetroEnv
     from fastretro.tools.peers import action_choices, random_actions
 
     config = CONFIGS[config_name].replace(game=game)
     actions = random_actions(n, choices=action_choices(config))
-    with VecRetroEnv(config, n) as env:
+    with VecRetroEnv(config, n, spin=SPIN[spin]) as env:
         env.reset(seed=0)
         end = time.perf_counter() + 0.5
         k = 0
@@ -62,6 +69,7 @@ def _pool(game, config_name, n, seconds, queue) -> None:
             "busy_us_per_env_step": 1e6 * float(st.busy_s.sum()) / max(1, int(st.steps.sum())),
             "spin_misses": misses,
             "spins": env.spins,
+            "workers_spin": env.workers_spin,
         }
     )
 
@@ -71,7 +79,16 @@ def _fresh(target, *args):
     queue = ctx.Queue()
     proc = ctx.Process(target=target, args=(*args, queue))
     proc.start()
-    value = queue.get(timeout=600)
+    deadline = time.monotonic() + 600
+    while True:
+        try:
+            value = queue.get(timeout=1.0)
+            break
+        except queue_module.Empty:
+            if not proc.is_alive() or time.monotonic() > deadline:
+                proc.kill()
+                failed = f"{target.__name__}{args} failed (exit {proc.exitcode})"
+                raise RuntimeError(failed) from None
     proc.join()
     return value
 
@@ -91,31 +108,49 @@ def main() -> None:
     parser.add_argument(
         "--busy", type=int, default=0, help="processes spinning beside the pool (another job)"
     )
+    parser.add_argument("--spin", nargs="+", choices=sorted(SPIN), default=["auto"])
+    parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
     hogs = [
         mp.get_context("spawn").Process(target=_busy_loop, daemon=True) for _ in range(args.busy)
     ]
     for hog in hogs:
         hog.start()
+    runs: dict[tuple, list[dict]] = {}
+    same: dict[str, list[float]] = {}
+    for _ in range(args.repeat):
+        for config in args.configs:
+            same.setdefault(config, []).append(_fresh(_inprocess, args.game, config, args.seconds))
+            for n in args.num_envs:
+                for spin in args.spin:
+                    got = _fresh(_pool, args.game, config, n, args.seconds, spin)
+                    runs.setdefault((config, n, spin), []).append(got)
     rows = []
-    for config in args.configs:
-        same = _fresh(_inprocess, args.game, config, args.seconds)
-        for n in args.num_envs:
-            got = _fresh(_pool, args.game, config, n, args.seconds)
-            e = got["frames_per_s"] / (min(n, cores()) * same)
-            rows.append({"config": config, "num_envs": n, "inprocess_fps": same, "E": e, **got})
+    for (config, n, spin), got in runs.items():
+        median = sorted(got, key=lambda r: r["frames_per_s"])[len(got) // 2]
+        inprocess = statistics.median(same[config])
+        e = median["frames_per_s"] / (min(n, cores()) * inprocess)
+        rows.append(
+            {"config": config, "num_envs": n, "spin": spin, "inprocess_fps": inprocess, "E": e,
+             "readings_fps": [r["frames_per_s"] for r in got], **median}
+        )  # fmt: skip
     for hog in hogs:
         hog.kill()
     busy = f", {args.busy} busy process(es) beside" if args.busy else ""
     print(
-        f"\n{args.game}, {platform.machine()}, {cores()} cores, {args.seconds:g} s per cell{busy}"
+        f"\n{args.game}, {machine_info()['cpu']}, {cores()} cores, "
+        f"{args.seconds:g} s per cell, median of {args.repeat}{busy}"
     )
-    print("| config | envs | frames/s | E | stage | wake | collect | wake latency | scheduling |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(
+        "| config | envs | spin | frames/s | E | stage | wake | collect | wake latency "
+        "| scheduling |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         o = r["overhead_us"]
         print(
-            f"| {r['config']} | {r['num_envs']} | {r['frames_per_s']:,.0f} | {r['E']:.2f} | "
+            f"| {r['config']} | {r['num_envs']} | {r['spin']} | {r['frames_per_s']:,.0f} | "
+            f"{r['E']:.2f} | "
             f"{o['stage']:.0f} | {o['wake']:.0f} | {o['collect']:.0f} | "
             f"{o['wake_latency']:.0f} | {o['scheduling']:.0f} |"
         )

@@ -396,7 +396,8 @@ class PoolConfig:
     spin: bool | None = None
     """Let the parent and the workers watch for each other's turn for a moment before
     sleeping: a round trip then costs microseconds instead of two wake-ups. ``None``
-    (default): only where the parent and every worker have a core of their own, so that a
+    (default): the workers where each has a core (they yield while they watch, so the parent
+    sharing a core runs at once), the parent where it has a core of its own beside them; so a
     spinning process never takes a core from an emulator."""
 
     def __post_init__(self) -> None:

@@ -68,9 +68,9 @@ log = logging.getLogger("fastretro.pool")
 STAGE, WAKE, WAIT, COLLECT, BATCHES = range(5)
 #: A restarted worker that dies again within this many seconds raises instead of restarting.
 RESTART_WINDOW_S = 30.0
-#: Where the parent and every worker have a core of their own (PoolConfig.spin), a worker
-#: watches for its next command this long before sleeping: long enough to cover the pool's
-#: own part of a round trip, short enough not to compete with the agent's threads.
+#: Where every worker has a core of its own (PoolConfig.spin), a worker watches for its next
+#: command this long before sleeping: long enough to cover the pool's own part of a round trip,
+#: short enough not to compete with the agent's threads (bench/bench_spin.py measures it).
 WORKER_SPIN_S = 100e-6
 #: ... and the parent watches for the batch's end up to this multiple of its recent waits,
 #: capped: a step that takes longer than usual ends in the usual sleep.
@@ -256,9 +256,14 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         workers = self._workers = WorkerSet(
             cfg, pc, self.setups, backend, Autoreset.of(self.autoreset_mode), self.info_names
         )
-        #: Whether the parent and the workers spin briefly before sleeping (PoolConfig.spin).
-        self.spins = pc.spin if pc.spin is not None else pc.num_workers + 1 <= available_cores()
-        workers.spin = WORKER_SPIN_S if self.spins else 0.0
+        cores = available_cores()
+        #: Whether the parent watches for a batch's end before sleeping (PoolConfig.spin): only
+        #: where it has a core of its own beside every worker's.
+        self.spins = pc.spin if pc.spin is not None else pc.num_workers + 1 <= cores
+        #: Whether the workers watch for their next command before sleeping: wherever each has
+        #: a core (their spin yields, so the parent sharing one still runs at once).
+        self.workers_spin = pc.spin if pc.spin is not None else pc.num_workers <= cores
+        workers.spin = WORKER_SPIN_S if self.workers_spin else 0.0
         self._wait_avg_s = 0.0  # recent waits for a batch: the parent's spin budget
         self._spin = SpinBackoff()
         self._next_liveness = 0.0  # async mode: when to look at the workers next
