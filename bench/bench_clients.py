@@ -7,6 +7,9 @@ both. Output: one log per run and ``clients.json`` in ``--out``, a line per run,
 of the learning curves (episodic return of whole games against frames).
 
     python bench/bench_clients.py --seeds 1 2 3 --frames 1000000 --out bench/results/DIR
+
+A run whose result is already in ``--out`` (``{side}-seed{seed}.json``, written when the run
+ends) is read back, not repeated, so an interrupted bench goes on where it stopped.
 """
 
 from __future__ import annotations
@@ -114,7 +117,17 @@ def main() -> int:
     results = []
     for seed in args.seeds:
         for side in args.sides:
-            r = run(side, seed, args.frames, args.env_id, os.path.abspath(args.out))
+            done = os.path.join(args.out, f"{side}-seed{seed}.json")
+            r = None
+            if os.path.exists(done):
+                with open(done) as f:
+                    r = json.load(f)
+                if (r["frames"], r["exit"]) != (args.frames, 0):
+                    r = None  # another budget, or a failed run: run it again
+            if r is None:
+                r = run(side, seed, args.frames, args.env_id, os.path.abspath(args.out))
+                with open(done, "w") as f:
+                    json.dump(r, f)
             results.append(r)
             print(
                 f"side={side} seed={seed} exit={r['exit']} episodes={len(r['episodes'])} "
