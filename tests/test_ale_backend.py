@@ -1,5 +1,8 @@
 """ALE behind the emulator seam: the game table, the RAM decoder, the action sets, AleEmulator.
 
+They live in fastretro/runtime/backends/ale_games.py (the table, the action sets), ale_ram.py
+(the decoder) and ale.py (the emulator); fastretro/tools/atari_data.py writes ALE's action sets.
+
 stable-retro is the oracle: it runs in one subprocess per test session (it allows one emulator per
 process, and this process must not create one), which writes what stable-retro itself holds and
 computes (RAM bytes, ``lookup_all()``, ``filter_action``, rewards) for the tests to compare with.
@@ -18,12 +21,15 @@ import pytest
 ale_py = pytest.importorskip("ale_py")
 
 from fastretro.errors import GameNotFoundError, InvalidArgumentError  # noqa: E402
-from fastretro.runtime.backends import ale  # noqa: E402
+from fastretro.runtime.backends import ale, ale_games, ale_ram  # noqa: E402
 from fastretro.runtime.backends.base import Emulator  # noqa: E402
-from fastretro.runtime.scenario import compile_scenario  # noqa: E402
+from fastretro.runtime.scenario import compile_scenario, player_scenario  # noqa: E402
+from fastretro.tools import atari_data as data_tool  # noqa: E402
 
 PONG = "Pong-Atari2600-v0"
 BREAKOUT = "Breakout-Atari2600-v0"
+# ALE's 18 action names in index order, from ale-py itself.
+ALE_NAMES = tuple(sorted(ale_py.Action.__members__, key=lambda n: ale_py.Action[n].value))
 # /work/shared/atari/README.md: the 32 integrations whose ROM ale-py 0.12.1 ships.
 README_GAMES = sorted(
     f"{name}-Atari2600-v0"
@@ -170,10 +176,10 @@ def oracle(atari_roms, tmp_path_factory):
     (tmp / "rejected.json").write_text(
         json.dumps({"info": {"ok": {"address": 0x80, "type": "|u1"}, "bad": {"address": 0x81}}})
     )
-    combos = ale.action_set("ale_minimal", PONG)
-    names = [ale.ale_action_names()[a] for a in ale.minimal_actions(PONG)]
+    combos = ale_games.action_set("ale_minimal", PONG)
+    names = [ALE_NAMES[a] for a in ale_games.minimal_actions(PONG)]
     request = {
-        "games": sorted(ale.game_table()),
+        "games": sorted(ale_games.game_table()),
         "steps": ROLLOUT_STEPS,
         "frames_per_step": FRAMES_PER_STEP,
         "types": {
@@ -209,18 +215,18 @@ def oracle(atari_roms, tmp_path_factory):
 
 
 def test_game_table_finds_the_32_games_of_the_readme():
-    table = ale.game_table()
+    table = ale_games.game_table()
     assert sorted(table) == README_GAMES
     assert table[PONG] == "pong"
     assert table["MontezumaRevenge-Atari2600-v0"] == "montezuma_revenge"
-    assert ale.game_table() is table  # cached
+    assert ale_games.game_table() is table  # cached
 
 
 def test_game_table_matches_rom_sha1s():
     import stable_retro.data as data
 
-    shas = {rom: sha for sha, rom in ale.ale_rom_shas().items()}
-    for game, rom in ale.game_table().items():
+    shas = {rom: sha for sha, rom in ale_games.ale_rom_shas().items()}
+    for game, rom in ale_games.game_table().items():
         path = data.get_file_path(game, "rom.sha", data.Integrations.ALL)
         with open(path) as f:
             assert shas[rom] in f.read().split()
@@ -228,7 +234,7 @@ def test_game_table_matches_rom_sha1s():
 
 def test_ale_rom_of_an_unknown_game_raises():
     with pytest.raises(GameNotFoundError, match="ALE cannot run 'Airstriker-Genesis-v0'"):
-        ale.ale_rom("Airstriker-Genesis-v0")
+        ale_games.ale_rom("Airstriker-Genesis-v0")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -240,7 +246,7 @@ def test_decoder_matches_stable_retro_on_every_game(oracle):
     assert sorted(rollouts) == README_GAMES
     changed = 0
     for game, rollout in rollouts.items():
-        decoder = ale.RamDecoder(ale.game_info(game))
+        decoder = ale_ram.RamDecoder(ale_games.game_info(game))
         assert decoder.skipped == {}, game
         previous = None
         for ram, expected in zip(rollout["ram"], rollout["values"]):
@@ -252,7 +258,7 @@ def test_decoder_matches_stable_retro_on_every_game(oracle):
 
 
 def test_decoder_matches_stable_retro_on_every_type(oracle):
-    decoder = ale.RamDecoder(oracle["info"])
+    decoder = ale_ram.RamDecoder(oracle["info"])
     assert set(decoder.skipped) == {
         "short",
         "too_wide",
@@ -266,7 +272,7 @@ def test_decoder_matches_stable_retro_on_every_type(oracle):
 
 def test_decoder_rejects_a_file_with_a_variable_without_type_as_stable_retro(oracle):
     assert oracle["rejected_loads"] is False and oracle["rejected_variables"] == {}
-    decoder = ale.RamDecoder({"ok": {"address": 0x80, "type": "|u1"}, "bad": {"address": 0x81}})
+    decoder = ale_ram.RamDecoder({"ok": {"address": 0x80, "type": "|u1"}, "bad": {"address": 0x81}})
     assert decoder.names == () and set(decoder.skipped) == {"ok", "bad"}
     assert decoder(np.zeros(128, np.uint8)) == {}
 
@@ -292,14 +298,14 @@ def test_decoder_rejects_a_file_with_a_variable_without_type_as_stable_retro(ora
 def test_decoder_reads_types_as_stable_retro_does(type_, data, expected):
     ram = np.zeros(128, np.uint8)
     ram[10 : 10 + len(data)] = data
-    decoder = ale.RamDecoder({"v": {"address": 0x80 + 10, "type": type_}})
+    decoder = ale_ram.RamDecoder({"v": {"address": 0x80 + 10, "type": type_}})
     assert decoder(ram) == {"v": expected}
 
 
 def test_decoder_applies_the_mask_as_64_bits():
     ram = np.zeros(128, np.uint8)
     ram[0] = 0xFB
-    decoder = ale.RamDecoder(
+    decoder = ale_ram.RamDecoder(
         {
             "low": {"address": 0x80, "type": "|u1", "mask": 15},
             "signed": {"address": 0x80, "type": "|i1", "mask": -113},
@@ -309,13 +315,13 @@ def test_decoder_applies_the_mask_as_64_bits():
 
 
 def test_decoder_skips_a_variable_that_runs_past_ram():
-    decoder = ale.RamDecoder({"v": {"address": 0xFF, "type": "<u2"}})
+    decoder = ale_ram.RamDecoder({"v": {"address": 0xFF, "type": "<u2"}})
     assert decoder.names == ()
     assert "past the end of RAM" in decoder.skipped["v"]
 
 
 def test_decoder_rejects_a_ram_of_the_wrong_size():
-    decoder = ale.RamDecoder(ale.game_info(PONG))
+    decoder = ale_ram.RamDecoder(ale_games.game_info(PONG))
     with pytest.raises(InvalidArgumentError, match=re.escape("Expected a RAM of shape (128,)")):
         decoder(np.zeros(64, np.uint8))
     with pytest.raises(InvalidArgumentError, match="and out of shape"):
@@ -323,8 +329,8 @@ def test_decoder_rejects_a_ram_of_the_wrong_size():
 
 
 def test_decoder_values_into_writes_in_name_order():
-    info = ale.game_info(PONG)
-    decoder = ale.RamDecoder(info)
+    info = ale_games.game_info(PONG)
+    decoder = ale_ram.RamDecoder(info)
     ram = np.arange(128, dtype=np.uint8)
     out = np.zeros(len(decoder.names), np.int64)
     assert decoder.values_into(ram, out) is out
@@ -337,37 +343,37 @@ def test_decoder_values_into_writes_in_name_order():
 
 def test_atari_data_matches_ale_itself(atari_roms):
     # Regenerates atari.json's content from ALE (and the stable-retro button probe).
-    assert ale.build_atari_data() == ale.atari_data()
+    assert data_tool.build_atari_data() == ale_games.atari_data()
 
 
 def test_write_data_writes_the_shipped_file(tmp_path, monkeypatch, capsys):
     # The shipped file is write_atari_data's output, byte for byte (the ALE side is tested above).
-    monkeypatch.setattr(ale, "build_atari_data", lambda: json.loads(json.dumps(ale.atari_data())))
+    monkeypatch.setattr(
+        data_tool, "build_atari_data", lambda: json.loads(json.dumps(ale_games.atari_data()))
+    )
     path = tmp_path / "atari.json"
-    assert ale.main(["--write-data", "--path", str(path)]) == 0
-    assert path.read_bytes() == ale._data_path().read_bytes()
+    assert data_tool.main(["--path", str(path)]) == 0
+    assert path.read_bytes() == ale_games.data_path().read_bytes()
     assert capsys.readouterr().out == f"wrote {path}: ALE's 18 actions, 32 games\n"
-    assert ale.main([]) == 2
 
 
 def test_full_set_is_ales_18_actions():
-    names = ale.ale_action_names()
-    assert names == tuple(sorted(ale_py.Action.__members__, key=lambda n: ale_py.Action[n].value))
-    combos = dict(zip(names, ale.action_set("ale_full")))
+    combos = dict(zip(ALE_NAMES, ale_games.action_set("ale_full")))
+    assert len(combos) == 18
     assert combos["NOOP"] == ()
     assert combos["FIRE"] == ("BUTTON",)
     assert combos["UPFIRE"] == ("UP", "BUTTON")
     assert combos["DOWNLEFTFIRE"] == ("DOWN", "LEFT", "BUTTON")
-    assert ale.action_set("ale_full", BREAKOUT) == ale.action_set("ale_full")
+    assert ale_games.action_set("ale_full", BREAKOUT) == ale_games.action_set("ale_full")
 
 
 def test_minimal_sets_are_ales():
     ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
     emulator = ale_py.ALEInterface()
-    emulator.loadROM(str(ale.ale_rom_path("breakout")))
+    emulator.loadROM(str(ale_games.ale_rom_path("breakout")))
     expected = [a.value for a in emulator.getMinimalActionSet()]
-    assert list(ale.minimal_actions(BREAKOUT)) == expected
-    assert ale.action_set("ale_minimal", BREAKOUT) == (
+    assert list(ale_games.minimal_actions(BREAKOUT)) == expected
+    assert ale_games.action_set("ale_minimal", BREAKOUT) == (
         (),
         ("BUTTON",),
         ("RIGHT",),
@@ -377,7 +383,7 @@ def test_minimal_sets_are_ales():
 
 def test_pong_actions_are_in_stable_retros_pong_buttons():
     # ALE moves Pong's paddle with RIGHT/LEFT, stable-retro's Stella core with UP/DOWN.
-    assert ale.action_set("ale_minimal", PONG) == (
+    assert ale_games.action_set("ale_minimal", PONG) == (
         (),
         ("BUTTON",),
         ("UP",),
@@ -385,37 +391,37 @@ def test_pong_actions_are_in_stable_retros_pong_buttons():
         ("UP", "BUTTON"),
         ("DOWN", "BUTTON"),
     )
-    table = ale.mask_to_ale_table(PONG)
-    names = ale.ale_action_names()
-    assert names[table[ale.combo_mask(["UP"])]] == "RIGHT"
-    assert names[table[ale.combo_mask(["DOWN", "BUTTON"])]] == "LEFTFIRE"
-    assert names[table[ale.combo_mask(["LEFT"])]] == "NOOP"  # the other paddle in stable-retro
+    table = ale_games.mask_to_ale_table(PONG)
+    assert ALE_NAMES[table[ale_games.combo_mask(["UP"])]] == "RIGHT"
+    assert ALE_NAMES[table[ale_games.combo_mask(["DOWN", "BUTTON"])]] == "LEFTFIRE"
+    # LEFT moves the other paddle in stable-retro: no ALE action.
+    assert ALE_NAMES[table[ale_games.combo_mask(["LEFT"])]] == "NOOP"
 
 
 def test_unknown_action_set_raises():
     with pytest.raises(InvalidArgumentError, match=r"Expected an action set in \['ale_full'"):
-        ale.action_set("sonic7", PONG)
+        ale_games.action_set("sonic7", PONG)
     with pytest.raises(GameNotFoundError, match="No ALE minimal action set"):
-        ale.action_set("ale_minimal", "Airstriker-Genesis-v0")
+        ale_games.action_set("ale_minimal", "Airstriker-Genesis-v0")
 
 
 @pytest.mark.parametrize("game", [None, BREAKOUT, PONG])
 def test_mask_table_means_what_stable_retros_filter_makes_of_a_mask(oracle, game):
-    table = ale.mask_to_ale_table(game)
+    table = ale_games.mask_to_ale_table(game)
     assert table.shape == (256,) and table.dtype == np.int64 and not table.flags.writeable
-    combos = ale.action_set("ale_full", game)
+    combos = ale_games.action_set("ale_full", game)
     for mask, filtered in enumerate(oracle["filter_action"]):
         assert table[mask] == table[filtered]
         if game != PONG:  # Pong's LEFT/RIGHT have no ALE action
-            assert ale.combo_mask(combos[table[mask]]) == filtered
+            assert ale_games.combo_mask(combos[table[mask]]) == filtered
 
 
 @pytest.mark.parametrize("game", [None, PONG])
 def test_every_ale_action_round_trips_through_its_mask(game):
-    table = ale.mask_to_ale_table(game)
-    combos = ale.action_set("ale_full", game)
+    table = ale_games.mask_to_ale_table(game)
+    combos = ale_games.action_set("ale_full", game)
     for action, combo in enumerate(combos):
-        back = table[ale.combo_mask(combo)]
+        back = table[ale_games.combo_mask(combo)]
         assert combos[back] == combo  # the same buttons (in Pong, UPRIGHT is RIGHT)
         if game is None:
             assert back == action
@@ -423,13 +429,13 @@ def test_every_ale_action_round_trips_through_its_mask(game):
 
 def test_pong_combos_move_player_1s_paddle_alike_on_both_emulators(oracle):
     moves = []
-    for combo in ale.action_set("ale_minimal", PONG):
+    for combo in ale_games.action_set("ale_minimal", PONG):
         em = ale.AleEmulator(PONG)
         em.start()
         for _ in range(120):
             em.frame()
         before = em.variables()["p1_pos"]
-        em.press(ale.combo_mask(combo))
+        em.press(ale_games.combo_mask(combo))
         for _ in range(30):
             em.frame()
         moves.append(em.variables()["p1_pos"] - before)
@@ -454,7 +460,7 @@ def raw_ale(rom: str) -> ale_py.ALEInterface:
     emulator.setInt("random_seed", 0)
     emulator.setFloat("repeat_action_probability", 0.0)
     emulator.setInt("frame_skip", 1)
-    emulator.loadROM(str(ale.ale_rom_path(rom)))
+    emulator.loadROM(str(ale_games.ale_rom_path(rom)))
     return emulator
 
 
@@ -486,9 +492,9 @@ def test_press_and_frame_play_alike_a_raw_ale(game):
     # The same random masks through press() and the ALE actions they stand for, frame by frame.
     em = ale.AleEmulator(game)
     em.start()
-    reference = raw_ale(ale.ale_rom(game))
+    reference = raw_ale(ale_games.ale_rom(game))
     reference.reset_game()
-    table = ale.mask_to_ale_table(game)
+    table = ale_games.mask_to_ale_table(game)
     rewards = []
     for mask in np.random.default_rng(1).integers(0, 256, 600):
         em.press(int(mask))
@@ -620,9 +626,11 @@ def test_variables_are_the_decoded_ram(pong):
     for _ in range(300):
         pong.frame()
     variables = pong.variables()
-    assert set(variables) == set(ale.game_info(PONG))
+    assert set(variables) == set(ale_games.game_info(PONG))
     ram = pong._ale.getRAM()
-    assert variables == {n: int(ram[v["address"] - 0x80]) for n, v in ale.game_info(PONG).items()}
+    assert variables == {
+        n: int(ram[v["address"] - 0x80]) for n, v in ale_games.game_info(PONG).items()
+    }
 
 
 def test_start_is_ales_reset_and_deterministic():
@@ -633,7 +641,7 @@ def test_start_is_ales_reset_and_deterministic():
     reference.reset_game()
     np.testing.assert_array_equal(one.ram(), reference.getRAM())
     first = one.ram().copy()
-    one.press(ale.combo_mask(["UP"]))
+    one.press(ale_games.combo_mask(["UP"]))
     for _ in range(200):
         one.frame()
     one.start()  # again: the same start, nothing pressed
@@ -678,7 +686,7 @@ def test_state_loads_into_another_emulator(pong):
     other.load_state(pong.save_state())
     np.testing.assert_array_equal(other.ram(), pong.ram())
     for em in (pong, other):
-        em.press(ale.combo_mask(["UP"]))
+        em.press(ale_games.combo_mask(["UP"]))
         for _ in range(50):
             em.frame()
     np.testing.assert_array_equal(other.screen(), pong.screen())
@@ -739,7 +747,7 @@ def pong_plan():
     with open(path) as f:
         scenario = json.load(f)
     assert "rewards" in scenario
-    plan, why = compile_scenario(ale.player_scenario(scenario, 0), set(ale.game_info(PONG)))
+    plan, why = compile_scenario(player_scenario(scenario, 0), set(ale_games.game_info(PONG)))
     assert plan is not None, why
     return plan
 
@@ -757,13 +765,13 @@ def plan_reward(plan, previous: dict, now: dict) -> float:
 
 def test_player_scenario_selects_player_1s_rewards():
     scenario = {"done": {}, "rewards": [{"variables": {"a": {}}}, {"variables": {"b": {}}}]}
-    assert ale.player_scenario(scenario) == {"done": {}, "reward": {"variables": {"a": {}}}}
-    assert ale.player_scenario(scenario, 1) == {"done": {}, "reward": {"variables": {"b": {}}}}
+    assert player_scenario(scenario) == {"done": {}, "reward": {"variables": {"a": {}}}}
+    assert player_scenario(scenario, 1) == {"done": {}, "reward": {"variables": {"b": {}}}}
     assert "rewards" in scenario  # not modified
-    assert ale.player_scenario({"reward": {"time": {}}}) == {"reward": {"time": {}}}
-    assert ale.player_scenario({"reward": {"time": {}}}, 1) == {}
+    assert player_scenario({"reward": {"time": {}}}) == {"reward": {"time": {}}}
+    assert player_scenario({"reward": {"time": {}}}, 1) == {}
     with pytest.raises(InvalidArgumentError, match=r"Expected player in \[0, 2\)"):
-        ale.player_scenario(scenario, 2)
+        player_scenario(scenario, 2)
 
 
 def test_player_scenario_merges_reward_and_rewards_as_stable_retro():
@@ -776,13 +784,13 @@ def test_player_scenario_merges_reward_and_rewards_as_stable_retro():
             {"variables": {"c": {}}},
         ],
     }
-    assert ale.player_scenario(scenario) == {
+    assert player_scenario(scenario) == {
         "reward": {
             "variables": {"a": {"reward": 1.0}, "b": {"reward": 2.0}},
             "time": {"reward": 3.0},
         }
     }
-    assert ale.player_scenario(scenario, 1) == {"reward": {"variables": {"c": {}}}}
+    assert player_scenario(scenario, 1) == {"reward": {"variables": {"c": {}}}}
 
 
 def test_pong_player_1s_reward_is_ales_reward():
@@ -790,15 +798,15 @@ def test_pong_player_1s_reward_is_ales_reward():
     plan = pong_plan()
     em = ale.AleEmulator(PONG)
     em.start()
-    combos = ale.action_set("ale_minimal", PONG)
-    names = [ale.ale_action_names()[a] for a in ale.minimal_actions(PONG)]
+    combos = ale_games.action_set("ale_minimal", PONG)
+    names = [ALE_NAMES[a] for a in ale_games.minimal_actions(PONG)]
     up, down = names.index("RIGHT"), names.index("LEFT")
     v = em.variables()
     events = []
     for _ in range(PONG_FRAMES):
         target = v["ball_y"] + PONG_AIM
         k = up if v["p1_pos"] > target + 3 else down if v["p1_pos"] < target - 3 else 0
-        em.press(ale.combo_mask(combos[k]))
+        em.press(ale_games.combo_mask(combos[k]))
         em.frame()
         now = em.variables()
         assert plan_reward(plan, v, now) == em.reward
