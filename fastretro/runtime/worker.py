@@ -21,7 +21,7 @@ import traceback
 import numpy as np
 
 from fastretro.runtime import actions
-from fastretro.runtime.backends import make_emulator
+from fastretro.runtime.backends import Emulator, make_emulator
 from fastretro.runtime.games import GameSetup
 from fastretro.runtime.preprocess import FrameWriter
 from fastretro.runtime.protocol import ActionMode, Status, WorkerReady
@@ -106,7 +106,7 @@ def worker_main(
                     state_size=emu.state_capacity() if config.snapshot_best else 0,
                     raw_screen=raw_screen,
                     skips_rendering=emu.skips_drawing,
-                    skips_audio=getattr(emu, "skips_audio", False),
+                    skips_audio=emu.skips_audio,
                     backend=emu.backend,
                     observes_from=(
                         observation_picture(emu, config.grayscale)[0].__name__
@@ -227,26 +227,26 @@ def fire_mask(table, buttons) -> int:
     return fire
 
 
-def observation_picture(emu, grayscale: bool):
+def observation_picture(emu: Emulator, grayscale: bool):
     """The emulator's picture an env's observations are made from, and its gray palette.
 
     Gray observations on an emulator with colour codes and a known palette (ALE) come from the
     codes, looked up as they are resized; else from its own gray picture where it has one (a
-    third of RGB's bytes, the same values); else from RGB.
+    third of RGB's bytes, the same values); else from RGB. The seam declares each of these
+    (fastretro/runtime/backends/base.py), ``None`` where an emulator lacks it.
 
     Returns:
         ``(picture, palette)``: the emulator's method, and uint8 (256,) or ``None``.
     """
     if grayscale:
-        palette = getattr(emu, "gray_palette", None)
-        if palette is not None:
-            return emu.screen_codes, palette
-        if hasattr(emu, "screen_gray"):
+        if emu.screen_codes is not None and emu.gray_palette is not None:
+            return emu.screen_codes, emu.gray_palette
+        if emu.screen_gray is not None:
             return emu.screen_gray, None
     return emu.screen, None
 
 
-def observed_shape(emu) -> tuple[int, ...]:
+def observed_shape(emu: Emulator) -> tuple[int, ...]:
     """Shape of the screen an env shows (after the integration's crop and rotation)."""
     top, left, h, w = emu.window()
     if emu.rotate is None:

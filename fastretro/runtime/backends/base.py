@@ -6,11 +6,17 @@ start an episode, hold buttons, run frames (drawing only the ones whose picture 
 the picture and the game's RAM variables, save and load states. Everything above this seam
 (frame timing, sticky actions, action sets, scenarios, preprocessing, shared memory) is the
 same whichever emulator runs the game.
+
+Beyond those operations the seam declares, with a default, every capability that only some
+emulators have and that the worker (fastretro/runtime/worker.py and its compiled loop) asks
+about: an optional method is ``None`` where an emulator lacks it, as :attr:`Emulator.rotate`
+is, so the worker tests ``emu.screen_gray is not None`` instead of asking for a name.
 """
 
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 
 import numpy as np
 
@@ -22,15 +28,42 @@ class Emulator(abc.ABC):
         backend: the backend's name, as ``VecRetroEnv.backends`` reports it.
         buttons: the console's button names (stable-retro's order); bit ``b`` of a button mask
             is ``buttons[b]``.
-        skips_drawing: whether :meth:`frame` with ``draw=False`` saves work (else it draws).
         data: the game's integration data as stable-retro's ``GameData`` gives it to action
             sets: ``filter_action(mask)`` (drop impossible combinations such as UP+DOWN) and
             ``valid_actions()`` (the button combos per group).
+        skips_drawing: whether :meth:`frame` with ``draw=False`` saves work (else it draws).
+            Default False.
+        skips_audio: whether the emulator runs without the sound nobody hears (stable-retro's
+            Genesis FM chip; ``VecRetroEnv.skips_audio``). Default False.
+        rotate: a function turning the windowed screen upright, for integrations that rotate
+            it. Default ``None``: upright already.
+        screen_gray: ``screen_gray() -> uint8 (H, W)``, the last picture in the emulator's own
+            gray (the luma of :meth:`screen`, a third of its bytes), with :meth:`screen`'s
+            buffer rule. Default ``None``: the worker converts RGB itself.
+        screen_codes: ``screen_codes() -> uint8 (H, W)``, the last picture as colour codes,
+            with :meth:`screen`'s buffer rule; ``gray_palette[screen_codes()]`` is the gray
+            picture. Default ``None``.
+        gray_palette: uint8 ``(256,)``, the gray of each colour code, where the emulator has
+            :attr:`screen_codes` and knows its palette. Default ``None``: gray observations come
+            from :attr:`screen_gray` or RGB.
+        game_over: ``game_over() -> bool``, the emulator's own end of game, after which it runs
+            no frame until :meth:`start` (the worker ends the episode there). Default ``None``:
+            only the scenario ends episodes.
+        lives: ``lives() -> int``, the emulator's own count of the player's lives (for
+            ``episodic_life``). Default ``None``: the game's ``lives`` RAM variable.
     """
 
     backend: str
     buttons: tuple[str, ...]
+    data: object
     skips_drawing: bool = False
+    skips_audio: bool = False
+    rotate: Callable[[np.ndarray], np.ndarray] | None = None
+    screen_gray: Callable[[], np.ndarray] | None = None
+    screen_codes: Callable[[], np.ndarray] | None = None
+    gray_palette: np.ndarray | None = None
+    game_over: Callable[[], bool] | None = None
+    lives: Callable[[], int] | None = None
 
     @abc.abstractmethod
     def start(self) -> None:
@@ -56,9 +89,6 @@ class Emulator(abc.ABC):
         """The part of :meth:`screen` the game shows, ``(top, left, height, width)``."""
         h, w = self.screen().shape[:2]
         return 0, 0, h, w
-
-    #: A function turning the windowed screen upright, for integrations that rotate it.
-    rotate = None
 
     @abc.abstractmethod
     def variables(self) -> dict[str, int]:
