@@ -214,7 +214,7 @@ def test_start_methods(start_method):
 
 
 def test_the_parent_stops_spinning_while_its_spins_miss_and_resumes_on_a_hit():
-    from fastretro.runtime.pool import PARENT_SPIN_MAX_S, SPIN_SKIP_MAX, SpinBackoff
+    from fastretro.runtime.supervisor import PARENT_SPIN_MAX_S, SPIN_SKIP_MAX, SpinBackoff
 
     spin, misses = SpinBackoff(), 0
     assert spin.budget(misses, 1e-3) == pytest.approx(1.5e-3)  # 1.5x the recent waits

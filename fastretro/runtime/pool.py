@@ -16,8 +16,10 @@ WAITING_RESET, WAITING_STEP): each ``*_async`` checks and sets it, each ``*_wait
 resets it, and misuse raises :class:`~fastretro.errors.StateMachineError` naming the pending
 call. Async calls check which envs are in flight instead.
 
-The other seams live beside this module: worker processes (workers.py), action checks and
-staging (staging.py), snapshots (snapshots.py), sequences (sequences.py), stats (stats.py).
+The other seams live beside this module: worker processes (workers.py), their supervision
+while a batch is waited for: dead, stuck and failed workers, restarts (supervisor.py), action
+checks and staging (staging.py), snapshots (snapshots.py), sequences (sequences.py), stats
+(stats.py).
 """
 
 from __future__ import annotations
@@ -40,7 +42,6 @@ from fastretro.errors import (
     ClosedError,
     InvalidArgumentError,
     StateMachineError,
-    WorkerTimeoutError,
 )
 from fastretro.runtime import actions as fr_actions
 from fastretro.runtime import sequences, shm
@@ -59,58 +60,20 @@ from fastretro.runtime.shm import Layout, SharedBuffers
 from fastretro.runtime.snapshots import Snapshot, SnapshotSlots
 from fastretro.runtime.staging import ActionStaging
 from fastretro.runtime.stats import PoolStats, available_cores, process_cpu_seconds
+from fastretro.runtime.supervisor import (
+    BATCHES,
+    COLLECT,
+    RESTART_WINDOW_S,
+    STAGE,
+    WAIT,
+    WAKE,
+    WORKER_SPIN_S,
+    Supervisor,
+)
 from fastretro.runtime.worker import scenario_plan
 from fastretro.runtime.workers import LIVENESS_POLL_S, WorkerSet
 
 log = logging.getLogger("fastretro.pool")
-
-# Columns of the parent's clock (see reset_stats).
-STAGE, WAKE, WAIT, COLLECT, BATCHES = range(5)
-#: A restarted worker that dies again within this many seconds raises instead of restarting.
-RESTART_WINDOW_S = 30.0
-#: Where every worker has a core of its own (PoolConfig.spin), a worker watches for its next
-#: command this long before sleeping: long enough to cover the pool's own part of a round trip,
-#: short enough not to compete with the agent's threads (bench/bench_spin.py measures it).
-WORKER_SPIN_S = 100e-6
-#: ... and the parent watches for the batch's end up to this multiple of its recent waits,
-#: capped: a step that takes longer than usual ends in the usual sleep.
-PARENT_SPIN_FACTOR, PARENT_SPIN_MAX_S = 1.5, 2e-3
-#: A parent spin that ends in a sleep means another process holds the core the pool counted
-#: on (the agent's threads, another job): the parent then skips spinning for 1, 3, 7, ...
-#: batches, up to this many, so that it stops taking the core from its own workers
-#: (bench/bench_overhead.py --busy measures 1 env beside a busy core).
-SPIN_SKIP_MAX = 1023
-
-
-class SpinBackoff:
-    """The parent's spin budget per batch: a multiple of its recent waits, backing off on misses.
-
-    ``budget(misses, wait_avg_s)`` is called once per batch with the handshake's running count
-    of spins that ended without the batch; a miss since the last spin doubles the number of
-    batches that follow without a spin, a hit resets it.
-    """
-
-    def __init__(self) -> None:
-        self.skip = 0  # batches without a spin after the latest miss
-        self._left = 0
-        self._seen = 0
-        self._spun = False
-
-    def budget(self, misses: int, wait_avg_s: float) -> float:
-        if self._spun:
-            if misses != self._seen:
-                self.skip = min(2 * self.skip + 1, SPIN_SKIP_MAX)
-                self._left = self.skip
-            else:
-                self.skip = 0
-        self._seen = misses
-        if self._left > 0:
-            self._left -= 1
-            self._spun = False
-            return 0.0
-        self._spun = True
-        return min(PARENT_SPIN_FACTOR * wait_avg_s, PARENT_SPIN_MAX_S)
-
 
 __all__ = ["RESTART_WINDOW_S", "Snapshot", "State", "VecRetroEnv"]
 
@@ -218,11 +181,6 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             )
         _make_record_dirs(cfg, n)
 
-        self.worker_restarts = 0
-        """Workers replaced after dying (``on_worker_failure="restart"``)."""
-        self._restarted = np.zeros(n, dtype=bool)
-        self._any_restarted = False  # the common case's check, without a numpy call
-        self._restart_times = np.full(pc.num_workers, -np.inf)
         self._env_seeds = np.full(n, -1, dtype=np.int64)
         self._in_flight = np.zeros(n, dtype=bool)
         self._in_flight_u8 = self._in_flight.view(np.uint8)  # the same memory, for BatchIO
@@ -264,9 +222,17 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         #: a core (their spin yields, so the parent sharing one still runs at once).
         self.workers_spin = pc.spin if pc.spin is not None else pc.num_workers <= cores
         workers.spin = WORKER_SPIN_S if self.workers_spin else 0.0
-        self._wait_avg_s = 0.0  # recent waits for a batch: the parent's spin budget
-        self._spin = SpinBackoff()
-        self._next_liveness = 0.0  # async mode: when to look at the workers next
+        sup = self._sup = Supervisor(
+            workers,
+            restart=pc.on_worker_failure == "restart",
+            startup_timeout=pc.startup_timeout,
+            async_mode=pc.batch_size is not None,
+            in_flight=self._in_flight,
+            env_seeds=self._env_seeds,
+            fail=self._fail,
+            on_restart=self._refill_final_obs,
+        )
+        sup.spins = self.spins
         self._finalizer = weakref.finalize(self, workers.shutdown, 5.0)
         self._closed = False
         try:
@@ -417,6 +383,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             a["terminated"],
             a["truncated"],
         )
+        self._sup.attach(a, hs, self._io)
         rows = "num_envs" if self.batch_size is None else "len(env_ids)"
         self._staging = ActionStaging(n, self.buttons, action_mode, action_sizes, self._io, rows)
         self._snapshots = SnapshotSlots(
@@ -526,7 +493,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
                 st.index_high or 0,
                 slot,
                 LIVENESS_POLL_S,
-                self._spin_budget(),
+                self._sup.spin_budget(),
                 self._in_flight_u8,
                 rewards,
                 terminated,
@@ -549,12 +516,8 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             ended = self._io.collect(rewards, terminated, truncated)
             self._clock[COLLECT] += time.monotonic_ns() - start_ns
         else:
-            self._wait_avg_s += 0.1 * ((int(self._clock[WAIT]) - waited) / 1e9 - self._wait_avg_s)
-            failed = self._io.first_failed()  # a worker's exception completes its commands
-            if failed >= 0:
-                exc = self._workers.error_of(self._workers.worker_of(failed), "step")
-                self._fail(exc)
-                raise exc
+            self._sup.note_wait(int(self._clock[WAIT]) - waited, counted=True)
+            self._sup.check_failed("step")
         return self._results(rewards, terminated.view(bool), truncated.view(bool), ended)
 
     def _fast_step_form(self, actions: Any) -> np.ndarray | None:
@@ -563,7 +526,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             self._closed
             or self._state is not State.IDLE
             or self.batch_size is not None
-            or self._any_restarted
+            or self._sup.any_restarted
             or not self._all_reset
             or (self.autoreset_mode == AutoresetMode.DISABLED and self._needs_reset.any())
         ):
@@ -610,11 +573,11 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self, rewards: np.ndarray, terminated: np.ndarray, truncated: np.ndarray, ended: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """A lock-step step's return, from its collected rewards and episode ends."""
-        if not (ended or self._any_restarted):  # the common case: nothing more to account for
+        if not (ended or self._sup.any_restarted):  # the common case: nothing more to account for
             if self._episodes is not None:
                 self._count_episodes(slice(None), rewards, terminated, truncated)
             return self._observations(), rewards, terminated, truncated, self._infos(None)
-        restarted = self._take_restarted(slice(None))
+        restarted = self._sup.take_restarted(slice(None))
         truncated |= restarted
         done = terminated | truncated
         books = self._count_episodes(slice(None), rewards, terminated, truncated)
@@ -922,7 +885,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         terminated, truncated = np.empty(m, np.uint8), np.empty(m, np.uint8)
         ended = self._io.collect(rewards, terminated, truncated, ids, self._in_flight_u8)
         terminated, truncated = terminated.view(bool), truncated.view(bool)
-        restarted = self._take_restarted(ids)
+        restarted = self._sup.take_restarted(ids)
         truncated |= restarted
         a = self._a
         if len(self._stack_views) == 1:
@@ -1010,7 +973,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self._stats_start_ns = time.monotonic_ns()
         # The parent's ns staging, waking, waiting and collecting, and its batches (int64: the
         # compiled step adds to it too).
-        self._clock = np.zeros(5, np.int64)
+        self._clock = self._sup.clock = np.zeros(5, np.int64)
 
     def _worker_cpu(self) -> tuple[np.ndarray, np.ndarray]:
         pids = self._workers.pids
@@ -1031,6 +994,12 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
 
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
+
+    @property
+    def worker_restarts(self) -> int:
+        """Workers replaced after dying (``on_worker_failure="restart"``)."""
+        sup = getattr(self, "_sup", None)
+        return 0 if sup is None else sup.restarts
 
     @property
     def closed(self) -> bool:
@@ -1064,128 +1033,18 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
     def _wait_for(
         self, count: int, timeout: float | None, what: str, armed: bool = False
     ) -> np.ndarray:
-        """Wait until ``count`` more envs have completed; those envs, in completion order.
-
-        ``armed``: the compiled step armed the handshake and counted the batch already.
-        """
-        if armed:
-            self._wait(timeout, what)
-            ids = np.empty(count, dtype=np.int32)
-            self._hs.take(count, ids)
-            return ids
-        self._clock[BATCHES] += 1
-        if self.batch_size is not None and time.monotonic() > self._next_liveness:
-            # In async mode the other envs' completions may keep every wait short, and a dead
-            # worker's envs would then never come back: look at the workers now and then.
-            self._next_liveness = time.monotonic() + LIVENESS_POLL_S
-            try:
-                self._handle_dead(what)
-            except BaseException as exc:
-                self._fail(exc)
-                raise
-        if not self._hs.arm(count):
-            self._wait(timeout, what)
-        ids = np.empty(count, dtype=np.int32)
-        self._hs.take(count, ids)
-        return ids
-
-    def _wait(self, timeout: float | None, what: str) -> None:
-        workers, hs = self._workers, self._hs
+        """Wait until ``count`` more envs have completed (see :meth:`Supervisor.wait_for`)."""
         timeout = self.step_timeout if timeout is None else timeout
-        restartable = self.on_worker_failure == "restart" and what in ("step", "recv")
-        start_ns = time.monotonic_ns()
-        deadline = time.monotonic() + timeout
-        spin = self._spin_budget()
-        try:
-            while not hs.wait_parent(LIVENESS_POLL_S, spin):
-                spin = 0.0
-                self._handle_dead(what)
-                if time.monotonic() > deadline:
-                    busy_envs = np.flatnonzero(self._a["cmd"] != 0)
-                    busy = sorted({workers.worker_of(int(i)) for i in busy_envs})
-                    if busy and restartable:
-                        # A worker stuck in its core is handled like a crashed one: killed,
-                        # then restarted by the liveness check above.
-                        for w in busy:
-                            log.warning("worker %d stuck for %g s; killing it", w, timeout)
-                            workers.kill(w)
-                        deadline = time.monotonic() + timeout
-                        continue
-                    raise WorkerTimeoutError(
-                        f"Workers {busy} did not finish {what} within {timeout:g} s; "
-                        "the pool has been closed",
-                        index=busy[0] if busy else None,
-                    )
-            failed = self._io.first_failed()
-            if failed >= 0:
-                raise workers.error_of(workers.worker_of(failed), what)
-            waited_ns = time.monotonic_ns() - start_ns
-            self._clock[WAIT] += waited_ns
-            self._wait_avg_s += 0.1 * (waited_ns / 1e9 - self._wait_avg_s)
-        except BaseException as exc:
-            # KeyboardInterrupt included: a half-finished batch leaves the pool unusable, so
-            # free the workers and the shared memory now rather than at exit.
-            self._fail(exc)
-            raise
+        return self._sup.wait_for(count, timeout, what, armed)
 
-    def _spin_budget(self) -> float:
-        """Seconds the parent watches for a batch's end before sleeping (0 without spin)."""
-        if not self.spins:
-            return 0.0
-        return self._spin.budget(self._hs.spin_misses, self._wait_avg_s)
-
-    def _handle_dead(self, what: str) -> None:
-        """Restart the workers that died (``on_worker_failure="restart"``), or raise."""
-        workers = self._workers
-        dead = workers.first_dead()
-        while dead is not None:
-            if not (self.on_worker_failure == "restart" and what in ("step", "recv")):
-                raise workers.died(dead, f"during {what}")
-            self._restart(dead)
-            dead = workers.first_dead()
-
-    def _restart(self, worker: int) -> None:
-        """Replace dead ``worker``; its envs start new episodes and complete what was pending.
-
-        The replacement resets its envs before it attaches; the parent then completes, on the
-        dead worker's behalf, every command it had not finished, so that each command sent
-        completes exactly once, in lock-step and async mode alike.
-        """
-        workers, a = self._workers, self._a
-        now = time.monotonic()
-        if now - self._restart_times[worker] < RESTART_WINDOW_S:
-            raise workers.died(
-                worker, f"again within {RESTART_WINDOW_S:g} s of its restart (not restarting it)"
-            )
-        old = workers.procs[worker]
-        log.warning(
-            "worker %d (pid %d) died (exit code %s); restarting it", worker, old.pid, old.exitcode
-        )
-        envs = np.array(workers.envs(worker))
-        unfinished = envs[self._in_flight[envs] & (a["cmd"][envs] != 0)]
-        a["cmd"][envs] = 0  # the replacement must not run what the dead worker left
-        a["status"][envs] = 0
-        a["seq_len"][envs] = 0
-        a["arg"][envs] = self._env_seeds[envs]
-        workers.replace(worker, now + self.pool_config.startup_timeout)
+    def _refill_final_obs(self, envs: np.ndarray) -> None:
+        """A replaced worker's envs: the crash left no last frame; the new episode's first."""
         if self.autoreset_mode == AutoresetMode.SAME_STEP and self.observe:
-            for i in envs:  # the crash left no last frame: the new episode's first stands in
-                copy_into(self._stack_views[self._env_slot(i)][i], a["final_obs"][i])
-        for i in unfinished:
-            self._hs.done(int(i))
-        self._restart_times[worker] = time.monotonic()
-        self._restarted[envs] = True
-        self._any_restarted = True
-        self.worker_restarts += 1
+            for i in envs:
+                copy_into(self._stack_views[self._env_slot(i)][i], self._a["final_obs"][i])
 
     def _env_slot(self, env: int) -> int:
         return self._slot if self.batch_size is None else int(self._slots[env])
-
-    def _take_restarted(self, rows: Any) -> np.ndarray:
-        restarted = self._restarted[rows].copy()
-        self._restarted[rows] = False
-        self._any_restarted = bool(self._restarted.any())
-        return restarted
 
     def _fail(self, exc: BaseException) -> None:
         self._failure = f"{type(exc).__name__}: {exc}".splitlines()[0]
