@@ -4,7 +4,10 @@
   process; on Genesis it skips the pictures and the FM sound nobody uses.
 - ``ale`` (:mod:`.ale`): the Atari 2600 games whose ROM ale-py ships, on ALE's emulator (about
   3.6 times faster than stable-retro's Stella core on the same ROM), several per process, with
-  stable-retro's buttons, RAM variables and scenarios.
+  stable-retro's buttons (:mod:`.ale_games`), RAM variables (:mod:`.ale_ram`) and scenarios.
+
+:mod:`.ale_games` also holds the Atari data both backends use without ALE running (its game
+table and action sets).
 """
 
 from __future__ import annotations
