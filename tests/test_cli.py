@@ -1,11 +1,16 @@
-"""The fastretro command: help, unknown commands, games, cleanup."""
+"""The fastretro command: help, unknown commands, games, cleanup, the agent registry."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
+import pytest
 from conftest import GAME
 
+from fastretro.agents import registry
+from fastretro.errors import InvalidArgumentError
 from fastretro.runtime import shm
 from fastretro.tools import cli
 
@@ -45,3 +50,33 @@ def test_cleanup_removes_segments_of_dead_owners_only(capsys):
         for name in (orphan, mine):
             if os.path.exists(f"/dev/shm/{name}"):
                 os.unlink(f"/dev/shm/{name}")
+
+
+def test_every_agent_is_registered_and_each_loader_resolves():
+    assert list(registry.AGENTS) == ["jerk", "ppo2", "rainbow", "world_models"]
+    for agent in registry.AGENTS.values():
+        assert cli.COMMANDS[agent.command] == (agent.run_main, agent.help)
+        assert callable(agent.main()) and callable(agent.eval_factory())
+        assert isinstance(agent.config(), type)
+    for name in ("ppo2", "rainbow"):
+        agent = registry.get(name)
+        assert callable(agent.train()) and callable(agent.play()) and callable(agent.pool())
+        assert agent.plays_checkpoints and agent.eval_takes_path
+    assert callable(registry.get("jerk").pool())
+    assert callable(registry.get("world_models").play())
+    assert registry.get("ppo") is registry.get("ppo2")  # the command and profiler name
+    with pytest.raises(InvalidArgumentError, match="Expected an agent among"):
+        registry.get("dqn")
+    with pytest.raises(InvalidArgumentError, match="The jerk agent has no train"):
+        registry.get("jerk").train()
+
+
+def test_listing_the_commands_imports_no_agent_and_common_imports_none():
+    code = (
+        "import sys; from fastretro.tools import cli; cli.main([]); "
+        "assert 'torch' not in sys.modules, 'torch'; "
+        "import fastretro.agents.common; "
+        "assert not {'fastretro.agents.ppo2', 'fastretro.agents.rainbow'} & set(sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr

@@ -1,10 +1,12 @@
-"""What the learning agents share: the image pool, the Nature CNN, run logs and ``play``.
+"""What the learning agents share: the image pool, the Nature CNN and the run logs.
 
 PPO2, Rainbow and World Models each read top to bottom in their own file; the pieces that
 would otherwise be written three times live here: the pool they act on (84x84 gray, max-pool,
 stack 4, channels first, made in the workers), the per-game action sets, the Nature CNN trunk,
 and the run folder's ``monitor.csv``, ``progress.csv`` and TensorBoard scalars. Checkpoints
-(tensors and plain data, opened without running code) are in :mod:`fastretro.agents.checkpoints`.
+(tensors and plain data, opened without running code) are in :mod:`fastretro.agents.checkpoints`;
+the skeleton around training (resume, episodes, play, eval, the command) in
+:mod:`fastretro.agents.harness`.
 """
 
 from __future__ import annotations
@@ -17,8 +19,6 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
-
-from fastretro.errors import InvalidArgumentError
 
 log = logging.getLogger("fastretro.agents")
 
@@ -86,8 +86,8 @@ def image_pool(
     (``same_step``), and ``scenario=None`` means ``contest`` where the game has one. Any other
     :class:`~fastretro.VecRetroEnv` option passes through ``options``.
     """
-    from fastretro import VecRetroEnv
     from fastretro.contest import has_contest_scenario
+    from fastretro.runtime.pool import VecRetroEnv
 
     if scenario is None:
         scenario = ["contest" if has_contest_scenario(g) else None for g in games]
@@ -132,6 +132,42 @@ class NatureCNN(nn.Module):
             n = self.body(torch.zeros(1, in_channels, *hw)).shape[1]
         self.fc = nn.Sequential(init_layer(nn.Linear(n, 512)), nn.ReLU())
         self.out_features = 512
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Features (N, out_features) of float images (N, C, H, W)."""
+        return self.fc(self.body(x))
+
+
+class _Residual(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv0 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv1(torch.relu(self.conv0(torch.relu(x))))
+
+
+class ImpalaCNN(nn.Module):
+    """Espeholt et al. (2018): 3 stacks of conv, max-pool and 2 residual blocks; 256 units."""
+
+    def __init__(self, in_channels: int, hw: tuple[int, int], depths=(16, 32, 32)) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = in_channels
+        for d in depths:
+            layers += [
+                nn.Conv2d(c, d, 3, padding=1),
+                nn.MaxPool2d(3, stride=2, padding=1),
+                _Residual(d),
+                _Residual(d),
+            ]
+            c = d
+        self.body = nn.Sequential(*layers, nn.ReLU(), nn.Flatten())
+        with torch.no_grad():
+            n = self.body(torch.zeros(1, in_channels, *hw)).shape[1]
+        self.fc = nn.Sequential(init_layer(nn.Linear(n, 256)), nn.ReLU())
+        self.out_features = 256
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Features (N, out_features) of float images (N, C, H, W)."""
@@ -201,45 +237,3 @@ class RunLog:
         self.progress.close()
         if self.tb is not None:
             self.tb.close()
-
-
-def play_main(argv: list[str] | None = None) -> int:
-    """``fastretro play CKPT``: run a trained PPO2 or Rainbow policy (the checkpoint says which).
-
-    Prints each episode's reward; ``--record DIR`` writes one .bk2 movie per episode. The
-    checkpoint is opened without running code; one of the old format (a pickle) is refused
-    before any emulator starts, with the command that converts it.
-    """
-    import argparse
-
-    from fastretro.agents.checkpoints import checkpoint_agent
-
-    parser = argparse.ArgumentParser(prog="fastretro play", description=play_main.__doc__)
-    parser.add_argument("checkpoint")
-    parser.add_argument("--game", default=None, help="default: the checkpoint's game")
-    parser.add_argument("--state", default=None)
-    parser.add_argument("--episodes", type=int, default=1)
-    parser.add_argument("--record", metavar="DIR", help="write one .bk2 per episode here")
-    parser.add_argument("--greedy", action="store_true", help="the best action, not a sample")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    if checkpoint_agent(args.checkpoint) == "rainbow":
-        from fastretro.agents.rainbow import play
-    else:
-        from fastretro.agents.ppo2 import play
-    try:
-        rewards = play(
-            args.checkpoint,
-            args.game,
-            args.state,
-            args.episodes,
-            args.record,
-            args.greedy,
-            args.seed,
-        )
-    except InvalidArgumentError as exc:
-        parser.error(str(exc))
-    for i, r in enumerate(rewards):
-        print(f"episode {i}: reward {r:g}")
-    print(f"mean reward {np.mean(rewards):g} over {len(rewards)} episode(s)")
-    return 0

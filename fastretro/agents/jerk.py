@@ -62,6 +62,7 @@ from fastretro.config import EnvConfig
 from fastretro.errors import FastRetroError, InvalidArgumentError
 
 if TYPE_CHECKING:
+    from fastretro.runtime.pool import VecRetroEnv
     from fastretro.runtime.snapshots import Snapshot
 
 #: What "forward", "back" and "jump" press, per game (other games: pass a profile).
@@ -438,6 +439,70 @@ class JerkAgent:
             self.replaying[i] = -1
 
 
+#: The longest stretch an env runs open-loop. Budget handed out to one env in flight is not
+#: available to the others, so a short cap keeps the last stretches of a run from leaving
+#: envs idle while one finishes alone.
+OPEN_LOOP_STEPS = 256
+
+
+def contest_timing(game: str, state: str | None = None) -> dict:
+    """The contest's frame timing and episode length, as pool options.
+
+    Without its scenario: a JERK pool keeps the game's own unless its options name one
+    (replaying from saved states needs a declarative scenario).
+    """
+    rules = EnvConfig.contest(game, state, scenario=None)
+    return {
+        "frameskip": rules.frameskip,
+        "sticky_prob": rules.sticky_prob,
+        "max_episode_steps": rules.max_episode_steps,
+    }
+
+
+def make_pool(
+    game: str,
+    state: str | None = None,
+    num_envs: int = 1,
+    *,
+    profile: dict | None = None,
+    batch_size: int | None = None,
+    sequence_length: int = OPEN_LOOP_STEPS,
+    snapshot_best: bool = False,
+    **options,
+) -> VecRetroEnv:
+    """The pool JERK explores with, as :func:`run` and ``fastretro profile`` make it.
+
+    The profile's button combos (:func:`jerk_actions`), no observations (JERK is blind),
+    episodes that restart within the step that ends them, and the contest's frame timing and
+    episode length (:func:`contest_timing`) unless ``options`` say otherwise.
+    ``sequence_length``: steps a worker runs on its own from one :meth:`VecRetroEnv.send_sequences`
+    (0: the parent picks every step's actions). ``profile``: default :func:`profile_of`.
+
+    Raises:
+        InvalidArgumentError: no profile for ``game``.
+    """
+    from fastretro.runtime.pool import VecRetroEnv
+
+    profile = profile or profile_of(game)
+    if profile is None:
+        raise InvalidArgumentError(
+            f"No JERK profile for {game}: pass profile={{'forward': [...], 'back': [...], "
+            "'jump': [...]}} with this console's button names"
+        )
+    return VecRetroEnv(
+        game,
+        num_envs,
+        state,
+        actions=jerk_actions(profile),
+        observe=False,
+        autoreset_mode="same_step",
+        batch_size=batch_size,
+        snapshot_best=snapshot_best,
+        sequence_length=sequence_length,
+        **{**contest_timing(game, state), **options},
+    )
+
+
 def run(
     game: str,
     state: str | None = None,
@@ -467,8 +532,6 @@ def run(
     """
     from tqdm import tqdm
 
-    from fastretro import VecRetroEnv
-
     config = config or JerkConfig()
     config.check()
     budget = config.TOTAL_TIMESTEPS if timesteps is None else timesteps
@@ -487,15 +550,7 @@ def run(
             f"No JERK profile for {game}: pass JerkConfig(profile={{'forward': [...], "
             f"'back': [...], 'jump': [...]}}) with this console's button names"
         )
-    # The contest's frame timing and episode length, with the game's own scenario unless
-    # pool_options names one (replaying from saved states needs a declarative scenario).
-    rules = EnvConfig.contest(game, state, scenario=None)
-    options = {
-        "frameskip": rules.frameskip,
-        "sticky_prob": rules.sticky_prob,
-        "max_episode_steps": rules.max_episode_steps,
-        **(pool_options or {}),
-    }
+    options = {**contest_timing(game, state), **(pool_options or {})}
     # Explorers are independent, so the pool can run in two halves: while one half waits for
     # its actions the other keeps emulating (no lock-step barrier).
     batch = (num_envs // 2 or None) if async_batches else None
@@ -507,13 +562,11 @@ def run(
     )
     start = time.perf_counter()
     steps = 0
-    with VecRetroEnv(
+    with make_pool(
         game,
-        num_envs,
         state,
-        actions=jerk_actions(profile),
-        observe=False,
-        autoreset_mode="same_step",
+        num_envs,
+        profile=profile,
         batch_size=batch,
         snapshot_best=replay_path == "state",
         sequence_length=OPEN_LOOP_STEPS if open_loop else 0,
@@ -597,12 +650,6 @@ def run(
         "best_movie_reward": None if movie is None else movie[1],
         "config": {key: v for key, v in asdict(config).items() if key != "profile"},
     }
-
-
-#: The longest stretch an env runs open-loop. Budget handed out to one env in flight is not
-#: available to the others, so a short cap keeps the last stretches of a run from leaving
-#: envs idle while one finishes alone.
-OPEN_LOOP_STEPS = 256
 
 
 def drive_open_loop(
@@ -734,7 +781,7 @@ def _record_best(game, state, profile, sequence, options, movie_dir, seed):
     import glob
     import os
 
-    from fastretro import VecRetroEnv
+    from fastretro.runtime.pool import VecRetroEnv
 
     total = 0.0
     with VecRetroEnv(

@@ -29,10 +29,7 @@ rather than one async pool keep every env at the same time index of the rollout,
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,11 +37,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fastretro import DEFAULT_GAME
-from fastretro.agents.checkpoints import load_checkpoint as _load_tagged
+from fastretro.agents import harness
 from fastretro.agents.checkpoints import load_state
 from fastretro.agents.checkpoints import save_checkpoint as _save_tagged
 from fastretro.agents.common import (
     AUTO_ACTIONS,
+    ImpalaCNN,
     NatureCNN,
     RunLog,
     image_pool,
@@ -135,10 +133,8 @@ class PPO2Config:
             raise InvalidArgumentError(
                 f"Expected network to be one of {sorted(NETWORKS)}, got {self.network!r}"
             )
-        for name in ("num_envs", "total_frames", "n_steps", "n_minibatches", "n_epochs"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise InvalidArgumentError(f"Expected {name} to be an int >= 1, got {value!r}")
+        ints = ("num_envs", "total_frames", "n_steps", "n_minibatches", "n_epochs")
+        harness.check_fields(self, ints=ints)
         if self.overlap and self.num_envs % 2:
             raise InvalidArgumentError(
                 f"overlap splits the envs in two halves: num_envs must be even, got {self.num_envs}"
@@ -148,8 +144,7 @@ class PPO2Config:
                 f"n_steps * num_envs = {self.n_steps * self.num_envs} does not split into "
                 f"{self.n_minibatches} minibatches"
             )
-        if not 0 < self.learning_rate:
-            raise InvalidArgumentError(f"Expected learning_rate > 0, got {self.learning_rate!r}")
+        harness.check_fields(self, positive=("learning_rate",))
 
 
 PRESETS: dict[str, dict] = {
@@ -205,43 +200,7 @@ PRESETS: dict[str, dict] = {
 }
 
 
-# -- the networks ----------------------------------------------------------------------------
-
-
-class _Residual(nn.Module):
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.conv0 = nn.Conv2d(channels, channels, 3, padding=1)
-        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv1(torch.relu(self.conv0(torch.relu(x))))
-
-
-class ImpalaCNN(nn.Module):
-    """Espeholt et al. (2018): 3 stacks of conv, max-pool and 2 residual blocks; 256 units."""
-
-    def __init__(self, in_channels: int, hw: tuple[int, int], depths=(16, 32, 32)) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        c = in_channels
-        for d in depths:
-            layers += [
-                nn.Conv2d(c, d, 3, padding=1),
-                nn.MaxPool2d(3, stride=2, padding=1),
-                _Residual(d),
-                _Residual(d),
-            ]
-            c = d
-        self.body = nn.Sequential(*layers, nn.ReLU(), nn.Flatten())
-        with torch.no_grad():
-            n = self.body(torch.zeros(1, in_channels, *hw)).shape[1]
-        self.fc = nn.Sequential(init_layer(nn.Linear(n, 256)), nn.ReLU())
-        self.out_features = 256
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Features (N, out_features) of float images (N, C, H, W)."""
-        return self.fc(self.body(x))
+# -- the network and GAE ---------------------------------------------------------------------
 
 
 NETWORKS = {"nature": NatureCNN, "impala": ImpalaCNN}
@@ -262,9 +221,6 @@ class ActorCritic(nn.Module):
         # One pass from uint8 to scaled float (``obs.float() * c`` makes two, same values).
         hidden = self.body(torch.mul(obs, 1.0 / 255.0))
         return self.policy(hidden), self.value(hidden).squeeze(-1)
-
-
-# -- GAE -------------------------------------------------------------------------------------
 
 
 def compute_gae(
@@ -337,36 +293,20 @@ def make_pool(cfg: PPO2Config, env_ids: Sequence[int] | None = None, **extra):
         games, states = [all_games[i] for i in ids], [all_states[i] for i in ids]
     else:
         games, states = [cfg.game] * len(ids), [cfg.state] * len(ids)
-    return image_pool(
-        games,
-        states,
-        cfg.scenario,
-        actions=cfg.actions,
-        frameskip=cfg.frameskip,
-        sticky_prob=cfg.sticky_prob,
-        max_episode_steps=cfg.max_episode_steps,
-        allow_backtracking=cfg.allow_backtracking,
-        **extra,
+    options = dict(actions=cfg.actions, frameskip=cfg.frameskip, sticky_prob=cfg.sticky_prob)
+    options.update(
+        max_episode_steps=cfg.max_episode_steps, allow_backtracking=cfg.allow_backtracking
     )
+    return image_pool(games, states, cfg.scenario, **options, **extra)
 
 
 # -- checkpoints -----------------------------------------------------------------------------
 
 
 def save_checkpoint(path: str, model, optimizer, cfg: PPO2Config, frames: int, **more) -> None:
-    """Weights, optimizer, config and step count, written atomically (tmp + rename).
-
-    Tensors and plain data only (``more`` too): the file opens without running code.
-    """
-    _save_tagged(
-        path,
-        "ppo2",
-        dataclasses.asdict(cfg),
-        frames,
-        model=model.state_dict(),
-        optimizer=optimizer.state_dict(),
-        **more,
-    )
+    """Weights, optimizer, config, frames (and ``more``: plain data), written atomically."""
+    state = dict(model=model.state_dict(), optimizer=optimizer.state_dict(), **more)
+    _save_tagged(path, "ppo2", dataclasses.asdict(cfg), frames, **state)
 
 
 def load_checkpoint(path: str) -> dict:
@@ -377,29 +317,17 @@ def load_checkpoint(path: str) -> dict:
             message names the command that converts it); another agent's; or one whose
             weights or config are not a PPO2 policy's.
     """
-    ckpt = _load_tagged(path, "ppo2", "PPO2", required={"model": dict})
-    head = ckpt["model"].get("policy.weight")
-    if not isinstance(head, torch.Tensor) or head.dim() != 2:
-        raise InvalidArgumentError(
-            f"{path!r} is not a fastretro PPO2 checkpoint: its 'model' has no policy layer "
-            "('policy.weight')"
-        )
-    try:
-        config_from_checkpoint(ckpt)
-    except (TypeError, ValueError) as exc:
-        raise InvalidArgumentError(
-            f"{path!r} is not a fastretro PPO2 checkpoint: its 'config' is not a PPO2Config's "
-            f"({exc})"
-        ) from exc
-    return ckpt
+    head = ("policy.weight", "policy layer")
+    return harness.load_agent_checkpoint(
+        path, "ppo2", "PPO2", head, config_from_checkpoint, "PPO2Config"
+    )
 
 
 def config_from_checkpoint(ckpt: dict) -> PPO2Config:
     """The PPO2Config saved in a checkpoint (levels back to tuples)."""
     values = dict(ckpt["config"])
     values["levels"] = [tuple(lv) for lv in values.get("levels", [])]
-    known = {f.name for f in dataclasses.fields(PPO2Config)}
-    return PPO2Config(**{k: v for k, v in values.items() if k in known})
+    return harness.config_from(PPO2Config, values)
 
 
 # -- training --------------------------------------------------------------------------------
@@ -433,29 +361,11 @@ def train(
         A summary: frames, episodes, mean reward of the last 100 episodes, seconds, frames/s,
         the rollout's share of the time, and the final checkpoint's path.
     """
-    from tqdm import tqdm
+    from fastretro.runtime.stats import Stopwatch, available_cores
 
-    from fastretro.runtime.stats import Stopwatch
-
-    start_frames = 0
-    ckpt = None
-    if resume and init_from:
-        raise InvalidArgumentError("Pass --resume or --init-from, not both")
-    if resume:
-        ckpt = load_checkpoint(resume)
-        total = cfg.total_frames
-        cfg = config_from_checkpoint(ckpt)
-        cfg.total_frames = total
-        start_frames = int(ckpt["frames"])
-    cfg.check()
-    # Before the pools start: a bad checkpoint is refused without starting an emulator.
-    source = load_checkpoint(init_from) if init_from else None
+    run = harness.begin_run(cfg, resume, init_from, load_checkpoint, config_from_checkpoint)
+    cfg = run.cfg
     watch = watch or Stopwatch()
-    device = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
-    )
-    from fastretro.runtime.stats import available_cores
-
     # Lock-step acting and learning both run while the emulators wait, so torch gets every
     # core; overlapped acting shares them with the other half's emulators, so it gets one less.
     cores = available_cores()
@@ -463,180 +373,162 @@ def train(
     threads = (cfg.torch_threads or acting, cores)
     torch.set_num_threads(threads[0])
     torch.manual_seed(cfg.seed)
-    rng = torch.Generator().manual_seed(cfg.seed + 1)
 
-    n_pools = 2 if cfg.overlap else 1
-    per = cfg.num_envs // n_pools
-    pools = [make_pool(cfg, range(h * per, (h + 1) * per)) for h in range(n_pools)]
+    per = cfg.num_envs // (2 if cfg.overlap else 1)
+    pools = [make_pool(cfg, range(first, first + per)) for first in range(0, cfg.num_envs, per)]
     try:
         obs_shape = pools[0].single_observation_space.shape
         n_actions = int(pools[0].single_action_space.n)
-        model = ActorCritic(cfg.network, obs_shape, n_actions).to(device)
+        model = ActorCritic(cfg.network, obs_shape, n_actions).to(run.device)
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate, eps=1e-5)
-        if ckpt is not None:
-            _check_compatible(ckpt, obs_shape, n_actions, resume)
-            load_state(model, ckpt, "model", resume, "PPO2 network")
-            load_state(optimizer, ckpt, "optimizer", resume, "PPO2 optimizer")
-        if source is not None:
-            _check_compatible(source, obs_shape, n_actions, init_from)
-            load_state(model, source, "model", init_from, "PPO2 network")
-        on_loop = on_loop or (lambda phase, pools: None)
+        if run.ckpt is not None:
+            _check_compatible(run.ckpt, n_actions, resume)
+            load_state(model, run.ckpt, "model", resume, "PPO2 network")
+            load_state(optimizer, run.ckpt, "optimizer", resume, "PPO2 optimizer")
+        if run.source is not None:
+            _check_compatible(run.source, n_actions, init_from)
+            load_state(model, run.source, "model", init_from, "PPO2 network")
+        learner = _Learner(run, model, optimizer, pools, watch, threads)
+        return learner.run(run_dir, resume is not None, progress, max_seconds, on_loop)
+    finally:
+        for p in pools:
+            p.close()
 
-        n, steps = cfg.num_envs, cfg.n_steps
-        ro = Rollout.zeros(steps, n, obs_shape)
-        # Short local names for the loop below; they alias the rollout's storage.
-        obs_np = ro.obs.numpy()
-        actions_buf, logprobs_buf, values_buf = ro.actions, ro.logprobs, ro.values
-        rewards_buf, dones_buf = ro.rewards, ro.dones
-        next_obs, next_done = ro.next_obs, ro.next_done
-        for h, pool in enumerate(pools):
-            obs, _ = pool.reset(seed=cfg.seed + h * per + start_frames)
-            next_obs[h * per : (h + 1) * per] = obs
-        ep_reward = np.zeros(n)
-        ep_length = np.zeros(n, np.int64)
-        recent: list[float] = []
-        episodes = 0
-        frames = start_frames
-        frames_per_update = steps * n * cfg.frameskip
+
+class _Learner:
+    """One run's loop: rollouts from the pools (one, or two halves overlapped), then updates."""
+
+    def __init__(self, run, model, optimizer, pools, watch, threads) -> None:
+        cfg = self.cfg = run.cfg
+        self.model, self.optimizer, self.pools, self.watch = model, optimizer, pools, watch
+        self.device, self.threads, self.start_frames = run.device, threads, run.start_frames
+        self.rng = torch.Generator().manual_seed(cfg.seed + 1)
+        per = cfg.num_envs // len(pools)
+        self.halves = [slice(h * per, (h + 1) * per) for h in range(len(pools))]  # pools' rows
+        self.ro = Rollout.zeros(cfg.n_steps, cfg.num_envs, pools[0].single_observation_space.shape)
+        for h, (pool, rows) in enumerate(zip(pools, self.halves)):
+            self.ro.next_obs[rows] = pool.reset(seed=cfg.seed + h * per + run.start_frames)[0]
+        self.frames = run.start_frames
+        self.episodes = None  # the run's (harness.Episodes), once its loop begins
+
+    def act(self, rows: slice, obs: np.ndarray, t: int) -> np.ndarray:
+        """Sample the actions of ``rows`` at step ``t``; store them, their log-probs, values."""
+        ro = self.ro
+        with self.watch("inference"):
+            with torch.inference_mode():
+                logits, value = self.model(torch.from_numpy(obs).to(self.device))
+                # Categorical's sample and log_prob by hand: the distribution object's argument
+                # checks cost more than the sampling at a batch of 8.
+                logp = logits.log_softmax(-1)
+                action = torch.multinomial(logp.exp(), 1)
+                ro.actions[t, rows] = action[:, 0].cpu()
+                ro.logprobs[t, rows] = logp.gather(1, action)[:, 0].cpu()
+                ro.values[t, rows] = value.cpu()
+        return ro.actions[t, rows].numpy()
+
+    def record(self, rows: slice, t: int, result) -> None:
+        """Store a pool step's outcome for ``rows`` at step ``t``; book ended episodes."""
+        cfg, ro = self.cfg, self.ro
+        obs, rewards, terminated, truncated, _ = result
+        done = terminated | truncated
+        learned = rewards * cfg.reward_scale
+        if cfg.clip_reward is not None:
+            learned = np.clip(learned, -cfg.clip_reward, cfg.clip_reward)
+        ro.rewards[t, rows] = torch.from_numpy(learned).float()
+        self.episodes.add(rows, rewards, done, self.frames)
+        ro.next_obs[rows] = obs
+        ro.next_done[rows] = torch.from_numpy(done.astype(np.float32))
+
+    def collect(self) -> None:
+        """One rollout of ``n_steps`` steps of every env."""
+        ro, pools, steps = self.ro, self.pools, self.cfg.n_steps
+        obs_np, dones, next_obs = ro.obs.numpy(), ro.dones, ro.next_obs
+        if len(pools) == 1:
+            rows = self.halves[0]
+            for t in range(steps):
+                obs_np[t] = next_obs
+                dones[t] = ro.next_done
+                self.record(rows, t, pools[0].step(self.act(rows, next_obs, t)))
+            return
+        # Double buffering: act for one half while the other half's emulators run.
+        ha, hb = self.halves
+        obs_np[0, ha] = next_obs[ha]
+        dones[0, ha] = ro.next_done[ha]
+        pools[0].step_async(self.act(ha, next_obs[ha], 0))
+        for t in range(steps):
+            obs_np[t, hb] = next_obs[hb]
+            dones[t, hb] = ro.next_done[hb]
+            pools[1].step_async(self.act(hb, next_obs[hb], t))
+            self.record(ha, t, pools[0].step_wait())
+            if t + 1 < steps:
+                obs_np[t + 1, ha] = next_obs[ha]
+                dones[t + 1, ha] = ro.next_done[ha]
+                pools[0].step_async(self.act(ha, next_obs[ha], t + 1))
+            self.record(hb, t, pools[1].step_wait())
+
+    def run(self, run_dir, resumed, progress, max_seconds, on_loop) -> dict:
+        """Rollouts and updates until the budget (frames or ``max_seconds``) is spent."""
+        cfg, optimizer, start_frames = self.cfg, self.optimizer, self.start_frames
+        frames_per_update = cfg.n_steps * cfg.num_envs * cfg.frameskip
         updates = max(1, -(-(cfg.total_frames - start_frames) // frames_per_update))
-        runlog = RunLog(run_dir, resume=resume is not None)
-        ckpt_dir = os.path.join(run_dir, "checkpoints")
-        last_ckpt = start_frames
-        start = time.perf_counter()
-        rollout_s = 0.0
-        bar = tqdm(
-            total=updates * frames_per_update,
-            unit="frame",
-            unit_scale=True,
-            disable=not progress,
+        loop = harness.RunLoop(
+            run_dir,
+            resumed=resumed,
+            num_envs=cfg.num_envs,
+            start_frames=start_frames,
+            checkpoint_every=cfg.checkpoint_every,
+            save=lambda path, frames: save_checkpoint(path, self.model, optimizer, cfg, frames),
+            bar_total=updates * frames_per_update,
             desc="ppo2",
+            progress=progress,
         )
-        path = None
-
-        def act(rows: slice, obs: np.ndarray, t: int):
-            with watch("inference"):
-                with torch.inference_mode():
-                    logits, value = model(torch.from_numpy(obs).to(device))
-                    # Categorical's sample and log_prob by hand: the distribution object's argument
-                    # checks cost more than the sampling at a batch of 8.
-                    logp = logits.log_softmax(-1)
-                    action = torch.multinomial(logp.exp(), 1)
-                    actions_buf[t, rows] = action[:, 0].cpu()
-                    logprobs_buf[t, rows] = logp.gather(1, action)[:, 0].cpu()
-                    values_buf[t, rows] = value.cpu()
-            return actions_buf[t, rows].numpy()
-
-        def record(rows: slice, t: int, result) -> None:
-            nonlocal episodes
-            obs, rewards, terminated, truncated, _ = result
-            done = terminated | truncated
-            learned = rewards * cfg.reward_scale
-            if cfg.clip_reward is not None:
-                learned = np.clip(learned, -cfg.clip_reward, cfg.clip_reward)
-            rewards_buf[t, rows] = torch.from_numpy(learned).float()
-            ep_reward[rows] += rewards
-            ep_length[rows] += 1
-            for j in np.flatnonzero(done):
-                i = rows.start + j
-                runlog.episode(float(ep_reward[i]), int(ep_length[i]), frames)
-                recent.append(float(ep_reward[i]))
-                episodes += 1
-                ep_reward[i], ep_length[i] = 0.0, 0
-            next_obs[rows] = obs
-            next_done[rows] = torch.from_numpy(done.astype(np.float32))
-
-        halves = [slice(h * per, (h + 1) * per) for h in range(n_pools)]  # each pool's rows
-        on_loop("start", pools)
+        self.episodes = eps = loop.episodes
+        on_loop = on_loop or (lambda phase, pools: None)
+        rollout_s = 0.0
+        on_loop("start", self.pools)
         try:
             for _ in range(updates):
-                if max_seconds is not None and time.perf_counter() - start > max_seconds:
+                if max_seconds is not None and loop.elapsed() > max_seconds:
                     break
                 if cfg.anneal_lr:
-                    done_frac = (frames - start_frames) / max(1, cfg.total_frames - start_frames)
-                    optimizer.param_groups[0]["lr"] = cfg.learning_rate * max(0.0, 1.0 - done_frac)
+                    done = (self.frames - start_frames) / max(1, cfg.total_frames - start_frames)
+                    optimizer.param_groups[0]["lr"] = cfg.learning_rate * max(0.0, 1.0 - done)
                 t0 = time.perf_counter()
-                if len(pools) == 1:
-                    for t in range(steps):
-                        obs_np[t] = next_obs
-                        dones_buf[t] = next_done
-                        a = act(halves[0], next_obs, t)
-                        record(halves[0], t, pools[0].step(a))
-                else:
-                    # Double buffering: act for one half while the other half's emulators run.
-                    ha, hb = halves
-                    obs_np[0, ha] = next_obs[ha]
-                    dones_buf[0, ha] = next_done[ha]
-                    pools[0].step_async(act(ha, next_obs[ha], 0))
-                    for t in range(steps):
-                        obs_np[t, hb] = next_obs[hb]
-                        dones_buf[t, hb] = next_done[hb]
-                        pools[1].step_async(act(hb, next_obs[hb], t))
-                        record(ha, t, pools[0].step_wait())
-                        if t + 1 < steps:
-                            obs_np[t + 1, ha] = next_obs[ha]
-                            dones_buf[t + 1, ha] = next_done[ha]
-                            pools[0].step_async(act(ha, next_obs[ha], t + 1))
-                        record(hb, t, pools[1].step_wait())
-                frames += frames_per_update
+                self.collect()
+                self.frames += frames_per_update
                 t1 = time.perf_counter()
                 rollout_s += t1 - t0
-
-                with watch("learning"):
-                    torch.set_num_threads(threads[1])
-                    stats = _update(cfg, model, optimizer, device, rng, ro)
-                    torch.set_num_threads(threads[0])
-                elapsed = time.perf_counter() - start
+                with self.watch("learning"):
+                    torch.set_num_threads(self.threads[1])
+                    stats = _update(cfg, self.model, optimizer, self.device, self.rng, self.ro)
+                    torch.set_num_threads(self.threads[0])
+                elapsed = loop.elapsed()
                 row = {
-                    "frames": frames,
-                    "episodes": episodes,
-                    "episode/reward_mean100": float(np.mean(recent[-100:])) if recent else 0.0,
-                    "time/frames_per_s": (frames - start_frames) / elapsed,
+                    "frames": self.frames,
+                    "episodes": eps.count,
+                    "episode/reward_mean100": eps.mean100(),
+                    "time/frames_per_s": (self.frames - start_frames) / elapsed,
                     "time/rollout_share": rollout_s / elapsed,
                     "time/update_rollout_s": t1 - t0,
                     "time/update_learn_s": time.perf_counter() - t1,
                     "lr": optimizer.param_groups[0]["lr"],
                     **stats,
                 }
-                runlog.update(row)
-                bar.update(frames_per_update)
-                bar.set_postfix(reward=f"{row['episode/reward_mean100']:.1f}", eps=episodes)
-                if cfg.checkpoint_every and frames - last_ckpt >= cfg.checkpoint_every:
-                    save_checkpoint(
-                        os.path.join(ckpt_dir, f"ckpt_{frames}.pt"), model, optimizer, cfg, frames
-                    )
-                    last_ckpt = frames
-            on_loop("end", pools)
+                loop.runlog.update(row)
+                loop.bar.update(frames_per_update)
+                loop.bar.set_postfix(reward=f"{row['episode/reward_mean100']:.1f}", eps=eps.count)
+                loop.checkpoints.maybe(self.frames)
+            on_loop("end", self.pools)
         finally:
-            bar.close()
-            path = os.path.join(ckpt_dir, "last.pt")
-            save_checkpoint(path, model, optimizer, cfg, frames)
-            runlog.close()
-        elapsed = time.perf_counter() - start
-        return {
-            "frames": frames,
-            "episodes": episodes,
-            "reward_mean100": float(np.mean(recent[-100:])) if recent else None,
-            "seconds": round(elapsed, 3),
-            "frames_per_s": round((frames - start_frames) / elapsed, 1),
-            "rollout_s": round(rollout_s, 3),
-            "checkpoint": path,
-        }
-    finally:
-        for p in pools:
-            p.close()
+            loop.close(self.frames)
+        return loop.summary(self.frames, rollout_s=round(rollout_s, 3))
 
 
-def _check_compatible(ckpt: dict, obs_shape, n_actions: int, path: str) -> None:
-    src = config_from_checkpoint(ckpt)
-    model = ckpt["model"]
-    have = model["policy.weight"].shape[0]
-    if have != n_actions:
-        raise InvalidArgumentError(
-            f"{path!r} was trained with {have} actions; this env has {n_actions}: use the same "
-            "action set (actions=...)"
-        )
-    if src.network not in NETWORKS:
-        raise InvalidArgumentError(f"{path!r} has an unknown network {src.network!r}")
+def _check_compatible(ckpt: dict, n_actions: int, path: str) -> None:
+    harness.check_compatible(path, ckpt["model"]["policy.weight"].shape[0], n_actions)
+    network = config_from_checkpoint(ckpt).network
+    if network not in NETWORKS:
+        raise InvalidArgumentError(f"{path!r} has an unknown network {network!r}")
 
 
 def _update(cfg, model, optimizer, device, rng, ro: Rollout) -> dict:
@@ -647,11 +539,8 @@ def _update(cfg, model, optimizer, device, rng, ro: Rollout) -> dict:
         ro.rewards, ro.values, ro.dones, last_value.cpu(), ro.next_done, cfg.gamma, cfg.gae_lambda
     )
     b_obs = ro.obs.reshape(-1, *ro.obs.shape[2:])
-    b_actions = ro.actions.reshape(-1)
-    b_logprobs = ro.logprobs.reshape(-1)
-    b_adv = advantages.reshape(-1)
-    b_returns = returns.reshape(-1)
-    b_values = ro.values.reshape(-1)
+    b_actions, b_logprobs, b_values = (x.reshape(-1) for x in (ro.actions, ro.logprobs, ro.values))
+    b_adv, b_returns = advantages.reshape(-1), returns.reshape(-1)
     batch = b_obs.shape[0]
     mb = batch // cfg.n_minibatches
     clip = cfg.clip_range
@@ -674,16 +563,11 @@ def _update(cfg, model, optimizer, device, rng, ro: Rollout) -> dict:
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8)
             pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip)).mean()
             value = value.cpu()
+            v_err = (value - b_returns[idx]) ** 2
             if cfg.clip_value_loss:
                 clipped = b_values[idx] + (value - b_values[idx]).clamp(-clip, clip)
-                v_loss = (
-                    0.5
-                    * torch.max(
-                        (value - b_returns[idx]) ** 2, (clipped - b_returns[idx]) ** 2
-                    ).mean()
-                )
-            else:
-                v_loss = 0.5 * ((value - b_returns[idx]) ** 2).mean()
+                v_err = torch.max(v_err, (clipped - b_returns[idx]) ** 2)
+            v_loss = 0.5 * v_err.mean()
             loss = pg_loss - cfg.ent_coef * entropy.cpu() + cfg.vf_coef * v_loss
             optimizer.zero_grad()
             loss.backward()
@@ -702,6 +586,35 @@ def _update(cfg, model, optimizer, device, rng, ro: Rollout) -> dict:
 
 
 # -- playing a trained policy ----------------------------------------------------------------
+
+
+def _policy(ckpt: dict, cfg: PPO2Config, path: str, greedy: bool, seed: int | None = None):
+    """``build(observation_space, action_space) -> choose`` of a checkpoint's policy.
+
+    Samples draw from a generator seeded with ``seed`` (one per agent built), or (None) from
+    torch's global generator, as ``Categorical.sample`` does.
+    """
+
+    def build(observation_space, action_space):
+        n_actions = harness.n_actions_of(action_space)
+        _check_compatible(ckpt, n_actions, path)
+        model = ActorCritic(cfg.network, observation_space.shape, n_actions)
+        load_state(model, ckpt, "model", path, "PPO2 network")
+        model.eval()
+        generator = None if seed is None else torch.Generator().manual_seed(seed)
+
+        def choose(obs: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():  # np.array: a copy, the pool's is read-only
+                logits, _ = model(torch.from_numpy(np.array(obs)))
+            if greedy:
+                return logits.argmax(-1).numpy()
+            if generator is None:
+                return torch.distributions.Categorical(logits=logits).sample().numpy()
+            return torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0].numpy()
+
+        return choose
+
+    return build
 
 
 def play(
@@ -724,40 +637,13 @@ def play(
     """
     ckpt = load_checkpoint(checkpoint)
     cfg = config_from_checkpoint(ckpt)
-    if game is not None:
-        cfg.game, cfg.state, cfg.levels = game, state, []
-    elif state is not None:
-        cfg.state, cfg.levels = state, []
+    if game is not None or state is not None:
+        cfg.game, cfg.state, cfg.levels = game or cfg.game, state, []
     cfg.num_envs, cfg.overlap = 1, False
     if episodes < 1:
         raise InvalidArgumentError(f"Expected episodes >= 1, got {episodes}")
-    extra = {"record": record} if record else {}
-    pool = make_pool(cfg, **extra)
-    try:
-        obs_shape = pool.single_observation_space.shape
-        n_actions = int(pool.single_action_space.n)
-        _check_compatible(ckpt, obs_shape, n_actions, checkpoint)
-        model = ActorCritic(cfg.network, obs_shape, n_actions)
-        load_state(model, ckpt, "model", checkpoint, "PPO2 network")
-        model.eval()
-        torch.manual_seed(seed)
-        obs, _ = pool.reset(seed=seed)
-        rewards, total = [], 0.0
-        while len(rewards) < episodes:
-            with torch.no_grad():
-                logits, _ = model(torch.from_numpy(np.array(obs)))
-            if greedy:
-                action = logits.argmax(-1)
-            else:
-                action = torch.distributions.Categorical(logits=logits).sample()
-            obs, r, term, trunc, _ = pool.step(action.numpy())
-            total += float(r[0])
-            if term[0] or trunc[0]:
-                rewards.append(total)
-                total = 0.0
-        return rewards
-    finally:
-        pool.close()
+    pool = make_pool(cfg, **({"record": record} if record else {}))
+    return harness.play_on(pool, _policy(ckpt, cfg, checkpoint, greedy), episodes, seed)
 
 
 def make_eval_agent(checkpoint: str, greedy: bool = False, seed: int = 0):
@@ -779,110 +665,34 @@ def make_eval_agent(checkpoint: str, greedy: bool = False, seed: int = 0):
     actions = cfg.actions
     if actions == "auto":
         actions = auto_actions([g for g, _ in cfg.levels] or [cfg.game])
-
-    class _Policy:
-        def __init__(self, observation_space, action_space) -> None:
-            obs_shape = observation_space.shape
-            n_actions = int(action_space.n)
-            _check_compatible(ckpt, obs_shape, n_actions, checkpoint)
-            self.model = ActorCritic(cfg.network, obs_shape, n_actions)
-            load_state(self.model, ckpt, "model", checkpoint, "PPO2 network")
-            self.model.eval()
-            self.generator = torch.Generator().manual_seed(seed)
-
-        def act(self, obs: np.ndarray) -> np.ndarray:
-            with torch.inference_mode():
-                logits, _ = self.model(torch.from_numpy(np.asarray(obs)))
-            if greedy:
-                return logits.argmax(-1).numpy()
-            return torch.multinomial(logits.softmax(-1), 1, generator=self.generator)[:, 0].numpy()
-
-    _Policy.env_options = {**IMAGE_OPTIONS, "actions": actions}
-    return _Policy
+    build = _policy(ckpt, cfg, checkpoint, greedy, seed)
+    return harness.eval_factory(build, {**IMAGE_OPTIONS, "actions": actions})
 
 
 # -- command line ----------------------------------------------------------------------------
 
 
-def _parse_level(text: str) -> tuple[str, str]:
-    game, sep, state = text.partition(":")
-    if not sep or not game or not state:
-        raise argparse.ArgumentTypeError(f"Expected GAME:STATE, got {text!r}")
-    return game, state
-
-
 def main(argv: list[str] | None = None) -> int:
     """``fastretro ppo``: train PPO2 on the pool."""
-    parser = argparse.ArgumentParser(
-        prog="fastretro ppo",
-        description="Train PPO2 on the pool (in-worker 84x84 gray, stack 4). Writes RUN_DIR/"
+    skip = ("game", "state", "levels")
+    parser = harness.config_parser(
+        "fastretro ppo",
+        "Train PPO2 on the pool (in-worker 84x84 gray, stack 4). Writes RUN_DIR/"
         "monitor.csv, progress.csv, tb/ and checkpoints/last.pt.",
+        PPO2Config,
+        PRESETS,
+        "runs/ppo2",
+        skip=skip,
+        more=harness.level_flags,
     )
-    parser.add_argument("--run-dir", default="runs/ppo2", help="output folder")
-    parser.add_argument("--preset", choices=sorted(PRESETS), help="hyper-parameter preset")
-    parser.add_argument("--game", default=DEFAULT_GAME)
-    parser.add_argument("--state", default=None)
-    parser.add_argument(
-        "--level",
-        action="append",
-        type=_parse_level,
-        default=[],
-        metavar="GAME:STATE",
-        help="joint training: repeat for each level",
-    )
-    parser.add_argument(
-        "--contest-training-levels",
-        action="store_true",
-        help="joint training on the contest's training levels whose ROM is present",
-    )
-    parser.add_argument("--init-from", metavar="CKPT", help="fine-tune from these weights")
-    parser.add_argument("--resume", metavar="CKPT", help="continue the run of this checkpoint")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    for f in dataclasses.fields(PPO2Config):
-        if f.name in ("game", "state", "levels"):
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
-        elif f.name == "actions":
-            parser.add_argument(flag, default=None)
-        else:
-            kind = {"int": int, "float": float, "float | None": float}.get(str(f.type), str)
-            parser.add_argument(flag, type=kind, default=None)
     args = parser.parse_args(argv)
-
-    values = dict(PRESETS[args.preset]) if args.preset else {}
-    for f in dataclasses.fields(PPO2Config):
-        v = getattr(args, f.name, None)
-        if v is not None and f.name not in ("game", "state", "levels"):
-            values[f.name] = v
+    values = harness.config_values(args, PPO2Config, PRESETS, skip)
     from fastretro.runtime.games import game_id
 
     game = game_id(args.game)  # "Pong" names Pong-Atari2600-v0
-    levels = list(args.level)
-    if args.contest_training_levels:
-        from fastretro import contest
+    levels = harness.levels_of(parser, args)
 
-        levels += [(lv.game, lv.state) for lv in contest.playable(contest.training_levels())]
-        if not levels:
-            parser.error(
-                "no contest training level has its ROM imported (python -m stable_retro.import DIR)"
-            )
-    try:
-        cfg = PPO2Config(game=game, state=args.state, levels=levels, **values)
-        summary = train(
-            cfg, args.run_dir, resume=args.resume, init_from=args.init_from, progress=not args.quiet
-        )
-    except InvalidArgumentError as exc:
-        parser.error(str(exc))
-    if args.json:
-        print(json.dumps(summary))
-    else:
-        print(
-            f"{summary['frames']:,} frames in {summary['seconds']:.0f} s "
-            f"({summary['frames_per_s']:,.0f} frames/s), {summary['episodes']} episodes, "
-            f"mean reward (last 100) {summary['reward_mean100']}; "
-            f"checkpoint {summary['checkpoint']}"
-        )
-    return 0
+    def make_config() -> PPO2Config:
+        return PPO2Config(game=game, state=args.state, levels=levels, **values)
+
+    return harness.run_training(parser, args, make_config, train)

@@ -63,14 +63,6 @@ class RandomAgent:
 
 AGENTS: dict[str, Callable] = {"random": RandomAgent}
 
-#: ``--agent NAME:PATH``: a trained agent, from its checkpoint or run folder. Each module's
-#: ``make_eval_agent(path)`` returns the factory.
-TRAINED = {
-    "ppo2": "fastretro.agents.ppo2",
-    "rainbow": "fastretro.agents.rainbow",
-    "world_models": "fastretro.agents.world_models",
-}
-
 
 @dataclass
 class _Level:
@@ -106,21 +98,25 @@ def load_agent(spec: str) -> Callable:
             cannot be loaded (missing, another agent's, of the old pickle format: the message
             names ``fastretro convert-checkpoint``).
     """
+    from fastretro.agents import registry
+
     if spec in AGENTS:
         return AGENTS[spec]
-    if spec == "jerk":
-        from fastretro.agents.jerk import JerkAgent
-
-        return JerkAgent
     name, _, path = spec.partition(":")
-    if name in TRAINED:
+    # The registry's agents: JERK by its name, a trained agent as NAME:PATH.
+    agent = registry.AGENTS.get(name)
+    if agent is not None and not agent.eval_takes_path and not path:
+        return agent.eval_factory()
+    if agent is not None and agent.eval_takes_path:
         if not path:
             raise InvalidArgumentError(
                 f"Expected --agent {name}:PATH (its checkpoint), got {spec!r}"
             )
-        return importlib.import_module(TRAINED[name]).make_eval_agent(path)
-    choices = sorted([*AGENTS, "jerk", *(f"{t}:PATH" for t in TRAINED)])
-    return import_callable(spec, choices, "factory")
+        return agent.eval_factory()(path)
+    named = [
+        a.name if not a.eval_takes_path else f"{a.name}:PATH" for a in registry.AGENTS.values()
+    ]
+    return import_callable(spec, sorted([*AGENTS, *named]), "factory")
 
 
 def import_callable(spec: str, choices: Sequence[str], kind: str) -> Callable:
@@ -172,8 +168,8 @@ def evaluate(
     """
     from tqdm import tqdm
 
-    from fastretro import VecRetroEnv
     from fastretro.config import EnvConfig
+    from fastretro.runtime.pool import VecRetroEnv
 
     if timesteps < 1:
         raise InvalidArgumentError(f"Expected timesteps >= 1, got {timesteps}")

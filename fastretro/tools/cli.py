@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from fastretro.agents import registry
+
 
 def _games(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
@@ -63,12 +65,6 @@ def _eval(argv: list[str]) -> int:
     return evaluate.main(argv)
 
 
-def _jerk(argv: list[str]) -> int:
-    from fastretro.agents import jerk
-
-    return jerk.main(argv)
-
-
 def _replay(argv: list[str]) -> int:
     from fastretro.contest import movies
 
@@ -81,28 +77,10 @@ def _render(argv: list[str]) -> int:
     return movies.render_main(argv)
 
 
-def _ppo(argv: list[str]) -> int:
-    from fastretro.agents import ppo2
-
-    return ppo2.main(argv)
-
-
-def _rainbow(argv: list[str]) -> int:
-    from fastretro.agents import rainbow
-
-    return rainbow.main(argv)
-
-
-def _world_models(argv: list[str]) -> int:
-    from fastretro.agents import world_models
-
-    return world_models.main(argv)
-
-
 def _play(argv: list[str]) -> int:
-    from fastretro.agents import common
+    from fastretro.agents import harness
 
-    return common.play_main(argv)
+    return harness.play_main(argv)
 
 
 def _convert_checkpoint(argv: list[str]) -> int:
@@ -132,10 +110,8 @@ def _profile(argv: list[str]) -> int:
 COMMANDS = {
     "bench": (_bench, "measure emulator frames/s against the peers and the physical limit"),
     "games": (_games, "list integrated games, ROMs present, and how to import ROMs"),
-    "jerk": (_jerk, "run the JERK baseline (scripted search) on a level with the pool"),
-    "ppo": (_ppo, "train the PPO2 client (checkpoints, resume, fine-tune, TensorBoard)"),
-    "rainbow": (_rainbow, "train the Rainbow client (checkpoints, resume, fine-tune, TensorBoard)"),
-    "world-models": (_world_models, "World Models: collect, vae, mdn, evolve, play"),
+    # The agents' commands, from the registry (their modules load when one runs).
+    **{agent.command: (agent.run_main, agent.help) for agent in registry.AGENTS.values()},
     "play": (_play, "run a trained PPO2 or Rainbow checkpoint, optionally recording .bk2"),
     "convert-checkpoint": (
         _convert_checkpoint,

@@ -28,10 +28,12 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from fastretro import DEFAULT_GAME, contest
+from fastretro.agents import registry
 from fastretro.errors import InvalidArgumentError
 from fastretro.runtime.stats import PoolStats, Stopwatch, available_cores
 
-AGENTS = ("random", "jerk", "ppo", "rainbow")
+#: ``--agent`` names: the random agent and the registry's agents the profiler runs.
+AGENTS = ("random", *(a.profile for a in registry.AGENTS.values() if a.profile))
 
 
 @dataclass
@@ -231,8 +233,8 @@ def plot(profile: Profile, path: str) -> str:
 
 def _pool(game: str, state: str | None, num_envs: int, **options):
     """The profiled pool: the contest's rules and the 84x84 gray stack learning agents use."""
-    from fastretro import VecRetroEnv
     from fastretro.config import EnvConfig, split_options
+    from fastretro.runtime.pool import VecRetroEnv
 
     env_options, pool_options = split_options(options)
     observation = dict(grayscale=True, resize=(84, 84), max_pool=True, frame_stack=4)
@@ -267,32 +269,21 @@ def run_agent(
     """
     watch = Stopwatch()
     if agent in ("ppo", "rainbow"):
-        return _run_learner(agent, game, state, num_envs, seconds, watch, ppo_options or {})
+        learner = registry.get(agent)
+        return _run_learner(learner, game, state, num_envs, seconds, watch, ppo_options or {})
     if agent == "random":
         pool = _pool(game, state, num_envs)
         space = pool.action_space
         space.seed(0)
         act, observe = (lambda obs: space.sample()), None
     elif agent == "jerk":
-        from fastretro.agents.jerk import OPEN_LOOP_STEPS, JerkAgent, jerk_actions, profile_of
+        from fastretro.agents.jerk import JerkAgent
+        from fastretro.config import EnvConfig
 
-        profile = profile_of(game)
-        if profile is None:
-            raise InvalidArgumentError(f"No JERK profile for {game}; profile it as module:function")
-        pool = _pool(
-            game,
-            state,
-            num_envs,
-            actions=jerk_actions(profile),
-            observe=False,
-            grayscale=False,
-            resize=None,
-            max_pool=False,
-            frame_stack=1,
-            # As `fastretro jerk` runs it: whole moves and replays in the workers (open loop).
-            batch_size=1,
-            sequence_length=OPEN_LOOP_STEPS,
-        )
+        # As `fastretro jerk` runs it: whole moves and replays in the workers (open loop), each
+        # env on its own; the contest's scenario where the game has one.
+        scenario = EnvConfig.contest(game, state).scenario
+        pool = registry.get("jerk").pool()(game, state, num_envs, batch_size=1, scenario=scenario)
         jerk = JerkAgent(None, pool.action_space, horizon=contest.MAX_EPISODE_STEPS)
     else:
         func = _load_function(agent)
@@ -318,14 +309,10 @@ def run_agent(
         pool.close()
 
 
-def _run_learner(agent, game, state, num_envs, seconds, watch, options):
+def _run_learner(agent: registry.AgentSpec, game, state, num_envs, seconds, watch, options):
     """Train PPO2 or Rainbow for ``seconds``; the pools' stats over the training loop."""
-    if agent == "ppo":
-        from fastretro.agents.ppo2 import PPO2Config as Config
-        from fastretro.agents.ppo2 import train
-    else:  # Rainbow's defaults are its fast preset
-        from fastretro.agents.rainbow import RainbowConfig as Config
-        from fastretro.agents.rainbow import train
+    # Rainbow's defaults are its fast preset.
+    Config, train = agent.config(), agent.train()  # noqa: N806 - a class
     options = dict(options)
     run_dir = options.pop("run_dir", None)
     cfg = Config(game=game, state=state, num_envs=num_envs, total_frames=10**12, **options)

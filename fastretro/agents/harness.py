@@ -1,0 +1,576 @@
+"""What every learning agent needs, written once: run start, episodes, checkpoints, play, eval, CLI.
+
+PPO2 and Rainbow keep their learning in their own files; around it they share the same
+skeleton, which lives here:
+
+- :func:`check_fields`, :func:`config_from`, :func:`load_agent_checkpoint`: a config's ranges,
+  a config and a checkpoint read back;
+- :func:`begin_run`: ``--resume`` / ``--init-from`` (checkpoints read before any emulator
+  starts) and the device;
+- :class:`Episodes` (each env's running reward, one monitor.csv row per ended episode) and
+  :class:`CheckpointSchedule` (``ckpt_FRAMES.pt`` every so often, ``last.pt`` at the end),
+  both in :class:`RunLoop` with the run logs, the progress bar and the summary;
+- :func:`check_compatible`: a checkpoint against the env it is about to act on;
+- :func:`play_episodes` (``fastretro play``'s loop) and :func:`eval_factory` (``fastretro eval
+  --agent NAME:PATH``'s agent factory), both driven by one ``choose(obs) -> actions`` function;
+- :func:`config_parser` / :func:`config_values` / :func:`run_training`: the training command
+  built from a config dataclass and its presets (one flag per field, its docstring as help);
+- :func:`play_main`: ``fastretro play CKPT``, which the checkpoint's tag sends to its agent
+  through :mod:`fastretro.agents.registry`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from fastretro.agents.checkpoints import load_checkpoint
+from fastretro.agents.common import RunLog, torch
+from fastretro.errors import InvalidArgumentError
+
+__all__ = [
+    "CheckpointSchedule",
+    "Episodes",
+    "RunLoop",
+    "RunStart",
+    "begin_run",
+    "check_compatible",
+    "check_fields",
+    "config_from",
+    "config_parser",
+    "config_values",
+    "eval_factory",
+    "field_docs",
+    "level_flags",
+    "levels_of",
+    "load_agent_checkpoint",
+    "n_actions_of",
+    "play_episodes",
+    "play_main",
+    "play_on",
+    "run_training",
+    "same_actions",
+    "summary_line",
+]
+
+#: ``choose(observations) -> actions``: a policy on a batch of observations (numpy in and out).
+Choose = Callable[[np.ndarray], np.ndarray]
+
+
+# -- configs and checkpoints ----------------------------------------------------------------
+
+
+def check_fields(cfg, *, ints=(), counts=(), positive=(), unit=(), nonnegative=()) -> None:
+    """Raise InvalidArgumentError naming the first field of ``cfg`` out of its range.
+
+    ``ints``: ints >= 1; ``counts``: ints >= 0; ``positive``: > 0; ``unit``: in [0, 1];
+    ``nonnegative``: >= 0 (bools are not ints here).
+    """
+    for names, low, kind in ((ints, 1, "an int >= 1"), (counts, 0, "an int >= 0")):
+        for name in names:
+            value = getattr(cfg, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise InvalidArgumentError(f"Expected {name} to be {kind}, got {value!r}")
+    checks = (
+        (positive, lambda v: v > 0, "> 0"),
+        (unit, lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
+        (nonnegative, lambda v: v >= 0, ">= 0"),
+    )
+    for names, ok, what in checks:
+        for name in names:
+            value = getattr(cfg, name)
+            if not ok(value):
+                raise InvalidArgumentError(f"Expected {name} {what}, got {value!r}")
+
+
+def config_from(config_cls: type, values: dict):
+    """A ``config_cls`` of a checkpoint's saved values; fields the class no longer has dropped."""
+    known = {f.name for f in dataclasses.fields(config_cls)}
+    return config_cls(**{k: v for k, v in values.items() if k in known})
+
+
+def load_agent_checkpoint(
+    path: str, agent: str, label: str, head: tuple[str, str], config_from_checkpoint, config: str
+) -> dict:
+    """An agent's checkpoint, read without running code, with a network and a config.
+
+    Args:
+        path: the file.
+        agent: the tag it must carry.
+        label: the agent's name in messages, e.g. "PPO2".
+        head: the key of a 2-D weight its ``model`` must hold, and the layer's name.
+        config_from_checkpoint: builds the agent's config from the checkpoint.
+        config: the config class's name (in the message).
+
+    Raises:
+        InvalidArgumentError: as ``load_checkpoint``; or no such weight in ``model``; or a
+            ``config`` the agent's config class does not take.
+    """
+    ckpt = load_checkpoint(path, agent, label, required={"model": dict})
+    bad = f"{path!r} is not a fastretro {label} checkpoint:"
+    key, layer = head
+    weight = ckpt["model"].get(key)
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
+        raise InvalidArgumentError(f"{bad} its 'model' has no {layer} ({key!r})")
+    try:
+        config_from_checkpoint(ckpt)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgumentError(f"{bad} its 'config' is not a {config}'s ({exc})") from exc
+    return ckpt
+
+
+# -- starting a run --------------------------------------------------------------------------
+
+
+@dataclass
+class RunStart:
+    """Where a training run starts: its config, the checkpoints it reads, its first frame."""
+
+    cfg: object
+    """The config to train with (the resumed run's, with the new ``total_frames``)."""
+    ckpt: dict | None
+    """The ``--resume`` checkpoint (weights, optimizer, frames), or None."""
+    source: dict | None
+    """The ``--init-from`` checkpoint (weights only), or None."""
+    start_frames: int
+    """Frames already trained (the resumed checkpoint's), else 0."""
+    device: torch.device
+    """Where the networks live (``cfg.device``, ``auto``: cuda when present)."""
+
+
+def begin_run(
+    cfg,
+    resume: str | None,
+    init_from: str | None,
+    load_checkpoint: Callable[[str], dict],
+    config_from_checkpoint: Callable[[dict], object],
+) -> RunStart:
+    """Read ``--resume`` / ``--init-from`` and check the config, before any emulator starts.
+
+    A resumed run takes its checkpoint's config, but for ``total_frames`` (the new budget).
+
+    Raises:
+        InvalidArgumentError: both given; a checkpoint refused by ``load_checkpoint``; a bad
+            config value (``cfg.check()``).
+    """
+    start_frames = 0
+    ckpt = None
+    if resume and init_from:
+        raise InvalidArgumentError("Pass --resume or --init-from, not both")
+    if resume:
+        ckpt = load_checkpoint(resume)
+        total = cfg.total_frames
+        cfg = config_from_checkpoint(ckpt)
+        cfg.total_frames = total
+        start_frames = int(ckpt["frames"])
+    cfg.check()
+    # Before the pools start: a bad checkpoint is refused without starting an emulator.
+    source = load_checkpoint(init_from) if init_from else None
+    auto = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(auto if cfg.device == "auto" else cfg.device)
+    return RunStart(cfg, ckpt, source, start_frames, device)
+
+
+class Episodes:
+    """Each env's running episode reward and length; a monitor.csv row per ended episode."""
+
+    def __init__(self, num_envs: int, runlog: RunLog) -> None:
+        self.reward = np.zeros(num_envs)
+        self.length = np.zeros(num_envs, np.int64)
+        self.recent: list[float] = []
+        self.count = 0
+        self.runlog = runlog
+        self._index = np.arange(num_envs)
+
+    def add(self, envs, rewards: np.ndarray, done: np.ndarray, frames: int) -> None:
+        """One step of the envs ``envs`` (a slice or an index array), in the game's rewards."""
+        self.reward[envs] += rewards
+        self.length[envs] += 1
+        for i in self._index[envs][np.flatnonzero(done)]:
+            self.runlog.episode(float(self.reward[i]), int(self.length[i]), frames)
+            self.recent.append(float(self.reward[i]))
+            self.count += 1
+            self.reward[i], self.length[i] = 0.0, 0
+
+    def mean100(self, empty=0.0):
+        """The mean reward of the last 100 ended episodes; ``empty`` before the first."""
+        return float(np.mean(self.recent[-100:])) if self.recent else empty
+
+
+class CheckpointSchedule:
+    """``checkpoints/ckpt_FRAMES.pt`` every ``every`` frames (0: never) and ``last.pt``."""
+
+    def __init__(self, run_dir: str, every: int, start_frames: int, save: Callable) -> None:
+        self.folder = os.path.join(run_dir, "checkpoints")
+        self.every, self.last, self.save = every, start_frames, save
+
+    def maybe(self, frames: int) -> None:
+        """Save ``ckpt_FRAMES.pt`` if ``every`` frames have passed since the last one."""
+        if self.every and frames - self.last >= self.every:
+            self.save(os.path.join(self.folder, f"ckpt_{frames}.pt"), frames)
+            self.last = frames
+
+    def final(self, frames: int) -> str:
+        """Save ``last.pt``; its path."""
+        path = os.path.join(self.folder, "last.pt")
+        self.save(path, frames)
+        return path
+
+
+class RunLoop:
+    """A training loop's surroundings: run logs, episodes, progress bar, checkpoints, clock.
+
+    Made just before the loop (the clock starts then); :meth:`close` saves ``last.pt`` and
+    closes the logs, and :meth:`summary` is what ``train`` returns.
+    """
+
+    def __init__(
+        self,
+        run_dir: str,
+        *,
+        resumed: bool,
+        num_envs: int,
+        start_frames: int,
+        checkpoint_every: int,
+        save: Callable[[str, int], None],
+        bar_total: int,
+        desc: str,
+        progress: bool,
+    ) -> None:
+        from tqdm import tqdm
+
+        self.runlog = RunLog(run_dir, resume=resumed)
+        self.episodes = Episodes(num_envs, self.runlog)
+        self.checkpoints = CheckpointSchedule(run_dir, checkpoint_every, start_frames, save)
+        self.start_frames = start_frames
+        self.checkpoint: str | None = None
+        self.start = time.perf_counter()
+        self.bar = tqdm(
+            total=bar_total, unit="frame", unit_scale=True, disable=not progress, desc=desc
+        )
+
+    def elapsed(self) -> float:
+        """Seconds since the loop began."""
+        return time.perf_counter() - self.start
+
+    def close(self, frames: int) -> None:
+        """Close the bar, save ``last.pt``, close the logs (also when the loop raised)."""
+        self.bar.close()
+        self.checkpoint = self.checkpoints.final(frames)
+        self.runlog.close()
+
+    def summary(self, frames: int, **more) -> dict:
+        """What ``train`` returns: frames, episodes, reward, seconds, ``more``, checkpoint.
+
+        The mean reward of the last 100 episodes (None before the first), frames/s of this run.
+        """
+        elapsed = self.elapsed()
+        return {
+            "frames": frames,
+            "episodes": self.episodes.count,
+            "reward_mean100": self.episodes.mean100(None),
+            "seconds": round(elapsed, 3),
+            "frames_per_s": round((frames - self.start_frames) / max(elapsed, 1e-9), 1),
+            **more,
+            "checkpoint": self.checkpoint,
+        }
+
+
+# -- checkpoints against envs ------------------------------------------------------------------
+
+
+def same_actions(a, b) -> bool:
+    """Whether two action sets are the same (a name, or combos as strings or lists)."""
+
+    def norm(x):
+        return x if isinstance(x, str) else [c if isinstance(c, str) else list(c) for c in x]
+
+    return norm(a) == norm(b)
+
+
+def check_compatible(
+    path: str, trained: int, n_actions: int, trained_set=None, action_set=None
+) -> None:
+    """Refuse a checkpoint whose policy does not fit the env's actions.
+
+    Args:
+        path: the checkpoint (named in the message).
+        trained: the actions its output layer has.
+        n_actions: the actions of the env it is about to act on.
+        trained_set: the action set it was trained with, where the checkpoint says.
+        action_set: the action set of this run (compared with ``trained_set``).
+
+    Raises:
+        InvalidArgumentError: another action set, or another number of actions.
+    """
+    if trained_set is not None and not same_actions(trained_set, action_set):
+        raise InvalidArgumentError(
+            f"{path!r} was trained with the action set {trained_set!r}; this run uses "
+            f"{action_set!r}: use the same action set (actions=...)"
+        )
+    if trained != n_actions:
+        raise InvalidArgumentError(
+            f"{path!r} was trained with {trained} actions; this env has {n_actions}: use the "
+            "same action set (actions=...)"
+        )
+
+
+def n_actions_of(space) -> int:
+    """The discrete actions of one env: of a ``Discrete`` or of a pool's ``MultiDiscrete``."""
+    return int(space.nvec.flat[0]) if hasattr(space, "nvec") else int(space.n)
+
+
+# -- playing and evaluating --------------------------------------------------------------------
+
+
+def play_episodes(pool, choose: Choose, episodes: int, seed: int) -> list[float]:
+    """Run ``choose`` on a one-env pool for ``episodes`` episodes; their rewards.
+
+    torch's global generator is seeded with ``seed`` (a policy that samples draws from it).
+    """
+    torch.manual_seed(seed)
+    obs, _ = pool.reset(seed=seed)
+    rewards, total = [], 0.0
+    while len(rewards) < episodes:
+        obs, r, term, trunc, _ = pool.step(choose(obs))
+        total += float(r[0])
+        if term[0] or trunc[0]:
+            rewards.append(total)
+            total = 0.0
+    return rewards
+
+
+def play_on(pool, build: Callable[[object, object], Choose], episodes: int, seed: int):
+    """:func:`play_episodes` with the policy ``build`` makes for the pool's spaces; closes it."""
+    try:
+        choose = build(pool.single_observation_space, pool.single_action_space)
+        return play_episodes(pool, choose, episodes, seed)
+    finally:
+        pool.close()
+
+
+class PolicyAgent:
+    """A ``fastretro eval`` agent: ``act(observations) -> actions`` through ``choose``."""
+
+    def __init__(self, choose: Choose) -> None:
+        self.choose = choose
+
+    def act(self, observations: np.ndarray) -> np.ndarray:
+        """One action per env for a batch of observations."""
+        return self.choose(observations)
+
+
+def eval_factory(build: Callable[[object, object], Choose], env_options: dict) -> Callable:
+    """A ``fastretro eval`` agent factory (:mod:`fastretro.contest.evaluate`).
+
+    ``factory(observation_space, action_space)`` returns a :class:`PolicyAgent` acting with
+    ``build(observation_space, action_space)`` (which checks the spaces and loads the weights:
+    after the pool has forked its workers); ``factory.env_options`` are the pool options the
+    policy needs.
+    """
+
+    def factory(observation_space, action_space) -> PolicyAgent:
+        return PolicyAgent(build(observation_space, action_space))
+
+    factory.env_options = dict(env_options)
+    return factory
+
+
+def play_main(argv: list[str] | None = None) -> int:
+    """``fastretro play CKPT``: run a trained PPO2 or Rainbow policy (the checkpoint says which).
+
+    Prints each episode's reward; ``--record DIR`` writes one .bk2 movie per episode. The
+    checkpoint is opened without running code; one of the old format (a pickle) is refused
+    before any emulator starts, with the command that converts it.
+    """
+    from fastretro.agents import registry
+    from fastretro.agents.checkpoints import checkpoint_agent
+
+    parser = argparse.ArgumentParser(prog="fastretro play", description=play_main.__doc__)
+    parser.add_argument("checkpoint")
+    parser.add_argument("--game", default=None, help="default: the checkpoint's game")
+    parser.add_argument("--state", default=None)
+    parser.add_argument("--episodes", type=int, default=1)
+    parser.add_argument("--record", metavar="DIR", help="write one .bk2 per episode here")
+    parser.add_argument("--greedy", action="store_true", help="the best action, not a sample")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    # A file of no playable agent goes to PPO2's loader, which says what is wrong with it.
+    agent = registry.get(checkpoint_agent(args.checkpoint), None)
+    play = (agent if agent and agent.plays_checkpoints else registry.get("ppo2")).play()
+    try:
+        rewards = play(
+            args.checkpoint,
+            args.game,
+            args.state,
+            args.episodes,
+            args.record,
+            args.greedy,
+            args.seed,
+        )
+    except InvalidArgumentError as exc:
+        parser.error(str(exc))
+    for i, r in enumerate(rewards):
+        print(f"episode {i}: reward {r:g}")
+    print(f"mean reward {np.mean(rewards):g} over {len(rewards)} episode(s)")
+    return 0
+
+
+# -- the training command ----------------------------------------------------------------------
+
+
+def field_docs(config_cls: type) -> dict[str, str]:
+    """Each config field's docstring (the string under it in the class body), for --help."""
+    import ast
+    import inspect
+
+    docs: dict[str, str] = {}
+    try:
+        body = ast.parse(inspect.getsource(config_cls)).body[0].body
+    except (OSError, TypeError):  # no source (a frozen build): flags without help
+        return docs
+    for node, after in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr):
+            if isinstance(after.value, ast.Constant) and isinstance(after.value.value, str):
+                docs[node.target.id] = after.value.value
+    return docs
+
+
+#: Flag types by a field's annotation (``from __future__ import annotations``: strings).
+_TYPES = {"int": int, "float": float, "float | None": float}
+
+
+def config_parser(
+    prog: str,
+    description: str,
+    config_cls: type,
+    presets: dict[str, dict],
+    run_dir: str,
+    *,
+    skip: Sequence[str] = (),
+    more: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> argparse.ArgumentParser:
+    """The training command's parser: the run's flags, then one flag per config field.
+
+    ``--run-dir``, ``--preset``, then ``more(parser)``'s flags, ``--init-from``, ``--resume``,
+    ``--quiet``, ``--json``, then ``--FIELD`` for each field of ``config_cls`` not in ``skip``
+    (bools as ``--x/--no-x``; every default None, so that only what was given overrides the
+    preset), with the field's docstring as help.
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--run-dir", default=run_dir, help="output folder")
+    parser.add_argument("--preset", choices=sorted(presets), help="hyper-parameter preset")
+    if more is not None:
+        more(parser)
+    parser.add_argument("--init-from", metavar="CKPT", help="fine-tune from these weights")
+    parser.add_argument("--resume", metavar="CKPT", help="continue the run of this checkpoint")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    docs = field_docs(config_cls)
+    for f in dataclasses.fields(config_cls):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        doc = " ".join(docs.get(f.name, "").split()).replace("%", "%%")
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=doc)
+        else:
+            parser.add_argument(flag, type=_TYPES.get(str(f.type), str), default=None, help=doc)
+    return parser
+
+
+def config_values(
+    args: argparse.Namespace, config_cls: type, presets: dict[str, dict], skip: Sequence[str] = ()
+) -> dict:
+    """The preset's values (``--preset``), overridden by every field flag given."""
+    values = dict(presets[args.preset]) if args.preset else {}
+    for f in dataclasses.fields(config_cls):
+        v = getattr(args, f.name, None)
+        if v is not None and f.name not in skip:
+            values[f.name] = v
+    return values
+
+
+def _parse_level(text: str) -> tuple[str, str]:
+    game, sep, state = text.partition(":")
+    if not sep or not game or not state:
+        raise argparse.ArgumentTypeError(f"Expected GAME:STATE, got {text!r}")
+    return game, state
+
+
+def level_flags(parser: argparse.ArgumentParser) -> None:
+    """``--game``, ``--state``, ``--level GAME:STATE`` (repeated), ``--contest-training-levels``."""
+    from fastretro import DEFAULT_GAME
+
+    parser.add_argument("--game", default=DEFAULT_GAME)
+    parser.add_argument("--state", default=None)
+    parser.add_argument(
+        "--level",
+        action="append",
+        type=_parse_level,
+        default=[],
+        metavar="GAME:STATE",
+        help="joint training: repeat for each level",
+    )
+    parser.add_argument(
+        "--contest-training-levels",
+        action="store_true",
+        help="joint training on the contest's training levels whose ROM is present",
+    )
+
+
+def levels_of(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[tuple]:
+    """The (game, state) levels :func:`level_flags`' flags name; the parser's error if none."""
+    levels = list(args.level)
+    if args.contest_training_levels:
+        from fastretro import contest
+
+        levels += [(lv.game, lv.state) for lv in contest.playable(contest.training_levels())]
+        if not levels:
+            parser.error(
+                "no contest training level has its ROM imported (python -m stable_retro.import DIR)"
+            )
+    return levels
+
+
+def summary_line(summary: dict, also: str = "") -> str:
+    """A training summary in one line; ``also`` goes after the episodes (ends with ", ")."""
+    return (
+        f"{summary['frames']:,} frames in {summary['seconds']:.0f} s "
+        f"({summary['frames_per_s']:,.0f} frames/s), {summary['episodes']} episodes, "
+        f"{also}mean reward (last 100) {summary['reward_mean100']}; "
+        f"checkpoint {summary['checkpoint']}"
+    )
+
+
+def run_training(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    make_config: Callable[[], object],
+    train: Callable,
+    also: Callable[[dict], str] | None = None,
+) -> int:
+    """Build the config, train, print the summary (JSON with ``--json``).
+
+    The summary's line is :func:`summary_line`'s, with ``also(summary)`` in it.
+
+    A bad value or a refused checkpoint is the parser's error (one line, exit 2).
+    """
+    try:
+        cfg = make_config()
+        summary = train(
+            cfg, args.run_dir, resume=args.resume, init_from=args.init_from, progress=not args.quiet
+        )
+    except InvalidArgumentError as exc:
+        parser.error(str(exc))
+    print(
+        json.dumps(summary) if args.json else summary_line(summary, also(summary) if also else "")
+    )
+    return 0
