@@ -146,7 +146,7 @@ def test_a_failed_shard_write_stops_collect_with_its_error(tmp_path, monkeypatch
     def full_disk(path, *args):
         raise OSError(28, "No space left on device", path)
 
-    monkeypatch.setattr(wm, "_write_shard", full_disk)
+    monkeypatch.setattr(wm.rollouts, "write_shard", full_disk)  # the name collect calls
     cfg = wm.resolve_config(None, **{**TINY, "num_envs": 2, "collect_episodes": 2})
     with pytest.raises(OSError, match="No space left on device"):
         wm.collect(cfg, str(tmp_path), progress=False)
@@ -446,7 +446,7 @@ def test_controller_actions_match_numpy():
 def test_training_sequences_cover_every_step_once():
     ends = np.zeros(50, bool)
     ends[[9, 10, 44, 49]] = True  # episodes of 10, 1, 34 and 5 steps
-    idx, valid = wm._sequence_index(ends, 8, np.random.default_rng(0))
+    idx, valid = wm.mdn_rnn._sequence_index(ends, 8, np.random.default_rng(0))
     assert sorted(idx[valid].tolist()) == list(range(50))
     assert valid[:, 0].all()  # no sequence starts outside its episode
     assert (np.diff(valid.astype(int), axis=1) <= 0).all()  # padding comes last
