@@ -20,8 +20,6 @@ from fastretro.errors import (
 )
 from fastretro.integrations import gym_registry as _gym_registry
 
-DEFAULT_GAME = "Airstriker-Genesis-v0"
-
 _moved.install()
 # fastretro's ids in gymnasium's registry (fastretro/integrations/gym_registry.py), registered
 # without importing gymnasium: now if it is loaded, else when it is.
@@ -31,6 +29,9 @@ _gym_registry.install()
 # on first use, so that `import fastretro` stays cheap in worker processes and in tools that
 # need no pool.
 _LAZY = {
+    # The config's, where EnvConfig.game's default is declared: the config imports nothing
+    # from this module, so that it stays the bottom of the package (tests/test_imports.py).
+    "DEFAULT_GAME": "fastretro.config",
     "VecRetroEnv": "fastretro.runtime.pool",
     "Snapshot": "fastretro.runtime.snapshots",
     "EnvConfig": "fastretro.config",

@@ -6,8 +6,11 @@ Both are frozen dataclasses that check themselves once, when they are made: a ba
 it as ``env.config`` (and its own settings as ``env.pool_config``).
 
 Presets are class methods: :meth:`EnvConfig.contest` (the 2018 Retro Contest's rules) and
-:meth:`EnvConfig.atari` (Machado et al. 2018's protocol, once Atari lands). ``replace`` makes a
-changed copy, checked again.
+:meth:`EnvConfig.atari` (Machado et al. 2018's protocol; EnvPool's and the DQN protocol beside
+it). Their rules live beside their domains (``fastretro/contest/rules.py``,
+``fastretro/atari/protocols.py``), which import nothing of the config or the pool; this module
+imports nothing of fastretro but its errors at the top. ``replace`` makes a changed copy,
+checked again.
 """
 
 from __future__ import annotations
@@ -25,12 +28,24 @@ from typing import Any
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from fastretro import DEFAULT_GAME
 from fastretro.errors import InvalidArgumentError
 
+#: stable-retro's one game whose ROM it ships: every default runs without importing a ROM.
+DEFAULT_GAME = "Airstriker-Genesis-v0"
 SCENARIO_ENGINES = ("auto", "stable-retro")
 BACKENDS = ("auto", "stable-retro", "ale")
 FAILURE_POLICIES = ("raise", "restart")
+#: The named action sets (``EnvConfig.actions``); fastretro/runtime/actions.py maps each to the
+#: console's buttons.
+ACTION_SETS = (
+    "filtered",
+    "discrete",
+    "multi_discrete",
+    "sonic7",
+    "sonic10",
+    "ale_full",
+    "ale_minimal",
+)
 
 
 @dataclass(frozen=True)
@@ -232,24 +247,14 @@ class EnvConfig:
 
         The ``contest`` scenario where the game has one (Sonic's: x-progress from its Lua
         script; other games keep their default), 4 frames per step with sticky probability
-        0.25, and episodes cut at 4,500 steps. What an agent observes and how it acts are the
-        agent's choice, not the contest's: set them in ``overrides``.
+        0.25, and episodes cut at 4,500 steps (``fastretro/contest/rules.py``). What an agent
+        observes and how it acts are the agent's choice, not the contest's: set them in
+        ``overrides``.
         """
-        from fastretro.contest.levels import (
-            FRAMESKIP,
-            MAX_EPISODE_STEPS,
-            SCENARIO,
-            STICKY_PROB,
-            has_contest_scenario,
-        )
+        # Deferred: the rules ask stable-retro's data which games have the contest scenario.
+        from fastretro.contest.rules import contest_fields
 
-        if "scenario" not in overrides:
-            games = [game] if isinstance(game, str) else list(game)
-            scenarios = [SCENARIO if has_contest_scenario(g) else None for g in games]
-            overrides["scenario"] = scenarios[0] if isinstance(game, str) else tuple(scenarios)
-        rules = dict(frameskip=FRAMESKIP, sticky_prob=STICKY_PROB)
-        rules["max_episode_steps"] = MAX_EPISODE_STEPS
-        return cls(game=game, state=state, **{**rules, **overrides})
+        return cls(**contest_fields(game, state, overrides))
 
     @classmethod
     def atari(cls, game: str | Sequence[str], **overrides: Any) -> EnvConfig:
@@ -266,21 +271,10 @@ class EnvConfig:
                 name (``"pong"``), or one per env.
             **overrides: any other field (a change of protocol).
         """
-        from fastretro.runtime.games import atari_game
+        # Deferred: a short name becomes a game ID through stable-retro's list of games.
+        from fastretro.atari.protocols import MACHADO, protocol_fields
 
-        games = atari_game(game) if isinstance(game, str) else tuple(map(atari_game, game))
-        protocol = dict(
-            frameskip=4,
-            sticky_prob=0.25,
-            max_pool=True,
-            grayscale=True,
-            resize=(84, 84),
-            frame_stack=4,
-            channels_first=True,
-            actions="ale_full",
-            max_episode_steps=27_000,
-        )
-        return cls(game=games, **{**protocol, **overrides})
+        return cls(**protocol_fields(MACHADO, game, overrides))
 
     @classmethod
     def envpool_atari(cls, game: str | Sequence[str], **overrides: Any) -> EnvConfig:
@@ -293,8 +287,9 @@ class EnvConfig:
         ``episodic_life`` and ``reward_clip`` are this preset's ``episodic_life`` and
         ``sign_reward``.
         """
-        protocol = dict(sticky_prob=0.0, actions="ale_minimal", noop_max=30, fire_reset=True)
-        return cls.atari(game, **{**protocol, **overrides})
+        from fastretro.atari.protocols import ENVPOOL_V5, protocol_fields
+
+        return cls(**protocol_fields(ENVPOOL_V5, game, overrides))
 
     @classmethod
     def dqn_atari(cls, game: str | Sequence[str], **overrides: Any) -> EnvConfig:
@@ -308,8 +303,9 @@ class EnvConfig:
         at 100,000 steps (``NoFrameskip-v4``'s 400,000 frames). The no-ops and FIRE are single
         frames, as EnvPool does them.
         """
-        protocol = dict(episodic_life=True, sign_reward=True, max_episode_steps=100_000)
-        return cls.envpool_atari(game, **{**protocol, **overrides})
+        from fastretro.atari.protocols import DQN, protocol_fields
+
+        return cls(**protocol_fields(DQN, game, overrides))
 
     def replace(self, **changes: Any) -> EnvConfig:
         """A copy with ``changes`` applied, checked again."""
@@ -513,23 +509,32 @@ def _check_names(options: Mapping[str, Any], valid: Sequence[str], what: str) ->
 
 
 def _normalise_actions(actions: Any) -> str | tuple[tuple[str, ...], ...]:
-    # Names are checked against the console's buttons when the pool knows them
-    # (fastretro/runtime/actions.py); here only the form.
-    from fastretro.runtime.actions import NAMED, parse_combo
-
+    # Only the form is checked here: button names are checked against the console's buttons
+    # when the pool knows them (fastretro/runtime/actions.py).
     if isinstance(actions, str):
-        if actions not in NAMED:
+        if actions not in ACTION_SETS:
             raise InvalidArgumentError(
-                f"Expected actions to be one of {list(NAMED)} or a list of button combos, "
+                f"Expected actions to be one of {list(ACTION_SETS)} or a list of button combos, "
                 f"got {actions!r}"
             )
         return actions
     if not isinstance(actions, (list, tuple)) or not actions:
         raise InvalidArgumentError(
-            f"Expected actions to be one of {list(NAMED)} or a non-empty list of button combos, "
-            f"got {actions!r}"
+            f"Expected actions to be one of {list(ACTION_SETS)} or a non-empty list of button "
+            f"combos, got {actions!r}"
         )
     return tuple(parse_combo(c) for c in actions)
+
+
+def parse_combo(combo: str | Sequence[str]) -> tuple[str, ...]:
+    """One action's buttons, from a list of names or a ``"+"``-joined string."""
+    if isinstance(combo, str):
+        return tuple(b for b in combo.split("+") if b)
+    if isinstance(combo, (list, tuple)) and all(isinstance(b, str) for b in combo):
+        return tuple(combo)
+    raise InvalidArgumentError(
+        f"Expected each action to be a list of button names or a '+'-joined string, got {combo!r}"
+    )
 
 
 def _normalise_record(record: Any) -> str | tuple[str, ...] | None:

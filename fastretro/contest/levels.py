@@ -1,10 +1,11 @@
-"""The Retro Contest (2018): its rules, its Sonic levels as data, and a preset pool.
+"""The Retro Contest (2018): its Sonic levels as data, and a preset pool under its rules.
 
-The contest's environment: the ``contest`` scenario (reward = x-progress through the level, from
-the Lua script in stable-retro's Sonic integrations), 4 frames per step with sticky probability
-0.25, and episodes cut at 4,500 steps. Its levels: 47 training and 11 validation (game, state)
-pairs of Sonic 1, 2 and 3 & Knuckles (``fastretro/contest/data/sonic-levels.csv``). The ROMs are not
-shipped; import yours with ``python -m stable_retro.import DIR``.
+The contest's environment (``fastretro/contest/rules.py``): the ``contest`` scenario (reward =
+x-progress through the level, from the Lua script in stable-retro's Sonic integrations), 4 frames
+per step with sticky probability 0.25, and episodes cut at 4,500 steps. Its levels: 47 training
+and 11 validation (game, state) pairs of Sonic 1, 2 and 3 & Knuckles
+(``fastretro/contest/data/sonic-levels.csv``). The ROMs are not shipped; import yours with
+``python -m stable_retro.import DIR``.
 """
 
 from __future__ import annotations
@@ -18,13 +19,7 @@ from importlib import resources
 import numpy as np
 
 from fastretro.errors import InvalidArgumentError
-from fastretro.runtime.games import has_scenario, rom_imported
-
-# The contest's rules; fastretro.EnvConfig.contest() is the preset that applies them.
-FRAMESKIP = 4
-STICKY_PROB = 0.25
-MAX_EPISODE_STEPS = 4500
-SCENARIO = "contest"
+from fastretro.runtime.games import rom_imported
 
 
 @dataclass(frozen=True)
@@ -55,11 +50,6 @@ def validation_levels() -> list[Level]:
     return [lv for lv in all_levels() if lv.split == "validation"]
 
 
-def has_contest_scenario(game: str) -> bool:
-    """True when the game's integration ships the contest scenario (Sonic 1, 2, 3&K do)."""
-    return has_scenario(game, SCENARIO)
-
-
 def playable(levels: Iterable[Level]) -> list[Level]:
     """The levels whose ROM is imported."""
     return [lv for lv in levels if rom_imported(lv.game)]
@@ -87,8 +77,9 @@ def spread(
 def contest_env(num_envs: int, levels=None, *, allow_backtracking: bool = False, **options):
     """A :class:`~fastretro.VecRetroEnv` under the contest's rules, set up as its baselines were.
 
-    Rules: scenario ``contest`` (where the game has one; others keep their default scenario),
-    ``frameskip=4``, ``sticky_prob=0.25``, ``max_episode_steps=4500``. Agent-side setup, as
+    Rules (:meth:`~fastretro.EnvConfig.contest`): scenario ``contest`` (where the game has one;
+    others keep their default scenario), ``frameskip=4``, ``sticky_prob=0.25``,
+    ``max_episode_steps=4500``. Agent-side setup, as
     retro-baselines' ``sonic_util.make_env``: ``actions="sonic7"``, 84x84 gray frames stacked 4
     deep. Every default can be overridden with ``options`` (e.g. ``actions="filtered",
     grayscale=False, resize=None, frame_stack=1`` gives the raw contest interface).
@@ -103,8 +94,8 @@ def contest_env(num_envs: int, levels=None, *, allow_backtracking: bool = False,
     Raises:
         GameNotFoundError: a level's ROM is not imported (the message says how to import it).
     """
-    from fastretro import VecRetroEnv
     from fastretro.config import EnvConfig, split_options
+    from fastretro.runtime.pool import VecRetroEnv
 
     games, states = spread(training_levels() if levels is None else levels, num_envs)
     env_options, pool_options = split_options(options)

@@ -341,7 +341,7 @@ def measure_sb3(game, config, num_envs, seconds, warmup):
 
 def measure_fastretro(game, config, num_envs, seconds, warmup, skip_work=True):
     """Agent steps/s (all envs) of fastretro's VecRetroEnv."""
-    from fastretro import VecRetroEnv
+    from fastretro.runtime.pool import VecRetroEnv
 
     config = config.replace(game=game, skip_rendering=skip_work, skip_audio=skip_work)
     return _vector_rate(
