@@ -617,3 +617,15 @@ def test_a_seeded_deterministic_run_repeats_bit_for_bit(replay_from):
         first["episode_rewards"],
         first["solutions_crc32"],
     )
+
+
+def test_make_pool_is_blind_with_the_profiles_actions_and_the_contests_timing():
+    # The one JERK pool: `fastretro jerk` (run) and `fastretro profile --agent jerk` both use it.
+    from fastretro.agents.jerk import contest_timing, make_pool
+
+    assert contest_timing(GAME) == {"frameskip": 4, "sticky_prob": 0.25, "max_episode_steps": 4500}
+    with make_pool(GAME, None, 2, batch_size=1, max_episode_steps=300) as env:
+        assert env.batch_size == 1
+        assert list(env.action_space.nvec) == [len(jerk_actions(PROFILES[GAME]))] * 2
+    with pytest.raises(InvalidArgumentError, match=re.escape("No JERK profile for Pong-Nes-v0")):
+        make_pool("Pong-Nes-v0")

@@ -1,12 +1,12 @@
-"""What the learning agents share: the image pool, the Nature CNN and the run logs.
+"""What the learning agents share: the image pool, the CNN trunks and the run logs.
 
 PPO2, Rainbow and World Models each read top to bottom in their own file; the pieces that
 would otherwise be written three times live here: the pool they act on (84x84 gray, max-pool,
-stack 4, channels first, made in the workers), the per-game action sets, the Nature CNN trunk,
-and the run folder's ``monitor.csv``, ``progress.csv`` and TensorBoard scalars. Checkpoints
-(tensors and plain data, opened without running code) are in :mod:`fastretro.agents.checkpoints`;
-the skeleton around training (resume, episodes, play, eval, the command) in
-:mod:`fastretro.agents.harness`.
+stack 4, channels first, made in the workers), the per-game action sets, the Nature and IMPALA
+CNN trunks, and the run folder's ``monitor.csv``, ``progress.csv`` and TensorBoard scalars.
+Checkpoints (tensors and plain data, opened without running code) are in
+:mod:`fastretro.agents.checkpoints`; the skeleton around training (resume, episodes, play, eval,
+the command) in :mod:`fastretro.agents.harness`.
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ skeleton, which lives here:
   :class:`CheckpointSchedule` (``ckpt_FRAMES.pt`` every so often, ``last.pt`` at the end),
   both in :class:`RunLoop` with the run logs, the progress bar and the summary;
 - :func:`check_compatible`: a checkpoint against the env it is about to act on;
-- :func:`play_episodes` (``fastretro play``'s loop) and :func:`eval_factory` (``fastretro eval
-  --agent NAME:PATH``'s agent factory), both driven by one ``choose(obs) -> actions`` function;
+- :func:`play_episodes` / :func:`play_on` (``fastretro play``'s loop) and :func:`eval_factory`
+  (``fastretro eval --agent NAME:PATH``'s agent factory), both driven by one
+  ``choose(obs) -> actions`` function;
 - :func:`config_parser` / :func:`config_values` / :func:`run_training`: the training command
   built from a config dataclass and its presets (one flag per field, its docstring as help);
 - :func:`play_main`: ``fastretro play CKPT``, which the checkpoint's tag sends to its agent
@@ -456,13 +457,15 @@ def config_parser(
     *,
     skip: Sequence[str] = (),
     more: Callable[[argparse.ArgumentParser], None] | None = None,
+    types: dict[str, Callable[[str], object]] | None = None,
 ) -> argparse.ArgumentParser:
     """The training command's parser: the run's flags, then one flag per config field.
 
     ``--run-dir``, ``--preset``, then ``more(parser)``'s flags, ``--init-from``, ``--resume``,
     ``--quiet``, ``--json``, then ``--FIELD`` for each field of ``config_cls`` not in ``skip``
     (bools as ``--x/--no-x``; every default None, so that only what was given overrides the
-    preset), with the field's docstring as help.
+    preset), with the field's docstring as help. A flag's type comes from the field's
+    annotation (int, float, else str) unless ``types`` names a parser for the field.
     """
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--run-dir", default=run_dir, help="output folder")
@@ -482,7 +485,8 @@ def config_parser(
         if f.type in ("bool", bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=doc)
         else:
-            parser.add_argument(flag, type=_TYPES.get(str(f.type), str), default=None, help=doc)
+            kind = (types or {}).get(f.name) or _TYPES.get(str(f.type), str)
+            parser.add_argument(flag, type=kind, default=None, help=doc)
     return parser
 
 

@@ -113,9 +113,7 @@ def load_agent(spec: str) -> Callable:
                 f"Expected --agent {name}:PATH (its checkpoint), got {spec!r}"
             )
         return agent.eval_factory()(path)
-    named = [
-        a.name if not a.eval_takes_path else f"{a.name}:PATH" for a in registry.AGENTS.values()
-    ]
+    named = [f"{a.name}:PATH" if a.eval_takes_path else a.name for a in registry.AGENTS.values()]
     return import_callable(spec, sorted([*AGENTS, *named]), "factory")
 
 

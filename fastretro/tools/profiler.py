@@ -268,9 +268,9 @@ def run_agent(
     (default: a private temporary folder, removed afterwards).
     """
     watch = Stopwatch()
-    if agent in ("ppo", "rainbow"):
-        learner = registry.get(agent)
-        return _run_learner(learner, game, state, num_envs, seconds, watch, ppo_options or {})
+    spec = registry.get(agent) if agent in AGENTS and agent != "random" else None
+    if spec is not None and "train" in spec.load():  # a learner: PPO2, Rainbow
+        return _run_learner(spec, game, state, num_envs, seconds, watch, ppo_options or {})
     if agent == "random":
         pool = _pool(game, state, num_envs)
         space = pool.action_space
