@@ -52,3 +52,12 @@ def test_python_dash_m_fastretro_is_the_cli():
     assert out.stdout.startswith("usage: fastretro COMMAND")
     for command in ("bench", "games", "eval", "ppo", "jerk", "profile"):
         assert f"  {command} " in out.stdout
+
+
+def test_the_old_import_paths_go_away_in_0_3():
+    # fastretro/_moved.py's warning promises it: the release that makes the version 0.3 drops
+    # the aliases (and _moved.py) in the same change.
+    import fastretro
+
+    major, minor = (int(part) for part in fastretro.__version__.split(".")[:2])
+    assert (major, minor) < (0, 3) or not MOVED, "0.3 keeps no old import paths: delete _moved.py"
