@@ -199,7 +199,7 @@ def test_tiny_run_end_to_end_and_explorers_share_solutions():
 
 
 def test_exploit_episodes_go_on_from_the_saved_state_of_the_best_solution():
-    from fastretro import VecRetroEnv
+    from fastretro.runtime.pool import VecRetroEnv
 
     profile = PROFILES[GAME]
     config = JerkConfig(EXPLOIT_BIAS=1.0, seed=0, replay_from="state")
@@ -544,7 +544,7 @@ def test_open_loop_and_per_step_jerk_play_alike_given_the_same_draws():
     # an episode's end wastes the rest), so the same seed gives different runs. Given the same
     # draws (the unused ones handed back), they must play step for step alike, on the emulator,
     # with sticky frames, moves, back-offs, episode ends and replays.
-    from fastretro import VecRetroEnv
+    from fastretro.runtime.pool import VecRetroEnv
 
     options = dict(
         actions=jerk_actions(PROFILES[GAME]),

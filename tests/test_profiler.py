@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from conftest import GAME
 
-from fastretro import ClosedError, VecRetroEnv
+from fastretro import ClosedError
+from fastretro.runtime.pool import VecRetroEnv
 from fastretro.runtime.stats import PoolStats, Stopwatch
 from fastretro.tools.profiler import advise, analyse, run_agent
 

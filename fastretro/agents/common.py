@@ -84,7 +84,7 @@ def image_pool(
 
     The preprocessing runs in the workers, episodes reset within the step that ends them
     (``same_step``), and ``scenario=None`` means ``contest`` where the game has one. Any other
-    :class:`~fastretro.VecRetroEnv` option passes through ``options``.
+    :class:`~fastretro.runtime.pool.VecRetroEnv` option passes through ``options``.
     """
     from fastretro.contest import has_contest_scenario
     from fastretro.runtime.pool import VecRetroEnv
