@@ -16,8 +16,9 @@ skeleton, which lives here:
   ``choose(obs) -> actions`` function;
 - :func:`config_parser` / :func:`config_values` / :func:`run_training`: the training command
   built from a config dataclass and its presets (one flag per field, its docstring as help);
-- :func:`play_main`: ``fastretro play CKPT``, which the checkpoint's tag sends to its agent
-  through :mod:`fastretro.agents.registry`.
+
+``fastretro play CKPT`` (:func:`fastretro.agents.registry.play_main`) sends a checkpoint to its
+agent's ``play``, which runs :func:`play_on`.
 """
 
 from __future__ import annotations
@@ -54,7 +55,6 @@ __all__ = [
     "load_agent_checkpoint",
     "n_actions_of",
     "play_episodes",
-    "play_main",
     "play_on",
     "run_training",
     "same_actions",
@@ -382,46 +382,6 @@ def eval_factory(build: Callable[[object, object], Choose], env_options: dict) -
 
     factory.env_options = dict(env_options)
     return factory
-
-
-def play_main(argv: list[str] | None = None) -> int:
-    """``fastretro play CKPT``: run a trained PPO2 or Rainbow policy (the checkpoint says which).
-
-    Prints each episode's reward; ``--record DIR`` writes one .bk2 movie per episode. The
-    checkpoint is opened without running code; one of the old format (a pickle) is refused
-    before any emulator starts, with the command that converts it.
-    """
-    from fastretro.agents import registry
-    from fastretro.agents.checkpoints import checkpoint_agent
-
-    parser = argparse.ArgumentParser(prog="fastretro play", description=play_main.__doc__)
-    parser.add_argument("checkpoint")
-    parser.add_argument("--game", default=None, help="default: the checkpoint's game")
-    parser.add_argument("--state", default=None)
-    parser.add_argument("--episodes", type=int, default=1)
-    parser.add_argument("--record", metavar="DIR", help="write one .bk2 per episode here")
-    parser.add_argument("--greedy", action="store_true", help="the best action, not a sample")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    # A file of no playable agent goes to PPO2's loader, which says what is wrong with it.
-    agent = registry.get(checkpoint_agent(args.checkpoint), None)
-    play = (agent if agent and agent.plays_checkpoints else registry.get("ppo2")).play()
-    try:
-        rewards = play(
-            args.checkpoint,
-            args.game,
-            args.state,
-            args.episodes,
-            args.record,
-            args.greedy,
-            args.seed,
-        )
-    except InvalidArgumentError as exc:
-        parser.error(str(exc))
-    for i, r in enumerate(rewards):
-        print(f"episode {i}: reward {r:g}")
-    print(f"mean reward {np.mean(rewards):g} over {len(rewards)} episode(s)")
-    return 0
 
 
 # -- the training command ----------------------------------------------------------------------

@@ -4,7 +4,8 @@ Each agent is an :class:`AgentSpec`: its names (the checkpoint tag, the ``fastre
 the profiler's ``--agent``) and a loader that imports its module only when one of its parts is
 asked for, so that listing the agents (``fastretro --help``) imports neither torch nor numba.
 The loaders import the names each agent module exports, so a module may become a package
-without this table changing.
+without this table changing. :func:`play_main` is ``fastretro play``: a checkpoint's tag names
+the agent that plays it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 from fastretro.errors import InvalidArgumentError
 
-__all__ = ["AGENTS", "AgentSpec", "get"]
+__all__ = ["AGENTS", "AgentSpec", "get", "play_main"]
 
 
 @dataclass(frozen=True)
@@ -182,3 +183,46 @@ def get(name: str, default=_MISSING) -> AgentSpec:
     if default is not _MISSING:
         return default
     raise InvalidArgumentError(f"Expected an agent among {sorted(AGENTS)}, got {name!r}")
+
+
+def play_main(argv: list[str] | None = None) -> int:
+    """``fastretro play CKPT``: run a trained PPO2 or Rainbow policy (the checkpoint says which).
+
+    Prints each episode's reward; ``--record DIR`` writes one .bk2 movie per episode. The
+    checkpoint is opened without running code; one of the old format (a pickle) is refused
+    before any emulator starts, with the command that converts it.
+    """
+    import argparse
+
+    import numpy as np
+
+    from fastretro.agents.checkpoints import checkpoint_agent
+
+    parser = argparse.ArgumentParser(prog="fastretro play", description=play_main.__doc__)
+    parser.add_argument("checkpoint")
+    parser.add_argument("--game", default=None, help="default: the checkpoint's game")
+    parser.add_argument("--state", default=None)
+    parser.add_argument("--episodes", type=int, default=1)
+    parser.add_argument("--record", metavar="DIR", help="write one .bk2 per episode here")
+    parser.add_argument("--greedy", action="store_true", help="the best action, not a sample")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    # A file of no playable agent goes to PPO2's loader, which says what is wrong with it.
+    agent = get(checkpoint_agent(args.checkpoint), None)
+    play = (agent if agent and agent.plays_checkpoints else get("ppo2")).play()
+    try:
+        rewards = play(
+            args.checkpoint,
+            args.game,
+            args.state,
+            args.episodes,
+            args.record,
+            args.greedy,
+            args.seed,
+        )
+    except InvalidArgumentError as exc:
+        parser.error(str(exc))
+    for i, r in enumerate(rewards):
+        print(f"episode {i}: reward {r:g}")
+    print(f"mean reward {np.mean(rewards):g} over {len(rewards)} episode(s)")
+    return 0

@@ -78,9 +78,7 @@ def _render(argv: list[str]) -> int:
 
 
 def _play(argv: list[str]) -> int:
-    from fastretro.agents import harness
-
-    return harness.play_main(argv)
+    return registry.play_main(argv)
 
 
 def _convert_checkpoint(argv: list[str]) -> int:
