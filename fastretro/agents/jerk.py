@@ -503,6 +503,19 @@ def make_pool(
     )
 
 
+def _check_run(num_envs, budget, open_loop: bool, async_batches: bool) -> None:
+    """Raise InvalidArgumentError on :func:`run`'s arguments that do not go together."""
+    if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
+        raise InvalidArgumentError(f"Expected num_envs >= 1, got {num_envs!r}")
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise InvalidArgumentError(f"Expected timesteps to be an int >= 1, got {budget!r}")
+    if open_loop and async_batches:
+        raise InvalidArgumentError(
+            "Expected open_loop or async_batches, not both: async_batches halves a pool that "
+            "the parent steps step by step (pass open_loop=False)"
+        )
+
+
 def run(
     game: str,
     state: str | None = None,
@@ -535,15 +548,7 @@ def run(
     config = config or JerkConfig()
     config.check()
     budget = config.TOTAL_TIMESTEPS if timesteps is None else timesteps
-    if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
-        raise InvalidArgumentError(f"Expected num_envs >= 1, got {num_envs!r}")
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
-        raise InvalidArgumentError(f"Expected timesteps to be an int >= 1, got {budget!r}")
-    if open_loop and async_batches:
-        raise InvalidArgumentError(
-            "Expected open_loop or async_batches, not both: async_batches halves a pool that "
-            "the parent steps step by step (pass open_loop=False)"
-        )
+    _check_run(num_envs, budget, open_loop, async_batches)
     profile = config.profile or profile_of(game)
     if profile is None:
         raise InvalidArgumentError(
@@ -585,29 +590,9 @@ def run(
         elif open_loop:
             steps = drive_open_loop(env, agent, budget, config.seed, bar=bar)
         elif env.batch_size is None:
-            env.reset(seed=config.seed)
-            while steps < budget:
-                _, rewards, terminated, truncated, _ = env.step(agent.act(None))
-                agent.observe(rewards, terminated, truncated)
-                if agent.pending_restores:  # exploit episodes that go on from a saved state
-                    env.restore(agent.pending_restores)
-                    agent.pending_restores.clear()
-                steps += num_envs
-                bar.update(num_envs)
+            steps = drive_per_step(env, agent, budget, config.seed, bar=bar)
         else:
-            env.async_reset(seed=config.seed)
-            started = np.zeros(num_envs, bool)
-            while steps < budget:
-                _, rewards, terminated, truncated, infos = env.recv()
-                ids = infos["env_id"]
-                # Each env's first result is its reset, not a step: nothing to account for.
-                s = started[ids]
-                if s.any():
-                    agent.observe(rewards[s], terminated[s], truncated[s], ids[s])
-                    steps += int(s.sum())
-                    bar.update(int(s.sum()))
-                started[ids] = True
-                env.send(agent.act(None, ids).copy(), ids)
+            steps = drive_async_batches(env, agent, budget, config.seed, bar=bar)
         bar.close()
     episode_rewards, solutions, replays, n = (
         agent.episode_rewards,
@@ -650,6 +635,40 @@ def run(
         "best_movie_reward": None if movie is None else movie[1],
         "config": {key: v for key, v in asdict(config).items() if key != "profile"},
     }
+
+
+def drive_per_step(env, agent: JerkAgent, budget: int, seed: int, *, bar) -> int:
+    """The parent picks every step's actions in a lock-step pool; the steps taken."""
+    steps, num_envs = 0, env.num_envs
+    env.reset(seed=seed)
+    while steps < budget:
+        _, rewards, terminated, truncated, _ = env.step(agent.act(None))
+        agent.observe(rewards, terminated, truncated)
+        if agent.pending_restores:  # exploit episodes that go on from a saved state
+            env.restore(agent.pending_restores)
+            agent.pending_restores.clear()
+        steps += num_envs
+        bar.update(num_envs)
+    return steps
+
+
+def drive_async_batches(env, agent: JerkAgent, budget: int, seed: int, *, bar) -> int:
+    """The parent picks every step's actions for the first envs to finish; the steps taken."""
+    steps = 0
+    env.async_reset(seed=seed)
+    started = np.zeros(env.num_envs, bool)
+    while steps < budget:
+        _, rewards, terminated, truncated, infos = env.recv()
+        ids = infos["env_id"]
+        # Each env's first result is its reset, not a step: nothing to account for.
+        s = started[ids]
+        if s.any():
+            agent.observe(rewards[s], terminated[s], truncated[s], ids[s])
+            steps += int(s.sum())
+            bar.update(int(s.sum()))
+        started[ids] = True
+        env.send(agent.act(None, ids).copy(), ids)
+    return steps
 
 
 def drive_open_loop(

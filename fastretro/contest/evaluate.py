@@ -164,11 +164,39 @@ def evaluate(
     Returns:
         The content of ``score.json``.
     """
-    from tqdm import tqdm
-
     from fastretro.config import EnvConfig
     from fastretro.runtime.pool import VecRetroEnv
 
+    options = _check_run(factory, results, timesteps, wall_limit_s)
+    accounts = _accounts(levels, results)
+    handler = logging.FileHandler(os.path.join(results, "eval.log"))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logging.getLogger("fastretro").addHandler(handler)
+    logging.getLogger("fastretro").setLevel(logging.INFO)
+    try:
+        config = EnvConfig.contest(
+            [lv.game for lv in accounts],
+            [lv.state for lv in accounts],
+            max_episode_steps=max_episode_steps,
+            record=[os.path.join(lv.folder, "bk2") for lv in accounts],
+            **options,
+        )
+        # An ended episode restarts within the step: no agent step is spent on a reset.
+        env = VecRetroEnv(config, len(accounts), autoreset_mode="same_step")
+    except Exception:
+        logging.getLogger("fastretro").removeHandler(handler)
+        raise
+    # The clock runs from here: the budget is the agent's, not the workers' start-up.
+    start = time.time()
+    try:
+        stopped_by = _run(env, factory, accounts, timesteps, wall_limit_s, start, progress)
+    finally:
+        _close(env, accounts, start, handler)
+    return _score(accounts, results, timesteps, stopped_by, start)
+
+
+def _check_run(factory: Callable, results: str, timesteps: int, wall_limit_s: float) -> dict:
+    """The agent's pool options, once the run's arguments and results folder are checked."""
     if timesteps < 1:
         raise InvalidArgumentError(f"Expected timesteps >= 1, got {timesteps}")
     if not wall_limit_s > 0:
@@ -189,7 +217,11 @@ def evaluate(
         raise InvalidArgumentError(
             f"The results folder {results!r} is not writable: {exc}"
         ) from None
+    return options
 
+
+def _accounts(levels: Sequence[tuple[str, str | None]], results: str) -> list[_Level]:
+    """One :class:`_Level` per level, each with its folder made."""
     if len(set(levels)) != len(levels) or not levels:
         raise InvalidArgumentError(f"Expected distinct (game, state) levels, got {list(levels)}")
     accounts = [_Level(g, s, "") for g, s in levels]
@@ -197,88 +229,77 @@ def evaluate(
         lv.folder = os.path.join(results, lv.name)
         os.makedirs(os.path.join(lv.folder, "bk2"), exist_ok=True)
         lv.rewards = []
-    handler = logging.FileHandler(os.path.join(results, "eval.log"))
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-    logging.getLogger("fastretro").addHandler(handler)
-    logging.getLogger("fastretro").setLevel(logging.INFO)
-    stopped_by = "budget"
-    try:
-        config = EnvConfig.contest(
-            [lv.game for lv in accounts],
-            [lv.state for lv in accounts],
-            max_episode_steps=max_episode_steps,
-            record=[os.path.join(lv.folder, "bk2") for lv in accounts],
-            **options,
-        )
-        # An ended episode restarts within the step: no agent step is spent on a reset.
-        env = VecRetroEnv(config, len(accounts), autoreset_mode="same_step")
-    except Exception:
-        logging.getLogger("fastretro").removeHandler(handler)
-        raise
-    # The clock runs from here: the budget is the agent's, not the workers' start-up.
-    start = time.time()
-    try:
-        for lv in accounts:
-            _open_files(lv, start)
-        log.info(
-            "evaluating on %s for %d timesteps per level", [a.name for a in accounts], timesteps
-        )
-        try:
-            agent = factory(env.single_observation_space, env.action_space)
-        except Exception as exc:  # noqa: BLE001 - the agent's own failure, reported in one line
-            raise InvalidArgumentError(
-                f"The agent factory raised {type(exc).__name__}: {exc}"
-            ) from exc
-        observe = getattr(agent, "observe", None)
-        obs, _ = env.reset(seed=0)
-        bar = tqdm(total=timesteps, unit="step", desc="eval", disable=not progress)
-        for t in range(timesteps):
-            if time.time() - start > wall_limit_s:
-                stopped_by = "wall-limit"
-                log.info("wall-clock limit of %g s reached after %d timesteps", wall_limit_s, t)
-                break
-            actions = agent.act(obs)
-            obs, rewards, terminated, truncated, _ = env.step(actions)
-            if observe is not None:
-                observe(rewards, terminated, truncated)
-            now = time.time() - start
-            for i, lv in enumerate(accounts):
-                lv.steps += 1
-                lv.episode_reward += float(rewards[i])
-                lv.episode_length += 1
-                if terminated[i] or truncated[i]:
-                    _end_episode(lv, now)
-                if lv.steps % LOG_EVERY == 0:
-                    lv.log_writer.writerow([lv.steps, round(now, 6)])
-                    lv.log_file.flush()
-            bar.update(1)
-            if t % 100 == 0:
-                best = max((max(lv.rewards) for lv in accounts if lv.rewards), default=0.0)
-                bar.set_postfix(best=f"{best:g}")
-        bar.close()
-    finally:
-        # The episode the budget or the clock cut short is a row too; then the movies close.
-        now = time.time() - start
-        unstarted = []
-        for lv in accounts:
-            if lv.episode_length > 0 and lv.monitor is not None:
-                _end_episode(lv, now)
-            elif lv.rewards is not None:
-                unstarted.append(lv)
-        if "env" in locals():
-            env.close()
-        for lv in unstarted:
-            # The run ended just as an episode did: the pool had already opened the next
-            # episode's movie, which holds no step. One movie per episode: drop it.
-            for empty in glob.glob(os.path.join(lv.folder, "bk2", f"*-{len(lv.rewards):06d}.bk2")):
-                os.remove(empty)
-        for lv in accounts:
-            for f in (lv.monitor, lv.log_file):
-                if f is not None:
-                    f.close()
-        logging.getLogger("fastretro").removeHandler(handler)
-        handler.close()
+    return accounts
 
+
+def _run(env, factory, accounts, timesteps, wall_limit_s, start, progress) -> str:
+    """The agent's steps until the budget or the clock runs out; which one did."""
+    from tqdm import tqdm
+
+    stopped_by = "budget"
+    for lv in accounts:
+        _open_files(lv, start)
+    log.info("evaluating on %s for %d timesteps per level", [a.name for a in accounts], timesteps)
+    try:
+        agent = factory(env.single_observation_space, env.action_space)
+    except Exception as exc:  # noqa: BLE001 - the agent's own failure, reported in one line
+        raise InvalidArgumentError(f"The agent factory raised {type(exc).__name__}: {exc}") from exc
+    observe = getattr(agent, "observe", None)
+    obs, _ = env.reset(seed=0)
+    bar = tqdm(total=timesteps, unit="step", desc="eval", disable=not progress)
+    for t in range(timesteps):
+        if time.time() - start > wall_limit_s:
+            stopped_by = "wall-limit"
+            log.info("wall-clock limit of %g s reached after %d timesteps", wall_limit_s, t)
+            break
+        actions = agent.act(obs)
+        obs, rewards, terminated, truncated, _ = env.step(actions)
+        if observe is not None:
+            observe(rewards, terminated, truncated)
+        now = time.time() - start
+        for i, lv in enumerate(accounts):
+            lv.steps += 1
+            lv.episode_reward += float(rewards[i])
+            lv.episode_length += 1
+            if terminated[i] or truncated[i]:
+                _end_episode(lv, now)
+            if lv.steps % LOG_EVERY == 0:
+                lv.log_writer.writerow([lv.steps, round(now, 6)])
+                lv.log_file.flush()
+        bar.update(1)
+        if t % 100 == 0:
+            best = max((max(lv.rewards) for lv in accounts if lv.rewards), default=0.0)
+            bar.set_postfix(best=f"{best:g}")
+    bar.close()
+    return stopped_by
+
+
+def _close(env, accounts: list[_Level], start: float, handler: logging.Handler) -> None:
+    """End the episodes still running, close the pool, the files and the log."""
+    # The episode the budget or the clock cut short is a row too; then the movies close.
+    now = time.time() - start
+    unstarted = []
+    for lv in accounts:
+        if lv.episode_length > 0 and lv.monitor is not None:
+            _end_episode(lv, now)
+        elif lv.rewards is not None:
+            unstarted.append(lv)
+    env.close()
+    for lv in unstarted:
+        # The run ended just as an episode did: the pool had already opened the next
+        # episode's movie, which holds no step. One movie per episode: drop it.
+        for empty in glob.glob(os.path.join(lv.folder, "bk2", f"*-{len(lv.rewards):06d}.bk2")):
+            os.remove(empty)
+    for lv in accounts:
+        for f in (lv.monitor, lv.log_file):
+            if f is not None:
+                f.close()
+    logging.getLogger("fastretro").removeHandler(handler)
+    handler.close()
+
+
+def _score(accounts: list[_Level], results: str, timesteps: int, stopped_by: str, start) -> dict:
+    """``score.json``'s content, written."""
     per_level = {
         lv.name: {
             "score": float(np.mean(lv.rewards)) if lv.rewards else 0.0,
