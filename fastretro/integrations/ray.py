@@ -59,11 +59,19 @@ from gymnasium.vector.utils import batch_space
 from fastretro import DEFAULT_GAME
 from fastretro.config import EnvConfig, PoolConfig, from_arguments
 from fastretro.errors import (
-    ClosedError,
     InvalidArgumentError,
     ShardConnectionError,
     StateMachineError,
     WorkerDiedError,
+)
+from fastretro.runtime.contract import (
+    RESTARTED,
+    CallState,
+    State,
+    action_checks,
+    add_restarted,
+    reset_mask,
+    shard_seeds,
 )
 
 try:
@@ -535,9 +543,9 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
         num_nodes: shards to make when ``envs_per_actor`` is not given; default: the number of
             alive nodes in the Ray cluster.
         restart: replace a lost actor (node gone, actor killed) by a new one; its envs then
-            report ``truncated=True`` and ``infos["shard_restarted"]`` for the interrupted
-            episodes. ``False``: raise :class:`~fastretro.errors.WorkerDiedError` naming the
-            shard.
+            report ``truncated=True`` and ``infos["worker_restarted"]`` (the pool's name; also
+            as ``infos["shard_restarted"]``) for the interrupted episodes. ``False``: raise
+            :class:`~fastretro.errors.WorkerDiedError` naming the shard.
         actor_options: extra ``ray.remote`` options for the shard actors (e.g. resources).
         transport: how steps travel between the driver and the shards. ``"socket"`` (default):
             a direct TCP connection to each actor, set up through Ray (the driver must reach
@@ -564,7 +572,7 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
         transport: str = "socket",
         **options: Any,
     ) -> None:
-        self._closed = True
+        self._calls = CallState(0)  # closed until the shards run: close() is a no-op
         self._links: list = []
         if transport not in TRANSPORTS:
             raise InvalidArgumentError(
@@ -592,6 +600,10 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
         self.restart = bool(restart)
         # Every option is checked here, on the driver, before any shard starts.
         config, pool = from_arguments(game, num_envs, state, scenario, None, None, options)
+        #: The call-state machine and its checks (fastretro/runtime/contract.py), as the pool's.
+        self._calls = CallState(
+            num_envs, None, pool.seed, pool.autoreset_mode == AutoresetMode.DISABLED
+        )
         #: What every env is and does (each shard runs its slice of it).
         self.config = config
         per_env = {name: config.per_env(name, num_envs) for name in ("game", "state", "scenario")}
@@ -604,7 +616,8 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
                 # copy=True for the "ray" transport: Ray may serialise the result after the
                 # method returns, and a view of shared memory must not travel while the workers
                 # write into it. The socket transport pickles each result before the next step.
-                pool.replace(num_envs=b - a, copy=transport == "ray"),
+                # seed=None: the driver splits the seed, so that env i gets seed + i.
+                pool.replace(num_envs=b - a, copy=transport == "ray", seed=None),
             )
             for a, b in self.shards
         ]
@@ -614,11 +627,11 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
             **(actor_options or {}),
         }
         self._remote = ray.remote(_Shard)
-        self._seeds: list | None = None
-        self._pending = False
+        self._sizes = [b - a for a, b in self.shards]
+        self._env_seeds = np.full(num_envs, -1, dtype=np.int64)  # a replacement's reset reuses
+        self._last: list = [None] * len(self.shards)  # each shard's last (obs, infos)
         self._in_flight: dict[int, str] = {}  # async mode: shard -> "reset" or "step"
         self.shard_restarts = 0
-        self._closed = False
         actors: list = []
         try:
             for k in range(len(self.shards)):
@@ -627,7 +640,6 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
             for k, actor in enumerate(actors):
                 self._links.append(TRANSPORTS[transport](actor, k))
         except BaseException:
-            self._closed = True
             for k, actor in enumerate(actors):
                 _end_shard(actor, self._links[k] if k < len(self._links) else None)
             raise
@@ -641,6 +653,9 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
         self.metadata = {**type(self).metadata, "autoreset_mode": mode}
         self.render_mode = None
         self.batch_size = None
+        self._checks = action_checks(act_space, num_envs, "num_envs")
+        self._send_checks = action_checks(act_space, num_envs, "len(env_ids)")
+        self._calls.open()
 
     def _start(self, k: int):
         return self._remote.options(**self._actor_options).remote(*self._shard_configs[k])
@@ -653,42 +668,55 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
     # -- gymnasium interface -------------------------------------------------------------------
 
     def reset(self, *, seed=None, options=None):
-        """Reset every env; an int ``seed`` seeds env ``i`` with ``seed + i`` (as VecRetroEnv)."""
-        self._check_open("reset")
-        seeds = self._split_seeds(seed)
-        self._seeds = seeds
-        mask = None if options is None else options.get("reset_mask")
+        """Reset every env, or those of ``options["reset_mask"]`` (as :meth:`VecRetroEnv.reset`).
+
+        An int ``seed`` seeds env ``i`` with ``seed + i``, whichever shard runs it. Only the
+        shards with a masked env are reset; the others' observations are those of their last
+        step.
+        """
+        self._calls.check_idle("reset")
+        self._check_no_shard_running("reset")
+        mask = reset_mask(options, self.num_envs)
+        seeds = self._calls.seeds(seed)
+        self._env_seeds[mask] = seeds[mask]
+        partial = options is not None and options.get("reset_mask") is not None
+        per_shard = shard_seeds(seeds, self.shards)
         for k, (a, b) in enumerate(self.shards):
-            opts = None if mask is None else {"reset_mask": np.asarray(mask)[a:b]}
-            self._links[k].submit("reset", seeds[k], opts)
-        results = self._gather("reset")
+            if mask[a:b].any():
+                opts = {"reset_mask": mask[a:b].copy()} if partial else None
+                self._links[k].submit("reset", per_shard[k], opts)
+        results = [
+            self._get(k, "reset") if mask[a:b].any() else self._last[k]
+            for k, (a, b) in enumerate(self.shards)
+        ]
+        self._keep_last(results)
+        self._calls.mark_reset(mask)
         obs = np.concatenate([r[0] for r in results])
-        return obs, _merge_infos([r[1] for r in results], [b - a for a, b in self.shards])
+        return obs, _merge_infos([r[1] for r in results], self._sizes)
 
     def step_async(self, actions) -> None:
-        """Send each shard its slice of ``actions``."""
-        self._check_open("step_async")
-        if self._pending:
-            raise StateMachineError(
-                "Cannot call step_async while a step is pending: call step_wait"
-            )
+        """Send each shard its slice of ``actions`` (checked here, as the pool checks them)."""
+        self._calls.check_idle("step_async")
+        self._check_no_shard_running("step_async")
+        self._calls.check_reset_once(None, "step_async", "reset")
+        self._calls.check_no_reset_due()
+        self._checks.check(actions, self.num_envs)
         actions = np.asarray(actions)
-        if len(actions) != self.num_envs:
-            raise InvalidArgumentError(
-                f"Expected actions for num_envs={self.num_envs} envs, got {len(actions)}"
-            )
         for k, (a, b) in enumerate(self.shards):
             self._links[k].submit("step", actions[a:b])
-        self._pending = True
+        self._calls.begin(State.WAITING_STEP)
 
     def step_wait(self, timeout: float | None = None):
-        """Gather every shard's step: one round trip per shard."""
-        self._check_open("step_wait")
-        if not self._pending:
-            raise StateMachineError("Cannot call step_wait without a pending step_async")
-        self._pending = False
+        """Gather every shard's step: one round trip per shard.
+
+        The envs of a shard that was replaced (``restart=True``) report ``truncated`` and
+        ``infos["worker_restarted"]`` (also as ``infos["shard_restarted"]``).
+        """
+        self._calls.check_waiting(State.WAITING_STEP, "step_wait", "step_async")
+        self._calls.end()
         results = self._gather("step", timeout)
-        sizes = [b - a for a, b in self.shards]
+        self._keep_last(results)
+        sizes = self._sizes
         obs = np.concatenate([r[0] for r in results])
         rewards = np.concatenate([r[1] for r in results])
         terminated = np.concatenate([r[2] for r in results])
@@ -697,10 +725,10 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
         restarted = np.concatenate(
             [np.full(n, bool(r[5]) if len(r) > 5 else False) for r, n in zip(results, sizes)]
         )
+        self._calls.episodes_ended((terminated | truncated) & ~restarted)
         if restarted.any():
             truncated |= restarted
-            infos["shard_restarted"] = restarted
-            infos["_shard_restarted"] = restarted.copy()
+            _add_shard_restarted(infos, restarted)
         return obs, rewards, terminated, truncated, infos
 
     def step(self, actions):
@@ -712,24 +740,31 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
 
     def async_reset(self, seed=None) -> None:
         """Reset every shard without waiting; each shows up in a later :meth:`recv`."""
-        self._check_open("async_reset")
-        if self._in_flight:
-            raise StateMachineError("Cannot call async_reset while shards are running: recv them")
-        seeds = self._split_seeds(seed)
-        self._seeds = seeds
-        for k, link in enumerate(self._links):
-            link.submit("reset", seeds[k], None)
+        self._calls.check_idle("async_reset")
+        self._check_no_shard_running("async_reset")
+        seeds = self._calls.seeds(seed)
+        self._env_seeds[:] = seeds
+        for k, shard_seed in enumerate(shard_seeds(seeds, self.shards)):
+            self._links[k].submit("reset", shard_seed, None)
         self._in_flight = {k: "reset" for k in range(len(self.shards))}
+        self._calls.mark_reset(None)
 
     def send(self, actions, env_ids) -> None:
         """Start a step of whole shards: ``env_ids`` are the envs of shards returned by recv."""
-        self._check_open("send")
+        self._calls.check_idle("send")
         ids = np.asarray(env_ids)
-        actions = np.asarray(actions)
-        if len(actions) != len(ids):
+        if ids.ndim != 1 or ids.dtype.kind not in "iu" or not len(ids):
             raise InvalidArgumentError(
-                f"Expected one action per env id, got {len(actions)} for {len(ids)} ids"
+                f"Expected env_ids to be a non-empty 1-D array of ints, got {ids.dtype} array "
+                f"of shape {ids.shape}"
             )
+        if ((ids < 0) | (ids >= self.num_envs)).any():
+            raise InvalidArgumentError(
+                f"Expected env_ids in [0, {self.num_envs}), got {ids.tolist()}"
+            )
+        self._calls.check_reset_once(ids, "send", "async_reset")
+        self._send_checks.check(actions, len(ids))
+        actions = np.asarray(actions)
         for k, (a, b) in enumerate(self.shards):
             mine = (ids >= a) & (ids < b)
             if not mine.any():
@@ -751,7 +786,7 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
             ``(obs, rewards, terminated, truncated, infos)`` of that shard's envs, with
             ``infos["env_id"]``; a reset shard returns zero rewards and no ends.
         """
-        self._check_open("recv")
+        self._calls.check_open("recv")
         if not self._in_flight:
             raise StateMachineError("Cannot call recv with no shard running: send first")
         # Longest-running shard first among those ready: a shard that is always ready by the
@@ -764,20 +799,23 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
         self._in_flight.pop(k)
         a, b = self.shards[k]
         result = self._get(k, "step")
+        self._keep_last({k: result})
         n = b - a
         if len(result) == 2:  # a reset
             obs, infos = result
             result = (obs, np.zeros(n), np.zeros(n, bool), np.zeros(n, bool), infos)
         obs, rewards, terminated, truncated, infos = result[:5]
         infos = dict(infos)
+        if len(result) > 5 and result[5]:
+            _add_shard_restarted(infos, np.ones(n, bool))
         infos["env_id"] = np.arange(a, b)
         return obs, rewards, terminated, truncated, infos
 
     def close(self, **kwargs: Any) -> None:
         """Close every shard and end its actor. Idempotent."""
-        if self._closed:
+        if self._calls.closed:
             return
-        self._closed = True
+        self._calls.close()
         for link in self._links:
             _end_shard(link.actor, link)
         self._links = []
@@ -785,7 +823,12 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
     @property
     def closed(self) -> bool:
         """True once :meth:`close` has run."""
-        return self._closed
+        return self._calls.closed
+
+    @property
+    def worker_restarts(self) -> int:
+        """Shards replaced after being lost (``restart=True``): the pool's name for it."""
+        return self.shard_restarts
 
     def __del__(self) -> None:
         pass
@@ -802,12 +845,14 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
         except _ShardLost as exc:
             a, b = self.shards[k]
             if not self.restart or what != "step":
-                self.close()
-                raise WorkerDiedError(
+                died = WorkerDiedError(
                     f"Shard {k} (envs {a}..{b - 1}) was lost during {what}: "
                     f"{exc}; the pool has been closed",
                     index=a,
-                ) from exc
+                )
+                self._calls.fail(died)
+                self.close()
+                raise died from exc
             return self._replace(k)
         except TimeoutError:
             raise
@@ -826,30 +871,38 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
         _describe(k, actor, self.shards[k])  # constructed (or its error raised) before linking
         self._links[k] = TRANSPORTS[self.transport](actor, k)
         self.shard_restarts += 1
-        seeds = None if self._seeds is None else self._seeds[k]
+        (seeds,) = shard_seeds(self._env_seeds, [self.shards[k]])
         self._links[k].submit("reset", seeds, None)
         obs, infos = self._links[k].result()
         n = len(obs)
         return obs, np.zeros(n), np.zeros(n, bool), np.ones(n, bool), infos, True
 
-    def _split_seeds(self, seed) -> list:
-        if seed is None:
-            return [None] * len(self.shards)
-        if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-            return [int(seed) + a for a, _ in self.shards]
-        seeds = list(seed)
-        if len(seeds) != self.num_envs:
-            raise InvalidArgumentError(
-                f"Expected seed to be None, an int or a list of num_envs={self.num_envs} ints"
-            )
-        return [seeds[a:b] for a, b in self.shards]
+    def _keep_last(self, results: list | dict) -> None:
+        """Shards' observations and infos, for a later reset that leaves them out.
 
-    def _check_open(self, call: str) -> None:
-        if self._closed:
-            raise ClosedError(f"Cannot call {call}: the pool is closed")
+        ``results``: every shard's result in order, or ``{shard: result}``.
+        """
+        for k, r in results.items() if isinstance(results, dict) else enumerate(results):
+            infos = r[1] if len(r) == 2 else r[4]
+            self._last[k] = (r[0], {key: v for key, v in infos.items() if key not in _STEP_ONLY})
+
+    def _check_no_shard_running(self, call: str) -> None:
+        self._calls.check_none_running(call, sorted(self._in_flight), "shards")
 
     def __repr__(self) -> str:
         return f"RayVecRetroEnv(num_envs={self.num_envs}, shards={len(self.shards)})"
+
+
+#: Infos that belong to the step that made them, not to the env's state.
+_STEP_ONLY = {key for name in ("final_obs", "final_info", RESTARTED) for key in (name, f"_{name}")}
+
+
+def _add_shard_restarted(infos: dict, restarted: np.ndarray) -> None:
+    """Mark the envs of replaced shards as the contract says (``worker_restarted``)."""
+    add_restarted(infos, restarted)
+    # Also under the name this class used before the contract: docs/integrations.md documents it.
+    infos["shard_restarted"] = restarted
+    infos["_shard_restarted"] = restarted.copy()
 
 
 def _describe(k: int, actor, envs: tuple[int, int]) -> tuple:

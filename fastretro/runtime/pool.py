@@ -14,7 +14,8 @@ copies them out, since the other envs keep writing). Two classes would share eve
 lock-step calls keep gymnasium ``AsyncVectorEnv``'s explicit state machine (IDLE,
 WAITING_RESET, WAITING_STEP): each ``*_async`` checks and sets it, each ``*_wait`` checks and
 resets it, and misuse raises :class:`~fastretro.errors.StateMachineError` naming the pending
-call. Async calls check which envs are in flight instead.
+call. Async calls check which envs are in flight instead. That machine, the argument checks,
+the seeds and the infos' names are the contract every transport keeps (contract.py).
 
 The other seams live beside this module: worker processes (workers.py), their supervision
 while a batch is waited for: dead, stuck and failed workers, restarts (supervisor.py), action
@@ -24,7 +25,6 @@ checks and staging (staging.py), snapshots (snapshots.py), sequences (sequences.
 
 from __future__ import annotations
 
-import enum
 import logging
 import os
 import time
@@ -39,13 +39,13 @@ from gymnasium.vector.utils import batch_space
 
 from fastretro.config import EnvConfig, PoolConfig, from_arguments
 from fastretro.errors import (
-    ClosedError,
     InvalidArgumentError,
     StateMachineError,
 )
 from fastretro.runtime import actions as fr_actions
 from fastretro.runtime import sequences, shm
 from fastretro.runtime.backends import PER_PROCESS, choose_backend
+from fastretro.runtime.contract import CallState, State, add_restarted, reset_mask
 from fastretro.runtime.episodes import EpisodeStatistics
 from fastretro.runtime.games import GameSetup, resolve_all
 from fastretro.runtime.preprocess import FrameWriter, Preprocessing, copy_into, stack_views
@@ -76,14 +76,6 @@ from fastretro.runtime.workers import LIVENESS_POLL_S, WorkerSet
 log = logging.getLogger("fastretro.pool")
 
 __all__ = ["RESTART_WINDOW_S", "Snapshot", "State", "VecRetroEnv"]
-
-
-class State(enum.Enum):
-    """Where a lock-step pool is in its call protocol."""
-
-    IDLE = "idle"
-    WAITING_RESET = "reset"
-    WAITING_STEP = "step"
 
 
 class VecRetroEnv(gymnasium.vector.VectorEnv):
@@ -127,7 +119,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         pool: PoolConfig | None = None,
         **options: Any,
     ) -> None:
-        self._closed = True  # until construction succeeds; close() is then a no-op
+        self._calls = CallState(0)  # closed until construction succeeds: close() is a no-op
         self._workers: WorkerSet | None = None
         cfg, pc = from_arguments(game, num_envs, state, scenario, config, pool, options)
         #: What every env is and does (checked); the same object the workers read.
@@ -135,6 +127,10 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         #: How the pool runs its envs (checked).
         self.pool_config: PoolConfig = pc
         n = self.num_envs = pc.num_envs
+        #: The call-state machine and its checks (fastretro/runtime/contract.py).
+        self._calls = CallState(
+            n, pc.batch_size, pc.seed, pc.autoreset_mode == AutoresetMode.DISABLED
+        )
         self.autoreset_mode = pc.autoreset_mode
         self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
         self.render_mode = None
@@ -186,14 +182,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self._in_flight_u8 = self._in_flight.view(np.uint8)  # the same memory, for BatchIO
         self._slots = np.zeros(n, dtype=np.int32)  # async mode: each env's ring slot
         self._slot = 0  # lock-step: every env's ring slot
-        self._seed = pc.seed
-        self._state = State.IDLE
         self._pending_mask = np.ones(n, dtype=bool)
-        self._needs_reset = np.zeros(n, dtype=bool)
-        # Per env: not reset (nor restored) since the pool started, so not in an episode.
-        self._unreset = np.ones(n, dtype=bool)
-        self._all_reset = False  # the fast step's check, without a numpy call
-        self._failure: str | None = None
         #: The protocol's infos this config reports (see PROTOCOL_INFOS).
         self._protocol_infos = protocol_infos(cfg)
         self._episodes = (
@@ -206,6 +195,11 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             [[v in s.info_names for v in self.info_names] for s in self.setups], dtype=bool
         ).reshape(n, len(self.info_names))
 
+        self._start(choice, backend)
+
+    def _start(self, choice: Any, backend: str) -> None:
+        """Start the workers, check what they run agrees, create the shared memory, attach."""
+        cfg, pc = self.config, self.pool_config
         # Segments left by fastretro processes that were SIGKILLed (their owner is gone):
         # reclaimed here, as `fastretro cleanup` would.
         orphans = shm.cleanup_orphans()
@@ -234,7 +228,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         )
         sup.spins = self.spins
         self._finalizer = weakref.finalize(self, workers.shutdown, 5.0)
-        self._closed = False
+        self._calls.open()
         try:
             deadline = time.monotonic() + pc.startup_timeout
             ready: list[WorkerReady] = workers.start_all(deadline)
@@ -278,8 +272,8 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
 
         self.single_observation_space = gymnasium.spaces.Box(0, 255, self._obs_shape, np.uint8)
         self.single_action_space = fr_actions.space(action_mode, action_sizes)
-        self.observation_space = batch_space(self.single_observation_space, n)
-        self.action_space = batch_space(self.single_action_space, n)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
 
     # -- the configuration, as attributes ---------------------------------------------------
 
@@ -341,7 +335,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
     @property
     def worker_pids(self) -> tuple[int, ...]:
         """Each worker process's pid (worker ``w`` runs env ``w`` with stable-retro)."""
-        self._check_open("worker_pids")
+        self._calls.check_open("worker_pids")
         return tuple(int(p) for p in self._workers.pids)
 
     # -- construction helpers -------------------------------------------------------------
@@ -427,10 +421,10 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self, seed: int | Sequence[int] | None = None, options: dict | None = None
     ) -> None:
         """Send the reset command and return at once; ``reset_wait`` collects the result."""
-        self._check_idle("reset_async")
-        self._check_lock_step("reset")
-        mask = self._reset_mask(options)
-        seeds = self._seeds(seed)
+        self._calls.check_idle("reset_async")
+        self._calls.check_lock_step("reset")
+        mask = reset_mask(options, self.num_envs)
+        seeds = self._calls.seeds(seed)
         idx = np.flatnonzero(mask)
         a = self._a
         a["arg"][idx] = seeds[idx]
@@ -444,16 +438,15 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         a["cmd"][idx] = Command.RESET
         self._send(idx)
         self._pending_mask = mask
-        self._state = State.WAITING_RESET
+        self._calls.begin(State.WAITING_RESET)
 
     def reset_wait(self, timeout: float | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         """Wait for the reset sent by ``reset_async``."""
-        self._check_waiting(State.WAITING_RESET, "reset_wait", "reset_async")
+        self._calls.check_waiting(State.WAITING_RESET, "reset_wait", "reset_async")
         self._wait_for(int(self._pending_mask.sum()), timeout, "reset")
         self._in_flight[:] = False
-        self._state = State.IDLE
-        self._needs_reset[self._pending_mask] = False
-        self._mark_reset(self._pending_mask)
+        self._calls.end()
+        self._calls.mark_reset(self._pending_mask)
         if self._episodes is not None:
             self._episodes.new_games(self._pending_mask & self._new_games)
         return self._observations(), self._infos(done=None)
@@ -508,9 +501,9 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             self.step_async(actions)
         self._slot = slot
         if ended == -1:  # not done within a poll: watch the workers while the batch finishes
-            self._state = State.WAITING_STEP
+            self._calls.begin(State.WAITING_STEP)
             self._wait_for(n, None, "step", armed=True)
-            self._state = State.IDLE
+            self._calls.end()
             self._in_flight[:] = False
             start_ns = time.monotonic_ns()
             ended = self._io.collect(rewards, terminated, truncated)
@@ -523,12 +516,12 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
     def _fast_step_form(self, actions: Any) -> np.ndarray | None:
         """``actions`` as the compiled step takes them, or None where ``step`` cannot use it."""
         if (
-            self._closed
-            or self._state is not State.IDLE
+            self._calls.closed
+            or self._calls.state is not State.IDLE
             or self.batch_size is not None
             or self._sup.any_restarted
-            or not self._all_reset
-            or (self.autoreset_mode == AutoresetMode.DISABLED and self._needs_reset.any())
+            or not self._calls.all_reset
+            or self._calls.reset_due
         ):
             return None
         return self._staging.fast_form(actions, self.num_envs)
@@ -536,10 +529,10 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
     def step_async(self, actions: np.ndarray) -> None:
         """Send the actions and return at once; ``step_wait`` collects the results."""
         start_ns = time.monotonic_ns()
-        self._check_idle("step_async")
-        self._check_lock_step("step")
-        self._check_reset_once(None, "step_async", "reset")
-        self._check_no_reset_due()
+        self._calls.check_idle("step_async")
+        self._calls.check_lock_step("step")
+        self._calls.check_reset_once(None, "step_async", "reset")
+        self._calls.check_no_reset_due()
         # The frame stack's ring advances one slot per step (fastretro/runtime/preprocess.py).
         slot = (self._slot + 1) % len(self._stack_views)
         if not self._staging.stage_all(actions, slot):
@@ -550,17 +543,17 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self._slot = slot
         self._clock[STAGE] += time.monotonic_ns() - start_ns
         self._send(None)
-        self._state = State.WAITING_STEP
+        self._calls.begin(State.WAITING_STEP)
 
     def step_wait(
         self, timeout: float | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Wait for the step sent by ``step_async``; see :meth:`step` for what it returns."""
-        self._check_waiting(State.WAITING_STEP, "step_wait", "step_async")
+        self._calls.check_waiting(State.WAITING_STEP, "step_wait", "step_async")
         self._wait_for(self.num_envs, timeout, "step")
         start_ns = time.monotonic_ns()
         self._in_flight[:] = False
-        self._state = State.IDLE
+        self._calls.end()
         n = self.num_envs
         rewards = np.empty(n)
         terminated, truncated = np.empty(n, np.uint8), np.empty(n, np.uint8)
@@ -581,12 +574,11 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         truncated |= restarted
         done = terminated | truncated
         books = self._count_episodes(slice(None), rewards, terminated, truncated)
-        if self.autoreset_mode == AutoresetMode.DISABLED:
-            self._needs_reset |= done & ~restarted
+        self._calls.episodes_ended(done & ~restarted)
         if self.snapshot_best:
             self._snapshots.fresh |= done & ~restarted
         infos = self._infos(done if self.autoreset_mode == AutoresetMode.SAME_STEP else None)
-        _add_restarted(infos, restarted)
+        add_restarted(infos, restarted)
         self._add_episodes(infos, books)
         return self._observations(), rewards, terminated, truncated, infos
 
@@ -634,20 +626,20 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             worker that dies during a sequence raises, whatever ``on_worker_failure`` says;
             the wait allows ``step_timeout`` per step of the longest sequence.
         """
-        self._check_idle("step_sequences")
-        self._check_lock_step("step_sequences")
-        self._check_reset_once(None, "step_sequences", "reset")
-        self._check_no_reset_due()
+        self._calls.check_idle("step_sequences")
+        self._calls.check_lock_step("step_sequences")
+        self._calls.check_reset_once(None, "step_sequences", "reset")
+        self._calls.check_no_reset_due()
         a = self._a
         flat, lens = self._check_sequences(actions, lengths, self.num_envs)
         a["seq_actions"][:, : flat.shape[1]] = flat
         a["seq_len"][:] = lens
         a["cmd"][:] = Command.SEQUENCE
         self._send(None)
-        self._state = State.WAITING_STEP
+        self._calls.begin(State.WAITING_STEP)
         self._wait_for(self.num_envs, self.step_timeout * int(lens.max()), "step_sequences")
         self._in_flight[:] = False
-        self._state = State.IDLE
+        self._calls.end()
         n = self.num_envs
         rewards = np.empty(n)
         terminated, truncated = np.empty(n, np.uint8), np.empty(n, np.uint8)
@@ -678,9 +670,9 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             lengths: one length per env of ``env_ids``, each in ``[1, sequence_length]``.
             env_ids: envs returned by ``recv`` and not sent since.
         """
-        self._check_async("send_sequences")
+        self._calls.check_async("send_sequences")
         ids = self._staging.check_env_ids(env_ids, self._in_flight)
-        self._check_reset_once(ids, "send_sequences", "async_reset")
+        self._calls.check_reset_once(ids, "send_sequences", "async_reset")
         flat, lens = self._check_sequences(actions, lengths, len(ids))
         a = self._a
         a["seq_actions"][ids, : flat.shape[1]] = flat
@@ -694,36 +686,6 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             actions, lengths, rows, self.sequence_length, st.mode, st.high
         )
 
-    def _check_no_reset_due(self) -> None:
-        if self.autoreset_mode == AutoresetMode.DISABLED and self._needs_reset.any():
-            done = np.flatnonzero(self._needs_reset).tolist()
-            raise StateMachineError(
-                f"Envs {done} ended their episode and autoreset is DISABLED: reset them with "
-                "reset(options={'reset_mask': mask}) before stepping"
-            )
-
-    def _mark_reset(self, mask: np.ndarray | None) -> None:
-        """The envs of ``mask`` (None: all) started an episode (a reset, or a restore)."""
-        if mask is None:
-            self._unreset[:] = False
-        else:
-            self._unreset[mask] = False
-        self._all_reset = not self._unreset.any()
-
-    def _check_reset_once(self, ids: np.ndarray | None, call: str, reset: str) -> None:
-        """Raise if an env of ``ids`` (None: all) has never been reset: it has no episode."""
-        if self._all_reset:
-            return
-        unreset = np.flatnonzero(self._unreset) if ids is None else ids[self._unreset[ids]]
-        if len(unreset) == 0:
-            return
-        which = (
-            "no env has been reset yet"
-            if self._unreset.all()
-            else f"envs {sorted(unreset.tolist())} have not been reset yet"
-        )
-        raise StateMachineError(f"Cannot call {call} before {reset}: {which}; call {reset} first")
-
     # -- snapshots: go on from where an episode did best --------------------------------------
 
     def best_snapshot(self, env_id: int) -> Snapshot:
@@ -732,7 +694,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         Needs ``snapshot_best=True``. Available from the step that ended the episode until
         the env's next episode ends (or a :meth:`restore` into that env).
         """
-        self._check_idle("best_snapshot")
+        self._calls.check_idle("best_snapshot")
         i = self._check_snapshot_env(env_id, "best_snapshot")
         if not self._snapshots.fresh[i]:
             raise StateMachineError(
@@ -753,15 +715,15 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         Returns:
             ``(obs, infos)`` of every env, as :meth:`reset` (the others unchanged).
         """
-        self._check_idle("restore")
-        self._check_lock_step("restore", instead="async_restore, then recv")
+        self._calls.check_idle("restore")
+        self._calls.check_lock_step("restore", instead="async_restore, then recv")
         mask = self._stage_snapshots(snapshots, "restore")
         idx = np.flatnonzero(mask)
         self._a["cmd"][idx] = Command.RESTORE
         self._send(idx)
         # Collected as a reset: the restored envs are in a running episode again.
         self._pending_mask = mask
-        self._state = State.WAITING_RESET
+        self._calls.begin(State.WAITING_RESET)
         return self.reset_wait()
 
     def async_restore(self, snapshots: Mapping[int, Snapshot]) -> None:
@@ -771,12 +733,12 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         batch as after :meth:`async_reset`: its observation is the snapshot's screen, its reward
         0, and no step is counted; its episode goes on from the snapshot's step and return.
         """
-        self._check_async("async_restore")
+        self._calls.check_async("async_restore")
         mask = self._stage_snapshots(snapshots, "async_restore")
         idx = np.flatnonzero(mask)
         self._a["cmd"][idx] = Command.RESTORE
         self._send(idx)
-        self._mark_reset(mask)  # each is in an episode again (recv returns it)
+        self._calls.mark_reset(mask)  # each is in an episode again (recv returns it)
 
     def _stage_snapshots(self, snapshots: Mapping[int, Snapshot], call: str) -> np.ndarray:
         if not isinstance(snapshots, Mapping) or not snapshots:
@@ -812,19 +774,15 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         Args:
             seed: as in :meth:`reset`.
         """
-        self._check_async("async_reset")
-        if self._in_flight.any():
-            raise StateMachineError(
-                f"Cannot call async_reset while envs {np.flatnonzero(self._in_flight).tolist()} "
-                "are running: recv them first"
-            )
+        self._calls.check_async("async_reset")
+        self._calls.check_none_running("async_reset", np.flatnonzero(self._in_flight).tolist())
         a = self._a
-        seeds = self._seeds(seed)
+        seeds = self._calls.seeds(seed)
         a["arg"][:] = seeds
         self._env_seeds[:] = seeds
         a["cmd"][:] = Command.RESET
         self._send(None)
-        self._mark_reset(None)
+        self._calls.mark_reset(None)
         if self._episodes is not None:
             # The first recv of each env brings its reset, not a step of its game.
             self._episodes.new_games(slice(None), reset_pending=True)
@@ -838,16 +796,16 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             env_ids: envs returned by ``recv`` and not sent since.
         """
         start_ns = time.monotonic_ns()
-        self._check_async("send")
+        self._calls.check_async("send")
         depth = len(self._stack_views)
-        if self._all_reset and self._staging.send_rows(
+        if self._calls.all_reset and self._staging.send_rows(
             actions, env_ids, self._slots, depth, self._in_flight_u8
         ):
             self._clock[STAGE] += time.monotonic_ns() - start_ns
             self._wake()  # staged in C: marked in flight there
             return
         ids = self._staging.check_env_ids(env_ids, self._in_flight)
-        self._check_reset_once(ids, "send", "async_reset")
+        self._calls.check_reset_once(ids, "send", "async_reset")
         checked = self._staging.check(actions, len(ids))
         a = self._a
         a["actions"][ids] = checked
@@ -869,7 +827,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             whose worker was replaced (``on_worker_failure="restart"``) comes back from its new
             episode's start with ``truncated`` and ``infos["worker_restarted"]``.
         """
-        self._check_async("recv")
+        self._calls.check_async("recv")
         m = self.batch_size
         running = int(self._in_flight.sum())
         if running < m:
@@ -900,27 +858,12 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             self._snapshots.fresh[ids[done & ~restarted]] = True
         infos = self._infos(done if self.autoreset_mode == AutoresetMode.SAME_STEP else None, ids)
         infos["env_id"] = ids.astype(np.int64)
-        _add_restarted(infos, restarted)
+        add_restarted(infos, restarted)
         self._add_episodes(infos, books)
         if self.sequence_length:
             infos.update(sequences.sequence_infos(a, ids, rewards))
         self._clock[COLLECT] += time.monotonic_ns() - start_ns
         return obs, rewards, terminated, truncated, infos
-
-    def _check_lock_step(self, call: str, instead: str = "async_reset, send and recv") -> None:
-        if self.batch_size is not None:
-            raise StateMachineError(
-                f"Cannot call {call}: this pool is in async mode (batch_size={self.batch_size}); "
-                f"use {instead}"
-            )
-
-    def _check_async(self, call: str) -> None:
-        self._check_open(call)
-        if self.batch_size is None:
-            raise StateMachineError(
-                f"Cannot call {call}: this pool is in lock-step mode; create it with "
-                "batch_size=M for send/recv"
-            )
 
     # -- closing and stats ------------------------------------------------------------------
 
@@ -932,10 +875,9 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
                 killed; close returns within about ``timeout + 1`` seconds.
             **kwargs: accepted for compatibility with ``VectorEnv.close``; unused.
         """
-        if self._closed:
+        if self._calls.closed:
             return
-        self._closed = True
-        self._state = State.IDLE
+        self._calls.close()
         self._stack_views = []
         self._a = {}
         if self._workers is not None:
@@ -949,7 +891,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         clock reads per step, ext/worker_loop.pyx); this call only copies them. See
         :class:`fastretro.runtime.stats.PoolStats` for the fields.
         """
-        self._check_open("stats")
+        self._calls.check_open("stats")
         pids, cpu = self._worker_cpu()
         # A restarted worker is a new process: its CPU time counts from its start.
         base = np.where(pids == self._cpu_base_pids, self._cpu_base, 0.0)
@@ -1004,7 +946,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
     @property
     def closed(self) -> bool:
         """True once :meth:`close` has run (or construction failed)."""
-        return self._closed
+        return self._calls.closed
 
     # -- internals: send, wait, restart ---------------------------------------------------
 
@@ -1047,7 +989,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         return self._slot if self.batch_size is None else int(self._slots[env])
 
     def _fail(self, exc: BaseException) -> None:
-        self._failure = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        self._calls.fail(exc)
         self.close(timeout=1.0)  # a worker may be hung: do not wait the full 5 s for it
 
     # -- internals: results -----------------------------------------------------------------
@@ -1093,68 +1035,6 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             infos["final_info"] = final_info
             infos["_final_info"] = done.copy()
         return infos
-
-    # -- internals: checks ------------------------------------------------------------------
-
-    def _check_open(self, call: str) -> None:
-        if self._closed:
-            why = f" after a failure ({self._failure})" if self._failure else ""
-            raise ClosedError(f"Cannot call {call}: the pool is closed{why}")
-
-    def _check_idle(self, call: str) -> None:
-        self._check_open(call)
-        if self._state is not State.IDLE:
-            pending = f"{self._state.value}_wait"
-            raise StateMachineError(
-                f"Cannot call {call} while a {self._state.value} is pending: call {pending} first"
-            )
-
-    def _check_waiting(self, state: State, call: str, sender: str) -> None:
-        self._check_open(call)
-        if self._state is not state:
-            raise StateMachineError(f"Cannot call {call} without a pending {sender}")
-
-    def _reset_mask(self, options: dict | None) -> np.ndarray:
-        if options is None or "reset_mask" not in options:
-            return np.ones(self.num_envs, dtype=bool)
-        mask = options["reset_mask"]
-        if (
-            not isinstance(mask, np.ndarray)
-            or mask.dtype != np.bool_
-            or mask.shape != (self.num_envs,)
-        ):
-            got = (
-                f"{mask.dtype} array of shape {mask.shape}"
-                if isinstance(mask, np.ndarray)
-                else type(mask).__name__
-            )
-            raise InvalidArgumentError(
-                f"Expected options['reset_mask'] to be a bool array of shape ({self.num_envs},), "
-                f"got {got}"
-            )
-        if not mask.any():
-            raise InvalidArgumentError("Expected options['reset_mask'] to select at least one env")
-        return mask
-
-    def _seeds(self, seed: int | Sequence[int] | None) -> np.ndarray:
-        if seed is None and self._seed is not None:
-            seed, self._seed = self._seed, None
-        if seed is None:
-            return np.full(self.num_envs, -1, dtype=np.int64)
-        if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-            if seed < 0:
-                raise InvalidArgumentError(f"Expected seed >= 0, got {seed}")
-            return np.arange(self.num_envs, dtype=np.int64) + int(seed)
-        seeds = list(seed) if isinstance(seed, (list, tuple, np.ndarray)) else None
-        if seeds is None or len(seeds) != self.num_envs:
-            raise InvalidArgumentError(
-                f"Expected seed to be None, an int or a list of num_envs={self.num_envs} ints, "
-                f"got {seed!r}"
-            )
-        out = np.asarray(seeds, dtype=np.int64)
-        if (out < 0).any():
-            raise InvalidArgumentError(f"Expected seeds >= 0, got {seeds}")
-        return out
 
     def __repr__(self) -> str:
         games = sorted({s.game for s in self.setups}) if hasattr(self, "setups") else []
@@ -1202,12 +1082,6 @@ def _check_lives(setups: Sequence[GameSetup]) -> None:
                 f"episodic_life needs the game's lives: {s.game} has no 'lives' variable in its "
                 "data.json (the ALE backend counts lives for Atari games)"
             )
-
-
-def _add_restarted(infos: dict[str, Any], restarted: np.ndarray) -> None:
-    if restarted.any():
-        infos["worker_restarted"] = restarted
-        infos["_worker_restarted"] = restarted.copy()
 
 
 def _make_record_dirs(config: EnvConfig, num_envs: int) -> None:
