@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastretro.agents.checkpoints import load_checkpoint
+from fastretro.agents import checkpoints
 from fastretro.agents.common import RunLog, torch
 from fastretro.errors import InvalidArgumentError
 
@@ -111,10 +111,10 @@ def load_agent_checkpoint(
         config: the config class's name (in the message).
 
     Raises:
-        InvalidArgumentError: as ``load_checkpoint``; or no such weight in ``model``; or a
-            ``config`` the agent's config class does not take.
+        InvalidArgumentError: as :func:`~fastretro.agents.checkpoints.load_checkpoint`; or no
+            such weight in ``model``; or a ``config`` the agent's config class does not take.
     """
-    ckpt = load_checkpoint(path, agent, label, required={"model": dict})
+    ckpt = checkpoints.load_checkpoint(path, agent, label, required={"model": dict})
     bad = f"{path!r} is not a fastretro {label} checkpoint:"
     key, layer = head
     weight = ckpt["model"].get(key)
