@@ -1,4 +1,4 @@
-"""Rainbow DQN on the pool: the Retro Contest's other baseline, one file that reads top to bottom.
+"""Rainbow DQN on the pool: the Retro Contest's other baseline; its learning reads top to bottom.
 
 PyTorch Rainbow (Hessel et al. 2018) in CleanRL's shape: a Nature CNN trunk, a noisy hidden
 layer and dueling value/advantage heads of noisy layers (factorised Gaussian noise; the noise is
@@ -61,6 +61,7 @@ __all__ = [
     "project_distribution",
     "train",
 ]
+
 
 # -- the network -----------------------------------------------------------------------------
 
