@@ -197,6 +197,25 @@ def test_a_reset_mask_resets_only_its_envs(transport):
         env.close()
 
 
+def test_a_first_reset_with_a_mask_leaves_the_other_envs_unreset(transport):
+    env = transport.make(grayscale=True, resize=(42, 42))
+    try:
+        obs, _ = env.reset(options={"reset_mask": np.array([True, False])})
+        assert obs.shape == (2, 42, 42, 1)
+        with pytest.raises(
+            StateMachineError,
+            match=re.escape(
+                "Cannot call step_async before reset: envs [1] have not been reset yet; "
+                "call reset first"
+            ),
+        ):
+            env.step(NOOP)
+        env.reset()
+        env.step(NOOP)
+    finally:
+        env.close()
+
+
 @pytest.mark.parametrize(
     ("seed", "message"),
     [

@@ -629,7 +629,7 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
         self._remote = ray.remote(_Shard)
         self._sizes = [b - a for a, b in self.shards]
         self._env_seeds = np.full(num_envs, -1, dtype=np.int64)  # a replacement's reset reuses
-        self._last: list = [None] * len(self.shards)  # each shard's last (obs, infos)
+        self._last: list = []  # each shard's last (obs, infos)
         self._in_flight: dict[int, str] = {}  # async mode: shard -> "reset" or "step"
         self.shard_restarts = 0
         actors: list = []
@@ -653,6 +653,8 @@ class RayVecRetroEnv(gymnasium.vector.VectorEnv):
         self.metadata = {**type(self).metadata, "autoreset_mode": mode}
         self.render_mode = None
         self.batch_size = None
+        # Until a shard has results, a reset that leaves it out shows what the pool would: zeros.
+        self._last = [(np.zeros((n, *obs_space.shape), obs_space.dtype), {}) for n in self._sizes]
         self._checks = action_checks(act_space, num_envs, "num_envs")
         self._send_checks = action_checks(act_space, num_envs, "len(env_ids)")
         self._calls.open()

@@ -11,8 +11,10 @@ module is where they are kept, so that the transports only move data:
 - :func:`reset_mask`, :func:`env_seeds`, :func:`shard_seeds` and :func:`action_checks`, the
   argument checks and the seed splitting (env ``i`` of ``seed=s`` gets ``s + i``, whichever
   shard or worker runs it).
-- :data:`RESTARTED` and :func:`add_restarted`, the name of the info that marks envs whose
-  worker (or shard) was replaced.
+- :class:`InfoRows` (gymnasium's dict of arrays, each with its ``_name`` mask, and
+  ``final_obs``/``final_info`` where episodes ended), :data:`RESTARTED` and
+  :func:`add_restarted`, the name of the info that marks envs whose worker (or shard) was
+  replaced.
 
 The messages are part of the contract: tests pin them (``tests/test_contract.py`` runs the
 same tests on every transport).
@@ -27,6 +29,7 @@ from typing import Any
 import gymnasium
 import numpy as np
 
+from fastretro.config import EnvConfig
 from fastretro.errors import ClosedError, InvalidArgumentError, StateMachineError
 from fastretro.runtime.protocol import ActionMode
 from fastretro.runtime.staging import ActionStaging
@@ -34,9 +37,11 @@ from fastretro.runtime.staging import ActionStaging
 __all__ = [
     "RESTARTED",
     "CallState",
+    "InfoRows",
     "State",
     "action_checks",
     "add_restarted",
+    "protocol_infos",
     "env_seeds",
     "reset_mask",
     "shard_seeds",
@@ -291,3 +296,84 @@ def add_restarted(infos: dict[str, Any], restarted: np.ndarray) -> None:
     if restarted.any():
         infos[RESTARTED] = restarted
         infos[f"_{RESTARTED}"] = restarted.copy()
+
+
+#: Infos the DQN-era protocol adds, and the shared array each comes from.
+PROTOCOL_INFOS = {"reward": "raw_rewards", "lives": "lives", "game_over": "game_over"}
+#: The same in ``final_info`` (SAME_STEP autoreset): the ended step's values.
+FINAL_PROTOCOL_INFOS = {
+    "reward": "raw_rewards",
+    "lives": "final_lives",
+    "game_over": "final_game_over",
+}
+
+
+def protocol_infos(cfg: EnvConfig) -> tuple[str, ...]:
+    """The protocol infos a config reports.
+
+    The raw ``reward`` where the reward is changed; ``lives`` and ``game_over`` where a lost
+    life ends the episode.
+    """
+    names = ()
+    if (
+        cfg.sign_reward
+        or cfg.clip_reward is not None
+        or cfg.reward_scale != 1.0
+        or cfg.allow_backtracking
+    ):
+        names += ("reward",)
+    if cfg.episodic_life:
+        names += ("lives", "game_over")
+    return names
+
+
+class InfoRows:
+    """How a pool's shared info rows become gymnasium infos: a dict of arrays, ``_name`` masks.
+
+    Args:
+        info_names: the columns of the shared ``info`` rows.
+        setups: each env's :class:`~fastretro.runtime.games.GameSetup` (which columns it has).
+        protocol: the protocol infos reported (:func:`protocol_infos`).
+    """
+
+    def __init__(self, info_names: Sequence[str], setups: Sequence[Any], protocol: tuple) -> None:
+        self.names = tuple(info_names)
+        self.protocol = protocol
+        self._env_has = np.array(
+            [[v in s.info_names for v in self.names] for s in setups], dtype=bool
+        ).reshape(len(setups), len(self.names))
+
+    def read(self, a: dict[str, np.ndarray], rows: Any, done: np.ndarray | None) -> dict[str, Any]:
+        """The infos of ``rows`` of the shared arrays ``a``; ``done`` (per row) adds the finals.
+
+        Every array is a copy: the values outlive the step.
+        """
+        # One copy of each block, handed out as column views.
+        has = self._env_has[rows].copy()
+        info, final = a["info"][rows].copy(), a["final_info"][rows]
+        infos: dict[str, Any] = {}
+        for j, name in enumerate(self.names):
+            infos[name] = info[:, j]
+            infos[f"_{name}"] = has[:, j]
+        if self.protocol:
+            everyone = np.ones(len(has), dtype=bool)
+            for name in self.protocol:
+                infos[name] = a[PROTOCOL_INFOS[name]][rows].copy()
+                infos[f"_{name}"] = everyone
+        if done is not None and done.any():
+            final_obs = np.empty(len(done), dtype=object)
+            final_info: dict[str, Any] = {}
+            all_final_obs = a["final_obs"][rows]
+            for i in np.flatnonzero(done):
+                final_obs[i] = all_final_obs[i].copy()
+            for j, name in enumerate(self.names):
+                final_info[name] = final[:, j].copy()
+                final_info[f"_{name}"] = has[:, j] & done
+            for name in self.protocol:
+                final_info[name] = a[FINAL_PROTOCOL_INFOS[name]][rows].copy()
+                final_info[f"_{name}"] = done.copy()
+            infos["final_obs"] = final_obs
+            infos["_final_obs"] = done.copy()
+            infos["final_info"] = final_info
+            infos["_final_info"] = done.copy()
+        return infos

@@ -45,10 +45,17 @@ from fastretro.errors import (
 from fastretro.runtime import actions as fr_actions
 from fastretro.runtime import sequences, shm
 from fastretro.runtime.backends import PER_PROCESS, choose_backend
-from fastretro.runtime.contract import CallState, State, add_restarted, reset_mask
+from fastretro.runtime.contract import (
+    CallState,
+    InfoRows,
+    State,
+    add_restarted,
+    protocol_infos,
+    reset_mask,
+)
 from fastretro.runtime.episodes import EpisodeStatistics
 from fastretro.runtime.games import GameSetup, resolve_all
-from fastretro.runtime.preprocess import FrameWriter, Preprocessing, copy_into, stack_views
+from fastretro.runtime.preprocess import Preprocessing, copy_into, stack_views
 from fastretro.runtime.protocol import (
     RESET_NEXT_EPISODE,
     Autoreset,
@@ -71,7 +78,7 @@ from fastretro.runtime.supervisor import (
     Supervisor,
 )
 from fastretro.runtime.worker import scenario_plan
-from fastretro.runtime.workers import LIVENESS_POLL_S, WorkerSet
+from fastretro.runtime.workers import LIVENESS_POLL_S, WorkerSet, compile_kernels
 
 log = logging.getLogger("fastretro.pool")
 
@@ -183,17 +190,14 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self._slots = np.zeros(n, dtype=np.int32)  # async mode: each env's ring slot
         self._slot = 0  # lock-step: every env's ring slot
         self._pending_mask = np.ones(n, dtype=bool)
-        #: The protocol's infos this config reports (see PROTOCOL_INFOS).
-        self._protocol_infos = protocol_infos(cfg)
+        #: How the shared info rows become infos (fastretro/runtime/contract.py).
+        self._info_rows = InfoRows(self.info_names, self.setups, protocol_infos(cfg))
         self._episodes = (
             EpisodeStatistics(n, cfg.episodic_life, self.autoreset_mode == AutoresetMode.NEXT_STEP)
             if cfg.episode_statistics
             else None
         )
         self._new_games = np.ones(n, dtype=bool)  # which envs the pending reset starts anew
-        self._env_has_info = np.array(
-            [[v in s.info_names for v in self.info_names] for s in self.setups], dtype=bool
-        ).reshape(n, len(self.info_names))
 
         self._start(choice, backend)
 
@@ -264,7 +268,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             )
             prep = self.preprocessing
             if cfg.observe and (prep.grayscale or prep.resize is not None):
-                _compile_kernels(prep, self.screen_shape, self._a["obs"][0], backend == "ale")
+                compile_kernels(prep, self.screen_shape, self._a["obs"][0], backend == "ale")
             workers.attach(deadline)
         except BaseException:
             self.close()
@@ -587,7 +591,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         if self._episodes is None:
             return None
         a = self._a
-        raw = a["raw_rewards"][rows] if "reward" in self._protocol_infos else rewards
+        raw = a["raw_rewards"][rows] if "reward" in self._info_rows.protocol else rewards
         game_over = None
         if self.config.episodic_life:
             same_step = self.autoreset_mode == AutoresetMode.SAME_STEP
@@ -1004,37 +1008,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
 
     def _infos(self, done: np.ndarray | None, ids: np.ndarray | None = None) -> dict[str, Any]:
         """Infos of every env, or of the envs ``ids`` (async batches); ``done`` is per row."""
-        rows = slice(None) if ids is None else ids
-        a = self._a
-        # One copy of each block, handed out as column views: the values outlive the step.
-        has = self._env_has_info[rows].copy()
-        info, final = a["info"][rows].copy(), a["final_info"][rows]
-        infos: dict[str, Any] = {}
-        for j, name in enumerate(self.info_names):
-            infos[name] = info[:, j]
-            infos[f"_{name}"] = has[:, j]
-        if self._protocol_infos:
-            everyone = np.ones(len(has), dtype=bool)
-            for name in self._protocol_infos:
-                infos[name] = a[PROTOCOL_INFOS[name]][rows].copy()
-                infos[f"_{name}"] = everyone
-        if done is not None and done.any():
-            final_obs = np.empty(len(done), dtype=object)
-            final_info: dict[str, Any] = {}
-            all_final_obs = a["final_obs"][rows]
-            for i in np.flatnonzero(done):
-                final_obs[i] = all_final_obs[i].copy()
-            for j, name in enumerate(self.info_names):
-                final_info[name] = final[:, j].copy()
-                final_info[f"_{name}"] = has[:, j] & done
-            for name in self._protocol_infos:
-                final_info[name] = a[FINAL_PROTOCOL_INFOS[name]][rows].copy()
-                final_info[f"_{name}"] = done.copy()
-            infos["final_obs"] = final_obs
-            infos["_final_obs"] = done.copy()
-            infos["final_info"] = final_info
-            infos["_final_info"] = done.copy()
-        return infos
+        return self._info_rows.read(self._a, slice(None) if ids is None else ids, done)
 
     def __repr__(self) -> str:
         games = sorted({s.game for s in self.setups}) if hasattr(self, "setups") else []
@@ -1044,35 +1018,6 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         # The finalizer does the work; this only keeps gymnasium's VectorEnv.__del__ away
         # from a half-constructed object.
         pass
-
-
-#: Infos the DQN-era protocol adds, and the shared array each comes from.
-PROTOCOL_INFOS = {"reward": "raw_rewards", "lives": "lives", "game_over": "game_over"}
-#: The same in ``final_info`` (SAME_STEP autoreset): the ended step's values.
-FINAL_PROTOCOL_INFOS = {
-    "reward": "raw_rewards",
-    "lives": "final_lives",
-    "game_over": "final_game_over",
-}
-
-
-def protocol_infos(cfg: EnvConfig) -> tuple[str, ...]:
-    """The protocol infos a config reports.
-
-    The raw ``reward`` where the reward is changed; ``lives`` and ``game_over`` where a lost
-    life ends the episode.
-    """
-    names = ()
-    if (
-        cfg.sign_reward
-        or cfg.clip_reward is not None
-        or cfg.reward_scale != 1.0
-        or cfg.allow_backtracking
-    ):
-        names += ("reward",)
-    if cfg.episodic_life:
-        names += ("lives", "game_over")
-    return names
 
 
 def _check_lives(setups: Sequence[GameSetup]) -> None:
@@ -1104,27 +1049,3 @@ def _make_record_dirs(config: EnvConfig, num_envs: int) -> None:
             os.makedirs(d, exist_ok=True)
         except OSError as exc:
             raise InvalidArgumentError(f"Cannot create the movie folder {d!r}: {exc}") from None
-
-
-def _compile_kernels(
-    prep: Preprocessing, screen_shape: tuple[int, ...], row: np.ndarray, gray: bool = False
-) -> None:
-    # Numba compiles on first call; doing that once here, with the same array types as the
-    # workers (a zero screen, a scratch row shaped like a shared one), fills numba's on-disk
-    # cache, so every worker then loads machine code in milliseconds instead of compiling.
-    scratch = np.zeros_like(row)
-    slot = np.zeros(1, np.int32)
-    window = (0, 0, *screen_shape[:2])
-    screen = np.zeros(screen_shape, np.uint8)
-    writer = FrameWriter(prep, screen_shape, window, None, scratch, slot)
-    if not (gray and prep.grayscale):
-        writer.warm_up(screen)
-        return
-    # One-channel pictures: ALE's colour codes with its palette, or its gray where no palette
-    # was found (fastretro/runtime/worker.py observation_picture).
-    plane = np.zeros(screen_shape[:2], np.uint8)
-    writer.warm_up(screen, plane)
-    palette = np.zeros(256, np.uint8)
-    FrameWriter(prep, screen_shape, window, None, scratch, slot, palette=palette).warm_up(
-        screen, plane
-    )

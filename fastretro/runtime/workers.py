@@ -21,6 +21,7 @@ import numpy as np
 
 from fastretro.errors import RemoteTraceback, WorkerDiedError, WorkerError, WorkerTimeoutError
 from fastretro.runtime import logs
+from fastretro.runtime.preprocess import FrameWriter, Preprocessing
 from fastretro.runtime.protocol import Command
 from fastretro.runtime.worker import worker_main
 
@@ -272,3 +273,30 @@ class WorkerSet:
         if self.buffers is not None:
             self.buffers.close()
             self.buffers = None
+
+
+def compile_kernels(
+    prep: Preprocessing, screen_shape: tuple[int, ...], row: np.ndarray, gray: bool = False
+) -> None:
+    """Compile the workers' preprocessing kernels once, in the parent, before they attach.
+
+    Numba compiles on first call; doing that once here, with the same array types as the
+    workers (a zero screen, a scratch row shaped like a shared one), fills numba's on-disk
+    cache, so every worker then loads machine code in milliseconds instead of compiling.
+    """
+    scratch = np.zeros_like(row)
+    slot = np.zeros(1, np.int32)
+    window = (0, 0, *screen_shape[:2])
+    screen = np.zeros(screen_shape, np.uint8)
+    writer = FrameWriter(prep, screen_shape, window, None, scratch, slot)
+    if not (gray and prep.grayscale):
+        writer.warm_up(screen)
+        return
+    # One-channel pictures: ALE's colour codes with its palette, or its gray where no palette
+    # was found (fastretro/runtime/worker.py observation_picture).
+    plane = np.zeros(screen_shape[:2], np.uint8)
+    writer.warm_up(screen, plane)
+    palette = np.zeros(256, np.uint8)
+    FrameWriter(prep, screen_shape, window, None, scratch, slot, palette=palette).warm_up(
+        screen, plane
+    )
