@@ -20,7 +20,7 @@ import numpy as np
 
 from fastretro import DEFAULT_GAME, VecRetroEnv
 from fastretro.agents.jerk import PROFILES, jerk_actions
-from fastretro.runtime.pool import CMD_STEP
+from fastretro.runtime.protocol import Command
 from fastretro.tools.peers import cores
 
 
@@ -33,7 +33,7 @@ def loop(env: VecRetroEnv, how: str, batches: int) -> tuple[float, float]:
     for _ in range(batches):
         if how == "handshake":
             a["actions"][:, 0] = 1
-            a["cmd"][:] = CMD_STEP
+            a["cmd"][:] = Command.STEP
             handshake.begin(n)
             handshake.wake()
             handshake.wait_parent(10.0)

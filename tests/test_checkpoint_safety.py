@@ -19,7 +19,7 @@ torch = pytest.importorskip("torch")
 from fastretro.agents import checkpoints, cma_state, ppo2, rainbow  # noqa: E402
 from fastretro.agents import world_models as wm  # noqa: E402
 from fastretro.errors import InvalidArgumentError  # noqa: E402
-from fastretro.tools import cli  # noqa: E402
+from fastretro.tools import cli, convert_checkpoint  # noqa: E402
 
 OLD_FORMAT = (
     "is a checkpoint in the old format (a full Python pickle): opening it could run any code"
@@ -203,7 +203,7 @@ def test_an_old_ppo2_checkpoint_with_numpy_in_it_converts(tmp_path):
     )
     with pytest.raises(InvalidArgumentError, match=re.escape(OLD_FORMAT)):
         ppo2.load_checkpoint(old)
-    assert checkpoints.convert_checkpoint(old, new) == "ppo2"
+    assert convert_checkpoint.convert_checkpoint(old, new) == "ppo2"
     ckpt = ppo2.load_checkpoint(new)
     assert ckpt["frames"] == 7 and torch.equal(ckpt["x"], torch.ones(2, dtype=torch.float64))
 
@@ -212,7 +212,7 @@ def test_convert_refuses_a_file_that_is_not_a_checkpoint(tmp_path):
     bad = tmp_path / "bad.pt"
     torch.save([1, 2], bad)
     with pytest.raises(InvalidArgumentError, match=re.escape(f"{str(bad)!r} is not a fastretro")):
-        checkpoints.convert_checkpoint(str(bad), str(tmp_path / "new.pt"))
+        convert_checkpoint.convert_checkpoint(str(bad), str(tmp_path / "new.pt"))
 
 
 # -- contents that load but are wrong --------------------------------------------------------
@@ -309,17 +309,12 @@ def test_cma_es_rebuilt_from_its_plain_state_asks_the_same_candidates(diagonal, 
 
 
 def test_only_the_converter_opens_a_file_that_can_run_code():
-    root = os.path.dirname(os.path.dirname(os.path.abspath(checkpoints.__file__)))
+    package = os.path.dirname(os.path.dirname(os.path.abspath(checkpoints.__file__)))
     pattern = re.compile(r"weights_only *= *False|pickle\.loads?\(")
     found = []
-    for folder in ("agents", "contest/evaluate.py"):
-        path = os.path.join(root, folder)
-        files = (
-            [path]
-            if path.endswith(".py")
-            else [os.path.join(path, f) for f in os.listdir(path) if f.endswith(".py")]
-        )
-        for name in files:
-            with open(name) as f:
-                found += [os.path.basename(name) for line in f if pattern.search(line)]
-    assert found == ["checkpoints.py", "checkpoints.py"]
+    for folder, _, files in os.walk(package):
+        for name in sorted(f for f in files if f.endswith(".py")):
+            path = os.path.join(folder, name)
+            with open(path) as f:
+                found += [os.path.relpath(path, package) for line in f if pattern.search(line)]
+    assert found == ["tools/convert_checkpoint.py", "tools/convert_checkpoint.py"]

@@ -27,25 +27,10 @@ MAX_FUNCTION_LINES = 120
 # shrink. A module or function that gets under its limit must leave its set (the test says so),
 # and nothing may join them.
 LONG_MODULES = {
-    "fastretro/agents/jerk.py",
     "fastretro/integrations/ray.py",
     "fastretro/runtime/pool.py",
 }
-LONG_FUNCTIONS = {
-    "fastretro.agents.jerk:run",
-    "fastretro.contest.evaluate:evaluate",
-    "fastretro.runtime.worker:worker_main",
-}
-
-# Import circles through the agents, whose owners are reshaping them (issue 38), each as the
-# edge (importer, imported) that closes it. Only shrinks: an edge that no longer closes a circle
-# must leave, and any other circle fails the test. There is no other exception.
-AGENT_CIRCLES_TO_BREAK = {
-    # checkpoints.py upgrades an old controller through world_models, which saves through it.
-    ("fastretro.agents.checkpoints", "fastretro.agents.world_models"),
-    # harness.py finds an agent through the registry, whose agents train through the harness.
-    ("fastretro.agents.harness", "fastretro.agents.registry"),
-}
+LONG_FUNCTIONS: set[str] = set()
 
 
 def _module_name(path: Path) -> str:
@@ -224,21 +209,9 @@ def _describe(graph: dict[str, frozenset[str]], component: list[str]) -> str:
 
 
 def test_the_package_imports_in_no_circle():
-    graph = dict(import_graph())
-    for importer, imported in AGENT_CIRCLES_TO_BREAK:
-        graph[importer] = graph[importer] - {imported}
+    graph = import_graph()
     circles = [_describe(graph, c) for c in _strongly_connected(graph)]
     assert not circles, "Import circles in fastretro:\n" + "\n".join(circles)
-
-
-def test_the_agent_circles_to_break_are_still_there():
-    graph = import_graph()
-    gone = [
-        edge
-        for edge in sorted(AGENT_CIRCLES_TO_BREAK)
-        if edge[1] not in graph.get(edge[0], ()) or _path(graph, edge[1], edge[0]) is None
-    ]
-    assert not gone, f"No longer closing a circle, so out of AGENT_CIRCLES_TO_BREAK: {gone}"
 
 
 def test_the_graph_sees_function_level_lazy_and_compiled_imports():

@@ -93,8 +93,7 @@ def test_jumps_hold_the_button_for_jump_repeat_steps():
 @pytest.mark.parametrize("seed", range(5))
 def test_best_prefix_is_the_first_step_reaching_the_maximum(seed):
     rewards = np.random.default_rng(seed).integers(-2, 3, 60).astype(float)
-    assert k.best_prefix_length(np.cumsum(rewards)) == naive.best_prefix(rewards)
-    # And the bookkeeping kernel finds the same while the episode runs, step by step.
+    # The bookkeeping kernel finds it while the episode runs, step by step.
     t, hist = np.zeros(1, np.int64), np.zeros((1, 60), np.int64)
     cum, best, best_t = np.zeros(1), np.full(1, -np.inf), np.zeros(1, np.int64)
     mode, left = np.zeros(1, np.int64), np.full(1, 100, np.int64)

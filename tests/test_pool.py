@@ -200,7 +200,7 @@ def test_worker_logs_reach_parent_handlers(caplog):
     ):
         time.sleep(0.05)
     assert any(
-        r.name == "fastretro.worker" and "worker 0 serving" in r.getMessage()
+        r.name == "fastretro.runtime.worker" and "worker 0 serving" in r.getMessage()
         for r in caplog.records
     )
 

@@ -119,20 +119,6 @@ def jerk_record_sequences(
 
 
 @numba.njit(**_JIT)
-def best_prefix_length(cumulative_rewards):
-    """Length of the shortest prefix reaching the maximum cumulative reward (1 if all <= 0).
-
-    ``cumulative_rewards[k]`` is the total after step ``k``; the original JERK keeps
-    ``actions[:k + 1]`` for the first ``k`` where the maximum is reached.
-    """
-    best, at = cumulative_rewards[0], 0
-    for k in range(1, cumulative_rewards.shape[0]):
-        if cumulative_rewards[k] > best:
-            best, at = cumulative_rewards[k], k
-    return at + 1
-
-
-@numba.njit(**_JIT)
 def sort_by_mean_into(order, score_sums, score_counts):
     """Re-sort ``order`` (solution indices) by mean score, ascending and stable, in place.
 

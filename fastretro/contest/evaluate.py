@@ -42,7 +42,7 @@ import numpy as np
 from fastretro import contest
 from fastretro.errors import FastRetroError, InvalidArgumentError
 
-log = logging.getLogger("fastretro.eval")
+log = logging.getLogger(__name__)
 
 LOG_EVERY = 1000
 #: Pool options an agent may not set: they are the contest's rules.

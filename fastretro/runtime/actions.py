@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import gymnasium
 import numpy as np
 
+from fastretro.config import ACTION_SETS, parse_combo
 from fastretro.errors import InvalidArgumentError
 from fastretro.runtime.protocol import ActionMode
 
@@ -39,7 +40,7 @@ SONIC7: tuple[tuple[str, ...], ...] = (
 #: SONIC7 plus no-op, LEFT+B and RIGHT+B, the set the contest's winning entry used.
 SONIC10: tuple[tuple[str, ...], ...] = (*SONIC7, (), ("LEFT", "B"), ("RIGHT", "B"))
 
-NAMED = ("filtered", "discrete", "multi_discrete", "sonic7", "sonic10", "ale_full", "ale_minimal")
+NAMED = ACTION_SETS
 #: ALE's action sets, for Atari 2600 games (fastretro/runtime/backends/ale.py): its 18 actions,
 #: and each game's minimal set, as button combos on either backend.
 ALE_SETS = ("ale_full", "ale_minimal")
@@ -106,17 +107,6 @@ def _ale_set(name: str, game: str | None) -> tuple[tuple[str, ...], ...]:
             f"actions={name!r} is ALE's action set, for Atari 2600 games; got {game!r}"
         )
     return ale.action_set(name, game)
-
-
-def parse_combo(combo) -> tuple[str, ...]:
-    """One action's buttons, from a list of names or a ``"+"``-joined string."""
-    if isinstance(combo, str):
-        return tuple(b for b in combo.split("+") if b)
-    if isinstance(combo, (list, tuple)) and all(isinstance(b, str) for b in combo):
-        return tuple(combo)
-    raise InvalidArgumentError(
-        f"Expected each action to be a list of button names or a '+'-joined string, got {combo!r}"
-    )
 
 
 def _check_buttons(combos, buttons: Sequence[str], what: str) -> None:

@@ -80,7 +80,7 @@ from fastretro.runtime.supervisor import (
 from fastretro.runtime.worker import scenario_plan
 from fastretro.runtime.workers import LIVENESS_POLL_S, WorkerSet, compile_kernels
 
-log = logging.getLogger("fastretro.pool")
+log = logging.getLogger(__name__)
 
 __all__ = ["RESTART_WINDOW_S", "Snapshot", "State", "VecRetroEnv"]
 

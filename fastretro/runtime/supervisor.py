@@ -22,7 +22,7 @@ import numpy as np
 from fastretro.errors import WorkerTimeoutError
 from fastretro.runtime.workers import LIVENESS_POLL_S, WorkerSet
 
-log = logging.getLogger("fastretro.pool")
+log = logging.getLogger(__name__)
 
 # Columns of the parent's clock (see VecRetroEnv.reset_stats).
 STAGE, WAKE, WAIT, COLLECT, BATCHES = range(5)

@@ -26,7 +26,7 @@ from fastretro.runtime.games import GameSetup
 from fastretro.runtime.preprocess import FrameWriter
 from fastretro.runtime.protocol import ActionMode, Status, WorkerReady
 
-log = logging.getLogger("fastretro.worker")
+log = logging.getLogger(__name__)
 
 # How often an idle worker checks that its parent still exists (seconds).
 PARENT_POLL_S = 0.5
@@ -88,33 +88,7 @@ def worker_main(
     buffers = handshake = None
     emulators: list = []
     try:
-        tables, ready = [], []
-        for env, setup in zip(envs, setups):
-            emu = make_emulator(backend, setup, config, env)
-            emulators.append(emu)
-            table = actions.build_table(
-                actions.choose(config.actions, setup.buttons, setup.game), emu.data, setup.buttons
-            )
-            tables.append(table)
-            raw_screen = emu.screen().shape  # uncropped, as snapshots keep it
-            ready.append(
-                WorkerReady(
-                    screen_shape=observed_shape(emu),
-                    action_mode=int(table.mode),
-                    action_sizes=table.sizes,
-                    # The save state's size sizes the pool's snapshot slots (~1 MB Genesis).
-                    state_size=emu.state_capacity() if config.snapshot_best else 0,
-                    raw_screen=raw_screen,
-                    skips_rendering=emu.skips_drawing,
-                    skips_audio=emu.skips_audio,
-                    backend=emu.backend,
-                    observes_from=(
-                        observation_picture(emu, config.grayscale)[0].__name__
-                        if config.observe
-                        else ""
-                    ),
-                )
-            )
+        tables, ready = _start_emulators(envs, setups, config, backend, emulators)
         conn.send(("ready", worker, ready))
         msg = _recv_or_orphaned(conn, parent)
         if msg is None or msg[0] != "attach":
@@ -170,6 +144,39 @@ def worker_main(
         conn.close()
         parent.close()
         _flush_logs(log_queue)
+
+
+def _start_emulators(envs, setups, config, backend, emulators: list):
+    """Each env's emulator, action table and :class:`WorkerReady`.
+
+    Emulators are appended to ``emulators`` as they start, so a failure half-way still closes
+    the ones started.
+    """
+    tables, ready = [], []
+    for env, setup in zip(envs, setups):
+        emu = make_emulator(backend, setup, config, env)
+        emulators.append(emu)
+        table = actions.build_table(
+            actions.choose(config.actions, setup.buttons, setup.game), emu.data, setup.buttons
+        )
+        tables.append(table)
+        ready.append(
+            WorkerReady(
+                screen_shape=observed_shape(emu),
+                action_mode=int(table.mode),
+                action_sizes=table.sizes,
+                # The save state's size sizes the pool's snapshot slots (~1 MB Genesis).
+                state_size=emu.state_capacity() if config.snapshot_best else 0,
+                raw_screen=emu.screen().shape,  # uncropped, as snapshots keep it
+                skips_rendering=emu.skips_drawing,
+                skips_audio=emu.skips_audio,
+                backend=emu.backend,
+                observes_from=(
+                    observation_picture(emu, config.grayscale)[0].__name__ if config.observe else ""
+                ),
+            )
+        )
+    return tables, ready
 
 
 def make_stepper(worker_loop, env, config, emu, table, setup, autoreset, info_names, a):

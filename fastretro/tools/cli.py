@@ -82,9 +82,9 @@ def _play(argv: list[str]) -> int:
 
 
 def _convert_checkpoint(argv: list[str]) -> int:
-    from fastretro.agents import checkpoints
+    from fastretro.tools import convert_checkpoint
 
-    return checkpoints.main(argv)
+    return convert_checkpoint.main(argv)
 
 
 def _roms(argv: list[str]) -> int:
