@@ -1,4 +1,6 @@
-"""The contest's agents on the pool, one file each: JERK, PPO2, Rainbow and World Models.
+"""The contest's agents on the pool: JERK, PPO2, Rainbow and World Models.
 
-What they share (the image pool, the Nature CNN, checkpoints, run logs) is in ``common.py``.
+What every agent needs is written once: ``harness.py`` (config + CLI, checkpoint checks, the
+play loop, the eval factory), ``registry.py`` (the agents the CLI, ``fastretro eval`` and the
+profiler know), ``common.py`` (the image pool, the CNNs, run logs), ``checkpoints.py``.
 """
