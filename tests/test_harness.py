@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 from dataclasses import dataclass
@@ -103,3 +104,82 @@ def test_the_command_has_a_flag_per_field_and_flags_override_the_preset(capsys):
 
 def test_a_config_from_a_checkpoint_drops_fields_it_no_longer_has():
     assert harness.config_from(_Config, {"steps": 3, "gone": 1}) == _Config(steps=3)
+
+
+def test_config_flags_go_on_an_argument_group_and_only_given_ones_count():
+    parser = argparse.ArgumentParser()
+    group = parser.add_argument_group("settings")
+    harness.config_flags(group, _Config, types={"name": str.upper})
+    args = parser.parse_args(["--steps", "3", "--no-fast", "--name", "abc"])
+    assert harness.flag_values(args, _Config) == {"steps": 3, "fast": False, "name": "ABC"}
+    assert harness.flag_values(args, _Config, skip=("name",)) == {"steps": 3, "fast": False}
+    assert "A rate in [0, 1]." in parser.format_help()
+
+
+def test_a_strict_config_refuses_names_it_does_not_have():
+    assert harness.config_from(_Config, {"steps": 2}, strict="Test") == _Config(steps=2)
+    msg = "Unknown Test settings: ['stesp'] (did you mean 'steps'?)"
+    with pytest.raises(InvalidArgumentError, match=re.escape(msg)):
+        harness.config_from(_Config, {"stesp": 2}, strict="Test")
+
+
+def test_a_continuous_action_space_is_refused():
+    from gymnasium.spaces import Box
+
+    with pytest.raises(InvalidArgumentError, match="Expected a discrete action space"):
+        harness.n_actions_of(Box(-1, 1, (2,)))
+
+
+class _Pool:
+    """Env i's episodes last i + 1 steps; each step rewards 1."""
+
+    def __init__(self, num_envs: int) -> None:
+        self.num_envs = num_envs
+        self.t = np.zeros(num_envs, np.int64)
+
+    def reset(self, seed=None):
+        self.t[:] = 0
+        return np.zeros((self.num_envs, 1)), {}
+
+    def step(self, actions):
+        assert len(actions) == self.num_envs
+        self.t += 1
+        done = self.t == np.arange(1, self.num_envs + 1)
+        self.t[done] = 0
+        obs = np.zeros((self.num_envs, 1))
+        return obs, np.ones(self.num_envs), done, np.zeros(self.num_envs, bool), {}
+
+
+class _Memory:
+    """An agent with ``observe``: counts the episodes it was told ended."""
+
+    def __init__(self) -> None:
+        self.ended = 0
+
+    def act(self, obs):
+        return np.zeros(len(obs), np.int64)
+
+    def observe(self, rewards, terminated, truncated) -> None:
+        self.ended += int(np.sum(terminated | truncated))
+
+
+def test_play_episodes_spreads_them_over_the_envs_in_env_order():
+    def choose(obs):
+        return np.zeros(len(obs), np.int64)
+
+    assert harness.play_episodes(_Pool(1), choose, 3, 0) == [1.0, 1.0, 1.0]
+    # 5 episodes on 2 envs: env 0 counts 3 (1 step each), env 1 counts 2 (2 steps each); env 0's
+    # 4th episode, ended before env 1's 2nd, is not counted (short episodes are not favoured).
+    memory = _Memory()
+    assert harness.play_episodes(_Pool(2), memory, 5, 0) == [1.0, 1.0, 1.0, 2.0, 2.0]
+    assert memory.ended == 6
+
+
+def test_an_eval_agent_observes_where_its_policy_does():
+    factory = harness.eval_factory(lambda o, a: _Memory(), {"resize": (64, 64)})
+    agent = factory(None, None)
+    assert factory.env_options == {"resize": (64, 64)}
+    assert list(agent.act(np.zeros((2, 1)))) == [0, 0]
+    agent.observe(np.zeros(2), np.array([True, True]), np.array([False, False]))
+    assert agent.choose.__self__.ended == 2
+    assert not hasattr(harness.eval_factory(lambda o, a: len, {})(None, None), "observe")

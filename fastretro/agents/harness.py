@@ -13,9 +13,11 @@ skeleton, which lives here:
 - :func:`check_compatible`: a checkpoint against the env it is about to act on;
 - :func:`play_episodes` / :func:`play_on` (``fastretro play``'s loop) and :func:`eval_factory`
   (``fastretro eval --agent NAME:PATH``'s agent factory), both driven by one
-  ``choose(obs) -> actions`` function;
+  ``choose(obs) -> actions`` function or an agent with ``act`` (and ``observe``, for a policy
+  with memory);
 - :func:`config_parser` / :func:`config_values` / :func:`run_training`: the training command
-  built from a config dataclass and its presets (one flag per field, its docstring as help);
+  built from a config dataclass and its presets (:func:`config_flags`: one flag per field, its
+  docstring as help);
 
 ``fastretro play CKPT`` (:func:`fastretro.agents.registry.play_main`) sends a checkpoint to its
 agent's ``play``, which runs :func:`play_on`.
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import json
 import os
 import time
@@ -45,17 +48,20 @@ __all__ = [
     "begin_run",
     "check_compatible",
     "check_fields",
+    "config_flags",
     "config_from",
     "config_parser",
     "config_values",
     "eval_factory",
     "field_docs",
+    "flag_values",
     "level_flags",
     "levels_of",
     "load_agent_checkpoint",
     "n_actions_of",
     "play_episodes",
     "play_on",
+    "policy_parts",
     "run_training",
     "same_actions",
     "summary_line",
@@ -91,9 +97,23 @@ def check_fields(cfg, *, ints=(), counts=(), positive=(), unit=(), nonnegative=(
                 raise InvalidArgumentError(f"Expected {name} {what}, got {value!r}")
 
 
-def config_from(config_cls: type, values: dict):
-    """A ``config_cls`` of a checkpoint's saved values; fields the class no longer has dropped."""
+def config_from(config_cls: type, values: dict, *, strict: str | None = None):
+    """A ``config_cls`` of ``values``; fields the class does not have dropped.
+
+    A checkpoint's saved values may name fields the class no longer has. ``strict``: the
+    settings' owner (e.g. "World Models"): values the user gave, where an unknown name is a
+    mistake to report rather than drop.
+
+    Raises:
+        InvalidArgumentError: with ``strict``, a name that is not a field (with the closest).
+    """
     known = {f.name for f in dataclasses.fields(config_cls)}
+    if strict is not None:
+        unknown = sorted(set(values) - known)
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise InvalidArgumentError(f"Unknown {strict} settings: {unknown}{hint}")
     return config_cls(**{k: v for k, v in values.items() if k in known})
 
 
@@ -324,57 +344,95 @@ def check_compatible(
 
 
 def n_actions_of(space) -> int:
-    """The discrete actions of one env: of a ``Discrete`` or of a pool's ``MultiDiscrete``."""
-    return int(space.nvec.flat[0]) if hasattr(space, "nvec") else int(space.n)
+    """The discrete actions of one env: of a ``Discrete`` or of a pool's ``MultiDiscrete``.
+
+    Raises:
+        InvalidArgumentError: a space of neither kind.
+    """
+    if hasattr(space, "nvec"):
+        return int(np.asarray(space.nvec).flat[0])
+    if hasattr(space, "n"):
+        return int(space.n)
+    raise InvalidArgumentError(
+        f"Expected a discrete action space (Discrete or MultiDiscrete), got {space}"
+    )
 
 
 # -- playing and evaluating --------------------------------------------------------------------
 
 
-def play_episodes(pool, choose: Choose, episodes: int, seed: int) -> list[float]:
-    """Run ``choose`` on a one-env pool for ``episodes`` episodes; their rewards.
+def policy_parts(policy) -> tuple[Choose, Callable | None]:
+    """``(act, observe)`` of a policy: a ``choose`` function, or an agent (``fastretro eval``'s).
 
-    torch's global generator is seeded with ``seed`` (a policy that samples draws from it).
+    An agent has ``act(observations) -> actions`` and, if it keeps a memory (an LSTM's state),
+    ``observe(rewards, terminated, truncated)``, told each step's outcome; ``observe`` is None
+    for a policy without one.
+    """
+    return getattr(policy, "act", policy), getattr(policy, "observe", None)
+
+
+def play_episodes(pool, policy, episodes: int, seed: int) -> list[float]:
+    """Run ``policy`` on a pool until each env has played its share of ``episodes``; the rewards.
+
+    ``policy``: a ``choose`` function or an agent (:func:`policy_parts`). Each of the pool's N
+    envs counts its first ``ceil(episodes / N)`` or ``floor`` episodes (taking the first
+    ``episodes`` to end would favour short ones); the rewards are in env order, and on a
+    one-env pool in the order the episodes were played. torch's global generator is seeded
+    with ``seed`` (a policy that samples draws from it).
     """
     torch.manual_seed(seed)
+    act, observe = policy_parts(policy)
+    n = pool.num_envs
+    quota = np.full(n, episodes // n)
+    quota[: episodes % n] += 1
+    got: list[list[float]] = [[] for _ in range(n)]
+    total = np.zeros(n)
     obs, _ = pool.reset(seed=seed)
-    rewards, total = [], 0.0
-    while len(rewards) < episodes:
-        obs, r, term, trunc, _ = pool.step(choose(obs))
-        total += float(r[0])
-        if term[0] or trunc[0]:
-            rewards.append(total)
-            total = 0.0
-    return rewards
+    while any(len(g) < q for g, q in zip(got, quota)):
+        obs, rewards, terminated, truncated, _ = pool.step(act(obs))
+        if observe is not None:
+            observe(rewards, terminated, truncated)
+        total += rewards
+        for i in np.flatnonzero(np.asarray(terminated) | np.asarray(truncated)):
+            if len(got[i]) < quota[i]:
+                got[i].append(float(total[i]))
+            total[i] = 0.0
+    return [reward for g in got for reward in g]
 
 
-def play_on(pool, build: Callable[[object, object], Choose], episodes: int, seed: int):
+def play_on(pool, build: Callable[[object, object], object], episodes: int, seed: int):
     """:func:`play_episodes` with the policy ``build`` makes for the pool's spaces; closes it."""
     try:
-        choose = build(pool.single_observation_space, pool.single_action_space)
-        return play_episodes(pool, choose, episodes, seed)
+        policy = build(pool.single_observation_space, pool.single_action_space)
+        return play_episodes(pool, policy, episodes, seed)
     finally:
         pool.close()
 
 
 class PolicyAgent:
-    """A ``fastretro eval`` agent: ``act(observations) -> actions`` through ``choose``."""
+    """A ``fastretro eval`` agent: ``act(observations) -> actions`` through a policy.
 
-    def __init__(self, choose: Choose) -> None:
-        self.choose = choose
+    ``policy``: a ``choose`` function or an agent (:func:`policy_parts`); the agent has
+    ``observe`` where the policy has.
+    """
+
+    def __init__(self, policy) -> None:
+        self.choose, observe = policy_parts(policy)
+        if observe is not None:
+            self.observe = observe
 
     def act(self, observations: np.ndarray) -> np.ndarray:
         """One action per env for a batch of observations."""
         return self.choose(observations)
 
 
-def eval_factory(build: Callable[[object, object], Choose], env_options: dict) -> Callable:
+def eval_factory(build: Callable[[object, object], object], env_options: dict) -> Callable:
     """A ``fastretro eval`` agent factory (:mod:`fastretro.contest.evaluate`).
 
-    ``factory(observation_space, action_space)`` returns a :class:`PolicyAgent` acting with
-    ``build(observation_space, action_space)`` (which checks the spaces and loads the weights:
-    after the pool has forked its workers); ``factory.env_options`` are the pool options the
-    policy needs.
+    ``factory(observation_space, action_space)`` returns a :class:`PolicyAgent` acting with the
+    policy (:func:`policy_parts`) ``build(observation_space, action_space)`` makes, which
+    checks the spaces and loads the weights: after the pool has forked its workers;
+    ``factory.env_options`` are the pool options the policy needs.
     """
 
     def factory(observation_space, action_space) -> PolicyAgent:
@@ -422,10 +480,8 @@ def config_parser(
     """The training command's parser: the run's flags, then one flag per config field.
 
     ``--run-dir``, ``--preset``, then ``more(parser)``'s flags, ``--init-from``, ``--resume``,
-    ``--quiet``, ``--json``, then ``--FIELD`` for each field of ``config_cls`` not in ``skip``
-    (bools as ``--x/--no-x``; every default None, so that only what was given overrides the
-    preset), with the field's docstring as help. A flag's type comes from the field's
-    annotation (int, float, else str) unless ``types`` names a parser for the field.
+    ``--quiet``, ``--json``, then :func:`config_flags`' ``--FIELD`` for each field of
+    ``config_cls`` not in ``skip`` (``types``: parsers by field).
     """
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--run-dir", default=run_dir, help="output folder")
@@ -436,6 +492,24 @@ def config_parser(
     parser.add_argument("--resume", metavar="CKPT", help="continue the run of this checkpoint")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    config_flags(parser, config_cls, skip=skip, types=types)
+    return parser
+
+
+def config_flags(
+    parser,
+    config_cls: type,
+    *,
+    skip: Sequence[str] = (),
+    types: dict[str, Callable[[str], object]] | None = None,
+) -> None:
+    """``--FIELD`` on ``parser`` (a parser or an argument group) for each field not in ``skip``.
+
+    Bools become ``--x/--no-x``; every default is None, so that only what was given overrides
+    the settings below it (:func:`flag_values`); the field's docstring is its help. A flag's
+    type comes from the field's annotation (int, float, else str) unless ``types`` names a
+    parser for the field.
+    """
     docs = field_docs(config_cls)
     for f in dataclasses.fields(config_cls):
         if f.name in skip:
@@ -447,7 +521,15 @@ def config_parser(
         else:
             kind = (types or {}).get(f.name) or _TYPES.get(str(f.type), str)
             parser.add_argument(flag, type=kind, default=None, help=doc)
-    return parser
+
+
+def flag_values(args: argparse.Namespace, config_cls: type, skip: Sequence[str] = ()) -> dict:
+    """The config fields whose flag (:func:`config_flags`) was given, by name."""
+    return {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(config_cls)
+        if f.name not in skip and getattr(args, f.name, None) is not None
+    }
 
 
 def config_values(
@@ -455,10 +537,7 @@ def config_values(
 ) -> dict:
     """The preset's values (``--preset``), overridden by every field flag given."""
     values = dict(presets[args.preset]) if args.preset else {}
-    for f in dataclasses.fields(config_cls):
-        v = getattr(args, f.name, None)
-        if v is not None and f.name not in skip:
-            values[f.name] = v
+    values.update(flag_values(args, config_cls, skip))
     return values
 
 

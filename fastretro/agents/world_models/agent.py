@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 import numpy as np
 
+from fastretro.agents import harness
 from fastretro.agents.common import torch
 from fastretro.agents.world_models.config import (
     WorldModelsConfig,
-    count_actions,
     jsonable,
     make_pool,
     resolve_config,
@@ -61,34 +61,19 @@ def run_episodes(
     """Returns of ``episodes`` episodes on the run's env, spread evenly over ``num_envs`` envs.
 
     ``factory(observation_space, action_space)`` makes the agent (``act``, optional
-    ``observe``), as for ``fastretro eval``; it is called once the pool is up. Each env counts
-    its first ``ceil(episodes / num_envs)`` or ``floor`` episodes (taking the first ``episodes``
-    to end would favour short ones); the list is in env order. ``record``: a folder for one
-    ``.bk2`` movie per episode.
+    ``observe``), as for ``fastretro eval``; it is called once the pool is up. Each env plays
+    its share of the episodes (:func:`fastretro.agents.harness.play_episodes`); the list is in
+    env order. ``record``: a folder for one ``.bk2`` movie per episode.
     """
     if episodes < 1:
         raise InvalidArgumentError(f"Expected episodes >= 1, got {episodes}")
     num_envs = min(num_envs, episodes)
-    quota = np.full(num_envs, episodes // num_envs)
-    quota[: episodes % num_envs] += 1
     extra = {"record": record} if record else {}
     pool = make_pool(cfg, num_envs=num_envs, autoreset_mode="same_step", **extra)
     try:
+        # The batched action space, as fastretro eval gives its factories.
         agent = factory(pool.single_observation_space, pool.action_space)
-        observe = getattr(agent, "observe", None)
-        obs, _ = pool.reset(seed=seed)
-        got: list[list[float]] = [[] for _ in range(num_envs)]
-        ret = np.zeros(num_envs)
-        while any(len(g) < q for g, q in zip(got, quota)):
-            obs, rewards, terminated, truncated, _ = pool.step(agent.act(obs))
-            if observe is not None:
-                observe(rewards, terminated, truncated)
-            ret += rewards
-            for i in np.flatnonzero(terminated | truncated):
-                if len(got[i]) < quota[i]:
-                    got[i].append(float(ret[i]))
-                ret[i] = 0.0
-        return [r for g in got for r in g]
+        return harness.play_episodes(pool, agent, episodes, seed)
     finally:
         pool.close()
 
@@ -121,7 +106,8 @@ def make_eval_agent(
 ) -> Callable:
     """An agent factory for ``fastretro eval --agent world_models:RUN_DIR``.
 
-    ``factory(observation_space, action_space)`` returns a :class:`WorldModelsAgent` acting
+    ``factory(observation_space, action_space)`` returns an agent (``act``, ``observe``;
+    :func:`fastretro.agents.harness.eval_factory`) acting through a :class:`WorldModelsAgent`,
     with the run's V, M and evolved controller (``which``: the ``best`` candidate seen or
     CMA-ES's ``mean``). ``factory.env_options`` holds the pool options it needs: ``resize`` to
     the VAE's frame size and the controller's ``actions``. The factory checks the env's frames
@@ -140,7 +126,7 @@ def make_eval_agent(
     params = ckpt["best_params"] if which == "best" else ckpt["mean_params"]
     size = cfg.frame_size
 
-    def factory(observation_space, action_space) -> WorldModelsAgent:
+    def build(observation_space, action_space) -> WorldModelsAgent:
         shape = tuple(observation_space.shape[-3:])
         if shape != (size, size, 3):
             raise InvalidArgumentError(
@@ -148,7 +134,7 @@ def make_eval_agent(
                 f"shape {tuple(observation_space.shape)}: pass the env_options resize="
                 f"({size}, {size}), grayscale=False"
             )
-        n = count_actions(action_space)
+        n = harness.n_actions_of(action_space)
         if n != n_actions:
             raise InvalidArgumentError(
                 f"The controller of {run_dir!r} was evolved for {n_actions} actions "
@@ -159,5 +145,5 @@ def make_eval_agent(
         torch.set_num_threads(cfg.torch_threads)
         return WorldModelsAgent(vae, mdn, params)
 
-    factory.env_options = {"resize": (size, size), "actions": cfg.resolved_actions()}
-    return factory
+    options = {"resize": (size, size), "actions": cfg.resolved_actions()}
+    return harness.eval_factory(build, options)

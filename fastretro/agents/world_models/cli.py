@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 
 import numpy as np
 
+from fastretro.agents import harness
 from fastretro.agents.world_models.agent import play
 from fastretro.agents.world_models.config import PRESETS, WorldModelsConfig, resolve_config
 from fastretro.agents.world_models.evolution import evolve
@@ -36,16 +36,10 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), help="settings per game")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    # No --resume/--init-from (harness.config_parser's): each stage continues from the run
+    # folder's own files, and the settings default to its config.json, not to a preset.
     group = parser.add_argument_group("settings (default: the run folder's config.json)")
-    for f in dataclasses.fields(WorldModelsConfig):
-        flag = "--" + f.name.replace("_", "-")
-        if f.type in ("bool", bool):
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
-        elif f.name == "actions":
-            group.add_argument(flag, type=_parse_actions, default=None)
-        else:
-            kind = {"int": int, "float": float}.get(str(f.type), str)
-            group.add_argument(flag, type=kind, default=None)
+    harness.config_flags(group, WorldModelsConfig, types={"actions": _parse_actions})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,11 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     subs["play"].add_argument("--play-seed", type=int, default=0)
     args = parser.parse_args(argv)
     p = subs[args.stage]
-    overrides = {
-        f.name: getattr(args, f.name)
-        for f in dataclasses.fields(WorldModelsConfig)
-        if getattr(args, f.name) is not None
-    }
+    overrides = harness.flag_values(args, WorldModelsConfig)
     try:
         cfg = resolve_config(args.run_dir, args.preset, **overrides)
         progress = not args.quiet

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from dataclasses import dataclass
 
-import numpy as np
-
 from fastretro import DEFAULT_GAME
 from fastretro.agents.common import auto_actions
+from fastretro.agents.harness import check_fields, config_from
 from fastretro.errors import InvalidArgumentError
 
 #: The checkpoint tags (``fastretro.agents.checkpoints.save_checkpoint``'s ``agent``) of V, M, C.
@@ -115,33 +113,12 @@ class WorldModelsConfig:
 
     def check(self) -> None:
         """Raise InvalidArgumentError on a bad value, naming it."""
-        ints = (
-            "frameskip",
-            "max_episode_steps",
-            "num_envs",
-            "collect_episodes",
-            "shard_steps",
-            "z_size",
-            "vae_width",
-            "vae_batch_size",
-            "rnn_hidden",
-            "mdn_gaussians",
-            "mdn_seq_len",
-            "mdn_batch_size",
-            "dream_steps",
-            "popsize",
-            "episodes_per_candidate",
-            "batch_size",
-            "torch_threads",
-        )
-        for name in ints:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidArgumentError(f"Expected {name} to be an int >= 1, got {value!r}")
-        for name in ("vae_epochs", "vae_max_frames", "mdn_epochs", "generations"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise InvalidArgumentError(f"Expected {name} to be an int >= 0, got {value!r}")
+        ints = ("frameskip", "max_episode_steps", "num_envs", "collect_episodes", "shard_steps")
+        ints += ("z_size", "vae_width", "vae_batch_size")
+        ints += ("rnn_hidden", "mdn_gaussians", "mdn_seq_len", "mdn_batch_size", "dream_steps")
+        ints += ("popsize", "episodes_per_candidate", "batch_size", "torch_threads")
+        counts = ("vae_epochs", "vae_max_frames", "mdn_epochs", "generations")
+        check_fields(self, ints=ints, counts=counts)
         if self.frame_size < MIN_FRAME_SIZE:
             raise InvalidArgumentError(
                 f"Expected frame_size >= {MIN_FRAME_SIZE} (four 4x4 stride-2 convolutions), "
@@ -162,11 +139,11 @@ class WorldModelsConfig:
             )
         if self.popsize < 2:
             raise InvalidArgumentError(f"Expected popsize >= 2, got {self.popsize}")
-        if not self.evolve_seconds >= 0:
-            raise InvalidArgumentError(f"Expected evolve_seconds >= 0, got {self.evolve_seconds!r}")
-        for name in ("vae_lr", "mdn_lr", "sigma0", "dream_temperature", "mdn_grad_clip"):
-            if not getattr(self, name) > 0:
-                raise InvalidArgumentError(f"Expected {name} > 0, got {getattr(self, name)!r}")
+        check_fields(
+            self,
+            positive=("vae_lr", "mdn_lr", "sigma0", "dream_temperature", "mdn_grad_clip"),
+            nonnegative=("evolve_seconds",),
+        )
         if not 0 <= self.sticky_prob < 1:
             raise InvalidArgumentError(f"Expected sticky_prob in [0, 1), got {self.sticky_prob}")
 
@@ -249,11 +226,7 @@ def resolve_config(
             )
         values.update(PRESETS[preset])
     values.update(overrides)
-    known = {f.name for f in dataclasses.fields(WorldModelsConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise InvalidArgumentError(f"Unknown World Models settings: {unknown}")
-    cfg = WorldModelsConfig(**values)
+    cfg = config_from(WorldModelsConfig, values, strict="World Models")
     cfg.check()
     return cfg
 
@@ -280,17 +253,6 @@ def make_pool(cfg: WorldModelsConfig, num_envs: int | None = None, **extra):
         resize=(cfg.frame_size, cfg.frame_size),
         max_episode_steps=cfg.max_episode_steps,
         **extra,
-    )
-
-
-def count_actions(space) -> int:
-    """The number of discrete actions of a Discrete space or a batched MultiDiscrete one."""
-    if hasattr(space, "n"):
-        return int(space.n)
-    if hasattr(space, "nvec"):
-        return int(np.asarray(space.nvec).flat[0])
-    raise InvalidArgumentError(
-        f"Expected a discrete action space (Discrete or MultiDiscrete), got {space}"
     )
 
 

@@ -18,12 +18,8 @@ import numpy as np
 
 from fastretro.agents.cma_state import es_from_state
 from fastretro.agents.common import torch
-from fastretro.agents.world_models.config import (
-    WorldModelsConfig,
-    count_actions,
-    make_pool,
-    pool_description,
-)
+from fastretro.agents.harness import n_actions_of
+from fastretro.agents.world_models.config import WorldModelsConfig, make_pool, pool_description
 from fastretro.agents.world_models.controller import (
     Policies,
     controller_size,
@@ -254,7 +250,7 @@ def evolve(cfg: WorldModelsConfig, run_dir: str, *, progress: bool = True) -> di
     # The pool first: its workers fork from a parent whose torch has started no threads yet.
     pool = make_pool(cfg, batch_size=cfg.batch_size, autoreset_mode="same_step")
     try:
-        n_actions = count_actions(pool.single_action_space)
+        n_actions = n_actions_of(pool.single_action_space)
         vae, mdn = load_world_model(run_dir, cfg, n_actions)
         size = controller_size(vae.z_size, mdn.hidden, n_actions)
         run = _start_evolution(cfg, ckpt, path, size, cma.CMAEvolutionStrategy)

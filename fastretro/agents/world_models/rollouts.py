@@ -13,13 +13,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from fastretro.agents.harness import n_actions_of
 from fastretro.agents.world_models.agent import make_eval_agent
-from fastretro.agents.world_models.config import (
-    WorldModelsConfig,
-    count_actions,
-    make_pool,
-    pool_description,
-)
+from fastretro.agents.world_models.config import WorldModelsConfig, make_pool, pool_description
 from fastretro.agents.world_models.runfolder import save_config, write_json
 from fastretro.agents.world_models.shards import shard_episodes, shard_paths, write_shard
 
@@ -217,7 +213,7 @@ def collect(
     pool = make_pool(cfg, autoreset_mode="same_step")
     start = time.perf_counter()
     try:
-        n_actions = count_actions(pool.single_action_space)
+        n_actions = n_actions_of(pool.single_action_space)
         act, observe = _actor(cfg, run_dir, pool, policy, rng, n_actions)
         obs, _ = pool.reset(seed=seed)
         pool.reset_stats()
