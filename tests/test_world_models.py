@@ -345,6 +345,7 @@ def test_collect_before_anything_else_is_asked_for(tmp_path):
             "Expected collect_policy to be 'random' or 'controller', got 'jerk'",
         ),
         ({"nope": 1}, "Unknown World Models settings: ['nope']"),
+        ({"popsise": 4}, "Unknown World Models settings: ['popsise'] (did you mean 'popsize'?)"),
     ],
 )
 def test_bad_settings_are_refused(settings, msg):
@@ -356,6 +357,16 @@ def test_an_unknown_preset_is_refused():
     msg = "Expected preset to be one of ['airstriker', 'sonic'], got 'pong'"
     with pytest.raises(InvalidArgumentError, match=re.escape(msg)):
         wm.resolve_config(None, "pong")
+
+
+def test_cli_has_a_flag_per_setting_with_its_docstring_as_help(capsys):
+    with pytest.raises(SystemExit) as exc:
+        wm.main(["vae", "--help"])
+    assert exc.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "settings (default: the run folder's config.json):" in out
+    assert "--vae-loss VAE_LOSS Reconstruction loss, summed per frame" in out
+    assert "--cma-diagonal, --no-cma-diagonal" in out and "--resume" not in out
 
 
 def test_cli_reports_bad_input_in_one_line(run, capsys):

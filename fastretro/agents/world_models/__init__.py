@@ -28,7 +28,9 @@ One module per stage, each importing only the modules listed before it (none imp
 shard format), ``vae`` (V), ``mdn_rnn`` (M), ``controller`` (C and its checkpoint),
 ``evolution`` (CMA-ES on the pool), ``agent`` (play, the eval agent), ``rollouts`` (collect,
 listed late because it can act with an evolved controller) and ``cli``. From ``vae`` on, they
-read as the paper does: V, M, C.
+read as the paper does: V, M, C. What every agent needs comes from
+:mod:`fastretro.agents.harness`: the settings flags, the config checks, the action count, the
+play loop and the ``fastretro eval`` factory.
 
 The run folder holds ``config.json`` (the settings of the last stage run), ``shards/``,
 ``vae.pt``, ``mdn.pt``, ``controller.pt`` (checkpoints written atomically and tagged per model;

@@ -1,4 +1,9 @@
-"""``fastretro world-models collect|vae|mdn|evolve|play``: one subcommand per stage."""
+"""``fastretro world-models collect|vae|mdn|evolve|play``: one subcommand per stage.
+
+The settings flags are :func:`fastretro.agents.harness.config_flags`' (one per config field,
+its docstring as help); the stages' summaries, unlike a training run's, each have their own
+line (:func:`describe_summary`).
+"""
 
 from __future__ import annotations
 

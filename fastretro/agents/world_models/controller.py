@@ -16,6 +16,7 @@ from fastretro.agents.checkpoints import load_checkpoint as _load_tagged
 from fastretro.agents.checkpoints import save_checkpoint as _save_tagged
 from fastretro.agents.cma_state import es_state
 from fastretro.agents.common import torch
+from fastretro.agents.harness import same_actions
 from fastretro.agents.world_models.config import CONTROLLER_TAG, WorldModelsConfig, jsonable
 from fastretro.agents.world_models.mdn_rnn import MDNRNN, load_mdn
 from fastretro.agents.world_models.vae import ConvVAE, load_vae
@@ -143,12 +144,11 @@ def load_controller(path: str, cfg: WorldModelsConfig) -> dict:
                 f"{key!r} to be a 1-d float tensor, got {tuple(ckpt[key].shape)} {ckpt[key].dtype}"
             )
         ckpt[key] = ckpt[key].numpy()
-    have = jsonable(ckpt["action_set"])
-    want = jsonable(cfg.resolved_actions())
-    if have != want:
+    if not same_actions(ckpt["action_set"], cfg.resolved_actions()):
         raise InvalidArgumentError(
-            f"{path!r} was evolved for the action set {have!r} ({int(ckpt['n_actions'])} "
-            f"actions), not {want!r}: use the run's action set"
+            f"{path!r} was evolved for the action set {jsonable(ckpt['action_set'])!r} "
+            f"({int(ckpt['n_actions'])} actions), not {jsonable(cfg.resolved_actions())!r}: "
+            "use the run's action set"
         )
     return ckpt
 
