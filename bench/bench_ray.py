@@ -21,6 +21,7 @@ import ray
 
 from fastretro import DEFAULT_GAME, VecRetroEnv
 from fastretro.integrations import ray as distributed
+from fastretro.integrations import ray_link
 from fastretro.integrations.ray import RayVecRetroEnv
 from fastretro.tools.peers import CONFIGS, cores
 
@@ -56,7 +57,7 @@ def machine_busy() -> tuple[float, float]:
     return sum(fields) - idle, sum(fields)
 
 
-class _Echo(distributed._Served):
+class _Echo(ray_link._Served):
     """A shard that returns a fixed batch: what a round trip costs without emulation."""
 
     OPS = ("step",)
@@ -72,7 +73,7 @@ def round_trip_s(shards: int, obs_shape: tuple, transport: str, iterations: int 
     """Seconds per step of the driver-to-shards round trip alone (no emulation)."""
     echo = ray.remote(num_cpus=0)(_Echo)
     actors = [echo.remote(obs_shape) for _ in range(shards)]
-    links = [distributed.TRANSPORTS[transport](a) for a in actors]
+    links = [ray_link.TRANSPORTS[transport](a, k) for k, a in enumerate(actors)]
     actions = np.zeros((obs_shape[0], 12), np.uint8)
 
     def step():

@@ -265,9 +265,9 @@ def test_strangers_on_a_shards_port_do_not_keep_the_driver_out(monkeypatch):
     # shard goes on listening for its driver.
     import socket
 
-    from fastretro.integrations import ray as distributed
+    from fastretro.integrations import ray_link
 
-    connect = distributed._connect
+    connect = ray_link._connect
     strangers = []
 
     def connect_after_strangers(address, key, shard, timeout):
@@ -278,7 +278,7 @@ def test_strangers_on_a_shards_port_do_not_keep_the_driver_out(monkeypatch):
         time.sleep(0.2)
         return connect(address, key, shard, timeout)
 
-    monkeypatch.setattr(distributed, "_connect", connect_after_strangers)
+    monkeypatch.setattr(ray_link, "_connect", connect_after_strangers)
     env = RayVecRetroEnv(GAME, 2, envs_per_actor=1, observe=False)
     try:
         assert len(strangers) == 4

@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("ray", reason="Ray is an optional extra: pip install fastretro[ray]")
 
 from fastretro.errors import FastRetroError, ShardConnectionError  # noqa: E402
-from fastretro.integrations.ray import _MAGIC, _NONCE, _connect, _LinkListener  # noqa: E402
+from fastretro.integrations.ray_link import _MAGIC, _NONCE, _connect, _LinkListener  # noqa: E402
 
 KEY = os.urandom(32)
 
