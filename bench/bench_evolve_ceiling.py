@@ -1,8 +1,9 @@
 """How fast World Models' ``evolve`` could run the pool here: with the real V, and with V free.
 
-``evolve`` (fastretro/agents/world_models.py) runs V (the VAE's encoder), M (the LSTM) and the
-candidates' controllers in the parent, batched over each ``recv``, while the workers step. On a
-machine without a GPU all of it shares the CPU with the emulators. This script measures:
+``evolve`` (fastretro/agents/world_models/evolution.py) runs V (the VAE's encoder), M (the LSTM)
+and the candidates' controllers in the parent, batched over each ``recv``, while the workers
+step. On a machine without a GPU all of it shares the CPU with the emulators. This script
+measures:
 
 - the cost of each part per batch on one core (``time.perf_counter`` over repeated calls);
 - ``evolve`` for ``--seconds`` as shipped, then with ``ConvVAE.encode`` replaced by one that
@@ -77,9 +78,9 @@ def part_costs(run_dir: str, batch: int, repeat: int = 300) -> dict:
 
     torch.set_num_threads(1)
     cfg = wm.resolve_config(run_dir)
-    vae, mdn = wm._load_world_model(run_dir, cfg, len(cfg.resolved_actions()))
+    vae, mdn = wm.load_world_model(run_dir, cfg, len(cfg.resolved_actions()))
     n_actions = len(cfg.resolved_actions())
-    policies = wm._Policies(vae, mdn, batch)
+    policies = wm.Policies(vae, mdn, batch)
     obs = np.random.default_rng(0).integers(0, 256, (batch, 64, 64, 3), np.uint8)
     rows = np.arange(batch)
     weights = torch.randn(batch, wm.controller_size(vae.z_size, mdn.hidden, n_actions))

@@ -1,6 +1,6 @@
 """World Models on Airstriker, end to end: every stage timed, then the controller vs random.
 
-Runs ``collect``, ``vae``, ``mdn`` and ``evolve`` (fastretro/agents/world_models.py) in one run
+Runs ``collect``, ``vae``, ``mdn`` and ``evolve`` (fastretro/agents/world_models/) in one run
 folder with a preset (``airstriker`` by default: sized for ~1.5 hours on 2 cores), then scores
 on the same env settings (action set, frame timing, episode limit):
 

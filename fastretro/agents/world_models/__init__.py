@@ -82,10 +82,6 @@ from fastretro.agents.world_models.rollouts import collect
 from fastretro.agents.world_models.shards import load_shards, shard_paths
 from fastretro.agents.world_models.vae import ConvVAE, load_vae, train_vae, vae_loss
 
-# The names bench/bench_evolve_ceiling.py used while they were private to one file.
-_Policies = Policies
-_load_world_model = load_world_model
-
 __all__ = [
     "CONTROLLER_TAG",
     "MDNRNN",
