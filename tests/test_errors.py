@@ -426,7 +426,7 @@ def test_disabled_mode_value_from_enum_and_string_agree():
     ],
 )
 def test_bools_and_nan_are_not_numbers_here(kwargs, message):
-    # Found by tests/test_properties.py: Python counts True as 1.
+    # Found by tests/runtime/test_properties.py: Python counts True as 1.
     with pytest.raises(InvalidArgumentError, match=re.escape(message)):
         VecRetroEnv(GAME, 1, **kwargs)
     assert no_workers()

@@ -7,7 +7,7 @@ sigma0, the options), every number and numeric array of the ES and of its pycma-
 (the sampler's C, B and D, the step-size adaptation's path, the evolution path, the counters,
 the best solution, ...), and numpy's global generator, which pycma samples from.
 :func:`es_from_state` makes a fresh ES from the arguments and sets those values back on it;
-tests/test_checkpoint_safety.py pins that the rebuilt ES asks for the same candidates as the
+tests/agents/test_checkpoint_safety.py pins that the rebuilt ES asks for the same candidates as the
 original, generation after generation.
 
 Strings are left out on purpose: pycma evaluates option strings as Python expressions

@@ -16,7 +16,7 @@ module is where they are kept, so that the transports only move data:
   :func:`add_restarted`, the name of the info that marks envs whose worker (or shard) was
   replaced.
 
-The messages are part of the contract: tests pin them (``tests/test_contract.py`` runs the
+The messages are part of the contract: tests pin them (``tests/runtime/test_contract.py`` runs the
 same tests on every transport).
 """
 

@@ -2,7 +2,7 @@
 
 The compiled modules (ext/worker_loop.pyx, ext/handshake.pyx) read every code below from this
 module when they are imported, so the two sides of the shared memory cannot disagree;
-``tests/test_protocol.py`` checks that each compiled module acts on these values.
+``tests/runtime/test_protocol.py`` checks that each compiled module acts on these values.
 
 Per env, the parent writes a :class:`Command` into the shared ``cmd`` word and wakes the
 workers; the worker that owns the env runs it, clears the word, and reports completion (the

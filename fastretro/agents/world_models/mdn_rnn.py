@@ -79,7 +79,7 @@ class MDNRNN(nn.Module):
         ``z`` is (N, z_size), ``actions`` (N,), ``state`` ``(h, c)`` of (N, hidden) each.
         """
         # The LSTM's own cell on its weights: nn.LSTM's call on a one-step sequence costs
-        # twice as much at the few rows an async recv returns; tests/test_world_models.py
+        # twice as much at the few rows an async recv returns; tests/agents/test_world_models.py
         # pins that both give the same states.
         lstm = self.lstm
         return torch.lstm_cell(

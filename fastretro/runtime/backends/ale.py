@@ -133,7 +133,7 @@ class AleEmulator(Emulator):
     def _find_gray_palette(self) -> np.ndarray | None:
         # The frame ALE shows once the ROM is loaded (it has run ~130 frames and pressed RESET):
         # enough colours to tell NTSC, PAL and SECAM apart on each of the 32 games
-        # (tests/test_ale_backend.py checks every one).
+        # (tests/runtime/test_ale_backend.py checks every one).
         codes, gray = self.screen_codes(), self.screen_gray()
         name = identify_palette(codes, gray)
         return None if name is None else gray_table(name)

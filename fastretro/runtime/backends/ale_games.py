@@ -269,7 +269,7 @@ class AtariActions:
     core's button groups (``cores/stella.json``: ``[], UP, DOWN`` / ``[], LEFT, RIGHT`` /
     ``[], BUTTON``): in each group at most one combo stays pressed, and a mask that presses two
     of a group's combos (UP with DOWN) keeps neither; buttons in no group (SELECT, RESET) are
-    dropped. ``tests/test_ale_backend.py`` compares both with stable-retro's own.
+    dropped. ``tests/runtime/test_ale_backend.py`` compares both with stable-retro's own.
     """
 
     def __init__(self) -> None:

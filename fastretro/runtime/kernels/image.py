@@ -30,7 +30,7 @@ from fastretro.runtime.jit import JIT
 _JIT = {**JIT, "boundscheck": False}
 
 # OpenCV's RGB->gray coefficients (0.299, 0.587, 0.114) in 15-bit fixed point (they sum to 2^15,
-# so white stays 255). Checked bit-exact against cv2.cvtColor in tests/test_kernels.py.
+# so white stays 255). Checked bit-exact against cv2.cvtColor in tests/runtime/test_kernels.py.
 _R2Y, _G2Y, _B2Y, _SHIFT = 9798, 19235, 3735, 15
 _HALF = 1 << (_SHIFT - 1)
 # The gray kernels' "no palette": their one-channel input is gray already.

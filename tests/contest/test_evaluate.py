@@ -148,7 +148,8 @@ def _raises(observation_space, action_space):
     ],
 )
 def test_bad_eval_input_is_one_line_and_exit_2(tmp_path, args, message):
-    env = {**os.environ, "PYTHONPATH": os.path.dirname(__file__)}
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([here, os.path.dirname(here)])}
     out = subprocess.run(
         [
             sys.executable,

@@ -13,7 +13,7 @@ from fastretro.runtime.backends.base import Emulator
 from fastretro.runtime.backends.retro import RetroEmulator
 from fastretro.runtime.worker import observation_picture, observed_shape
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # Each capability that only some emulators have, and its default on the seam.
 OPTIONAL = {
     "skips_drawing": False,

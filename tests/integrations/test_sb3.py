@@ -40,7 +40,7 @@ from fastretro.errors import (  # noqa: E402
 )
 from fastretro.integrations.sb3 import SB3VecEnv  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHAPE = (224, 320, 3)
 
 

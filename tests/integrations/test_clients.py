@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CLIENTS = os.path.join(ROOT, "examples", "clients")
 TINY = ["--total-timesteps", "2048", "--num-envs", "4", "--num-steps", "128", "--no-cuda"]
 FASTRETRO_IMPORT = "import fastretro.envpool as envpool\n"

@@ -15,7 +15,7 @@ from gymnasium.vector import AutoresetMode
 
 from fastretro import VecRetroEnv
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHAPE = (224, 320, 3)
 FIRE = 0  # "B" on the Genesis pad: Airstriker's fire button
 
