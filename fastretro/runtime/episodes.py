@@ -15,6 +15,10 @@ import time
 from typing import Any
 
 import numpy as np
+from gymnasium.vector import AutoresetMode
+
+from fastretro.config import EnvConfig
+from fastretro.runtime.contract import protocol_infos
 
 
 class EpisodeStatistics:
@@ -26,15 +30,44 @@ class EpisodeStatistics:
             the game ends at ``game_over`` or a truncation.
         next_step_reset: the step after an end is the reset (NEXT_STEP autoreset): not a step
             of the game.
+        same_step_reset: the ended step's values are its ``final_info`` (SAME_STEP autoreset).
+        raw_rewards: the pool changes the game's reward, and keeps the raw one in the shared
+            ``raw_rewards`` array.
     """
 
-    def __init__(self, num_envs: int, games_span_lives: bool, next_step_reset: bool) -> None:
+    def __init__(
+        self,
+        num_envs: int,
+        games_span_lives: bool,
+        next_step_reset: bool,
+        same_step_reset: bool = False,
+        raw_rewards: bool = False,
+    ) -> None:
         self.returns = np.zeros(num_envs)
         self.lengths = np.zeros(num_envs, np.int64)
         self.starts = np.full(num_envs, time.perf_counter())
         self.resetting = np.zeros(num_envs, bool)
         self.games_span_lives = games_span_lives
         self.next_step_reset = next_step_reset
+        self.same_step_reset = same_step_reset
+        # The shared arrays :meth:`count` reads: the game's own reward, and its game over.
+        self._rewards = "raw_rewards" if raw_rewards else None
+        self._game_over = None
+        if games_span_lives:
+            self._game_over = "final_game_over" if same_step_reset else "game_over"
+
+    @classmethod
+    def of(
+        cls, config: EnvConfig, num_envs: int, autoreset_mode: AutoresetMode
+    ) -> EpisodeStatistics:
+        """The books a pool of ``num_envs`` envs of ``config`` keeps."""
+        return cls(
+            num_envs,
+            config.episodic_life,
+            autoreset_mode == AutoresetMode.NEXT_STEP,
+            autoreset_mode == AutoresetMode.SAME_STEP,
+            "reward" in protocol_infos(config),
+        )
 
     def new_games(self, envs: Any, reset_pending: bool = False) -> None:
         """``envs`` begin new games (a reset that starts one).
@@ -87,3 +120,24 @@ class EpisodeStatistics:
         self.lengths[rows] = 0
         self.starts[rows] = now
         return {"episode": entry, "_episode": ended.copy()}
+
+    def count(
+        self,
+        a: dict[str, np.ndarray],
+        envs: Any,
+        rewards: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+    ) -> dict[str, Any] | None:
+        """:meth:`step`, with the raw rewards and game overs read from the pool's arrays ``a``."""
+        raw = a[self._rewards][envs] if self._rewards else rewards
+        game_over = a[self._game_over][envs].astype(bool) if self._game_over else None
+        return self.step(envs, raw, terminated, truncated, game_over)
+
+    def report(self, infos: dict[str, Any], entry: dict[str, Any] | None) -> None:
+        """Add :meth:`step`'s ``entry`` where a per-env RecordEpisodeStatistics puts it.
+
+        That is the ended step's info: ``final_info`` under SAME_STEP autoreset.
+        """
+        if entry is not None:
+            (infos["final_info"] if self.same_step_reset else infos).update(entry)

@@ -25,8 +25,6 @@ checks and staging (staging.py), snapshots (snapshots.py), sequences (sequences.
 
 from __future__ import annotations
 
-import logging
-import os
 import time
 import weakref
 from collections.abc import Mapping, Sequence
@@ -38,13 +36,9 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from fastretro.config import EnvConfig, PoolConfig, from_arguments
-from fastretro.errors import (
-    InvalidArgumentError,
-    StateMachineError,
-)
+from fastretro.errors import StateMachineError
 from fastretro.runtime import actions as fr_actions
-from fastretro.runtime import sequences, shm
-from fastretro.runtime.backends import PER_PROCESS, choose_backend
+from fastretro.runtime.buffers import PoolBuffers
 from fastretro.runtime.contract import (
     CallState,
     InfoRows,
@@ -54,33 +48,23 @@ from fastretro.runtime.contract import (
     reset_mask,
 )
 from fastretro.runtime.episodes import EpisodeStatistics
-from fastretro.runtime.games import GameSetup, resolve_all
-from fastretro.runtime.preprocess import Preprocessing, copy_into, stack_views
-from fastretro.runtime.protocol import (
-    RESET_NEXT_EPISODE,
-    Autoreset,
-    Command,
-    WorkerReady,
-    segment_fields,
-)
-from fastretro.runtime.shm import Layout, SharedBuffers
+from fastretro.runtime.games import GameSetup
+from fastretro.runtime.plan import PoolPlan
+from fastretro.runtime.preprocess import Preprocessing, copy_into
+from fastretro.runtime.protocol import RESET_NEXT_EPISODE, Autoreset, Command, WorkerReady
+from fastretro.runtime.sequences import SequenceRows
 from fastretro.runtime.snapshots import Snapshot, SnapshotSlots
 from fastretro.runtime.staging import ActionStaging
-from fastretro.runtime.stats import PoolStats, available_cores, process_cpu_seconds
-from fastretro.runtime.supervisor import (
-    BATCHES,
+from fastretro.runtime.stats import (
     COLLECT,
-    RESTART_WINDOW_S,
     STAGE,
     WAIT,
     WAKE,
-    WORKER_SPIN_S,
-    Supervisor,
+    PoolCounters,
+    PoolStats,
 )
-from fastretro.runtime.worker import scenario_plan
+from fastretro.runtime.supervisor import RESTART_WINDOW_S, Supervisor
 from fastretro.runtime.workers import LIVENESS_POLL_S, WorkerSet, compile_kernels
-
-log = logging.getLogger(__name__)
 
 __all__ = ["RESTART_WINDOW_S", "Snapshot", "State", "VecRetroEnv"]
 
@@ -144,45 +128,16 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         #: Seconds a step, reset or recv waits (settable; see PoolConfig.step_timeout).
         self.step_timeout = pc.step_timeout
 
+        plan = PoolPlan.make(cfg, pc)  # what the pool runs, decided before a worker starts
+        self.pool_config = plan.pool_config  # with envs_per_worker decided
         #: Each env's resolved game, state and scenario.
-        self.setups: list[GameSetup] = resolve_all(cfg, n)
-        buttons = {s.buttons for s in self.setups}
-        if len(buttons) != 1:
-            raise InvalidArgumentError(
-                "Expected every env's console to have the same buttons, got "
-                f"{sorted(buttons)}: run games of one console per pool"
-            )
-        self.buttons: tuple[str, ...] = self.setups[0].buttons
-        choice = fr_actions.choose(cfg.actions, self.buttons, self.setups[0].game)
-        self.info_names: tuple[str, ...] = tuple(
-            sorted({v for s in self.setups for v in s.info_names})
-        )
+        self.setups: list[GameSetup] = plan.setups
+        self.buttons: tuple[str, ...] = plan.buttons
+        self.info_names: tuple[str, ...] = plan.info_names
         #: Per env: "fastretro" (the worker evaluates the scenario) or "stable-retro".
-        self.scenario_engines: tuple[str, ...] = tuple(
-            "fastretro" if scenario_plan(s, cfg.scenario_engine) is not None else "stable-retro"
-            for s in self.setups
-        )
-        if cfg.scenario_engine == "auto":
-            for why in sorted({s.scenario_plan_why_not for s in self.setups} - {""}):
-                log.debug("stable-retro evaluates a scenario: %s", why)
-        backend, why = choose_backend(cfg, self.setups)
-        if cfg.episodic_life and backend != "ale":
-            _check_lives(self.setups)
+        self.scenario_engines: tuple[str, ...] = plan.scenario_engines
         #: Why the pool runs on its backend (``backends`` says which, per env).
-        self.backend_why = why
-        log.debug("emulator backend %s: %s", backend, why)
-        per_process = PER_PROCESS[backend]
-        if pc.envs_per_worker is None:
-            # A worker per core where one process may hold several emulators: one wake-up then
-            # steps all of a core's envs, and no two workers share a core.
-            share = -(-n // min(n, available_cores()))
-            pc = self.pool_config = pc.replace(envs_per_worker=per_process or share)
-        elif per_process is not None and pc.envs_per_worker > per_process:
-            raise InvalidArgumentError(
-                f"Expected envs_per_worker <= {per_process} with the {backend} backend (its "
-                f"emulators allow {per_process} per process), got {pc.envs_per_worker}"
-            )
-        _make_record_dirs(cfg, n)
+        self.backend_why = plan.backend_why
 
         self._env_seeds = np.full(n, -1, dtype=np.int64)
         self._in_flight = np.zeros(n, dtype=bool)
@@ -192,34 +147,19 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self._pending_mask = np.ones(n, dtype=bool)
         #: How the shared info rows become infos (fastretro/runtime/contract.py).
         self._info_rows = InfoRows(self.info_names, self.setups, protocol_infos(cfg))
+        #: The whole games' books (EnvConfig.episode_statistics), or None.
         self._episodes = (
-            EpisodeStatistics(n, cfg.episodic_life, self.autoreset_mode == AutoresetMode.NEXT_STEP)
-            if cfg.episode_statistics
-            else None
+            EpisodeStatistics.of(cfg, n, pc.autoreset_mode) if cfg.episode_statistics else None
         )
         self._new_games = np.ones(n, dtype=bool)  # which envs the pending reset starts anew
+        self._start(plan)
 
-        self._start(choice, backend)
-
-    def _start(self, choice: Any, backend: str) -> None:
+    def _start(self, plan: PoolPlan) -> None:
         """Start the workers, check what they run agrees, create the shared memory, attach."""
         cfg, pc = self.config, self.pool_config
-        # Segments left by fastretro processes that were SIGKILLed (their owner is gone):
-        # reclaimed here, as `fastretro cleanup` would.
-        orphans = shm.cleanup_orphans()
-        if orphans:
-            log.info("removed %d orphaned shared-memory segment(s): %s", len(orphans), orphans)
         workers = self._workers = WorkerSet(
-            cfg, pc, self.setups, backend, Autoreset.of(self.autoreset_mode), self.info_names
+            cfg, pc, self.setups, plan.backend, Autoreset.of(self.autoreset_mode), self.info_names
         )
-        cores = available_cores()
-        #: Whether the parent watches for a batch's end before sleeping (PoolConfig.spin): only
-        #: where it has a core of its own beside every worker's.
-        self.spins = pc.spin if pc.spin is not None else pc.num_workers + 1 <= cores
-        #: Whether the workers watch for their next command before sleeping: wherever each has
-        #: a core (their spin yields, so the parent sharing one still runs at once).
-        self.workers_spin = pc.spin if pc.spin is not None else pc.num_workers <= cores
-        workers.spin = WORKER_SPIN_S if self.workers_spin else 0.0
         sup = self._sup = Supervisor(
             workers,
             restart=pc.on_worker_failure == "restart",
@@ -229,27 +169,18 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             env_seeds=self._env_seeds,
             fail=self._fail,
             on_restart=self._refill_final_obs,
+            spin=pc.spin,
         )
-        sup.spins = self.spins
+        #: Whether the parent watches for a batch's end before sleeping (PoolConfig.spin).
+        self.spins: bool = sup.spins
+        #: Whether the workers watch for their next command before sleeping.
+        self.workers_spin: bool = sup.workers_spin
         self._finalizer = weakref.finalize(self, workers.shutdown, 5.0)
         self._calls.open()
         try:
             deadline = time.monotonic() + pc.startup_timeout
             ready: list[WorkerReady] = workers.start_all(deadline)
-            shapes = {r.screen_shape for r in ready}
-            if len(shapes) != 1:
-                raise InvalidArgumentError(
-                    f"Expected every env to have the same screen shape, got {sorted(shapes)}"
-                    ": run games of one resolution per pool"
-                )
-            tables = {(r.action_mode, r.action_sizes) for r in ready}
-            if len(tables) != 1:
-                raise InvalidArgumentError(
-                    f"Expected every env to have the same {choice.name!r} action space, "
-                    f"got {sorted(tables)}: run games with the same button combos per pool"
-                )
-            (self.screen_shape,) = shapes
-            ((action_mode, action_sizes),) = tables
+            self.screen_shape, action_mode, action_sizes = plan.check_ready(ready)
             #: Per env: the emulator backend that runs it.
             self.backends: tuple[str, ...] = tuple(r.backend for r in ready)
             #: Per env: whether frames no observation uses run without drawing (Genesis).
@@ -260,15 +191,10 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             #: "screen_gray": its own gray, "screen_codes": ALE's colour codes looked up in its
             #: palette; "" without observations).
             self.observes_from: tuple[str, ...] = tuple(r.observes_from for r in ready)
-            self._create_buffers(
-                action_mode,
-                action_sizes,
-                max(r.state_size for r in ready),
-                ready[0].raw_screen,
-            )
+            self._create_buffers(action_mode, action_sizes, ready)
             prep = self.preprocessing
             if cfg.observe and (prep.grayscale or prep.resize is not None):
-                compile_kernels(prep, self.screen_shape, self._a["obs"][0], backend == "ale")
+                compile_kernels(prep, self.screen_shape, self._a["obs"][0], plan.backend == "ale")
             workers.attach(deadline)
         except BaseException:
             self.close()
@@ -344,46 +270,30 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
 
     # -- construction helpers -------------------------------------------------------------
 
-    def _create_buffers(self, action_mode, action_sizes, state_size: int, raw_screen) -> None:
-        from fastretro.runtime._ext.handshake import BatchIO, Handshake
-
-        n, k = self.num_envs, len(self.info_names)
-        cfg, prep = self.config, self.preprocessing
-        if cfg.observe:
-            self._obs_shape = prep.observation_shape(self.screen_shape)
-            buffer_shape = prep.buffer_shape(self.screen_shape)
-        else:
-            self._obs_shape = buffer_shape = (0,)
-        same_step = self.autoreset_mode == AutoresetMode.SAME_STEP
-        layout = Layout.build(
-            segment_fields(
-                n,
-                buffer_shape,
-                self._obs_shape if same_step else (0,),
-                len(action_sizes),
-                k,
-                state_size,
-                raw_screen if state_size and cfg.observe else (0,),
-                cfg.sequence_length,
-            )
+    def _create_buffers(self, action_mode: int, action_sizes: tuple, ready: list) -> None:
+        """Create the shared memory, and the parent's collaborators that work on it."""
+        n, cfg, workers = self.num_envs, self.config, self._workers
+        buffers = PoolBuffers.create(
+            cfg,
+            n,
+            self.screen_shape,
+            self.autoreset_mode == AutoresetMode.SAME_STEP,
+            len(action_sizes),
+            len(self.info_names),
+            max(r.state_size for r in ready),
+            ready[0].raw_screen,
         )
-        workers = self._workers
-        workers.buffers = SharedBuffers.create(layout)
-        a = self._a = workers.buffers.arrays
-        hs = workers.handshake = self._hs = Handshake(a["sem"], a["counter"], a["queue"])
-        hs.init()
-        self._io = BatchIO(
-            a["actions"],
-            a["cmd"],
-            a["slot"],
-            a["status"],
-            a["rewards"],
-            a["terminated"],
-            a["truncated"],
-        )
-        self._sup.attach(a, hs, self._io)
+        workers.buffers, workers.handshake = buffers.shared, buffers.handshake
+        # The step reads these on every call: attributes of their own, not lookups in buffers.
+        a = self._a = buffers.shared.arrays
+        self._hs, self._io, self._stack_views = buffers.handshake, buffers.io, buffers.stack_views
+        self._obs_shape = buffers.obs_shape
+        self._sup.attach(a, self._hs, self._io)
         rows = "num_envs" if self.batch_size is None else "len(env_ids)"
-        self._staging = ActionStaging(n, self.buttons, action_mode, action_sizes, self._io, rows)
+        st = self._staging = ActionStaging(
+            n, self.buttons, action_mode, action_sizes, self._io, rows
+        )
+        self._sequences = SequenceRows(a, cfg.sequence_length, st.mode, st.high)
         self._snapshots = SnapshotSlots(
             a,
             [s.game for s in self.setups],
@@ -391,17 +301,11 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             [s.scenario_plan_why_not for s in self.setups],
             cfg.record is not None,
             cfg.observe,
+            enabled=cfg.snapshot_best,
+            running=self._in_flight if self.batch_size is not None else None,
         )
-        channels = prep.frame_shape(self.screen_shape)[2] if cfg.observe else 0
-        views = (
-            stack_views(a["obs"], prep.frame_stack, channels, prep.channels_first)
-            if cfg.observe
-            else [a["obs"]]
-        )
-        for v in views:
-            v.flags.writeable = False
-        self._stack_views = views
-        self.reset_stats()
+        self._counters = PoolCounters(a["timing"], workers)
+        self._clock = self._sup.clock = self._counters.clock
 
     # -- the gymnasium / baselines interface (lock-step) -------------------------------------
 
@@ -572,37 +476,20 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         """A lock-step step's return, from its collected rewards and episode ends."""
         if not (ended or self._sup.any_restarted):  # the common case: nothing more to account for
             if self._episodes is not None:
-                self._count_episodes(slice(None), rewards, terminated, truncated)
+                self._episodes.count(self._a, slice(None), rewards, terminated, truncated)
             return self._observations(), rewards, terminated, truncated, self._infos(None)
         restarted = self._sup.take_restarted(slice(None))
         truncated |= restarted
         done = terminated | truncated
-        books = self._count_episodes(slice(None), rewards, terminated, truncated)
         self._calls.episodes_ended(done & ~restarted)
         if self.snapshot_best:
             self._snapshots.fresh |= done & ~restarted
         infos = self._infos(done if self.autoreset_mode == AutoresetMode.SAME_STEP else None)
         add_restarted(infos, restarted)
-        self._add_episodes(infos, books)
+        if self._episodes is not None:
+            books = self._episodes.count(self._a, slice(None), rewards, terminated, truncated)
+            self._episodes.report(infos, books)
         return self._observations(), rewards, terminated, truncated, infos
-
-    def _count_episodes(self, rows, rewards, terminated, truncated) -> dict[str, Any] | None:
-        """The game books' step (EnvConfig.episode_statistics): the ended games, or None."""
-        if self._episodes is None:
-            return None
-        a = self._a
-        raw = a["raw_rewards"][rows] if "reward" in self._info_rows.protocol else rewards
-        game_over = None
-        if self.config.episodic_life:
-            same_step = self.autoreset_mode == AutoresetMode.SAME_STEP
-            game_over = a["final_game_over" if same_step else "game_over"][rows].astype(bool)
-        return self._episodes.step(rows, raw, terminated, truncated, game_over)
-
-    def _add_episodes(self, infos: dict[str, Any], books: dict[str, Any] | None) -> None:
-        # Where a per-env RecordEpisodeStatistics would put them: the ended step's info.
-        if books is not None:
-            same_step = self.autoreset_mode == AutoresetMode.SAME_STEP
-            (infos["final_info"] if same_step else infos).update(books)
 
     # -- sequences: many steps per round trip -----------------------------------------------
 
@@ -634,14 +521,10 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self._calls.check_lock_step("step_sequences")
         self._calls.check_reset_once(None, "step_sequences", "reset")
         self._calls.check_no_reset_due()
-        a = self._a
-        flat, lens = self._check_sequences(actions, lengths, self.num_envs)
-        a["seq_actions"][:, : flat.shape[1]] = flat
-        a["seq_len"][:] = lens
-        a["cmd"][:] = Command.SEQUENCE
+        longest = self._sequences.stage(actions, lengths, None)
         self._send(None)
         self._calls.begin(State.WAITING_STEP)
-        self._wait_for(self.num_envs, self.step_timeout * int(lens.max()), "step_sequences")
+        self._wait_for(self.num_envs, self.step_timeout * longest, "step_sequences")
         self._in_flight[:] = False
         self._calls.end()
         n = self.num_envs
@@ -651,10 +534,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         obs, rewards, terminated, truncated, infos = self._results(
             rewards, terminated.view(bool), truncated.view(bool), ended
         )
-        infos["sequence_steps"] = a["seq_steps"].copy()
-        infos["_sequence_steps"] = np.ones(self.num_envs, dtype=bool)
-        infos["sequence_rewards"] = sequences.step_rewards(a["seq_rewards"], a["seq_steps"])
-        infos["_sequence_rewards"] = np.ones(self.num_envs, dtype=bool)
+        infos.update(self._sequences.infos())
         return obs, rewards, terminated, truncated, infos
 
     def send_sequences(
@@ -677,18 +557,8 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self._calls.check_async("send_sequences")
         ids = self._staging.check_env_ids(env_ids, self._in_flight)
         self._calls.check_reset_once(ids, "send_sequences", "async_reset")
-        flat, lens = self._check_sequences(actions, lengths, len(ids))
-        a = self._a
-        a["seq_actions"][ids, : flat.shape[1]] = flat
-        a["seq_len"][ids] = lens
-        a["cmd"][ids] = Command.SEQUENCE
+        self._sequences.stage(actions, lengths, ids)
         self._send(ids)
-
-    def _check_sequences(self, actions, lengths, rows: int) -> tuple[np.ndarray, np.ndarray]:
-        st = self._staging
-        return sequences.check_sequences(
-            actions, lengths, rows, self.sequence_length, st.mode, st.high
-        )
 
     # -- snapshots: go on from where an episode did best --------------------------------------
 
@@ -699,13 +569,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         the env's next episode ends (or a :meth:`restore` into that env).
         """
         self._calls.check_idle("best_snapshot")
-        i = self._check_snapshot_env(env_id, "best_snapshot")
-        if not self._snapshots.fresh[i]:
-            raise StateMachineError(
-                f"Env {i} has no snapshot: it has not finished an episode since the pool "
-                "started or since its last restore"
-            )
-        return self._snapshots.read(i)
+        return self._snapshots.best(env_id)
 
     def restore(self, snapshots: Mapping[int, Snapshot]) -> tuple[np.ndarray, dict[str, Any]]:
         """Load ``{env_id: Snapshot}`` into those envs; their episodes go on from there.
@@ -721,10 +585,8 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         """
         self._calls.check_idle("restore")
         self._calls.check_lock_step("restore", instead="async_restore, then recv")
-        mask = self._stage_snapshots(snapshots, "restore")
-        idx = np.flatnonzero(mask)
-        self._a["cmd"][idx] = Command.RESTORE
-        self._send(idx)
+        mask = self._snapshots.stage(snapshots, "restore")
+        self._send(np.flatnonzero(mask))
         # Collected as a reset: the restored envs are in a running episode again.
         self._pending_mask = mask
         self._calls.begin(State.WAITING_RESET)
@@ -738,37 +600,9 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         0, and no step is counted; its episode goes on from the snapshot's step and return.
         """
         self._calls.check_async("async_restore")
-        mask = self._stage_snapshots(snapshots, "async_restore")
-        idx = np.flatnonzero(mask)
-        self._a["cmd"][idx] = Command.RESTORE
-        self._send(idx)
+        mask = self._snapshots.stage(snapshots, "async_restore")
+        self._send(np.flatnonzero(mask))
         self._calls.mark_reset(mask)  # each is in an episode again (recv returns it)
-
-    def _stage_snapshots(self, snapshots: Mapping[int, Snapshot], call: str) -> np.ndarray:
-        if not isinstance(snapshots, Mapping) or not snapshots:
-            raise InvalidArgumentError(
-                f"Expected a non-empty {{env_id: Snapshot}} mapping, got {snapshots!r:.80}"
-            )
-        checked = {self._check_snapshot_env(i, call): s for i, s in snapshots.items()}
-        return self._snapshots.write(checked)
-
-    def _check_snapshot_env(self, env_id: Any, call: str) -> int:
-        if not self.snapshot_best:
-            raise InvalidArgumentError(f"{call} needs VecRetroEnv(..., snapshot_best=True)")
-        if (
-            isinstance(env_id, bool)
-            or not isinstance(env_id, (int, np.integer))
-            or not 0 <= env_id < self.num_envs
-        ):
-            raise InvalidArgumentError(
-                f"Expected an env_id in [0, {self.num_envs}), got {env_id!r}"
-            )
-        if self.batch_size is not None and self._in_flight[env_id]:
-            # Its worker writes the snapshot slot when an episode ends.
-            raise StateMachineError(
-                f"Cannot call {call} for env {env_id} while it is running: recv it first"
-            )
-        return int(env_id)
 
     # -- async mode (batch_size): EnvPool's send/recv ----------------------------------------
 
@@ -857,15 +691,16 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             for j, i in enumerate(ids):
                 copy_into(self._stack_views[self._slots[i]][i], obs[j])
         done = (terminated | truncated) if (ended or restarted.any()) else None
-        books = self._count_episodes(ids, rewards, terminated, truncated)
         if self.snapshot_best and done is not None:
             self._snapshots.fresh[ids[done & ~restarted]] = True
         infos = self._infos(done if self.autoreset_mode == AutoresetMode.SAME_STEP else None, ids)
         infos["env_id"] = ids.astype(np.int64)
         add_restarted(infos, restarted)
-        self._add_episodes(infos, books)
+        if self._episodes is not None:
+            books = self._episodes.count(self._a, ids, rewards, terminated, truncated)
+            self._episodes.report(infos, books)
         if self.sequence_length:
-            infos.update(sequences.sequence_infos(a, ids, rewards))
+            infos.update(self._sequences.batch_infos(ids, rewards))
         self._clock[COLLECT] += time.monotonic_ns() - start_ns
         return obs, rewards, terminated, truncated, infos
 
@@ -896,44 +731,11 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         :class:`fastretro.runtime.stats.PoolStats` for the fields.
         """
         self._calls.check_open("stats")
-        pids, cpu = self._worker_cpu()
-        # A restarted worker is a new process: its CPU time counts from its start.
-        base = np.where(pids == self._cpu_base_pids, self._cpu_base, 0.0)
-        return PoolStats.from_counters(
-            self._a["timing"] - self._timing_base,
-            self._per_env(cpu - base),
-            time.monotonic_ns() - self._stats_start_ns,
-            int(self._clock[WAKE] + self._clock[WAIT]),
-            parent={
-                "stage": int(self._clock[STAGE]),
-                "wake": int(self._clock[WAKE]),
-                "collect": int(self._clock[COLLECT]),
-                "batches": int(self._clock[BATCHES]),
-            },
-        )
+        return self._counters.read()
 
     def reset_stats(self) -> None:
         """Start :meth:`stats` counting from now."""
-        self._timing_base = self._a["timing"].copy()
-        self._cpu_base_pids, self._cpu_base = self._worker_cpu()
-        self._stats_start_ns = time.monotonic_ns()
-        # The parent's ns staging, waking, waiting and collecting, and its batches (int64: the
-        # compiled step adds to it too).
-        self._clock = self._sup.clock = np.zeros(5, np.int64)
-
-    def _worker_cpu(self) -> tuple[np.ndarray, np.ndarray]:
-        pids = self._workers.pids
-        return pids, np.array([process_cpu_seconds(pid) for pid in pids])
-
-    def _per_env(self, per_worker: np.ndarray) -> np.ndarray:
-        # A worker's CPU time, shared evenly among its envs (the totals stay exact).
-        workers = self._workers
-        return np.array(
-            [
-                per_worker[w] / len(workers.envs(w))
-                for w in map(workers.worker_of, range(self.num_envs))
-            ]
-        )
+        self._counters.restart()
 
     def __enter__(self) -> VecRetroEnv:
         return self
@@ -1018,34 +820,3 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         # The finalizer does the work; this only keeps gymnasium's VectorEnv.__del__ away
         # from a half-constructed object.
         pass
-
-
-def _check_lives(setups: Sequence[GameSetup]) -> None:
-    for s in setups:
-        if "lives" not in s.info_names:
-            raise InvalidArgumentError(
-                f"episodic_life needs the game's lives: {s.game} has no 'lives' variable in its "
-                "data.json (the ALE backend counts lives for Atari games)"
-            )
-
-
-def _make_record_dirs(config: EnvConfig, num_envs: int) -> None:
-    """Create each env's movie folder (``record``)."""
-    if config.record is None:
-        return
-    if isinstance(config.record, tuple) and len(config.record) != num_envs:
-        raise InvalidArgumentError(
-            "Expected record to be a folder path, a list of num_envs folder paths or None, got list"
-        )
-
-    if isinstance(config.record, str) and os.path.exists(config.record):
-        if not os.path.isdir(config.record):
-            raise InvalidArgumentError(f"record={config.record!r} exists and is not a folder")
-    for i in range(num_envs):
-        d = config.record_dir(i)
-        if os.path.exists(d) and not os.path.isdir(d):
-            raise InvalidArgumentError(f"record={d!r} exists and is not a folder")
-        try:
-            os.makedirs(d, exist_ok=True)
-        except OSError as exc:
-            raise InvalidArgumentError(f"Cannot create the movie folder {d!r}: {exc}") from None

@@ -3,7 +3,7 @@
 ``step_sequences``/``send_sequences`` write each env's actions into its row of the shared
 ``seq_actions`` array; its worker runs them one agent step each, exactly as ``step`` would, and
 stops at the step that ends the episode (ext/worker_loop.pyx ``run_sequence``). This module
-checks what goes in and shapes what comes out.
+checks what goes in and shapes what comes out; :class:`SequenceRows` is the pool's side of it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from fastretro.errors import ActionError, InvalidArgumentError
-from fastretro.runtime.protocol import ActionMode
+from fastretro.runtime.protocol import ActionMode, Command
 
 
 def check_sequences(
@@ -106,3 +106,50 @@ def sequence_infos(a: dict, ids: np.ndarray, rewards: np.ndarray) -> dict[str, n
         "sequence_rewards": per_step,
         "_sequence_rewards": ran.copy(),
     }
+
+
+class SequenceRows:
+    """The pool's sequence rows of shared memory: sequences staged in, their infos read out.
+
+    Args:
+        arrays: the pool's shared arrays (``seq_actions``, ``seq_len``, ``seq_steps``,
+            ``seq_rewards``, and ``cmd`` for the commands).
+        sequence_length: the pool's longest sequence (0: the pool takes none).
+        mode: the action table's :class:`~fastretro.runtime.protocol.ActionMode`.
+        high: the choices per action column.
+    """
+
+    def __init__(self, arrays: dict, sequence_length: int, mode: int, high: np.ndarray) -> None:
+        self.a = arrays
+        self.sequence_length, self.mode, self.high = sequence_length, mode, high
+
+    def stage(self, actions: Any, lengths: Any, ids: np.ndarray | None) -> int:
+        """Check the sequences of the envs ``ids`` (None: all), write them and their commands.
+
+        Returns:
+            The longest sequence's length (the caller's wait allows a step's time for each).
+        """
+        a, rows = self.a, slice(None) if ids is None else ids
+        count = len(a["seq_len"]) if ids is None else len(ids)
+        flat, lens = check_sequences(
+            actions, lengths, count, self.sequence_length, self.mode, self.high
+        )
+        a["seq_actions"][rows, : flat.shape[1]] = flat
+        a["seq_len"][rows] = lens
+        a["cmd"][rows] = Command.SEQUENCE
+        return int(lens.max())
+
+    def infos(self) -> dict[str, np.ndarray]:
+        """The sequence entries of a lock-step ``step_sequences``'s infos (every env ran one)."""
+        a = self.a
+        everyone = np.ones(len(a["seq_len"]), dtype=bool)
+        return {
+            "sequence_steps": a["seq_steps"].copy(),
+            "_sequence_steps": everyone,
+            "sequence_rewards": step_rewards(a["seq_rewards"], a["seq_steps"]),
+            "_sequence_rewards": everyone.copy(),
+        }
+
+    def batch_infos(self, ids: np.ndarray, rewards: np.ndarray) -> dict[str, np.ndarray]:
+        """The sequence entries of an async batch's infos (see :func:`sequence_infos`)."""
+        return sequence_infos(self.a, ids, rewards)

@@ -3,17 +3,19 @@
 With ``snapshot_best=True`` each worker keeps the state at which its episode first reaches its
 highest return and publishes it into the env's slot of shared memory when the episode ends
 (ext/worker_loop.pyx). :class:`SnapshotSlots` is the parent's side: it reads a published
-snapshot out of the slot, and checks and writes one in for ``restore``.
+snapshot out of the slot, and checks and stages one for ``restore`` (the worker loads it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from fastretro.errors import InvalidArgumentError
+from fastretro.errors import InvalidArgumentError, StateMachineError
+from fastretro.runtime.protocol import Command
 
 
 @dataclass(frozen=True)
@@ -41,20 +43,76 @@ class SnapshotSlots:
 
     Args:
         arrays: the pool's shared arrays (``snap``, ``snap_len``, ``snap_step``,
-            ``snap_return``, ``snap_screen``).
+            ``snap_return``, ``snap_screen``, and ``cmd`` for the restores).
         games: each env's game ID.
         engines: each env's scenario engine ("fastretro" or "stable-retro").
         why_not: each env's reason the worker cannot evaluate its scenario ("" if it can).
         recording: whether the pool records movies.
         observe: whether the pool produces observations (snapshots then carry the screen).
+        enabled: whether the workers keep snapshots (``snapshot_best``).
+        running: async mode: per env, whether it is running (its worker may write its slot
+            then); ``None`` in lock-step.
     """
 
-    def __init__(self, arrays, games, engines, why_not, recording: bool, observe: bool) -> None:
+    def __init__(
+        self,
+        arrays: dict[str, np.ndarray],
+        games: list[str],
+        engines: tuple[str, ...],
+        why_not: list[str],
+        recording: bool,
+        observe: bool,
+        enabled: bool = True,
+        running: np.ndarray | None = None,
+    ) -> None:
         self.a = arrays
         self.games, self.engines, self.why_not = games, engines, why_not
         self.recording, self.observe = recording, observe
+        self.enabled, self.running = enabled, running
         #: Per env: a snapshot was published since the last restore into it.
         self.fresh = np.zeros(len(games), dtype=bool)
+
+    def best(self, env_id: Any) -> Snapshot:
+        """The snapshot env ``env_id`` published (checked: there is one, and it may be read)."""
+        i = self.check_env(env_id, "best_snapshot")
+        if not self.fresh[i]:
+            raise StateMachineError(
+                f"Env {i} has no snapshot: it has not finished an episode since the pool "
+                "started or since its last restore"
+            )
+        return self.read(i)
+
+    def stage(self, snapshots: Mapping[int, Snapshot], call: str) -> np.ndarray:
+        """Check ``{env_id: Snapshot}`` for ``call``, write it and the envs' RESTORE commands.
+
+        Returns:
+            The envs' mask, bool ``(num_envs,)``; the caller sends them.
+        """
+        if not isinstance(snapshots, Mapping) or not snapshots:
+            raise InvalidArgumentError(
+                f"Expected a non-empty {{env_id: Snapshot}} mapping, got {snapshots!r:.80}"
+            )
+        mask = self.write({self.check_env(i, call): s for i, s in snapshots.items()})
+        self.a["cmd"][mask] = Command.RESTORE
+        return mask
+
+    def check_env(self, env_id: Any, call: str) -> int:
+        """``env_id`` as an int, once ``call`` may use its slot."""
+        if not self.enabled:
+            raise InvalidArgumentError(f"{call} needs VecRetroEnv(..., snapshot_best=True)")
+        n = len(self.games)
+        if (
+            isinstance(env_id, bool)
+            or not isinstance(env_id, (int, np.integer))
+            or not 0 <= env_id < n
+        ):
+            raise InvalidArgumentError(f"Expected an env_id in [0, {n}), got {env_id!r}")
+        if self.running is not None and self.running[env_id]:
+            # Its worker writes the snapshot slot when an episode ends.
+            raise StateMachineError(
+                f"Cannot call {call} for env {env_id} while it is running: recv it first"
+            )
+        return int(env_id)
 
     def read(self, env: int) -> Snapshot:
         """The snapshot env ``env`` published (it must be :attr:`fresh`)."""

@@ -2,9 +2,10 @@
 
 Each worker keeps one row of a shared ``timing`` array (int64, written by ext/worker_loop.pyx):
 nanoseconds spent emulating, reading RAM/reward, producing observations, resetting and waiting
-for the parent, and step/frame/reset counts. The parent keeps the time it spent in the pool and
-reads the workers' CPU time from /proc (Linux; 10 ms resolution) when asked.
-``VecRetroEnv.stats()`` turns them into a :class:`PoolStats`.
+for the parent, and step/frame/reset counts. The parent keeps the time it spent in the pool (its
+clock) and reads the workers' CPU time from /proc (Linux; 10 ms resolution) when asked.
+:class:`PoolCounters` holds both for a pool; ``VecRetroEnv.stats()`` turns them into a
+:class:`PoolStats`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +29,18 @@ T_EMULATE, T_RAM, T_OBS, T_RESET, T_WAIT = (
 )
 N_STEPS, N_FRAMES, N_RESETS = Timing.STEPS, Timing.FRAMES, Timing.RESETS
 T_WAKE, N_WAKEUPS = Timing.WAKE, Timing.WAKEUPS
-__all__ = ["TIMING_STRIDE", "TIMING_WIDTH", "PoolStats", "Stopwatch", "available_cores"]
+__all__ = [
+    "TIMING_STRIDE",
+    "TIMING_WIDTH",
+    "PoolCounters",
+    "PoolStats",
+    "Stopwatch",
+    "available_cores",
+]
+
+#: Columns of the parent's clock: ns staging actions, waking workers, waiting for them and
+#: collecting results, and the batches it waited for.
+STAGE, WAKE, WAIT, COLLECT, BATCHES = range(5)
 
 PHASES = ("emulate", "ram", "obs", "reset")
 
@@ -171,6 +184,64 @@ class PoolStats:
             f"{self.frames_per_s:,.0f} frames/s; workers' CPU use {100 * self.utilization:.0f}% "
             f"of {min(self.cores, len(self.steps))} core(s); busy time: {phases}; "
             f"parent blocked {self.parent_wait_s:.2f} s"
+        )
+
+
+class PoolCounters:
+    """A pool's counters and where :meth:`read` counts them from (its start, or :meth:`restart`).
+
+    Args:
+        timing: the shared ``timing`` array, one row per env.
+        workers: the pool's :class:`~fastretro.runtime.workers.WorkerSet` (its ``pids``,
+            ``envs(w)`` and ``worker_of(env)``).
+    """
+
+    def __init__(self, timing: np.ndarray, workers: Any) -> None:
+        self.timing = timing
+        self.workers = workers
+        #: The parent's clock (columns :data:`STAGE` ... :data:`BATCHES`): one array, shared
+        #: with the supervisor and the compiled step, which add to it (hence int64).
+        self.clock = np.zeros(5, np.int64)
+        self.restart()
+
+    def restart(self) -> None:
+        """Count from now."""
+        self._timing_base = self.timing.copy()
+        self._cpu_base_pids, self._cpu_base = self._worker_cpu()
+        self._start_ns = time.monotonic_ns()
+        self.clock[:] = 0
+
+    def read(self) -> PoolStats:
+        """The counters since they started."""
+        clock = self.clock
+        pids, cpu = self._worker_cpu()
+        # A restarted worker is a new process: its CPU time counts from its start.
+        base = np.where(pids == self._cpu_base_pids, self._cpu_base, 0.0)
+        return PoolStats.from_counters(
+            self.timing - self._timing_base,
+            self._per_env(cpu - base),
+            time.monotonic_ns() - self._start_ns,
+            int(clock[WAKE] + clock[WAIT]),
+            parent={
+                "stage": int(clock[STAGE]),
+                "wake": int(clock[WAKE]),
+                "collect": int(clock[COLLECT]),
+                "batches": int(clock[BATCHES]),
+            },
+        )
+
+    def _worker_cpu(self) -> tuple[np.ndarray, np.ndarray]:
+        pids = self.workers.pids
+        return pids, np.array([process_cpu_seconds(pid) for pid in pids])
+
+    def _per_env(self, per_worker: np.ndarray) -> np.ndarray:
+        # A worker's CPU time, shared evenly among its envs (the totals stay exact).
+        workers = self.workers
+        return np.array(
+            [
+                per_worker[w] / len(workers.envs(w))
+                for w in map(workers.worker_of, range(len(self.timing)))
+            ]
         )
 
 

@@ -20,12 +20,11 @@ from typing import Any
 import numpy as np
 
 from fastretro.errors import WorkerTimeoutError
+from fastretro.runtime.stats import BATCHES, WAIT, available_cores
 from fastretro.runtime.workers import LIVENESS_POLL_S, WorkerSet
 
 log = logging.getLogger(__name__)
 
-# Columns of the parent's clock (see VecRetroEnv.reset_stats).
-STAGE, WAKE, WAIT, COLLECT, BATCHES = range(5)
 #: A restarted worker that dies again within this many seconds raises instead of restarting.
 RESTART_WINDOW_S = 30.0
 #: Where every worker has a core of its own (PoolConfig.spin), a worker watches for its next
@@ -91,6 +90,8 @@ class Supervisor:
             replacement's reset reuses.
         fail: called with the exception that leaves the pool unusable; it closes the pool.
         on_restart: called with a replaced worker's envs once the replacement has reset them.
+        spin: whether the parent and the workers spin before sleeping (``PoolConfig.spin``);
+            ``None`` decides by the cores there are (see :attr:`spins`, :attr:`workers_spin`).
     """
 
     def __init__(
@@ -104,6 +105,7 @@ class Supervisor:
         env_seeds: np.ndarray,
         fail: Callable[[BaseException], None],
         on_restart: Callable[[np.ndarray], None],
+        spin: bool | None = False,
     ) -> None:
         self.workers = workers
         self.restart = restart
@@ -121,9 +123,15 @@ class Supervisor:
         #: ``restarted.any()``, kept without a numpy call for the common case's check.
         self.any_restarted = False
         self._restart_times = np.full(len(workers.procs), -np.inf)
-        #: Whether the parent spins before sleeping (VecRetroEnv.spins).
-        self.spins = False
-        #: The parent's clock (VecRetroEnv.reset_stats replaces it).
+        cores, procs = available_cores(), len(workers.procs)
+        #: Whether the parent watches for a batch's end before sleeping: only where it has a
+        #: core of its own beside every worker's.
+        self.spins = spin if spin is not None else procs + 1 <= cores
+        #: Whether the workers watch for their next command before sleeping: wherever each has
+        #: a core (their spin yields, so the parent sharing one still runs at once).
+        self.workers_spin = spin if spin is not None else procs <= cores
+        workers.spin = WORKER_SPIN_S if self.workers_spin else 0.0
+        #: The parent's clock (the pool hands over its PoolCounters.clock).
         self.clock = np.zeros(5, np.int64)
         self.wait_avg_s = 0.0  # recent waits for a batch: the parent's spin budget
         self._spin = SpinBackoff()
