@@ -11,18 +11,22 @@ the first frame with probability 0.25: ``fastretro.tools.peers.StochasticFrameSk
 4,500-step limit, on one env in one process. The contest's server stopped the agent when the
 budget was spent; here the port stops at the budget's last step and, as fastretro does, counts
 only the episodes that ended within it. Its random draws come from ``random.seed(seed)`` (the
-original's module ``random``) and the wrapper's stickiness from ``seed``.
+original's module ``random``) and the wrapper's stickiness from ``default_rng(seed)``.
 
 ``fastretro jerk`` (:func:`fastretro.agents.jerk.run`) runs the same budget with its defaults
-(or ``--num-envs`` / ``--replay-from`` / ``--nondeterministic`` to bench another setting).
+(or ``--num-envs`` / ``--replay-from`` / ``--nondeterministic`` to bench another setting; each
+``--replay-from`` value is one more agent). With its defaults it draws the same values in the
+same places on the same sticky frames, so its run of a seed is the original's run of that seed:
+the table counts the seeds where every episode's reward, length and kind are the original's.
 
 Each run is one fresh process; ``--jobs`` runs that many at once (each agent run uses one core
 with the defaults: the original's one env, fastretro's one worker). Prints one JSON line per run
 (``"bench": "jerk-parity"``) and a markdown table per budget: mean episode reward over the
-seeds with its standard error, episodes per run, steps/s and the ratio to the original's.
+seeds with its standard error, the paired difference to the original's, episodes per run,
+steps/s and the ratio to the original's.
 
 Run: ``python bench/bench_jerk_parity.py [--timesteps 30000 100000] [--seeds 0 ... 9]
-[--jobs 2] [--num-envs 1] [--replay-from auto] [--out FILE]``
+[--jobs 2] [--num-envs 1] [--replay-from reset auto] [--out FILE]``
 """
 
 from __future__ import annotations
@@ -126,8 +130,18 @@ def exploit(env, sequence):
     return env.total_reward
 
 
-def original_jerk(game: str, timesteps: int, seed: int) -> dict:
-    """The original's main() on one plain stable-retro env, until ``timesteps`` steps."""
+def original_jerk(
+    game: str,
+    timesteps: int,
+    seed: int,
+    max_episode_steps: int = 4500,
+    exploit_bias: float = EXPLOIT_BIAS,
+) -> dict:
+    """The original's main() on one plain stable-retro env, until ``timesteps`` steps.
+
+    ``max_episode_steps`` and ``exploit_bias``: the contest's and the original's, unless a
+    short test needs short episodes and frequent replays.
+    """
     import gymnasium
     import stable_retro
 
@@ -136,7 +150,7 @@ def original_jerk(game: str, timesteps: int, seed: int) -> dict:
     random.seed(seed)
     env = stable_retro.make(game, render_mode=None)
     env = StochasticFrameSkip(env, 4, 0.25, seed=seed)
-    env = gymnasium.wrappers.TimeLimit(env, max_episode_steps=4500)
+    env = gymnasium.wrappers.TimeLimit(env, max_episode_steps=max_episode_steps)
     env = TrackedEnv(env, timesteps)
     new_ep, solutions = True, []
     start = time.perf_counter()
@@ -144,7 +158,7 @@ def original_jerk(game: str, timesteps: int, seed: int) -> dict:
         while True:
             if new_ep:
                 if solutions and random.random() < (
-                    EXPLOIT_BIAS + env.total_steps_ever / TOTAL_TIMESTEPS
+                    exploit_bias + env.total_steps_ever / TOTAL_TIMESTEPS
                 ):
                     solutions = sorted(solutions, key=lambda x: np.mean(x[0]))
                     best_pair = solutions[-1]
@@ -168,12 +182,22 @@ def original_jerk(game: str, timesteps: int, seed: int) -> dict:
 
 
 def fastretro_jerk(
-    game: str, timesteps: int, seed: int, num_envs: int, replay_from: str, deterministic: bool
+    game: str,
+    timesteps: int,
+    seed: int,
+    num_envs: int,
+    replay_from: str | None,
+    deterministic: bool,
 ) -> dict:
-    """``fastretro jerk`` with the same budget (its exploit schedule: the original's 1e6)."""
+    """``fastretro jerk`` with the same budget (its exploit schedule: the original's 1e6).
+
+    ``replay_from``: None for its default.
+    """
     from fastretro.agents.jerk import JerkConfig, run
 
-    config = JerkConfig(seed=seed, replay_from=replay_from, deterministic=deterministic)
+    config = JerkConfig(seed=seed, deterministic=deterministic)
+    if replay_from is not None:
+        config.replay_from = replay_from
     result = run(game, num_envs=num_envs, config=config, progress=False, timesteps=timesteps)
     episodes = list(zip(result["episode_rewards"], result["episode_lengths"]))
     mode = "" if deterministic else ", async"
@@ -210,8 +234,17 @@ def _call(job):
     return fn(*args)
 
 
+def _same_run(row: dict, base: dict) -> bool:
+    """Every episode of ``row`` has the reward, length and kind of ``base``'s."""
+    keys = ("episode_rewards", "episode_steps", "episode_kinds")
+    return all(row[key] == base[key] for key in keys)
+
+
 def table(rows: list[dict], game: str) -> str:
-    """One markdown table per budget: reward (mean +- standard error), episodes, steps/s."""
+    """One markdown table per budget: reward (mean +- standard error), episodes, steps/s.
+
+    The difference to the original's is paired by seed (its s.e.: of the per-seed differences).
+    """
     out = []
     for budget in sorted({r["budget"] for r in rows}):
         mine = [r for r in rows if r["budget"] == budget]
@@ -223,23 +256,34 @@ def table(rows: list[dict], game: str) -> str:
             f"{cores()} cores"
         )
         out.append(
-            "| agent | mean episode reward (+- s.e.) | ahead of original | episodes a run "
+            "| agent | mean episode reward (+- s.e.) | minus original's (+- s.e.) "
+            "| seeds >= original | seeds identical to original | episodes a run "
             "| exploit episodes | steps/s | x original |"
         )
-        out.append("|---|---|---|---|---|---|---|")
+        out.append("|---|---|---|---|---|---|---|---|---|")
         for agent in dict.fromkeys(r["agent"] for r in mine):
             rs = [r for r in mine if r["agent"] == agent]
             rew = np.array([r["mean_episode_reward"] for r in rs])
             se = rew.std(ddof=1) / np.sqrt(len(rew)) if len(rew) > 1 else 0.0
             sps = np.mean([r["steps_per_s"] for r in rs])
-            ahead = sum(
-                r["mean_episode_reward"] >= base[r["seed"]]["mean_episode_reward"]
-                for r in rs
-                if r["seed"] in base
+            paired = [r for r in rs if r["seed"] in base]
+            diff = np.array(
+                [r["mean_episode_reward"] - base[r["seed"]]["mean_episode_reward"] for r in paired]
+            )
+            diff_se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else 0.0
+            ahead = int((diff >= 0).sum())
+            same = sum(_same_run(r, base[r["seed"]]) for r in paired)
+            vs = (
+                ("-", "-", "-")
+                if agent == "original"
+                else (
+                    f"{diff.mean():+,.1f} +- {diff_se:,.1f}",
+                    f"{ahead}/{len(paired)}",
+                    f"{same}/{len(paired)}",
+                )
             )
             out.append(
-                f"| {agent} | {rew.mean():,.1f} +- {se:,.1f} | "
-                f"{'-' if agent == 'original' else f'{ahead}/{len(rs)} seeds'} | "
+                f"| {agent} | {rew.mean():,.1f} +- {se:,.1f} | {' | '.join(vs)} | "
                 f"{np.mean([r['episodes'] for r in rs]):.1f} | "
                 f"{np.mean([r['exploit_episodes'] for r in rs]):.1f} | {sps:,.0f} | "
                 f"{sps / base_sps:.2f}x |"
@@ -256,7 +300,13 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs at once, each in its process")
     parser.add_argument("--agents", nargs="+", default=["original", "fastretro"])
     parser.add_argument("--num-envs", type=int, default=1, help="fastretro's explorers")
-    parser.add_argument("--replay-from", choices=("auto", "state", "reset"), default="auto")
+    parser.add_argument(
+        "--replay-from",
+        nargs="+",
+        choices=("auto", "state", "reset"),
+        default=[None],
+        help="fastretro's exploit episodes, one agent per value (default: its default)",
+    )
     parser.add_argument(
         "--nondeterministic",
         action="store_true",
@@ -273,19 +323,20 @@ def main() -> None:
             if "original" in args.agents:
                 jobs.append((original_jerk, (args.game, budget, seed)))
             if "fastretro" in args.agents:
-                jobs.append(
-                    (
-                        fastretro_jerk,
+                for replay_from in args.replay_from:
+                    jobs.append(
                         (
-                            args.game,
-                            budget,
-                            seed,
-                            args.num_envs,
-                            args.replay_from,
-                            not args.nondeterministic,
-                        ),
+                            fastretro_jerk,
+                            (
+                                args.game,
+                                budget,
+                                seed,
+                                args.num_envs,
+                                replay_from,
+                                not args.nondeterministic,
+                            ),
+                        )
                     )
-                )
     out = open(args.out, "w") if args.out else None  # noqa: SIM115
 
     def emit(text: str) -> None:

@@ -14,15 +14,21 @@ never looks at pixels); the bookkeeping of every env runs in numba kernels
 (fastretro/agents/jerk_kernels.py) over preallocated arrays, and Python only runs when an episode
 ends. How the pool is driven: see "Open loop" below.
 
-Replay path (``JerkConfig.replay_from``): the original replays the best sequence from reset
-(on Airstriker a replay scores what the run that found it scored). Where the scenario's reward
-and done depend only on emulator memory (the pool's workers evaluate it: ``scenario_engines ==
-"fastretro"``), fastretro by default (``"auto"``) instead loads the emulator state saved where
-that sequence reached its best (``VecRetroEnv(snapshot_best=True)``) and explores on from
-there; the episode's return counts the prefix's reward, as a replay would. On Airstriker this
-scored more than replaying from reset at equal budget (bench/README.md). Where the scenario
-keeps state outside the emulator (the contest's Lua reward script; stable-retro's save states
-do not carry it), it replays from reset as the original. ``"reset"`` forces the original's way.
+Random draws: explorer i draws from Python's ``random.Random(seed + i)`` exactly where the
+original draws from ``random`` (:class:`~fastretro.agents.jerk_agent.DrawStream`), and the
+pool's env i draws its sticky frames from ``default_rng(seed + i)``, as the port of the original
+in bench/bench_jerk_parity.py does. So one explorer with ``seed`` plays that port's run of
+``seed`` step for step: the same episodes, the same score (tests/agents/test_jerk.py).
+
+Replay path (``JerkConfig.replay_from``): by default (``"reset"``) an exploit episode replays
+the best sequence from reset, then no-ops, as the original. ``"state"`` (or ``"auto"``: where
+sound) instead loads the emulator state saved where that sequence reached its best
+(``VecRetroEnv(snapshot_best=True)``) and explores on from there; the episode's return counts
+the prefix's reward, as a replay would. That needs a scenario whose reward and done depend only
+on emulator memory (the pool's workers evaluate it: ``scenario_engines == "fastretro"``); where
+the scenario keeps state outside the emulator (the contest's Lua reward script; stable-retro's
+save states do not carry it), ``"auto"`` replays from reset. It is a change to the algorithm,
+not shown to score at least what the original scores (bench/README.md), hence not the default.
 The run reports which path ran (``replay_path``).
 
 Open loop (the default): between two decisions JERK's actions are fixed (a move's are drawn at
@@ -30,7 +36,8 @@ its start, a replay's are the remembered sequence), so the parent hands each env
 or replay and each worker runs it step after step without a round trip. By default
 (``JerkConfig.deterministic``) the pool runs in lock-step rounds (``step_sequences``): every
 env runs its stretch, then the agent accounts for all of them in env order, so that a seed
-gives the same run bit for bit (each explorer draws from its own stream). ``deterministic=False``
+gives the same run bit for bit (each explorer draws from its own stream, and only the draws
+of the steps that ran: a run stepped per step is the same run). ``deterministic=False``
 (``--async``) lets each env go on as soon as its stretch is over (``send_sequences``; an exploit
 episode that goes on from a saved state loads it with ``VecRetroEnv.async_restore`` first): no
 env waits for another, but the order in which explorers share solutions depends on timing.
@@ -505,9 +512,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--replay-from",
         choices=("auto", "state", "reset"),
-        default="auto",
-        help="exploit episodes load the best sequence's saved state and explore on (state; "
-        "where sound: auto, the default) or replay it from reset as the original (reset)",
+        default="reset",
+        help="exploit episodes replay the best sequence from reset as the original (reset, the "
+        "default) or load its saved state and explore on (state; where sound: auto)",
     )
     parser.add_argument(
         "--async",

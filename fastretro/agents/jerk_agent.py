@@ -8,6 +8,7 @@ algorithm.
 
 from __future__ import annotations
 
+import random
 import zlib
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ATARI_PROFILE",
     "PROFILES",
+    "DrawStream",
     "JerkAgent",
     "JerkConfig",
     "Solutions",
@@ -70,17 +72,20 @@ class JerkConfig:
     profile: dict = field(default_factory=dict)
     """Button combos of "forward", "back" and "jump"; default: PROFILES[game]."""
     seed: int = 0
-    """Seeds the explorers' draws and the pool's sticky frames (independent streams)."""
+    """Seeds the explorers' draws (explorer i: Python's ``random.Random(seed + i)``, as the
+    original's ``random.seed``) and the pool's sticky frames (env i: ``default_rng(seed + i)``,
+    a generator of another kind: independent streams)."""
     deterministic: bool = True
     """Run the explorers in lock-step (every env runs its stretch, then all are accounted for
     in env order), so that a seed gives the same run bit for bit. ``False``: each env goes on
     as soon as its stretch is over (async; faster with several envs, but the order in which
     explorers share solutions, and so the run, depends on timing)."""
-    replay_from: str = "auto"
-    """Where an exploit episode starts: ``"auto"`` (the default: ``"state"`` where sound, else
-    ``"reset"``), ``"state"`` (load the state saved at the end of the best sequence and explore
-    on) or ``"reset"`` (replay it from reset, then no-op: the original). On Airstriker going on
-    from a state scored more than replaying from reset at equal budget (bench/README.md)."""
+    replay_from: str = "reset"
+    """Where an exploit episode starts: ``"reset"`` (the default: replay the best sequence from
+    reset, then no-op, as the original), ``"state"`` (load the state saved at the end of the
+    best sequence and explore on from there) or ``"auto"`` (``"state"`` where sound, else
+    ``"reset"``). Going on from a state is a change to the algorithm that has not been shown to
+    score at least what the original scores (bench/README.md), so it is not the default."""
 
     def check(self) -> None:
         """Raise InvalidArgumentError on a value the algorithm cannot use."""
@@ -111,6 +116,48 @@ def jerk_actions(profile: dict) -> list[list[str]]:
             f"Expected a JERK profile with 'forward', 'back' and 'jump', got {profile!r}"
         ) from exc
     return [[], list(fwd), list(fwd) + list(jump), list(back), list(back) + list(jump)]
+
+
+class DrawStream:
+    """One explorer's uniform draws: Python's ``random.Random(seed)``, taken as the original.
+
+    The original draws ``random.random()`` at each episode start (once solutions exist) and on
+    each moving step where the jump button is not held, nothing else. An explorer that draws
+    the same values in the same places plays the same run, so explorer 0 of ``seed`` plays the
+    original's run of ``random.seed(seed)`` draw for draw (on the same sticky frames).
+    :meth:`peek` shows the next values without taking them (a stretch is planned before it
+    runs, and an episode's end may cut it short); :meth:`take` takes the ones it used.
+    """
+
+    #: Values made at a time: Python's generator runs ~30 ns a value, so ~0.1 ms per refill.
+    CHUNK = 4096
+
+    def __init__(self, seed: int) -> None:
+        self._rng = random.Random(seed)
+        self._values = np.zeros(0)
+        self._at = 0
+        self.taken = 0  # values taken so far
+
+    def peek(self, n: int) -> np.ndarray:
+        """The next ``n`` values, not taken; a view, valid until the next call."""
+        if self._at + n > len(self._values):
+            fresh = max(n, self.CHUNK)
+            made = np.fromiter((self._rng.random() for _ in range(fresh)), float, fresh)
+            self._values = np.concatenate([self._values[self._at :], made])
+            self._at = 0
+        return self._values[self._at : self._at + n]
+
+    def take(self, n: int) -> None:
+        """Take the next ``n`` values (the first ``n`` that :meth:`peek` showed)."""
+        assert 0 <= n <= len(self._values) - self._at, "take more than was peeked"
+        self._at += n
+        self.taken += n
+
+    def random(self) -> float:
+        """Take the next value (``random.random()``)."""
+        value = float(self.peek(1)[0])
+        self.take(1)
+        return value
 
 
 class Solutions:
@@ -197,12 +244,11 @@ class JerkAgent:
         self.config = config = config or JerkConfig()
         config.check()
         n = self.num_envs = len(action_space.nvec) if hasattr(action_space, "nvec") else 1
-        # One stream per explorer, apart from the pool's: the pool seeds env i's sticky frames
-        # with default_rng(seed + i), and default_rng(seed) here would make env 0's sticky
-        # draws the explorers' jump draws. Per explorer, so that what one draws does not
-        # depend on when the others finished their moves.
-        streams = np.random.SeedSequence(config.seed).spawn(1)[0].spawn(n)
-        self.rngs = [np.random.default_rng(stream) for stream in streams]
+        # One stream per explorer, so that what one draws does not depend on when the others
+        # finished their moves; Python's Mersenne Twister, as the original's `random`, apart
+        # from the pool's sticky frames (env i: PCG64 default_rng(seed + i)).
+        self.streams = [DrawStream(config.seed + i) for i in range(n)]
+        self._used: list[np.ndarray] = [np.zeros(0, np.int64)] * n  # draws of the stretch planned
         self.mode = np.full(n, k.MODE_FORWARD, np.int64)
         self.steps_left = np.full(n, config.forward_steps, np.int64)
         self.jump_left = np.zeros(n, np.int64)
@@ -244,21 +290,8 @@ class JerkAgent:
         Returns a preallocated array: copy it to keep it.
         """
         envs = self._all if envs is None else np.asarray(envs, np.int64)
-        c = self.config
         out = self.actions[: len(envs)]
-        k.jerk_plan_into(  # a stretch of one step for each env
-            envs,
-            self._ones[: len(envs)],
-            self.mode,
-            self.jump_left,
-            self.replay,
-            self.replay_len,
-            self.replay_pos,
-            self._draws(envs, self._ones[: len(envs)]),
-            c.jump_prob,
-            c.jump_repeat,
-            out[:, None],
-        )
+        self._plan_into(envs, self._ones[: len(envs)], out[:, None])  # a stretch of one step
         self.last_action[envs] = out
         self._acted = envs
         return out
@@ -292,8 +325,23 @@ class JerkAgent:
         replaying = self.mode[envs] == k.MODE_REPLAY
         stretch = np.where(replaying, self.history.shape[1] - self.t[envs], self.steps_left[envs])
         lengths = np.maximum(np.minimum(stretch, limits), 1)
-        c = self.config
         actions = np.zeros((len(envs), int(lengths.max())), np.int64)
+        self._plan_into(envs, lengths, actions)
+        return actions, lengths
+
+    def _plan_into(self, envs: np.ndarray, lengths: np.ndarray, out: np.ndarray) -> None:
+        """Plan ``lengths[j]`` actions of env ``envs[j]`` into ``out[j]``; note their draws.
+
+        A step takes a draw only where the original's would (see :class:`DrawStream`): the
+        kernel is shown enough of each stream for a stretch that draws on every step, and
+        :meth:`observe_sequences` takes those that the steps which ran used.
+        """
+        c = self.config
+        width = int(lengths.max())
+        draws = np.ones((len(envs), width))
+        for j, i in enumerate(envs):
+            draws[j, : lengths[j]] = self.streams[i].peek(int(lengths[j]))
+        used = np.zeros((len(envs), width), np.int64)
         k.jerk_plan_into(
             envs,
             lengths,
@@ -302,19 +350,14 @@ class JerkAgent:
             self.replay,
             self.replay_len,
             self.replay_pos,
-            self._draws(envs, lengths),
+            draws,
             c.jump_prob,
             c.jump_repeat,
-            actions,
+            out,
+            used,
         )
-        return actions, lengths
-
-    def _draws(self, envs: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        """``lengths[j]`` uniform draws from env ``envs[j]``'s stream, one row per env."""
-        draws = np.ones((len(envs), int(lengths.max())))  # past a row's length: no jump
         for j, i in enumerate(envs):
-            draws[j, : lengths[j]] = self.rngs[i].random(int(lengths[j]))
-        return draws
+            self._used[i] = used[j, : lengths[j]]
 
     def observe_sequences(self, envs, actions, rewards, steps, terminated, truncated) -> None:
         """Account for the stretches :meth:`plan` gave ``envs``.
@@ -323,7 +366,13 @@ class JerkAgent:
         ``terminated``/``truncated`` are those of each one's last step.
         """
         envs = np.asarray(envs, np.int64)
+        steps = np.asarray(steps, np.int64)
         done = np.asarray(terminated) | np.asarray(truncated)
+        for j, i in enumerate(envs):  # the draws of the steps that ran; an episode end wastes none
+            assert steps[j] <= len(self._used[i]), f"env {i} ran more steps than were planned"
+            if steps[j] > 0:
+                self.streams[i].take(int(self._used[i][steps[j] - 1]))
+            self._used[i] = self._used[i][:0]
         c = self.config
         k.jerk_record_sequences(
             envs,
@@ -383,7 +432,7 @@ class JerkAgent:
         self.t[i], self.cumulative[i], self.best[i], self.best_t[i] = 0, 0.0, -np.inf, 0
         self.jump_left[i], self.move_reward[i], self.start_t[i] = 0, 0.0, 0
         p = self.config.EXPLOIT_BIAS + self.steps / self.config.TOTAL_TIMESTEPS
-        if self.solutions.sequences and self.rngs[i].random() < p:
+        if self.solutions.sequences and self.streams[i].random() < p:
             j = self.solutions.best()
             seq = self.solutions.sequences[j]
             snapshot = self.solutions.snapshot(j) if self.snapshots is not None else None

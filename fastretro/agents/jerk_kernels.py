@@ -32,32 +32,41 @@ def jerk_plan_into(
     jump_prob,
     jump_repeat,
     out,
+    used,
 ):
     """The next ``lengths[j]`` actions of each env in ``envs`` into ``out[j, :lengths[j]]``.
 
     Moving: the jump button is held for ``jump_repeat`` steps, starting with probability
-    ``jump_prob`` on a step where it is not held (``draws[j, s]``: one uniform draw per step).
-    Replaying: the sequence's next action, then no-op once it is exhausted. Advances each env's
-    jump and replay position. ``envs`` lists the envs to act for (all of them in lock-step, a
-    finished batch in async mode); the per-env state arrays are indexed by env. One step at a
-    time (``lengths`` all 1) or a stretch in which JERK takes no decision (the rest of a move,
-    or of a replay: the caller keeps ``lengths`` within it).
+    ``jump_prob`` on a step where it is not held. Such a step, and only such a step, takes the
+    env's next uniform draw (``draws[j, c]``, ``c`` counting from 0 in the stretch), as the
+    original's ``move`` calls ``random.random()``; ``used[j, s]``: the draws taken by the
+    stretch's first ``s + 1`` steps. Replaying: the sequence's next action, then no-op once it
+    is exhausted (no draw). Advances each env's jump and replay position. ``envs`` lists the
+    envs to act for (all of them in lock-step, a finished batch in async mode); the per-env
+    state arrays are indexed by env. One step at a time (``lengths`` all 1) or a stretch in
+    which JERK takes no decision (the rest of a move, or of a replay: the caller keeps
+    ``lengths`` within it).
     """
     for j in range(envs.shape[0]):
         i = envs[j]
+        c = 0
         for s in range(lengths[j]):
             if mode[i] == MODE_REPLAY:
                 p = replay_pos[i]
                 out[j, s] = replay[i, p] if p < replay_len[i] else NOOP
                 replay_pos[i] = p + 1
+                used[j, s] = c
                 continue
             jump = False
             if jump_left[i] > 0:
                 jump = True
                 jump_left[i] -= 1
-            elif draws[j, s] < jump_prob:
-                jump = True
-                jump_left[i] = jump_repeat - 1
+            else:
+                c += 1
+                if draws[j, c - 1] < jump_prob:
+                    jump = True
+                    jump_left[i] = jump_repeat - 1
+            used[j, s] = c
             if mode[i] == MODE_FORWARD:
                 out[j, s] = FORWARD_JUMP if jump else FORWARD
             else:

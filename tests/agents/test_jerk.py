@@ -15,11 +15,13 @@ from conftest import GAME
 from fastretro import InvalidArgumentError
 from fastretro.agents import jerk_kernels as k
 from fastretro.agents.jerk import PROFILES, JerkAgent, JerkConfig, jerk_actions, run
+from fastretro.agents.jerk_agent import DrawStream
 
 
 def act_step(envs, mode, jump_left, replay, replay_len, replay_pos, draws, prob, repeat, out):
     """One action for each env in ``envs``: the action kernel with stretches of one."""
     ones = np.ones(len(envs), np.int64)
+    used = np.zeros((len(envs), 1), np.int64)
     k.jerk_plan_into(
         envs,
         ones,
@@ -32,6 +34,7 @@ def act_step(envs, mode, jump_left, replay, replay_len, replay_pos, draws, prob,
         prob,
         repeat,
         out[:, None],
+        used,
     )
 
 
@@ -369,21 +372,38 @@ def test_plan_kernel_matches_the_one_env_reference():
     draws = rng.random((n, 100))
     expected = []
     for i in range(n):
-        jl, rp, row = int(jump_left[i]), int(replay_pos[i]), []
-        for s in range(lengths[i]):
+        # The original's move() draws only where the jump button is not held; a replay never.
+        jl, rp, row, taken, c = int(jump_left[i]), int(replay_pos[i]), [], [], 0
+        for _ in range(lengths[i]):
+            c += int(mode[i] != k.MODE_REPLAY and jl == 0)
             a, jl, rp = naive.jerk_action(
-                mode[i], jl, replay[i, : replay_len[i]], rp, draws[i, s], 0.1, 4
+                mode[i], jl, replay[i, : replay_len[i]], rp, draws[i, max(c - 1, 0)], 0.1, 4
             )
             row.append(a)
-        expected.append((row, jl, rp))
+            taken.append(c)
+        expected.append((row, jl, rp, taken))
     out = np.full((n, 100), -1, np.int64)
+    used = np.full((n, 100), -1, np.int64)
     k.jerk_plan_into(
-        np.arange(n), lengths, mode, jump_left, replay, replay_len, replay_pos, draws, 0.1, 4, out
+        np.arange(n),
+        lengths,
+        mode,
+        jump_left,
+        replay,
+        replay_len,
+        replay_pos,
+        draws,
+        0.1,
+        4,
+        out,
+        used,
     )
-    for i, (row, jl, rp) in enumerate(expected):
+    for i, (row, jl, rp, taken) in enumerate(expected):
         assert out[i, : lengths[i]].tolist() == row and (out[i, lengths[i] :] == -1).all()
+        assert used[i, : lengths[i]].tolist() == taken
         assert jump_left[i] == jl and replay_pos[i] == rp
     assert k.NOOP in out[3].tolist()  # the short replay ran out: no-op after it
+    assert used[2, 24] == 0 and 0 < used[0, 99] < 100  # replays draw nothing, jumps hold
 
 
 def _books(n, horizon):
@@ -464,20 +484,38 @@ def test_open_loop_agent_does_what_the_per_step_agent_does(bias, jump_prob):
 def test_explorers_draw_from_a_stream_apart_from_the_pools_sticky_frames():
     # The pool seeds env i's sticky frames with default_rng(seed + i); the explorers' draws
     # must not be env 0's sticky draws (or any env's), or jumps and sticky frames would move
-    # together.
+    # together. Explorer i draws what the original draws after random.seed(seed + i).
+    import random
+
     space = type("Space", (), {"nvec": np.array([5, 5])})()
-    rngs = JerkAgent(None, space, JerkConfig(seed=3)).rngs
-    draws = [rng.random(16) for rng in rngs]
+    streams = JerkAgent(None, space, JerkConfig(seed=3)).streams
+    draws = [np.array([stream.random() for _ in range(16)]) for stream in streams]
     for i in range(2):
         for mine in draws:
             assert not np.isin(mine, np.random.default_rng(3 + i).random(64)).any()
     assert not np.isin(draws[0], draws[1]).any()  # one stream per explorer
-    again = [rng.random(16) for rng in JerkAgent(None, space, JerkConfig(seed=3)).rngs]
-    np.testing.assert_array_equal(draws, again)  # still one seed, one run
+    for i in range(2):
+        python = random.Random(3 + i)
+        assert draws[i].tolist() == [python.random() for _ in range(16)]
+
+
+def test_a_draw_stream_shows_values_before_taking_them_across_refills():
+    import random
+
+    stream, python = DrawStream(7), random.Random(7)
+    expected = [python.random() for _ in range(4 * DrawStream.CHUNK)]
+    assert stream.peek(5).tolist() == expected[:5] == stream.peek(5).tolist()
+    stream.take(2)
+    got = [stream.random()]  # the third value
+    stream.peek(DrawStream.CHUNK + 10)  # past the first refill: the values shown are kept
+    stream.take(DrawStream.CHUNK)
+    got += stream.peek(2 * DrawStream.CHUNK).tolist()
+    assert got == expected[2:3] + expected[3 + DrawStream.CHUNK : 3 + 3 * DrawStream.CHUNK]
+    assert stream.taken == 3 + DrawStream.CHUNK
 
 
 @pytest.mark.parametrize("deterministic", [True, False])
-def test_open_loop_run_spends_exactly_the_budget_with_shared_solutions(deterministic):
+def test_open_loop_run_spends_the_budget_with_shared_solutions(deterministic):
     result = {}
     for replay_from in ("reset", "state"):
         result[replay_from] = run(
@@ -491,7 +529,10 @@ def test_open_loop_run_spends_exactly_the_budget_with_shared_solutions(determini
             timesteps=1500,
             open_loop=True,
         )
-        assert result[replay_from]["timesteps"] == 1500
+        # Async: the budget exactly. A lock-step round needs a step of every env, so the
+        # rounds stop short of the budget by less than num_envs steps (drive_lock_step).
+        spent = result[replay_from]["timesteps"]
+        assert 1500 - 2 < spent <= 1500 if deterministic else spent == 1500
         assert result[replay_from]["replay_path"] == replay_from
     reset, state = result["reset"], result["state"]
     # EXPLOIT_BIAS=1: once a solution exists every new episode exploits one, shared by both
@@ -522,26 +563,10 @@ def test_open_loop_and_async_batches_together_raise():
         )
 
 
-class _PushBackStream:
-    """Uniform draws from one fixed stream; ``push_back(k)`` returns the last ``k`` unused."""
-
-    def __init__(self, seed: int) -> None:
-        self.values, self.at = np.random.default_rng(seed).random(100_000), 0
-
-    def random(self, shape=None):
-        n = 1 if shape is None else int(np.prod(shape))
-        out = self.values[self.at : self.at + n]
-        self.at += n
-        return out[0] if shape is None else out.reshape(shape)
-
-    def push_back(self, k: int) -> None:
-        self.at -= k
-
-
-def test_open_loop_and_per_step_jerk_play_alike_given_the_same_draws():
-    # The two drivers consume random draws differently (a stretch draws its jumps up front and
-    # an episode's end wastes the rest), so the same seed gives different runs. Given the same
-    # draws (the unused ones handed back), they must play step for step alike, on the emulator,
+def test_open_loop_and_per_step_jerk_play_the_same_run_of_one_seed():
+    # The two drivers plan differently (a whole stretch at once, or one step at a time, and an
+    # episode's end cuts a stretch short), but an explorer takes only the draws of the steps
+    # that ran, where the original draws: one seed, one run, step for step, on the emulator,
     # with sticky frames, moves, back-offs, episode ends and replays.
     from fastretro.runtime.pool import VecRetroEnv
 
@@ -553,12 +578,10 @@ def test_open_loop_and_per_step_jerk_play_alike_given_the_same_draws():
         sticky_prob=0.25,
         max_episode_steps=300,
     )
-    config = JerkConfig(EXPLOIT_BIAS=0.5)
+    config = JerkConfig(EXPLOIT_BIAS=0.5, seed=9)
     budget, runs = 2500, []
     with VecRetroEnv(GAME, 1, **options) as env:
         agent = JerkAgent(None, env.action_space, config, horizon=300)
-        agent.rngs = [_PushBackStream(9)]
-        agent._begin_episode(0)  # the first exploit draw from the stream too
         env.reset(seed=9)
         for _ in range(budget):
             _, rewards, terminated, truncated, _ = env.step(agent.act(None))
@@ -566,8 +589,6 @@ def test_open_loop_and_per_step_jerk_play_alike_given_the_same_draws():
         runs.append(agent)
     with VecRetroEnv(GAME, 1, batch_size=1, sequence_length=64, **options) as env:
         agent = JerkAgent(None, env.action_space, config, horizon=300)
-        agent.rngs = [_PushBackStream(9)]
-        agent._begin_episode(0)
         env.async_reset(seed=9)
         env.recv()
         ran = 0
@@ -576,7 +597,6 @@ def test_open_loop_and_per_step_jerk_play_alike_given_the_same_draws():
             env.send_sequences(actions, lengths, np.array([0]))
             _, _, terminated, truncated, infos = env.recv()
             steps = int(infos["sequence_steps"][0])
-            agent.rngs[0].push_back(int(lengths[0]) - steps)
             agent.observe_sequences(
                 [0], actions, infos["sequence_rewards"], [steps], terminated, truncated
             )
@@ -584,10 +604,52 @@ def test_open_loop_and_per_step_jerk_play_alike_given_the_same_draws():
         runs.append(agent)
     per_step, open_loop = runs
     assert per_step.episode_rewards == open_loop.episode_rewards
+    assert per_step.episode_lengths == open_loop.episode_lengths
     assert len(per_step.episode_rewards) >= 8 and max(per_step.episode_rewards) > 0
     assert per_step.replays == open_loop.replays > 0
+    assert per_step.streams[0].taken == open_loop.streams[0].taken
     for a, b in zip(per_step.solutions.sequences, open_loop.solutions.sequences, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def _original_jerk(seed: int, timesteps: int, max_episode_steps: int, exploit_bias: float):
+    """bench/bench_jerk_parity.py's port of the original, in a fresh process: its JSON row."""
+    import os
+
+    bench = os.path.join(os.path.dirname(__file__), "..", "..", "bench")
+    code = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); "
+        "from bench_jerk_parity import original_jerk; "
+        "print(json.dumps(original_jerk(sys.argv[2], *map(int, sys.argv[3:6]), "
+        "float(sys.argv[6]))))"
+    )
+    args = [bench, GAME, timesteps, seed, max_episode_steps, exploit_bias]
+    out = subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_one_explorer_plays_the_originals_run_of_the_same_seed():
+    # With its defaults (replay from reset, one explorer), fastretro's JERK draws what the
+    # original draws where it draws them, on the same sticky frames: its run of a seed is the
+    # original's run of that seed (the port on plain stable-retro), episode for episode. Short
+    # episodes and frequent replays, so that a few thousand steps see explores and replays.
+    original = _original_jerk(seed=3, timesteps=3000, max_episode_steps=300, exploit_bias=0.5)
+    ours = run(
+        GAME,
+        config=JerkConfig(EXPLOIT_BIAS=0.5, seed=3),
+        progress=False,
+        pool_options={"max_episode_steps": 300},
+        timesteps=3000,
+    )
+    assert ours["replay_path"] == "reset" and ours["timesteps"] == original["timesteps"]
+    assert ours["episode_rewards"] == original["episode_rewards"]
+    assert ours["episode_lengths"] == original["episode_steps"]
+    kinds = "".join({"explore": "e", "replay": "p"}[kind] for kind in ours["episode_kinds"])
+    assert kinds == original["episode_kinds"]
+    assert kinds.count("e") >= 3 and kinds.count("p") >= 3 and max(ours["episode_rewards"]) > 0
 
 
 @pytest.mark.parametrize("replay_from", ["state", "reset"])
