@@ -45,7 +45,10 @@ import ctypes
 import functools
 import hashlib
 import os
+import struct
 from dataclasses import dataclass
+
+import numpy as np
 
 #: The library stable-retro loads for Genesis / Mega Drive games.
 GENESIS_CORE = "genesis_plus_gx_libretro.so"
@@ -124,6 +127,22 @@ def find_silent_fm() -> SilentFM | None:
     return SilentFM(slot=slot, update=update, mode=base + symbols["ym2612"] + offset)
 
 
+def read_core(path: str) -> None:
+    """Read the core's file now (its hash and symbols), for processes forked from this one.
+
+    Each process asks once per core (both answers are cached); a worker forked after this call
+    finds them in the memory it shares with the pool, instead of reading the core itself.
+    Nothing happens if there is no such file.
+    """
+    path = os.path.realpath(path)  # as /proc/self/maps names it
+    if os.path.isfile(path):
+        try:
+            _file_sha256(path)
+        except OSError:
+            return  # the worker will not read it either: it keeps its sound
+        _core_symbols(path)
+
+
 @functools.cache
 def _file_sha256(path: str) -> str:
     with open(path, "rb") as f:
@@ -189,20 +208,108 @@ def _symbol_addresses(path: str, wanted: dict[str, str]) -> dict[str, int] | Non
 
 @functools.cache
 def _core_symbols(path: str) -> dict[str, tuple[str, int]] | None:
-    # One pass over the symbol table (~20k entries) for everything this module looks up.
-    from elftools.common.exceptions import ELFError
-    from elftools.elf.elffile import ELFFile
-
+    # One pass over the symbol table (~20k entries) for everything this module looks up, read
+    # with numpy: pyelftools parsed it entry by entry in 0.15-1.1 s, in every worker
+    # (bench/bench_size.py --breakdown); this takes a few milliseconds.
     names = {**_SYMBOLS, **_FM_SYMBOLS}
     try:
         with open(path, "rb") as f:
-            table = ELFFile(f).get_section_by_name(".symtab")
-            if table is None:  # a stripped build
-                return None
-            return {
-                sym.name: (sym["st_info"]["type"], sym["st_value"])
-                for sym in table.iter_symbols()
-                if names.get(sym.name) == sym["st_info"]["type"] and sym["st_value"]
-            }
-    except (OSError, ELFError):
+            return elf_symbols(f, names)
+    except (OSError, ValueError):
         return None
+
+
+#: ``st_info``'s low nibble, for the symbol types looked up here.
+_SYMBOL_TYPES = {1: "STT_OBJECT", 2: "STT_FUNC"}
+
+
+def _elf_layouts(wide: bool, order: str) -> tuple[np.dtype, np.dtype, str, int]:
+    """An ELF class's section header and symbol records, and ``e_shoff``'s format and offset."""
+    word, addr = order + "u4", order + ("u8" if wide else "u4")
+    section = np.dtype(
+        [("name", word), ("type", word), ("flags", addr), ("addr", addr), ("offset", addr)]
+        + [("size", addr), ("link", word), ("info", word), ("align", addr), ("entsize", addr)]
+    )
+    if wide:  # Elf64_Sym
+        fields = [("name", word), ("info", "u1"), ("other", "u1"), ("shndx", order + "u2")]
+        symbol = np.dtype(fields + [("value", addr), ("size", addr)])
+        return section, symbol, order + "Q", 0x28
+    # Elf32_Sym
+    fields = [("name", word), ("value", addr), ("size", addr), ("info", "u1"), ("other", "u1")]
+    return section, np.dtype(fields + [("shndx", order + "u2")]), order + "I", 0x20
+
+
+def elf_symbols(f, wanted: dict[str, str]) -> dict[str, tuple[str, int]] | None:
+    """The ``wanted`` symbols of an ELF file's ``.symtab``, read from the open file ``f``.
+
+    Args:
+        f: the file, opened in binary mode.
+        wanted: name -> ``"STT_FUNC"`` or ``"STT_OBJECT"``.
+
+    Returns:
+        name -> (type, value), for the symbols of the wanted type with a nonzero value (where
+        a name is defined twice, the later entry wins): what filtering pyelftools'
+        ``ELFFile(f).get_section_by_name(".symtab").iter_symbols()`` so gives. ``None`` for a
+        stripped file (no ``.symtab``).
+
+    Raises:
+        ValueError: ``f`` is not an ELF file, or a table lies outside it.
+    """
+    ident = f.read(16)
+    if (
+        len(ident) < 16
+        or ident[:4] != b"\x7fELF"
+        or ident[4] not in (1, 2)
+        or ident[5] not in (1, 2)
+    ):
+        raise ValueError("not an ELF file")
+    order = "<" if ident[5] == 1 else ">"
+    section, symbol, shoff_format, shoff_at = _elf_layouts(ident[4] == 2, order)
+    (shoff,) = struct.unpack(shoff_format, _read_at(f, shoff_at, struct.calcsize(shoff_format)))
+    # e_shentsize, e_shnum and e_shstrndx close the header, after e_flags (4 bytes) and
+    # e_ehsize, e_phentsize, e_phnum (2 each).
+    tail = shoff_at + struct.calcsize(shoff_format) + 4 + 3 * 2
+    entsize, count, names_at = struct.unpack(order + "HHH", _read_at(f, tail, 6))
+    if entsize != section.itemsize or not 0 <= names_at < count:
+        raise ValueError("unexpected ELF section headers")
+    sections = np.frombuffer(_read_at(f, shoff, count * entsize), section)
+    section_names = _read_section(f, sections[names_at])
+    symtab = next(
+        (s for s in sections if _string_at(section_names, int(s["name"])) == b".symtab"), None
+    )
+    if symtab is None:
+        return None
+    if int(symtab["link"]) >= count:
+        raise ValueError("the symbol table's string table is missing")
+    strings = _read_section(f, sections[int(symtab["link"])])
+    table = np.frombuffer(_read_section(f, symtab), symbol)
+    found = {}
+    for name, kind in wanted.items():
+        key = name.encode() + b"\0"
+        # Every offset of the string table where this name starts: the linker may store it as
+        # the tail of a longer one.
+        offsets, at = [], strings.find(key)
+        while at >= 0:
+            offsets.append(at)
+            at = strings.find(key, at + 1)
+        for i in np.flatnonzero(np.isin(table["name"], offsets)):
+            entry = table[i]
+            if _SYMBOL_TYPES.get(int(entry["info"]) & 0xF) == kind and int(entry["value"]):
+                found[int(i)] = (name, (kind, int(entry["value"])))
+    return dict(pair for _, pair in sorted(found.items()))
+
+
+def _read_at(f, offset: int, size: int) -> bytes:
+    f.seek(offset)
+    data = f.read(size)
+    if len(data) != size:
+        raise ValueError("ELF table outside the file")
+    return data
+
+
+def _read_section(f, header) -> bytes:
+    return _read_at(f, int(header["offset"]), int(header["size"]))
+
+
+def _string_at(strings: bytes, offset: int) -> bytes:
+    return strings[offset : strings.find(b"\0", offset)]

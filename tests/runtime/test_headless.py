@@ -4,7 +4,9 @@ Same game, no picture or FM sound, less time."""
 
 from __future__ import annotations
 
+import io
 import multiprocessing as mp
+import os
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
@@ -100,6 +102,69 @@ def test_no_core_in_this_process_means_no_headless_frame():
     # The test process never creates an emulator, so no Genesis core is mapped here.
     assert find_headless_frame() is None
     assert find_silent_fm() is None
+
+
+def _pyelftools_symbols(data: bytes, wanted: dict[str, str]) -> dict:
+    from elftools.elf.elffile import ELFFile
+
+    table = ELFFile(io.BytesIO(data)).get_section_by_name(".symtab")
+    return {
+        sym.name: (sym["st_info"]["type"], sym["st_value"])
+        for sym in table.iter_symbols()
+        if wanted.get(sym.name) == sym["st_info"]["type"] and sym["st_value"]
+    }
+
+
+@needs_symbols
+def test_the_symbol_reader_finds_what_pyelftools_finds():
+    from elftools.elf.elffile import ELFFile
+
+    with open(_genesis_core_path(), "rb") as f:
+        data = f.read()
+    table = ELFFile(io.BytesIO(data)).get_section_by_name(".symtab")
+    every = [(s.name, s["st_info"]["type"]) for s in table.iter_symbols() if s.name]
+    # Every name, each wanted as its own type or as the other one (found: no entry).
+    flip = {"STT_FUNC": "STT_OBJECT", "STT_OBJECT": "STT_FUNC"}
+    for wanted in (
+        dict(every[::3]),
+        {name: flip.get(kind, kind) for name, kind in every[1::3]},
+        {**headless._SYMBOLS, **headless._FM_SYMBOLS},
+    ):
+        wanted = {n: k for n, k in wanted.items() if k in flip}
+        assert headless.elf_symbols(io.BytesIO(data), wanted) == _pyelftools_symbols(data, wanted)
+
+
+@needs_symbols
+def test_the_symbol_reader_says_none_for_a_stripped_core_and_raises_for_other_files():
+    with open(_genesis_core_path(), "rb") as f:
+        data = f.read()
+    # The same file with its ".symtab" section renamed: a stripped build's table is gone.
+    assert data.count(b"\0.symtab\0") == 1
+    stripped = data.replace(b"\0.symtab\0", b"\0.notsym\0")
+    assert headless.elf_symbols(io.BytesIO(stripped), {"retro_run": "STT_FUNC"}) is None
+    with pytest.raises(ValueError, match="not an ELF file"):
+        headless.elf_symbols(io.BytesIO(b"#!/bin/sh\n" * 10), {"retro_run": "STT_FUNC"})
+    with pytest.raises(ValueError, match="outside the file"):
+        headless.elf_symbols(io.BytesIO(data[:4096]), {"retro_run": "STT_FUNC"})
+
+
+@needs_symbols
+def test_reading_the_core_in_the_pool_leaves_its_forked_workers_nothing_to_read():
+    path = os.path.realpath(_genesis_core_path())
+    headless.read_core(_genesis_core_path())
+    ctx = mp.get_context("fork")
+    with ProcessPoolExecutor(1, mp_context=ctx) as ex:
+        hits = ex.submit(_cached_reads, path).result(timeout=60)
+    assert hits == (1, 1)
+
+
+def _cached_reads(path: str) -> tuple[int, int]:
+    # In the forked child: the lookups a worker makes, answered from the inherited caches.
+    before = (headless._file_sha256.cache_info().hits, headless._core_symbols.cache_info().hits)
+    headless._file_sha256(path)
+    headless._core_symbols(path)
+    after = (headless._file_sha256.cache_info().hits, headless._core_symbols.cache_info().hits)
+    return (after[0] - before[0], after[1] - before[1])
 
 
 @needs_symbols
