@@ -9,6 +9,7 @@ them; this module only deals with processes.
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing as mp
 import os
 import pickle
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from fastretro.errors import RemoteTraceback, WorkerDiedError, WorkerError, WorkerTimeoutError
-from fastretro.runtime import logs
+from fastretro.runtime import headless, logs
 from fastretro.runtime.preprocess import FrameWriter, Preprocessing
 from fastretro.runtime.protocol import Command
 from fastretro.runtime.worker import worker_main
@@ -104,6 +105,8 @@ class WorkerSet:
 
     def start_all(self, deadline: float) -> list:
         """Start every worker; each env's :class:`~fastretro.runtime.protocol.WorkerReady`."""
+        env_config, _, backend, _, _ = self._worker_args
+        prepare_parent(env_config, backend)
         for w in range(len(self.procs)):
             self.start(w)
         per_worker = self._gather("ready", deadline)
@@ -276,14 +279,26 @@ class WorkerSet:
 
 
 def compile_kernels(
-    prep: Preprocessing, screen_shape: tuple[int, ...], row: np.ndarray, gray: bool = False
+    prep: Preprocessing,
+    screen_shape: tuple[int, ...],
+    row: np.ndarray | None = None,
+    gray: bool = False,
 ) -> None:
-    """Compile the workers' preprocessing kernels once, in the parent, before they attach.
+    """Compile the workers' preprocessing kernels once, in the parent.
 
     Numba compiles on first call; doing that once here, with the same array types as the
     workers (a zero screen, a scratch row shaped like a shared one), fills numba's on-disk
-    cache, so every worker then loads machine code in milliseconds instead of compiling.
+    cache, so a worker started by spawn or forkserver then loads machine code in milliseconds
+    instead of compiling, and a forked one finds it loaded (:func:`prepare_parent`).
+
+    Args:
+        prep: the pool's preprocessing.
+        screen_shape: the emulator's screen (H, W, 3).
+        row: one env's row of the shared observations (default: one of ``prep``'s shape).
+        gray: also the one-channel pictures' kernels (ALE's).
     """
+    if row is None:
+        row = np.zeros(prep.buffer_shape(screen_shape), np.uint8)
     scratch = np.zeros_like(row)
     slot = np.zeros(1, np.int32)
     window = (0, 0, *screen_shape[:2])
@@ -300,3 +315,62 @@ def compile_kernels(
     FrameWriter(prep, screen_shape, window, None, scratch, slot, palette=palette).warm_up(
         screen, plane
     )
+
+
+#: What a worker imports on its way to its first step, beyond what the pool's process has
+#: imported by then (fastretro/runtime/worker.py), and what its backend adds (backends/).
+WORKER_IMPORTS = (
+    "fastretro.runtime._ext.worker_loop",
+    "fastretro.runtime._ext.handshake",
+    "fastretro.runtime.shm",
+)
+BACKEND_IMPORTS = {
+    "stable-retro": ("fastretro.runtime.backends.retro", "stable_retro"),
+    "ale": ("fastretro.runtime.backends.ale", "ale_py"),
+}
+
+
+def prepare_parent(env_config, backend: str) -> None:
+    """Do in the pool's process, before the first fork, what every worker would do for itself.
+
+    A forked worker (the default start method on Linux) starts as a copy of this process and
+    shares its pages until one side writes them: whatever is done here is done once, for all
+    workers, and shared. Done here:
+
+    - the preprocessing kernels compiled (numba): a worker that found them uncompiled loaded
+      them from numba's on-disk cache, ~0.2 s and ~20 MB of LLVM's state of its own;
+    - the modules a worker imports (its compiled loop, its backend, stable-retro);
+    - the Genesis core read once for the headless frame's lookups (its hash and symbols).
+
+    Nothing here changes what a worker does: it finds done what it would have done itself.
+    Workers started by spawn or forkserver gain only the kernels' cache, filled before they
+    start (bench/bench_size.py measures the rest).
+
+    Args:
+        env_config: the pool's :class:`~fastretro.config.EnvConfig`.
+        backend: the emulator backend's name.
+    """
+    prep = env_config.preprocessing
+    if env_config.observe and (prep.grayscale or prep.resize is not None):
+        compile_kernels(prep, nominal_screen(prep), gray=backend == "ale")
+    for name in (*WORKER_IMPORTS, *BACKEND_IMPORTS.get(backend, ())):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass  # the worker raises it, with its own message, where it matters
+    if backend == "stable-retro" and (env_config.skip_rendering or env_config.skip_audio):
+        import stable_retro
+
+        headless.read_core(os.path.join(stable_retro.core_path(), headless.GENESIS_CORE))
+
+
+def nominal_screen(prep: Preprocessing) -> tuple[int, int, int]:
+    """A screen shape ``prep`` can preprocess, to compile its kernels before any screen is seen.
+
+    numba specialises a kernel on its arguments' dtypes, dimensions and contiguity, not on their
+    sizes: any screen the crop and resize fit gives the types a real one gives. More than one
+    pixel each way, so that views of it are strided as a real screen's are.
+    """
+    top, bottom, left, right = prep.crop
+    h, w = prep.resize if prep.resize is not None else (1, 1)
+    return (top + bottom + h + 16, left + right + w + 16, 3)
