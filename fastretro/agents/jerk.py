@@ -4,9 +4,10 @@ A port of openai/retro-baselines agents/jerk_agent.py. An explorer runs right fo
 jumping at random (probability 0.1, the jump held 4 steps); if that earned nothing it backs off
 left for 70 steps; and so on until the episode ends. It remembers the action prefix that
 reached the episode's best cumulative reward. At the start of each episode, with probability
-``EXPLOIT_BIAS + steps so far / budget``, it replays the best remembered sequence (by mean
-score) instead, padded with no-op until the episode ends, and adds that replay's total reward
-to the sequence's scores.
+``EXPLOIT_BIAS + steps so far / TOTAL_TIMESTEPS`` (every step counts, replays' included; 1e6
+whatever the budget), it replays the best remembered sequence (by mean score) instead, padded
+with no-op until the episode ends, and adds that replay's total reward to the sequence's
+scores.
 
 Vectorized: every env of a VecRetroEnv runs one explorer; explorers on the same level share
 one pool of remembered solutions. The pool produces no frames at all (``observe=False``: JERK
