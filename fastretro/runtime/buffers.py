@@ -10,6 +10,7 @@ views that are each ring slot's observations.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,7 @@ import numpy as np
 
 from fastretro.config import EnvConfig
 from fastretro.runtime.preprocess import stack_views
-from fastretro.runtime.protocol import segment_fields
+from fastretro.runtime.protocol import WorkerReady, segment_fields
 from fastretro.runtime.shm import Layout, SharedBuffers, cleanup_orphans
 
 log = logging.getLogger(__name__)
@@ -42,25 +43,19 @@ class PoolBuffers:
     def create(
         cls,
         config: EnvConfig,
-        num_envs: int,
-        screen_shape: tuple[int, ...],
+        ready: Sequence[WorkerReady],
         same_step: bool,
         action_width: int,
         info_width: int,
-        state_size: int,
-        raw_screen: tuple[int, ...],
     ) -> PoolBuffers:
-        """Create the segment of ``num_envs`` envs of ``config`` and initialise its handshake.
+        """Create the segment of ``config``'s envs and initialise its handshake.
 
         Args:
             config: what every env is and does (its preprocessing and sequences size rows).
-            num_envs: envs of the pool.
-            screen_shape: the observed screen the workers reported.
+            ready: what each env's worker reported (one screen shape, checked), one per env.
             same_step: SAME_STEP autoreset (each env keeps a final observation).
             action_width: columns of a row of actions.
             info_width: RAM variables reported in infos.
-            state_size: bytes of a save state (snapshots), or 0.
-            raw_screen: the emulator's whole screen, kept with a snapshot.
         """
         from fastretro.runtime._ext.handshake import BatchIO, Handshake
 
@@ -69,6 +64,7 @@ class PoolBuffers:
         orphans = cleanup_orphans()
         if orphans:
             log.info("removed %d orphaned shared-memory segment(s): %s", len(orphans), orphans)
+        screen_shape, state_size = ready[0].screen_shape, max(r.state_size for r in ready)
         prep = config.preprocessing
         if config.observe:
             obs_shape = prep.observation_shape(screen_shape)
@@ -76,13 +72,13 @@ class PoolBuffers:
         else:
             obs_shape = buffer_shape = (0,)
         fields = segment_fields(
-            num_envs,
+            len(ready),
             buffer_shape,
             obs_shape if same_step else (0,),
             action_width,
             info_width,
             state_size,
-            raw_screen if state_size and config.observe else (0,),
+            ready[0].raw_screen if state_size and config.observe else (0,),
             config.sequence_length,
         )
         shared = SharedBuffers.create(Layout.build(fields))

@@ -2,9 +2,8 @@
 
 The parent never creates an emulator (stable-retro allows one per process). Each worker owns
 its envs' emulators and their rows of every shared array; a step is: the parent writes the
-actions (fastretro/runtime/staging.py), wakes the workers with one futex call
-(``fastretro.runtime._ext.handshake``), and sleeps until the completions it waits for have
-arrived. Nothing is pickled on that path.
+actions, wakes the workers with one futex call (``fastretro.runtime._ext.handshake``), and
+sleeps until the completions it waits for have arrived. Nothing is pickled on that path.
 
 Lock-step and async mode are one body, as in EnvPool and PufferLib: every command is a
 completion per env on one queue, lock-step waits for every env it sent (and reads the results
@@ -17,10 +16,10 @@ resets it, and misuse raises :class:`~fastretro.errors.StateMachineError` naming
 call. Async calls check which envs are in flight instead. That machine, the argument checks,
 the seeds and the infos' names are the contract every transport keeps (contract.py).
 
-The other seams live beside this module: worker processes (workers.py), their supervision
-while a batch is waited for: dead, stuck and failed workers, restarts (supervisor.py), action
-checks and staging (staging.py), snapshots (snapshots.py), sequences (sequences.py), stats
-(stats.py).
+The class itself checks, sends and waits; its parts live beside it, each an object it holds:
+the plan of what it runs (plan.py), the worker processes (workers.py) and their supervision
+(supervisor.py), the shared memory (buffers.py), action checks and staging (staging.py), what
+a call returns (results.py), snapshots, sequences, the games' books (episodes.py) and stats.
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Mapping, Sequence
+from operator import attrgetter
 from typing import Any
 
 import gymnasium
@@ -39,34 +39,32 @@ from fastretro.config import EnvConfig, PoolConfig, from_arguments
 from fastretro.errors import StateMachineError
 from fastretro.runtime import actions as fr_actions
 from fastretro.runtime.buffers import PoolBuffers
-from fastretro.runtime.contract import (
-    CallState,
-    InfoRows,
-    State,
-    add_restarted,
-    protocol_infos,
-    reset_mask,
-)
+from fastretro.runtime.contract import CallState, InfoRows, State, protocol_infos, reset_mask
 from fastretro.runtime.episodes import EpisodeStatistics
 from fastretro.runtime.games import GameSetup
 from fastretro.runtime.plan import PoolPlan
 from fastretro.runtime.preprocess import Preprocessing, copy_into
 from fastretro.runtime.protocol import RESET_NEXT_EPISODE, Autoreset, Command, WorkerReady
+from fastretro.runtime.results import Results, StepResult
 from fastretro.runtime.sequences import SequenceRows
 from fastretro.runtime.snapshots import Snapshot, SnapshotSlots
 from fastretro.runtime.staging import ActionStaging
-from fastretro.runtime.stats import (
-    COLLECT,
-    STAGE,
-    WAIT,
-    WAKE,
-    PoolCounters,
-    PoolStats,
-)
+from fastretro.runtime.stats import COLLECT, STAGE, WAIT, PoolCounters, PoolStats
 from fastretro.runtime.supervisor import RESTART_WINDOW_S, Supervisor
 from fastretro.runtime.workers import LIVENESS_POLL_S, WorkerSet, compile_kernels
 
 __all__ = ["RESTART_WINDOW_S", "Snapshot", "State", "VecRetroEnv"]
+
+
+def _env(name: str, doc: str) -> Any:
+    """A read-only attribute that is the field ``name`` of the pool's ``config``."""
+    # attrgetter: a getter in C, as cheap as an attribute (the step reads some of these).
+    return property(attrgetter(f"config.{name}"), doc=doc)
+
+
+def _pool(name: str, doc: str) -> Any:
+    """A read-only attribute that is the field ``name`` of the pool's ``pool_config``."""
+    return property(attrgetter(f"pool_config.{name}"), doc=doc)
 
 
 class VecRetroEnv(gymnasium.vector.VectorEnv):
@@ -145,8 +143,6 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self._slots = np.zeros(n, dtype=np.int32)  # async mode: each env's ring slot
         self._slot = 0  # lock-step: every env's ring slot
         self._pending_mask = np.ones(n, dtype=bool)
-        #: How the shared info rows become infos (fastretro/runtime/contract.py).
-        self._info_rows = InfoRows(self.info_names, self.setups, protocol_infos(cfg))
         #: The whole games' books (EnvConfig.episode_statistics), or None.
         self._episodes = (
             EpisodeStatistics.of(cfg, n, pc.autoreset_mode) if cfg.episode_statistics else None
@@ -162,14 +158,11 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         )
         sup = self._sup = Supervisor(
             workers,
-            restart=pc.on_worker_failure == "restart",
-            startup_timeout=pc.startup_timeout,
-            async_mode=pc.batch_size is not None,
+            pc,
             in_flight=self._in_flight,
             env_seeds=self._env_seeds,
             fail=self._fail,
             on_restart=self._refill_final_obs,
-            spin=pc.spin,
         )
         #: Whether the parent watches for a batch's end before sleeping (PoolConfig.spin).
         self.spins: bool = sup.spins
@@ -187,9 +180,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             self.skips_rendering: tuple[bool, ...] = tuple(r.skips_rendering for r in ready)
             #: Per env: whether the FM chip runs without its sound (Genesis; ``skip_audio``).
             self.skips_audio: tuple[bool, ...] = tuple(r.skips_audio for r in ready)
-            #: Per env: the emulator's picture its observations are made from ("screen": RGB,
-            #: "screen_gray": its own gray, "screen_codes": ALE's colour codes looked up in its
-            #: palette; "" without observations).
+            #: Per env: the emulator's picture its observations are made from (see WorkerReady).
             self.observes_from: tuple[str, ...] = tuple(r.observes_from for r in ready)
             self._create_buffers(action_mode, action_sizes, ready)
             prep = self.preprocessing
@@ -205,84 +196,11 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
 
-    # -- the configuration, as attributes ---------------------------------------------------
-
-    @property
-    def frameskip(self) -> int:
-        """Emulator frames per agent step."""
-        return self.config.frameskip
-
-    @property
-    def sticky_prob(self) -> float:
-        """The sticky-frame probability."""
-        return self.config.sticky_prob
-
-    @property
-    def max_pool(self) -> bool:
-        """Whether observations max-pool the step's last two frames."""
-        return self.config.max_pool
-
-    @property
-    def preprocessing(self) -> Preprocessing:
-        """What the workers do to each frame."""
-        return self.config.preprocessing
-
-    @property
-    def observe(self) -> bool:
-        """Whether the pool produces observations."""
-        return self.config.observe
-
-    @property
-    def max_episode_steps(self) -> int | None:
-        """Agent steps after which an episode is truncated."""
-        return self.config.max_episode_steps
-
-    @property
-    def snapshot_best(self) -> bool:
-        """Whether workers keep each episode's best state."""
-        return self.config.snapshot_best
-
-    @property
-    def sequence_length(self) -> int:
-        """The longest action sequence the pool takes."""
-        return self.config.sequence_length
-
-    @property
-    def batch_size(self) -> int | None:
-        """Async mode's batch (``None``: lock-step)."""
-        return self.pool_config.batch_size
-
-    @property
-    def copy(self) -> bool:
-        """Whether observations are returned as copies."""
-        return self.pool_config.copy
-
-    @property
-    def on_worker_failure(self) -> str:
-        """What a dead worker does to the pool."""
-        return self.pool_config.on_worker_failure
-
-    @property
-    def worker_pids(self) -> tuple[int, ...]:
-        """Each worker process's pid (worker ``w`` runs env ``w`` with stable-retro)."""
-        self._calls.check_open("worker_pids")
-        return tuple(int(p) for p in self._workers.pids)
-
-    # -- construction helpers -------------------------------------------------------------
-
     def _create_buffers(self, action_mode: int, action_sizes: tuple, ready: list) -> None:
         """Create the shared memory, and the parent's collaborators that work on it."""
-        n, cfg, workers = self.num_envs, self.config, self._workers
-        buffers = PoolBuffers.create(
-            cfg,
-            n,
-            self.screen_shape,
-            self.autoreset_mode == AutoresetMode.SAME_STEP,
-            len(action_sizes),
-            len(self.info_names),
-            max(r.state_size for r in ready),
-            ready[0].raw_screen,
-        )
+        n, cfg, pc, workers = self.num_envs, self.config, self.pool_config, self._workers
+        same_step = self.autoreset_mode == AutoresetMode.SAME_STEP
+        buffers = PoolBuffers.create(cfg, ready, same_step, len(action_sizes), len(self.info_names))
         workers.buffers, workers.handshake = buffers.shared, buffers.handshake
         # The step reads these on every call: attributes of their own, not lookups in buffers.
         a = self._a = buffers.shared.arrays
@@ -290,22 +208,41 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self._obs_shape = buffers.obs_shape
         self._sup.attach(a, self._hs, self._io)
         rows = "num_envs" if self.batch_size is None else "len(env_ids)"
-        st = self._staging = ActionStaging(
-            n, self.buttons, action_mode, action_sizes, self._io, rows
-        )
-        self._sequences = SequenceRows(a, cfg.sequence_length, st.mode, st.high)
-        self._snapshots = SnapshotSlots(
-            a,
-            [s.game for s in self.setups],
-            self.scenario_engines,
-            [s.scenario_plan_why_not for s in self.setups],
-            cfg.record is not None,
-            cfg.observe,
-            enabled=cfg.snapshot_best,
-            running=self._in_flight if self.batch_size is not None else None,
-        )
+        st = ActionStaging(n, self.buttons, action_mode, action_sizes, self._io, rows)
+        self._staging, self._sequences = st, SequenceRows(a, cfg.sequence_length, st.mode, st.high)
+        running = self._in_flight if self.batch_size is not None else None
+        self._snapshots = SnapshotSlots.of(a, cfg, self.setups, self.scenario_engines, running)
         self._counters = PoolCounters(a["timing"], workers)
+        info_rows = InfoRows(self.info_names, self.setups, protocol_infos(cfg))
+        snapshots = self._snapshots if cfg.snapshot_best else None
+        sequences = self._sequences if cfg.sequence_length else None
+        # What a call returns, read from the shared rows once the workers are done.
+        self._results = Results(
+            buffers, info_rows, pc, self._calls, self._sup, snapshots, self._episodes, sequences
+        )
         self._clock = self._sup.clock = self._counters.clock
+
+    # -- the configuration, as attributes -------------------------------------------------
+
+    frameskip: int = _env("frameskip", "Emulator frames per agent step.")
+    sticky_prob: float = _env("sticky_prob", "The sticky-frame probability.")
+    max_pool: bool = _env("max_pool", "Whether observations max-pool the step's last two frames.")
+    preprocessing: Preprocessing = _env("preprocessing", "What the workers do to each frame.")
+    observe: bool = _env("observe", "Whether the pool produces observations.")
+    max_episode_steps: int | None = _env(
+        "max_episode_steps", "Agent steps after which an episode is truncated."
+    )
+    snapshot_best: bool = _env("snapshot_best", "Whether workers keep each episode's best state.")
+    sequence_length: int = _env("sequence_length", "The longest action sequence the pool takes.")
+    batch_size: int | None = _pool("batch_size", "Async mode's batch (``None``: lock-step).")
+    copy: bool = _pool("copy", "Whether observations are returned as copies.")
+    on_worker_failure: str = _pool("on_worker_failure", "What a dead worker does to the pool.")
+
+    @property
+    def worker_pids(self) -> tuple[int, ...]:
+        """Each worker process's pid (worker ``w`` runs env ``w`` with stable-retro)."""
+        self._calls.check_open("worker_pids")
+        return tuple(int(p) for p in self._workers.pids)
 
     # -- the gymnasium / baselines interface (lock-step) -------------------------------------
 
@@ -357,11 +294,9 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self._calls.mark_reset(self._pending_mask)
         if self._episodes is not None:
             self._episodes.new_games(self._pending_mask & self._new_games)
-        return self._observations(), self._infos(done=None)
+        return self._results.observations(self._slot), self._results.infos(None)
 
-    def step(
-        self, actions: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    def step(self, actions: np.ndarray) -> StepResult:
         """Step every env with its row of ``actions``.
 
         Args:
@@ -419,7 +354,9 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         else:
             self._sup.note_wait(int(self._clock[WAIT]) - waited, counted=True)
             self._sup.check_failed("step")
-        return self._results(rewards, terminated.view(bool), truncated.view(bool), ended)
+        return self._results.lock_step(
+            slot, rewards, terminated.view(bool), truncated.view(bool), ended
+        )
 
     def _fast_step_form(self, actions: Any) -> np.ndarray | None:
         """``actions`` as the compiled step takes them, or None where ``step`` cannot use it."""
@@ -453,9 +390,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self._send(None)
         self._calls.begin(State.WAITING_STEP)
 
-    def step_wait(
-        self, timeout: float | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    def step_wait(self, timeout: float | None = None) -> StepResult:
         """Wait for the step sent by ``step_async``; see :meth:`step` for what it returns."""
         self._calls.check_waiting(State.WAITING_STEP, "step_wait", "step_async")
         self._wait_for(self.num_envs, timeout, "step")
@@ -466,36 +401,17 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         rewards = np.empty(n)
         terminated, truncated = np.empty(n, np.uint8), np.empty(n, np.uint8)
         ended = self._io.collect(rewards, terminated, truncated)
-        results = self._results(rewards, terminated.view(bool), truncated.view(bool), ended)
+        results = self._results.lock_step(
+            self._slot, rewards, terminated.view(bool), truncated.view(bool), ended
+        )
         self._clock[COLLECT] += time.monotonic_ns() - start_ns
         return results
-
-    def _results(
-        self, rewards: np.ndarray, terminated: np.ndarray, truncated: np.ndarray, ended: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        """A lock-step step's return, from its collected rewards and episode ends."""
-        if not (ended or self._sup.any_restarted):  # the common case: nothing more to account for
-            if self._episodes is not None:
-                self._episodes.count(self._a, slice(None), rewards, terminated, truncated)
-            return self._observations(), rewards, terminated, truncated, self._infos(None)
-        restarted = self._sup.take_restarted(slice(None))
-        truncated |= restarted
-        done = terminated | truncated
-        self._calls.episodes_ended(done & ~restarted)
-        if self.snapshot_best:
-            self._snapshots.fresh |= done & ~restarted
-        infos = self._infos(done if self.autoreset_mode == AutoresetMode.SAME_STEP else None)
-        add_restarted(infos, restarted)
-        if self._episodes is not None:
-            books = self._episodes.count(self._a, slice(None), rewards, terminated, truncated)
-            self._episodes.report(infos, books)
-        return self._observations(), rewards, terminated, truncated, infos
 
     # -- sequences: many steps per round trip -----------------------------------------------
 
     def step_sequences(
         self, actions: np.ndarray, lengths: Sequence[int] | np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    ) -> StepResult:
         """Run env ``i`` through ``actions[i, :lengths[i]]``, one step per action, in its worker.
 
         Each step is what :meth:`step` does with that action (sticky frames, autoreset and
@@ -531,8 +447,8 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         rewards = np.empty(n)
         terminated, truncated = np.empty(n, np.uint8), np.empty(n, np.uint8)
         ended = self._io.collect(rewards, terminated, truncated)
-        obs, rewards, terminated, truncated, infos = self._results(
-            rewards, terminated.view(bool), truncated.view(bool), ended
+        obs, rewards, terminated, truncated, infos = self._results.lock_step(
+            self._slot, rewards, terminated.view(bool), truncated.view(bool), ended
         )
         infos.update(self._sequences.infos())
         return obs, rewards, terminated, truncated, infos
@@ -640,22 +556,19 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             actions, env_ids, self._slots, depth, self._in_flight_u8
         ):
             self._clock[STAGE] += time.monotonic_ns() - start_ns
-            self._wake()  # staged in C: marked in flight there
+            self._sup.wake()  # staged in C: marked in flight there
             return
         ids = self._staging.check_env_ids(env_ids, self._in_flight)
         self._calls.check_reset_once(ids, "send", "async_reset")
-        checked = self._staging.check(actions, len(ids))
         a = self._a
-        a["actions"][ids] = checked
+        a["actions"][ids] = self._staging.check(actions, len(ids))
         self._slots[ids] = (self._slots[ids] + 1) % depth
         a["slot"][ids] = self._slots[ids]
         a["cmd"][ids] = Command.STEP
         self._clock[STAGE] += time.monotonic_ns() - start_ns
         self._send(ids)
 
-    def recv(
-        self, timeout: float | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    def recv(self, timeout: float | None = None) -> StepResult:
         """Async mode: wait for the first ``batch_size`` envs to finish; return their results.
 
         Returns:
@@ -680,29 +593,11 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         rewards = np.empty(m)
         terminated, truncated = np.empty(m, np.uint8), np.empty(m, np.uint8)
         ended = self._io.collect(rewards, terminated, truncated, ids, self._in_flight_u8)
-        terminated, truncated = terminated.view(bool), truncated.view(bool)
-        restarted = self._sup.take_restarted(ids)
-        truncated |= restarted
-        a = self._a
-        if len(self._stack_views) == 1:
-            obs = a["obs"][ids]
-        else:
-            obs = np.empty((m, *self._obs_shape), np.uint8)
-            for j, i in enumerate(ids):
-                copy_into(self._stack_views[self._slots[i]][i], obs[j])
-        done = (terminated | truncated) if (ended or restarted.any()) else None
-        if self.snapshot_best and done is not None:
-            self._snapshots.fresh[ids[done & ~restarted]] = True
-        infos = self._infos(done if self.autoreset_mode == AutoresetMode.SAME_STEP else None, ids)
-        infos["env_id"] = ids.astype(np.int64)
-        add_restarted(infos, restarted)
-        if self._episodes is not None:
-            books = self._episodes.count(self._a, ids, rewards, terminated, truncated)
-            self._episodes.report(infos, books)
-        if self.sequence_length:
-            infos.update(self._sequences.batch_infos(ids, rewards))
+        results = self._results.batch(
+            ids, self._slots, rewards, terminated.view(bool), truncated.view(bool), ended
+        )
         self._clock[COLLECT] += time.monotonic_ns() - start_ns
-        return obs, rewards, terminated, truncated, infos
+        return results
 
     # -- closing and stats ------------------------------------------------------------------
 
@@ -735,6 +630,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
 
     def reset_stats(self) -> None:
         """Start :meth:`stats` counting from now."""
+        self._calls.check_open("reset_stats")
         self._counters.restart()
 
     def __enter__(self) -> VecRetroEnv:
@@ -762,25 +658,9 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             self._in_flight[:] = True
         else:
             self._in_flight[ids] = True
-        self._wake()
+        self._sup.wake()
 
-    def _wake(self) -> None:
-        start_ns = time.monotonic_ns()
-        try:
-            self._hs.wake()
-            # Waking N workers on fewer cores often preempts the parent inside the wake syscall
-            # until cores free up (~6 ms of a 10 ms step with 8 envs on 2 cores,
-            # bench/bench_parent.py): time spent waiting for the emulators too.
-            self._clock[WAKE] += time.monotonic_ns() - start_ns
-        except BaseException as exc:
-            # A Ctrl-C that lands here (the parent is often descheduled in the syscall) leaves
-            # workers running a command nobody will collect: free them now, as _wait does.
-            self._fail(exc)
-            raise
-
-    def _wait_for(
-        self, count: int, timeout: float | None, what: str, armed: bool = False
-    ) -> np.ndarray:
+    def _wait_for(self, count: int, timeout: float | None, what: str, armed=False) -> np.ndarray:
         """Wait until ``count`` more envs have completed (see :meth:`Supervisor.wait_for`)."""
         timeout = self.step_timeout if timeout is None else timeout
         return self._sup.wait_for(count, timeout, what, armed)
@@ -789,28 +669,12 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         """A replaced worker's envs: the crash left no last frame; the new episode's first."""
         if self.autoreset_mode == AutoresetMode.SAME_STEP and self.observe:
             for i in envs:
-                copy_into(self._stack_views[self._env_slot(i)][i], self._a["final_obs"][i])
-
-    def _env_slot(self, env: int) -> int:
-        return self._slot if self.batch_size is None else int(self._slots[env])
+                slot = self._slot if self.batch_size is None else self._slots[i]
+                copy_into(self._stack_views[slot][i], self._a["final_obs"][i])
 
     def _fail(self, exc: BaseException) -> None:
         self._calls.fail(exc)
         self.close(timeout=1.0)  # a worker may be hung: do not wait the full 5 s for it
-
-    # -- internals: results -----------------------------------------------------------------
-
-    def _observations(self) -> np.ndarray:
-        view = self._stack_views[self._slot]
-        if not self.copy:
-            return view
-        out = np.empty(view.shape, np.uint8)
-        copy_into(view, out)
-        return out
-
-    def _infos(self, done: np.ndarray | None, ids: np.ndarray | None = None) -> dict[str, Any]:
-        """Infos of every env, or of the envs ``ids`` (async batches); ``done`` is per row."""
-        return self._info_rows.read(self._a, slice(None) if ids is None else ids, done)
 
     def __repr__(self) -> str:
         games = sorted({s.game for s in self.setups}) if hasattr(self, "setups") else []

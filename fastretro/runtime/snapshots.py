@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fastretro.errors import InvalidArgumentError, StateMachineError
 from fastretro.runtime.protocol import Command
+
+if TYPE_CHECKING:  # for annotations only: the public Snapshot stays a light import
+    from fastretro.config import EnvConfig
+    from fastretro.runtime.games import GameSetup
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,27 @@ class SnapshotSlots:
         self.enabled, self.running = enabled, running
         #: Per env: a snapshot was published since the last restore into it.
         self.fresh = np.zeros(len(games), dtype=bool)
+
+    @classmethod
+    def of(
+        cls,
+        arrays: dict[str, np.ndarray],
+        config: EnvConfig,
+        setups: list[GameSetup],
+        engines: tuple[str, ...],
+        running: np.ndarray | None,
+    ) -> SnapshotSlots:
+        """The slots of a pool of ``config``'s envs (``setups``; see the class for the rest)."""
+        return cls(
+            arrays,
+            [s.game for s in setups],
+            engines,
+            [s.scenario_plan_why_not for s in setups],
+            config.record is not None,
+            config.observe,
+            config.snapshot_best,
+            running,
+        )
 
     def best(self, env_id: Any) -> Snapshot:
         """The snapshot env ``env_id`` published (checked: there is one, and it may be read)."""

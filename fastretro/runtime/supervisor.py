@@ -1,4 +1,4 @@
-"""The pool's supervision of its workers: wait for a batch, notice the dead, restart or fail.
+"""The pool's supervision of its workers: wake, wait for a batch, notice the dead, restart or fail.
 
 :class:`Supervisor` sits beside the :class:`~fastretro.runtime.workers.WorkerSet` (which only
 starts, replaces and stops processes) and is the one place that decides what a dead, stuck or
@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from fastretro.config import PoolConfig
 from fastretro.errors import WorkerTimeoutError
-from fastretro.runtime.stats import BATCHES, WAIT, available_cores
+from fastretro.runtime.stats import BATCHES, WAIT, WAKE, available_cores
 from fastretro.runtime.workers import LIVENESS_POLL_S, WorkerSet
 
 log = logging.getLogger(__name__)
@@ -80,37 +81,34 @@ class Supervisor:
 
     Args:
         workers: the pool's worker processes.
-        restart: whether a worker that dies during a step is replaced
-            (``on_worker_failure="restart"``) rather than failing the pool.
-        startup_timeout: seconds a replacement has to start and attach.
-        async_mode: whether the pool runs send/recv (then other envs' completions can keep
-            every wait short, so the workers are also looked at between waits).
+        pool_config: how the pool runs: whether a worker that dies during a step is replaced
+            (``on_worker_failure="restart"``) rather than failing the pool, the seconds a
+            replacement has to start and attach (``startup_timeout``), async mode (then other
+            envs' completions can keep every wait short, so the workers are also looked at
+            between waits) and whether the parent and the workers spin before sleeping
+            (``spin``; ``None`` decides by the cores there are: see :attr:`spins`).
         in_flight: per env, whether a command was sent and not yet collected (the pool's).
         env_seeds: per env, the seed of its current episode (-1: unseeded), which a
             replacement's reset reuses.
         fail: called with the exception that leaves the pool unusable; it closes the pool.
         on_restart: called with a replaced worker's envs once the replacement has reset them.
-        spin: whether the parent and the workers spin before sleeping (``PoolConfig.spin``);
-            ``None`` decides by the cores there are (see :attr:`spins`, :attr:`workers_spin`).
     """
 
     def __init__(
         self,
         workers: WorkerSet,
+        pool_config: PoolConfig,
         *,
-        restart: bool,
-        startup_timeout: float,
-        async_mode: bool,
         in_flight: np.ndarray,
         env_seeds: np.ndarray,
         fail: Callable[[BaseException], None],
         on_restart: Callable[[np.ndarray], None],
-        spin: bool | None = False,
     ) -> None:
+        pc = pool_config
         self.workers = workers
-        self.restart = restart
-        self.startup_timeout = startup_timeout
-        self.async_mode = async_mode
+        self.restart = pc.on_worker_failure == "restart"
+        self.startup_timeout = pc.startup_timeout
+        self.async_mode = pc.batch_size is not None
         self._in_flight = in_flight
         self._env_seeds = env_seeds
         self._fail = fail
@@ -123,7 +121,7 @@ class Supervisor:
         #: ``restarted.any()``, kept without a numpy call for the common case's check.
         self.any_restarted = False
         self._restart_times = np.full(len(workers.procs), -np.inf)
-        cores, procs = available_cores(), len(workers.procs)
+        cores, procs, spin = available_cores(), len(workers.procs), pc.spin
         #: Whether the parent watches for a batch's end before sleeping: only where it has a
         #: core of its own beside every worker's.
         self.spins = spin if spin is not None else procs + 1 <= cores
@@ -144,7 +142,22 @@ class Supervisor:
         """Watch the shared arrays, the handshake and the batch I/O of the pool's segment."""
         self._a, self._hs, self._io = arrays, handshake, io
 
-    # -- waiting ----------------------------------------------------------------------------
+    # -- waking and waiting -----------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Wake the workers for the commands just written (or fail the pool, interrupted)."""
+        start_ns = time.monotonic_ns()
+        try:
+            self._hs.wake()
+            # Waking N workers on fewer cores often preempts the parent inside the wake syscall
+            # until cores free up (~6 ms of a 10 ms step with 8 envs on 2 cores,
+            # bench/bench_parent.py): time spent waiting for the emulators too.
+            self.clock[WAKE] += time.monotonic_ns() - start_ns
+        except BaseException as exc:
+            # A Ctrl-C that lands here (the parent is often descheduled in the syscall) leaves
+            # workers running a command nobody will collect: free them now, as wait does.
+            self._fail(exc)
+            raise
 
     def wait_for(self, count: int, timeout: float, what: str, armed: bool = False) -> np.ndarray:
         """Wait until ``count`` more envs have completed; those envs, in completion order.
