@@ -76,25 +76,28 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def build(backend: str, game: str, n: int):
-    """A pool of ``n`` envs of ``game`` with the contest's preprocessing."""
+def build(backend: str, game: str, n: int, start_method: str | None = None):
+    """A pool of ``n`` envs of ``game`` with the contest's preprocessing.
+
+    ``start_method``: multiprocessing's (``None``: each pool's default, fork on Linux).
+    """
     config = CONFIGS["contest"].replace(game=game)
     if backend == "fastretro":
         from fastretro.runtime.pool import VecRetroEnv
 
         # 256 workers on 2 cores may take longer than the default two minutes to start.
-        return VecRetroEnv(config, n, startup_timeout=900.0)
+        return VecRetroEnv(config, n, startup_timeout=900.0, start_method=start_method)
     import gymnasium
 
     return gymnasium.vector.AsyncVectorEnv(
-        [EnvFn(game, config, i) for i in range(n)], shared_memory=True
+        [EnvFn(game, config, i) for i in range(n)], shared_memory=True, context=start_method
     )
 
 
-def measure(backend: str, game: str, n: int, steps: int) -> dict:
+def measure(backend: str, game: str, n: int, steps: int, start_method: str | None = None) -> dict:
     """Start-up seconds and PSS of one pool, in this process (a fresh one)."""
     start = time.perf_counter()
-    env = build(backend, game, n)
+    env = build(backend, game, n, start_method)
     built = time.perf_counter()
     env.reset(seed=0)
     ready = time.perf_counter()
@@ -113,6 +116,7 @@ def measure(backend: str, game: str, n: int, steps: int) -> dict:
         "backend": backend,
         "game": game,
         "num_envs": n,
+        "start_method": start_method or "default",
         "startup_s": ready - start,
         "construct_s": built - start,
         "reset_s": ready - built,
@@ -278,6 +282,8 @@ def run_one(args, backend: str, n: int) -> dict:
     """One measurement in a fresh process (``backend``: or "breakdown", "phases")."""
     cmd = [sys.executable, __file__, "--one", backend, str(n), "--game", args.game]
     cmd += ["--steps", str(args.steps)]
+    if args.start_method:
+        cmd += ["--start-method", args.start_method]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
@@ -328,6 +334,9 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     parser.add_argument("--steps", type=int, default=50, help="steps before reading memory")
     parser.add_argument("--breakdown", action="store_true", help="also what a worker holds")
+    parser.add_argument(
+        "--start-method", default=None, help="multiprocessing's, for both (default: each's own)"
+    )
     parser.add_argument("--json", default=None, help="also write the results here")
     parser.add_argument("--one", nargs=2, metavar=("BACKEND", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -338,7 +347,7 @@ def main() -> None:
         elif what == "phases":
             row = phases(args.game)
         else:
-            row = measure(what, args.game, n, args.steps)
+            row = measure(what, args.game, n, args.steps, args.start_method)
         print(json.dumps(row))
         return
     from tqdm import tqdm
@@ -374,7 +383,8 @@ def main() -> None:
         for row in extra:
             print(json.dumps(row), flush=True)
     print(
-        f"\n{args.game}, contest preprocessing, {args.steps} steps; {info['cpu']}, "
+        f"\n{args.game}, contest preprocessing, {args.steps} steps, start method "
+        f"{args.start_method or 'default'}; {info['cpu']}, "
         f"{info['cores']} cores, {available_mb() / 1024:.0f} GiB available at the end; "
         f"start-up = construction to the first reset's return; MB = PSS of every process"
     )
