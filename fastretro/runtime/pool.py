@@ -182,7 +182,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
             self.skips_audio: tuple[bool, ...] = tuple(r.skips_audio for r in ready)
             #: Per env: the emulator's picture its observations are made from (see WorkerReady).
             self.observes_from: tuple[str, ...] = tuple(r.observes_from for r in ready)
-            self._create_buffers(action_mode, action_sizes, ready)
+            self._create_parts(action_mode, action_sizes, ready)
             prep = self.preprocessing
             if cfg.observe and (prep.grayscale or prep.resize is not None):
                 compile_kernels(prep, self.screen_shape, self._a["obs"][0], plan.backend == "ale")
@@ -196,8 +196,8 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
 
-    def _create_buffers(self, action_mode: int, action_sizes: tuple, ready: list) -> None:
-        """Create the shared memory, and the parent's collaborators that work on it."""
+    def _create_parts(self, action_mode: int, action_sizes: tuple, ready: list) -> None:
+        """Create the shared memory, and the parts of the pool that work on it."""
         n, cfg, pc, workers = self.num_envs, self.config, self.pool_config, self._workers
         same_step = self.autoreset_mode == AutoresetMode.SAME_STEP
         buffers = PoolBuffers.create(cfg, ready, same_step, len(action_sizes), len(self.info_names))
