@@ -371,11 +371,15 @@ def main() -> None:
     from tqdm import tqdm
 
     info = machine_info()
+    import fastretro
+
+    # The code measured: the fastretro imported (PYTHONPATH may name another tree) and its commit.
+    info["fastretro_path"] = os.path.dirname(os.path.dirname(fastretro.__file__))
     info["commit"] = subprocess.run(
         ["git", "describe", "--always", "--dirty"],
         capture_output=True,
         text=True,
-        cwd=os.path.dirname(os.path.abspath(__file__)),
+        cwd=info["fastretro_path"],
     ).stdout.strip()
     print(json.dumps({"bench": "size-machine", **info}), flush=True)
     # The kernels' on-disk cache filled first, so that no measurement includes compiling.
