@@ -212,8 +212,10 @@ def make_stepper(worker_loop, env, config, emu, table, setup, autoreset, info_na
             palette=palette,
             picture=picture,
         )
-        # Load the kernels now (from numba's cache, which the parent filled) so that the first
-        # step does not compile.
+        # Make sure of the kernels now, so that the first step does not compile: a forked
+        # worker finds them compiled in the memory it shares with the pool
+        # (workers.prepare_parent); a spawned one loads them from numba's cache, which the pool
+        # filled.
         write_obs.warm_up(emu.screen(), picture() if picture != emu.screen else None)
 
         def write_final_obs():
