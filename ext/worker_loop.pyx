@@ -355,8 +355,12 @@ cdef class EnvStepper:
         self.continue_game = False
         self.lives = 0
         # ALE counts lives itself; stable-retro's games have a ``lives`` RAM variable (the pool
-        # checks that they do before it starts).
-        self.read_lives = getattr(emulator, "lives", None) or self._lives_variable
+        # checks that they do before it starts). Not a method of this object: a stepper that
+        # referred to itself would outlive its worker until a garbage collection, and with it
+        # the emulator, which stable-retro allows once per process (worker threads,
+        # fastretro/runtime/threads.py, start the next one in the same process).
+        variables = self.variables
+        self.read_lives = getattr(emulator, "lives", None) or (lambda: variables()["lives"])
         self.raw_rewards = views["raw_rewards"]
         self.lives_out = views["lives"]
         self.game_over_out = views["game_over"]
@@ -437,9 +441,6 @@ cdef class EnvStepper:
         if self.sign_reward:
             r = (r > 0.0) - (r < 0.0)
         return r
-
-    def _lives_variable(self):
-        return self.variables()["lives"]
 
     cdef void _start_game(self) except *:
         # EnvPool's Reset: a new game unless a lost life ended the training episode (then the
