@@ -1,11 +1,13 @@
-"""The worker process: its envs' emulators, their rows of the shared buffers, the compiled loop.
+"""A worker: its envs' emulators, their rows of the shared buffers, the compiled loop.
 
 Life of a worker: create one emulator per env it runs (fastretro/runtime/backends/) -> report
 each env's :class:`~fastretro.runtime.protocol.WorkerReady` on the pipe -> attach the parent's
 shared segment (resetting its envs first when it replaces a dead worker) -> serve commands in
 ``fastretro.runtime._ext.worker_loop.run_loop`` until CLOSE, or until the parent disappears.
 An exception anywhere is sent to the parent with its traceback, and its envs' commands are
-completed so that the parent wakes up and re-raises it.
+completed so that the parent wakes up and re-raises it. :func:`serve` is that life, the same
+for every transport; :func:`worker_main` first sets up a worker process around it (a worker
+thread, fastretro/runtime/threads.py, calls :func:`serve` as it is).
 """
 
 from __future__ import annotations
@@ -83,20 +85,70 @@ def worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _batch_scheduling()
     _route_logs(log_queue)
+    from fastretro.runtime.shm import SharedBuffers
+
+    try:
+        serve(
+            worker,
+            envs,
+            config,
+            setups,
+            backend,
+            autoreset,
+            info_names,
+            conn,
+            parent.alive,
+            SharedBuffers.attach,
+        )
+    finally:
+        parent.close()
+        _flush_logs(log_queue)
+
+
+def serve(
+    worker: int,
+    envs: range,
+    config,
+    setups: list[GameSetup],
+    backend: str,
+    autoreset: int,
+    info_names: tuple[str, ...],
+    conn,
+    parent_alive,
+    attach,
+) -> None:
+    """Worker ``worker``'s life once its process (or thread) is set up: start, attach, serve.
+
+    The same code for every worker of a pool, whichever transport runs it: a worker process
+    (:func:`worker_main`) or a thread of the pool's own process
+    (:mod:`fastretro.runtime.threads`).
+
+    Args:
+        worker: this worker's index.
+        envs: the pool's env indices this worker runs.
+        config: the pool's :class:`~fastretro.config.EnvConfig`.
+        setups: each of ``envs``'s :class:`GameSetup`.
+        backend: the emulator backend's name.
+        autoreset: the pool's :class:`~fastretro.runtime.protocol.Autoreset` code.
+        info_names: the variables of the shared ``info`` rows, in column order.
+        conn: this worker's end of its pipe to the parent.
+        parent_alive: whether the pool still runs (checked while idle); False ends the worker.
+        attach: ``attach(layout, name)``: the pool's segment as an object with ``arrays`` and
+            ``close()``.
+    """
     from fastretro.runtime._ext import worker_loop
     from fastretro.runtime._ext.handshake import Handshake
-    from fastretro.runtime.shm import SharedBuffers
 
     buffers = handshake = None
     emulators: list = []
     try:
         tables, ready = _start_emulators(envs, setups, config, backend, emulators)
         conn.send(("ready", worker, ready))
-        msg = _recv_or_orphaned(conn, parent)
+        msg = _recv_or_orphaned(conn, parent_alive)
         if msg is None or msg[0] != "attach":
             return  # orphaned, or the pool gave up before attaching (("close",))
         _, layout, shm_name, restarting, spin = msg
-        buffers = SharedBuffers.attach(layout, shm_name)
+        buffers = attach(layout, shm_name)
         a = buffers.arrays
         handshake = Handshake(a["sem"], a["counter"], a["queue"])
         steppers = [
@@ -121,7 +173,7 @@ def worker_main(
             a["cmd"],
             a["arg"],
             PARENT_POLL_S,
-            parent.alive,
+            parent_alive,
             reseed,
             spin,
         )
@@ -144,8 +196,6 @@ def worker_main(
         if buffers is not None:
             buffers.close()
         conn.close()
-        parent.close()
-        _flush_logs(log_queue)
 
 
 def prepare_process() -> None:
@@ -347,9 +397,9 @@ class ParentWatch:
             self._fd = self._poll = None
 
 
-def _recv_or_orphaned(conn, parent: ParentWatch):
+def _recv_or_orphaned(conn, parent_alive):
     while not conn.poll(PARENT_POLL_S):
-        if not parent.alive():
+        if not parent_alive():
             return None
     return conn.recv()
 
