@@ -192,7 +192,7 @@ class PoolCounters:
 
     Args:
         timing: the shared ``timing`` array, one row per env.
-        workers: the pool's :class:`~fastretro.runtime.workers.WorkerSet` (its ``pids``,
+        workers: the pool's :class:`~fastretro.runtime.workers.WorkerSet` (its ``cpu_ids``,
             ``envs(w)`` and ``worker_of(env)``).
     """
 
@@ -231,8 +231,8 @@ class PoolCounters:
         )
 
     def _worker_cpu(self) -> tuple[np.ndarray, np.ndarray]:
-        pids = self.workers.pids
-        return pids, np.array([process_cpu_seconds(pid) for pid in pids])
+        ids = self.workers.cpu_ids  # pids, or a thread's id for a worker thread
+        return ids, np.array([process_cpu_seconds(i) for i in ids])
 
     def _per_env(self, per_worker: np.ndarray) -> np.ndarray:
         # A worker's CPU time, shared evenly among its envs (the totals stay exact).

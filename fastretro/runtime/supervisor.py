@@ -122,6 +122,8 @@ class Supervisor:
         self.any_restarted = False
         self._restart_times = np.full(len(workers.procs), -np.inf)
         cores, procs, spin = available_cores(), len(workers.procs), pc.spin
+        if spin is None and not workers.auto_spin:
+            spin = False  # worker threads (fastretro/runtime/threads.py says why)
         #: Whether the parent watches for a batch's end before sleeping: only where it has a
         #: core of its own beside every worker's.
         self.spins = spin if spin is not None else procs + 1 <= cores

@@ -4,7 +4,8 @@
 finalizer can free them all when a pool is garbage-collected or the interpreter exits without
 ``close()``. Worker ``w`` runs the envs ``pool_config.worker_envs(w)`` (one per worker with
 stable-retro). Nothing here steps an env: the pool writes commands and the handshake carries
-them; this module only deals with processes.
+them; this module only deals with processes (fastretro/runtime/threads.py: the same set as
+threads of the pool's own process).
 """
 
 from __future__ import annotations
@@ -43,11 +44,10 @@ class WorkerSet:
         info_names: the columns of the shared ``info`` rows.
     """
 
+    #: Whether ``spin=None`` lets the workers and the parent spin where the cores allow it.
+    auto_spin = True
+
     def __init__(self, env_config, pool_config, setups, backend, autoreset, info_names) -> None:
-        method = pool_config.start_method
-        if method is None:
-            method = "fork" if sys.platform.startswith("linux") else mp.get_all_start_methods()[0]
-        self.ctx = mp.get_context(method)
         self.pool_config = pool_config
         self._worker_args = (env_config, setups, backend, autoreset, info_names)
         n = pool_config.num_workers
@@ -58,7 +58,12 @@ class WorkerSet:
         self.handshake = None
         #: Seconds a worker watches for its next command before sleeping (0: it sleeps).
         self.spin = 0.0
-        self._log_queue = logs.worker_log_queue(self.ctx)
+        self.ctx, self._log_queue = self._context()
+
+    def _context(self) -> tuple[Any, Any]:
+        """The multiprocessing context the workers start in, and the queue they log to."""
+        ctx = mp.get_context(start_method(self.pool_config))
+        return ctx, logs.worker_log_queue(ctx)
 
     # -- which worker runs what -----------------------------------------------------------
 
@@ -74,6 +79,11 @@ class WorkerSet:
     def pids(self) -> np.ndarray:
         """Each worker's pid (-1 before it starts)."""
         return np.array([p.pid if p is not None and p.pid else -1 for p in self.procs], np.int64)
+
+    @property
+    def cpu_ids(self) -> np.ndarray:
+        """Per worker, the id whose ``/proc/<id>/stat`` counts its CPU time: its pid."""
+        return self.pids
 
     # -- starting ---------------------------------------------------------------------------
 
@@ -236,6 +246,22 @@ class WorkerSet:
         """Stop every worker (CLOSE, then kill what lingers) and free the shared memory."""
         deadline = time.monotonic() + timeout
         procs = [p for p in self.procs if p is not None]
+        self._ask_to_close(procs, deadline)
+        stopped = self._reap(procs, deadline)
+        for conn in self.conns:
+            if conn is not None:
+                conn.close()
+        self.procs, self.conns = [], []
+        if self.handshake is not None:
+            if stopped:  # a worker still running may yet post the semaphore
+                self.handshake.destroy()
+            self.handshake = None
+        if self.buffers is not None:
+            self.buffers.close()
+            self.buffers = None
+
+    def _ask_to_close(self, procs: list, deadline: float) -> None:
+        """Send every worker CLOSE and wait for them to take it (until ``deadline``)."""
         if self.handshake is not None and all(p.exitcode is None for p in procs):
             a = self.buffers.arrays
             a["cmd"][:] = Command.CLOSE
@@ -257,6 +283,9 @@ class WorkerSet:
                     conn.send(("close",))
                 except (BrokenPipeError, OSError):
                     pass
+
+    def _reap(self, procs: list, deadline: float) -> bool:
+        """Join the workers, killing what lingers past ``deadline``; whether all have stopped."""
         for proc in procs:
             proc.join(max(0.0, deadline - time.monotonic()))
         for proc in procs:
@@ -266,16 +295,15 @@ class WorkerSet:
         # A worker killed (by us or by a signal) may have died while writing a log record.
         if any((p.exitcode or 0) < 0 for p in procs):
             logs.retire(self.ctx.get_start_method())
-        for conn in self.conns:
-            if conn is not None:
-                conn.close()
-        self.procs, self.conns = [], []
-        if self.handshake is not None:
-            self.handshake.destroy()
-            self.handshake = None
-        if self.buffers is not None:
-            self.buffers.close()
-            self.buffers = None
+        return True
+
+
+def start_method(pool_config) -> str:
+    """The multiprocessing start method of ``pool_config``'s workers."""
+    method = pool_config.start_method
+    if method is None:
+        method = "fork" if sys.platform.startswith("linux") else mp.get_all_start_methods()[0]
+    return method
 
 
 def compile_kernels(
