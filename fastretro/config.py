@@ -35,6 +35,8 @@ DEFAULT_GAME = "Airstriker-Genesis-v0"
 SCENARIO_ENGINES = ("auto", "stable-retro")
 BACKENDS = ("auto", "stable-retro", "ale")
 FAILURE_POLICIES = ("raise", "restart")
+#: Where a pool's workers run (PoolConfig.workers): fastretro/runtime/threads.py for threads.
+WORKER_KINDS = ("processes", "threads")
 #: The named action sets (``EnvConfig.actions``); fastretro/runtime/actions.py maps each to the
 #: console's buttons.
 ACTION_SETS = (
@@ -373,6 +375,13 @@ class PoolConfig:
     copy: bool = False
     """Return copies of the observations; by default a read-only view of shared memory that
     the next call overwrites."""
+    workers: str = "processes"
+    """Where the workers run: ``"processes"`` (default), each in a process of its own; or
+    ``"threads"``, each in a thread of this process, over the same shared memory and
+    handshake: the in-process transport, for debugging (a breakpoint in an emulator stops in
+    your process). Threads share the GIL (no speed-up) and cannot be killed (so no
+    ``"restart"``, and no ``start_method``); with stable-retro, one emulator per process,
+    they run one env (ALE runs several). docs/pool.md, Transports."""
     start_method: str | None = None
     """multiprocessing start method; ``None``: "fork" on Linux, else the platform default."""
     on_worker_failure: str = "raise"
@@ -423,6 +432,12 @@ class PoolConfig:
                 "Expected on_worker_failure to be 'raise' or 'restart', got "
                 f"{self.on_worker_failure!r}"
             )
+        if self.workers not in WORKER_KINDS:
+            raise InvalidArgumentError(
+                f"Expected workers to be 'processes' or 'threads', got {self.workers!r}"
+            )
+        if self.workers == "threads":
+            self._check_threads()
         methods = mp.get_all_start_methods()
         if self.start_method is not None and self.start_method not in methods:
             raise InvalidArgumentError(
@@ -433,6 +448,19 @@ class PoolConfig:
             set_(self, "spin", bool(self.spin))
         if self.envs_per_worker is not None:
             set_(self, "envs_per_worker", _check_int("envs_per_worker", self.envs_per_worker, 1))
+
+    def _check_threads(self) -> None:
+        if self.on_worker_failure == "restart":
+            raise InvalidArgumentError(
+                "Expected on_worker_failure='raise' with workers='threads', got 'restart': a "
+                "thread cannot be killed, so a stuck worker thread cannot be replaced (use "
+                "workers='processes' to restart workers)"
+            )
+        if self.start_method is not None:
+            raise InvalidArgumentError(
+                f"Expected start_method=None with workers='threads' (they start no process), "
+                f"got {self.start_method!r}"
+            )
 
     def replace(self, **changes: Any) -> PoolConfig:
         """A copy with ``changes`` applied, checked again."""

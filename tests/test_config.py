@@ -100,6 +100,17 @@ def test_per_env_list_of_the_wrong_length_raises():
         ({"on_worker_failure": "retry"}, "Expected on_worker_failure to be 'raise' or 'restart'"),
         ({"start_method": "thread"}, "Expected start_method to be one of"),
         ({"envs_per_worker": 0}, "Expected envs_per_worker >= 1, got 0"),
+        ({"workers": "fibres"}, "Expected workers to be 'processes' or 'threads', got 'fibres'"),
+        (
+            {"workers": "threads", "on_worker_failure": "restart"},
+            "Expected on_worker_failure='raise' with workers='threads', got 'restart': a "
+            "thread cannot be killed",
+        ),
+        (
+            {"workers": "threads", "start_method": "spawn"},
+            "Expected start_method=None with workers='threads' (they start no process), "
+            "got 'spawn'",
+        ),
     ],
 )
 def test_bad_pool_fields_raise_naming_the_field(changes, message):

@@ -1,8 +1,9 @@
 """The pool contract, written once: call states, argument checks, seeds, closing and infos.
 
-Every transport of a vectorized pool (the process pool, :mod:`fastretro.runtime.pool`, and the
-Ray shards, :mod:`fastretro.integrations.ray`) keeps the same promises to its caller, and this
-module is where they are kept, so that the transports only move data:
+Every transport of a vectorized pool (the process pool, :mod:`fastretro.runtime.pool`, its
+in-process variant with worker threads, :mod:`fastretro.runtime.threads`, and the Ray shards,
+:mod:`fastretro.integrations.ray`) keeps the same promises to its caller, and this module is
+where they are kept, so that the transports only move data:
 
 - :class:`CallState`, gymnasium ``AsyncVectorEnv``'s explicit state machine (IDLE,
   WAITING_RESET, WAITING_STEP) with the checks every call makes: the pool is open (or says why

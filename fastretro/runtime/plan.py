@@ -22,6 +22,7 @@ from fastretro.runtime.backends import PER_PROCESS, choose_backend
 from fastretro.runtime.games import GameSetup, resolve_all
 from fastretro.runtime.protocol import WorkerReady
 from fastretro.runtime.stats import available_cores
+from fastretro.runtime.threads import check_backend
 from fastretro.runtime.worker import scenario_plan
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ class PoolPlan:
         if cfg.episodic_life and backend != "ale":
             _check_lives(setups)
         log.debug("emulator backend %s: %s", backend, why)
+        check_backend(backend, pc)  # what this process's own emulators allow (threads.py)
         per_process = PER_PROCESS[backend]
         if pc.envs_per_worker is None:
             # A worker per core where one process may hold several emulators: one wake-up then

@@ -51,6 +51,7 @@ from fastretro.runtime.snapshots import Snapshot, SnapshotSlots
 from fastretro.runtime.staging import ActionStaging
 from fastretro.runtime.stats import COLLECT, STAGE, WAIT, PoolCounters, PoolStats
 from fastretro.runtime.supervisor import RESTART_WINDOW_S, Supervisor
+from fastretro.runtime.threads import WORKER_SETS
 from fastretro.runtime.workers import LIVENESS_POLL_S, WorkerSet, compile_kernels
 
 __all__ = ["RESTART_WINDOW_S", "Snapshot", "State", "VecRetroEnv"]
@@ -153,7 +154,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
     def _start(self, plan: PoolPlan) -> None:
         """Start the workers, check what they run agrees, create the shared memory, attach."""
         cfg, pc = self.config, self.pool_config
-        workers = self._workers = WorkerSet(
+        workers = self._workers = WORKER_SETS[pc.workers](  # processes or threads
             cfg, pc, self.setups, plan.backend, Autoreset.of(self.autoreset_mode), self.info_names
         )
         sup = self._sup = Supervisor(
@@ -240,7 +241,7 @@ class VecRetroEnv(gymnasium.vector.VectorEnv):
 
     @property
     def worker_pids(self) -> tuple[int, ...]:
-        """Each worker process's pid (worker ``w`` runs env ``w`` with stable-retro)."""
+        """Each worker's pid (the pool's own with ``workers="threads"``)."""
         self._calls.check_open("worker_pids")
         return tuple(int(p) for p in self._workers.pids)
 

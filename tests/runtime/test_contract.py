@@ -1,9 +1,12 @@
 """The pool contract (fastretro/runtime/contract.py), run against every transport.
 
-Each test takes a ``transport``: the process pool (:class:`~fastretro.VecRetroEnv`) and the Ray
-shards (:class:`~fastretro.integrations.ray.RayVecRetroEnv`, two one-env shards on a local Ray,
-skipped where Ray is not installed). A transport only moves data: what a caller sees of the
-call states, the argument checks, the seeds, closing and the infos' names must not differ.
+Each test takes a ``transport``: the process pool (:class:`~fastretro.VecRetroEnv`), its
+worker threads (``workers="threads"``, the in-process transport) and the Ray shards
+(:class:`~fastretro.integrations.ray.RayVecRetroEnv`, two one-env shards on a local Ray, skipped
+where Ray is not installed). A transport only moves data: what a caller sees of the call
+states, the argument checks, the seeds, closing and the infos' names must not differ. Each
+transport says what it runs (``make``) and its no-op actions (``noop``, ``buttons``): two
+stable-retro envs cannot share one process, so the threads run ALE's Pong.
 """
 
 from __future__ import annotations
@@ -19,11 +22,15 @@ from conftest import GAME
 
 from fastretro import ActionError, ClosedError, InvalidArgumentError, StateMachineError, VecRetroEnv
 
-NOOP = np.zeros((2, 12), np.uint8)
+#: An Atari game for the transports whose envs share one process (ALE runs several there).
+ATARI = "Pong-Atari2600-v0"
 
 
 class ProcessPool:
     """The process pool: envs in worker processes, over shared memory."""
+
+    buttons = 12  # Airstriker's Genesis pad
+    noop = np.zeros((2, buttons), np.uint8)
 
     def make(self, num_envs: int = 2, *, restart: bool = False, send_recv: bool = False, **kw):
         if restart:
@@ -39,8 +46,26 @@ class ProcessPool:
         victim.join(5)
 
 
+class WorkerThreads:
+    """The in-process transport: the pool's workers as threads of this process, on ALE."""
+
+    buttons = 8  # the Atari 2600's, as stable-retro names them
+    noop = np.zeros((2, buttons), np.uint8)
+
+    def make(self, num_envs: int = 2, *, restart: bool = False, send_recv: bool = False, **kw):
+        pytest.importorskip("ale_py", reason="ALE is an optional extra: fastretro[atari]")
+        if restart:
+            pytest.skip("a thread cannot be killed or replaced: workers='threads' refuses restart")
+        if send_recv:
+            kw["batch_size"] = 1
+        return VecRetroEnv(ATARI, num_envs, backend="ale", workers="threads", **kw)
+
+
 class RayShards:
     """Ray shards: one local pool per actor, one env per shard (so two shards for two envs)."""
+
+    buttons = ProcessPool.buttons
+    noop = ProcessPool.noop
 
     def make(self, num_envs: int = 2, *, restart: bool = False, send_recv: bool = False, **kw):
         from fastretro.integrations.ray import RayVecRetroEnv
@@ -69,12 +94,12 @@ def local_ray():
         ray.shutdown()
 
 
-@pytest.fixture(params=["process", "ray"])
+@pytest.fixture(params=["process", "threads", "ray"])
 def transport(request):
     if request.param == "ray":
         request.getfixturevalue("local_ray")
         return RayShards()
-    return ProcessPool()
+    return WorkerThreads() if request.param == "threads" else ProcessPool()
 
 
 # -- the call-state machine -----------------------------------------------------------------
@@ -89,9 +114,9 @@ def test_step_before_reset_raises(transport):
                 "Cannot call step_async before reset: no env has been reset yet; call reset first"
             ),
         ):
-            env.step(NOOP)
+            env.step(transport.noop)
         env.reset()
-        env.step(NOOP)  # the refusal left the pool usable
+        env.step(transport.noop)  # the refusal left the pool usable
     finally:
         env.close()
 
@@ -104,18 +129,18 @@ def test_misuse_of_step_async_and_step_wait_raises_from_the_state_machine(transp
             StateMachineError, match=re.escape("Cannot call step_wait without a pending step_async")
         ):
             env.step_wait()
-        env.step_async(NOOP)
+        env.step_async(transport.noop)
         with pytest.raises(
             StateMachineError,
             match=re.escape("Cannot call step_async while a step is pending: call step_wait first"),
         ):
-            env.step_async(NOOP)
+            env.step_async(transport.noop)
         with pytest.raises(
             StateMachineError, match=re.escape("while a step is pending: call step_wait first")
         ):
             env.reset()
         env.step_wait()
-        env.step(NOOP)
+        env.step(transport.noop)
     finally:
         env.close()
 
@@ -130,7 +155,7 @@ def test_async_calls_refuse_while_others_are_running(transport):
                 "call async_reset first"
             ),
         ):
-            env.send(NOOP[:1], np.array([0]))
+            env.send(transport.noop[:1], np.array([0]))
         env.async_reset()
         with pytest.raises(StateMachineError, match="are running: recv them first"):
             env.async_reset()
@@ -145,7 +170,7 @@ def test_calls_after_close_raise_closed_error(transport):
     env.close()  # idempotent
     assert env.closed
     with pytest.raises(ClosedError, match=re.escape("Cannot call step_async: the pool is closed")):
-        env.step(NOOP)
+        env.step(transport.noop)
     with pytest.raises(ClosedError, match="the pool is closed"):
         env.reset()
 
@@ -188,11 +213,11 @@ def test_a_reset_mask_resets_only_its_envs(transport):
     try:
         env.reset()
         for _ in range(2):
-            *_, trunc, _ = env.step(NOOP)
+            *_, trunc, _ = env.step(transport.noop)
         assert trunc.tolist() == [True, True]
         env.reset(options={"reset_mask": np.array([True, False])})
         with pytest.raises(StateMachineError, match=re.escape("Envs [1] ended their episode")):
-            env.step(NOOP)
+            env.step(transport.noop)
     finally:
         env.close()
 
@@ -209,9 +234,9 @@ def test_a_first_reset_with_a_mask_leaves_the_other_envs_unreset(transport):
                 "call reset first"
             ),
         ):
-            env.step(NOOP)
+            env.step(transport.noop)
         env.reset()
-        env.step(NOOP)
+        env.step(transport.noop)
     finally:
         env.close()
 
@@ -238,7 +263,7 @@ def test_a_bad_seed_raises(transport, seed, message):
 
 def test_an_int_seed_gives_env_i_the_seed_plus_i(transport):
     # The seed drives the sticky-frame draws; over shards, env 1 must get 7 + 1 as well.
-    acts = np.random.default_rng(0).integers(0, 2, (12, 2, 12), dtype=np.uint8)
+    acts = np.random.default_rng(0).integers(0, 2, (12, 2, transport.buttons), dtype=np.uint8)
     env = transport.make(sticky_prob=0.5, grayscale=True, resize=(42, 42))
     try:
         runs = []
@@ -254,17 +279,20 @@ def test_an_int_seed_gives_env_i_the_seed_plus_i(transport):
 
 
 def test_bad_actions_raise_before_anything_is_sent(transport):
+    b = transport.buttons
     env = transport.make(observe=False)
     try:
         env.reset()
         with pytest.raises(
             ActionError,
-            match=re.escape("Expected actions of shape (2, 12) (num_envs, buttons), got (1, 12)"),
+            match=re.escape(
+                f"Expected actions of shape (2, {b}) (num_envs, buttons), got (1, {b})"
+            ),
         ):
-            env.step(NOOP[:1])
+            env.step(transport.noop[:1])
         with pytest.raises(ActionError, match=re.escape("Expected button actions of 0 or 1")):
-            env.step(NOOP + 2)
-        env.step(NOOP)  # nothing was sent: the pool is still idle
+            env.step(transport.noop + 2)
+        env.step(transport.noop)  # nothing was sent: the pool is still idle
     finally:
         env.close()
 
@@ -276,18 +304,18 @@ def test_a_replaced_worker_reports_worker_restarted(transport):
     env = transport.make(observe=False, restart=True)
     try:
         env.reset(seed=0)
-        env.step(NOOP)
+        env.step(transport.noop)
         transport.kill_first(env)
         deadline = time.monotonic() + 30
         while True:  # the pool sees the death at its next look (a step in flight may finish)
-            *_, trunc, infos = env.step(NOOP)
+            *_, trunc, infos = env.step(transport.noop)
             if "worker_restarted" in infos or time.monotonic() > deadline:
                 break
         assert infos["worker_restarted"].tolist() == [True, False]
         assert infos["_worker_restarted"].tolist() == [True, False]
         assert trunc.tolist() == [True, False]
         assert env.worker_restarts == 1
-        *_, infos = env.step(NOOP)
+        *_, infos = env.step(transport.noop)
         assert "worker_restarted" not in infos  # reported once
     finally:
         env.close()
