@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 RESTART_WINDOW_S = 30.0
 #: Where every worker has a core of its own (PoolConfig.spin), a worker watches for its next
 #: command this long before sleeping: long enough to cover the pool's own part of a round trip,
-#: short enough not to compete with the agent's threads (bench/bench_spin.py measures it).
+#: short enough not to compete with the agent's threads (bench/bench_overhead.py --spin).
 WORKER_SPIN_S = 100e-6
 #: ... and the parent watches for the batch's end up to this multiple of its recent waits,
 #: capped: a step that takes longer than usual ends in the usual sleep.
