@@ -127,21 +127,12 @@ class ThreadWorkerSet(WorkerSet):
 
     def start(self, worker: int) -> None:
         """Start worker ``worker``'s thread."""
-        env_config, setups, backend, autoreset, info_names = self._worker_args
-        envs = self.envs(worker)
         parent_conn, child_conn = mp.Pipe()
         thread = WorkerThread(
             target=serve,
             name=f"fastretro-worker-{worker}",
             args=(
-                worker,
-                envs,
-                env_config,
-                [setups[i] for i in envs],
-                backend,
-                autoreset,
-                info_names,
-                child_conn,
+                *self.serve_args(worker, child_conn),
                 self._pool_alive,
                 # Its own mapping of the segment, as a worker process has, not the pool's
                 # arrays: the pool makes the observations it hands out read-only (with one

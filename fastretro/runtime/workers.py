@@ -87,26 +87,23 @@ class WorkerSet:
 
     # -- starting ---------------------------------------------------------------------------
 
-    def start(self, worker: int) -> None:
-        """Start worker ``worker`` (at construction, or in place of a dead one)."""
+    def serve_args(self, worker: int, conn) -> tuple:
+        """What every worker starts with, whichever transport runs it: ``serve``'s first args.
+
+        ``conn`` is the worker's end of its pipe, the last of them.
+        """
         env_config, setups, backend, autoreset, info_names = self._worker_args
         envs = self.envs(worker)
+        own = [setups[i] for i in envs]
+        return (worker, envs, env_config, own, backend, autoreset, info_names, conn)
+
+    def start(self, worker: int) -> None:
+        """Start worker ``worker`` (at construction, or in place of a dead one)."""
         parent_conn, child_conn = self.ctx.Pipe()
         proc = self.ctx.Process(
             target=worker_main,
             name=f"fastretro-worker-{worker}",
-            args=(
-                worker,
-                envs,
-                env_config,
-                [setups[i] for i in envs],
-                backend,
-                autoreset,
-                info_names,
-                child_conn,
-                self._log_queue,
-                os.getpid(),
-            ),
+            args=(*self.serve_args(worker, child_conn), self._log_queue, os.getpid()),
             daemon=True,
         )
         proc.start()
