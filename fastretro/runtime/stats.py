@@ -141,7 +141,10 @@ class PoolStats:
         """Workers' CPU time over what the machine's cores could give them (0 to 1)."""
         if self.wall_s <= 0:
             return 0.0
-        return float(np.nansum(self.cpu_s) / (min(self.cores, len(self.cpu_s)) * self.wall_s))
+        used = np.nansum(self.cpu_s) / (min(self.cores, len(self.cpu_s)) * self.wall_s)
+        # CPU time comes in the kernel's clock ticks (10 ms): over a window of a few ticks the
+        # workers' sum can pass what the cores could give.
+        return float(min(used, 1.0))
 
     @property
     def frames_per_s(self) -> float:
