@@ -199,6 +199,11 @@ def run_bench(
                 "pool (inprocess: fastretro's shortcuts; inprocess-drawn: none); E = frames/s "
                 "/ L_same"
             ),
+            "E_lean": (
+                "frames/s / (min(num_envs, cores) x the lean row): the core's own work in a "
+                "minimal loop over stable-retro's API (buttons, frames, the observed pictures, "
+                "the RAM variables; lean: fastretro's core shortcuts, lean-drawn: none)"
+            ),
             "peer_preprocessing": "OpenCV" if OPENCV else "fastretro.runtime.kernels (no OpenCV)",
             "command": " ".join(["fastretro", "bench", *sys.argv[2:]]),
             "date": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -275,14 +280,20 @@ def run_limit(report, game: str | None = None, backend: str = "limit") -> float 
 #: Each pool's same-work reference (fastretro/runtime/inprocess.py): its frames/s times the
 #: cores the pool's envs can use is L_same, and the pool's frames/s over L_same its efficiency.
 SAME_WORK = {"fastretro": "inprocess", "fastretro-drawn": "inprocess-drawn"}
+#: Each pool's lean reference (peers.measure_lean): the core's own work in a minimal loop over
+#: stable-retro's API, so that E_lean also counts what a worker does beyond the core.
+LEAN_WORK = {"fastretro": "lean", "fastretro-drawn": "lean-drawn"}
 #: The peers each fastretro cell is compared with, and how the table names the ratio.
 PEERS = {"gymnasium": "gym", "ale-vector": "ALE-vec", "envpool": "EnvPool"}
 
 
-def efficiency(report, config: str, backend: str, n: int, game: str | None = None):
-    """E = frames/s / L_same, with L_same = min(n, cores) x the in-process frames/s."""
+def efficiency(report, config: str, backend: str, n: int, game: str | None = None, lean=False):
+    """E = frames/s / L_same, with L_same = min(n, cores) x the in-process frames/s.
+
+    ``lean``: E_lean, against the lean reference's frames/s instead.
+    """
     fps = _figure(report, config, backend, n, game)
-    ref = _figure(report, config, SAME_WORK.get(backend, ""), None, game)
+    ref = _figure(report, config, (LEAN_WORK if lean else SAME_WORK).get(backend, ""), None, game)
     if not fps or not ref:
         return None
     return fps / (min(n, report["machine"]["cores"]) * ref)
@@ -335,6 +346,9 @@ def format_table(report, markdown: bool = False) -> str:
                     e = efficiency(report, config, backend, n, game)
                     if e is not None:
                         notes.append(f"E {e:.2f}")
+                    e_lean = efficiency(report, config, backend, n, game, lean=True)
+                    if e_lean is not None:
+                        notes.append(f"E_lean {e_lean:.2f}")
                     if backend in ("sb3", "fastretro", "fastretro-drawn"):
                         for peer, name in PEERS.items():
                             other = _figure(report, config, peer, n, game)
@@ -468,7 +482,9 @@ def main(argv: list[str] | None = None) -> int:
         ". Frames = agent steps x frameskip; L = cores x bare em.step(),"
         " the median of the run's limit readings (one per config and round; the limit rows show"
         " their spread: the machine's noise); E = frames/s / L_same, L_same = min(envs, cores)"
-        " x the inprocess row (the same work in one process, no pool); L_ale = cores x ALE's"
+        " x the inprocess row (the same work in one process, no pool); E_lean: against the lean"
+        " row instead (the core's own work alone, a minimal stable-retro loop);"
+        " L_ale = cores x ALE's"
         " bare act() (Atari); fastretro skips drawing frames no observation uses and the FM"
         " chip's sound, fastretro-drawn does all the core's work, as L does."
     )

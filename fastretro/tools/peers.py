@@ -64,6 +64,8 @@ FAMILIES = {
             "limit",
             "inprocess",
             "inprocess-drawn",
+            "lean",
+            "lean-drawn",
             "single",
             "gymnasium",
             "sb3",
@@ -289,6 +291,61 @@ def measure_inprocess(game, config, num_envs, seconds, warmup, skip_work=True):
         env.close()
 
 
+def measure_lean(game, config, num_envs, seconds, warmup, skip_work=True):
+    """Agent steps/s of the core's own work alone: the lean reference of a pool's efficiency.
+
+    A minimal loop over stable-retro's API, as a worker's work would be with nothing of fastretro
+    around it: set the buttons, run the step's frames, read the picture of each frame an
+    observation uses (the last; the last two with max-pooling) and the RAM variables, and
+    start over at the scenario's end. No preprocessing, action table or sticky draws: whatever
+    the worker does beyond the core counts against the pool. With ``skip_work`` the frames
+    nobody looks at run undrawn and the FM chip silent, as a worker's do
+    (fastretro/runtime/headless.py), so that the pool and its reference run the same core work.
+    """
+    import stable_retro
+
+    from fastretro.runtime._ext import worker_loop
+    from fastretro.runtime.headless import (
+        AUDIO_SCRATCH_VALUES,
+        find_headless_frame,
+        find_silent_fm,
+    )
+
+    env = stable_retro.make(game, render_mode=None)
+    env.reset()
+    em, data = env.em, env.data
+    headless = find_headless_frame() if skip_work else None
+    undrawn = worker_loop.UndrawnFrame(headless, AUDIO_SCRATCH_VALUES) if headless else em.step
+    silent_fm = find_silent_fm() if skip_work else None
+    if silent_fm is not None:
+        worker_loop.install_silent_fm(silent_fm)
+    frames = config.frameskip
+    drawn = 2 if config.max_pool else 1 if config.observe else 0
+
+    def step(buttons):
+        em.set_button_mask(buttons, 0)
+        for f in range(frames):
+            if f >= frames - drawn:
+                em.step()
+                em.get_screen()
+            else:
+                undrawn()
+        data.update_ram()
+        data.lookup_all()
+        if data.is_done():
+            env.reset()
+
+    try:
+        return _timed_loop(step, random_actions(None), seconds, warmup)
+    finally:
+        env.close()
+
+
+def measure_lean_drawn(game, config, num_envs, seconds, warmup):
+    """The same, every frame drawn and its sound synthesized: the reference of fastretro-drawn."""
+    return measure_lean(game, config, num_envs, seconds, warmup, skip_work=False)
+
+
 def measure_inprocess_drawn(game, config, num_envs, seconds, warmup):
     """The same for ``fastretro-drawn``: every frame drawn, the FM chip's sound synthesized."""
     return measure_inprocess(game, config, num_envs, seconds, warmup, skip_work=False)
@@ -446,6 +503,8 @@ BACKENDS = {
     "limit-ale": (measure_limit_ale, False),
     "inprocess": (measure_inprocess, False),
     "inprocess-drawn": (measure_inprocess_drawn, False),
+    "lean": (measure_lean, False),
+    "lean-drawn": (measure_lean_drawn, False),
     "single": (measure_single, False),
     "gymnasium": (measure_gymnasium, True),
     "sb3": (measure_sb3, True),

@@ -49,6 +49,23 @@ def test_run_bench_writes_json_png_and_table(tmp_path):
     assert re.search(r"\(\d+\.\d\d L, E \d+\.\d\d, \d+\.\d\dx gym\)", table)
 
 
+def test_lean_references_run_the_core_alone_with_and_without_the_shortcuts(tmp_path):
+    report = bench.run_bench(
+        GAME,
+        configs=("contest",),
+        num_envs=(1,),
+        backends=("lean", "lean-drawn"),
+        seconds=0.2,
+        warmup=0.05,
+        out_dir=None,
+        progress=False,
+    )
+    got = {r["backend"]: r for r in report["results"]}
+    assert set(got) == {"lean", "lean-drawn"}
+    assert all(r["error"] is None and r["frames_per_s"] > 0 for r in got.values())
+    assert "E_lean" in report["settings"]
+
+
 def test_efficiency_divides_by_the_same_work_on_the_cores_the_envs_can_use():
     # L_same = min(num_envs, cores) x the in-process frames/s of the same work.
     def row(backend, n, fps):
@@ -73,6 +90,31 @@ def test_efficiency_divides_by_the_same_work_on_the_cores_the_envs_can_use():
     assert bench.efficiency(report, "rgb-fs1", "fastretro-drawn", 4) is None  # no reference
     table = bench.format_table(report, markdown=True)
     assert "| rgb-fs1 | fastretro | 800 (E 0.80) | 1,800 (E 0.90) |" in table
+
+
+def test_lean_efficiency_divides_by_the_cores_own_work():
+    # E_lean: the same division, by the lean loop's frames/s (the core's work alone).
+    def row(backend, n, fps):
+        return {"config": "contest", "backend": backend, "num_envs": n, "frames_per_s": fps}
+
+    report = {
+        "machine": {"cores": 2},
+        "settings": {
+            "configs": {"contest": {}},
+            "backends": ["inprocess", "lean", "fastretro"],
+            "num_envs": [2],
+            "game": GAME,
+        },
+        "results": [
+            row("inprocess", None, 1000.0),
+            row("lean", None, 1250.0),
+            row("fastretro", 2, 1800.0),
+        ],
+    }
+    assert bench.efficiency(report, "contest", "fastretro", 2, lean=True) == pytest.approx(0.72)
+    assert bench.efficiency(report, "contest", "fastretro-drawn", 2, lean=True) is None
+    table = bench.format_table(report, markdown=True)
+    assert "| contest | fastretro | 1,800 (E 0.90, E_lean 0.72) |" in table
 
 
 def _report(limits: dict, fastretro: float) -> dict:
@@ -166,8 +208,8 @@ def test_a_failed_or_absent_limit_reading_gives_no_ratio():
             {"backends": ("nope",)},
             InvalidArgumentError,
             "Unknown backend 'nope'; expected one of ['limit', 'limit-ale', 'inprocess', "
-            "'inprocess-drawn', 'single', 'gymnasium', 'sb3', 'fastretro-drawn', 'envpool', "
-            "'ale-vector', 'fastretro']",
+            "'inprocess-drawn', 'lean', 'lean-drawn', 'single', 'gymnasium', 'sb3', "
+            "'fastretro-drawn', 'envpool', 'ale-vector', 'fastretro']",
         ),
         ({"num_envs": (0,)}, InvalidArgumentError, "Expected every num_envs >= 1, got 0"),
         ({"seconds": 0}, InvalidArgumentError, "Expected seconds > 0, got 0"),
