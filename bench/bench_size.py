@@ -7,7 +7,8 @@ proportional set size (PSS, ``/proc/<pid>/smaps_rollup``) of the process and of 
 under it. PSS shares each page among the processes that map it, so the sum counts every page
 once: it is what the pool costs the machine. The peer is gymnasium's
 ``AsyncVectorEnv(shared_memory=True)`` over ``stable_retro.make(game, render_mode=None)`` and
-baselines' wrappers doing the same (fastretro/tools/peers.py).
+baselines' wrappers doing the same (fastretro/tools/peers.py). Last, each pool steps for
+``--rate-seconds`` (frames/s, all envs; the table gives each size's rate over the smallest's).
 
 ``--breakdown`` also shows what one of fastretro's workers holds (its smaps, mapping by mapping,
 summed by part) and what each step of a worker's start adds (memory and seconds, in a forked
@@ -15,7 +16,7 @@ child that takes the worker's steps one at a time).
 
 Prints one JSON line per measurement, then a markdown table.
 
-Run: ``python bench/bench_size.py [--num-envs 8 64 256] [--breakdown]``
+Run: ``python bench/bench_size.py [--num-envs 8 64 256] [--rate-seconds 5] [--breakdown]``
 """
 
 from __future__ import annotations
@@ -104,8 +105,10 @@ def build(backend: str, game: str, n: int, start_method: str | None = None):
     )
 
 
-def measure(backend: str, game: str, n: int, steps: int, start_method: str | None = None) -> dict:
-    """Start-up seconds and PSS of one pool, in this process (a fresh one)."""
+def measure(
+    backend: str, game: str, n: int, steps: int, start_method: str | None = None, rate_s=5.0
+) -> dict:
+    """Start-up seconds, PSS and frames/s of one pool, in this process (a fresh one)."""
     start, cpu = time.perf_counter(), time.process_time()
     env = build(backend, game, n, start_method)
     built = time.perf_counter()
@@ -121,6 +124,12 @@ def measure(backend: str, game: str, n: int, steps: int, start_method: str | Non
         me = rollup(os.getpid())
         kids = [rollup(p) for p in descendants(os.getpid())]
         kids = [k for k in kids if k]
+        # Then the step rate, at least rate_s seconds of whole batches.
+        done, begin = 0, time.perf_counter()
+        while time.perf_counter() - begin < rate_s:
+            env.step(actions[done % len(actions)])
+            done += 1
+        rate = done * n * CONFIGS["contest"].frameskip / (time.perf_counter() - begin)
     finally:
         env.close()
     pss = me["Pss"] + sum(k["Pss"] for k in kids)
@@ -142,6 +151,7 @@ def measure(backend: str, game: str, n: int, steps: int, start_method: str | Non
         "child_pss_mb_mean": float(np.mean([k["Pss"] for k in kids])) / MB,
         "child_uss_mb_mean": float(np.mean([private_kb(k) for k in kids])) / MB,
         "steps": steps,
+        "frames_per_s": rate,
     }
 
 
@@ -295,7 +305,7 @@ def _phases_child(worker, config, setup, conn) -> None:
 def run_one(args, backend: str, n: int) -> dict:
     """One measurement in a fresh process (``backend``: or "breakdown", "phases")."""
     cmd = [sys.executable, __file__, "--one", backend, str(n), "--game", args.game]
-    cmd += ["--steps", str(args.steps)]
+    cmd += ["--steps", str(args.steps), "--rate-seconds", str(args.rate_seconds)]
     if args.start_method:
         cmd += ["--start-method", args.start_method]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
@@ -319,9 +329,11 @@ def table(rows: list[dict]) -> str:
     by = {(r["backend"], r["num_envs"]): r for r in rows if "pss_mb_per_env" in r}
     lines = [
         "| envs | fastretro MB/env | gymnasium MB/env | ratio | fastretro start s (CPU s) "
-        "| gymnasium start s (CPU s) | fastretro worker private MB |",
-        "|---|---|---|---|---|---|---|",
+        "| gymnasium start s (CPU s) | fastretro worker private MB "
+        "| fastretro frames/s (x the fewest envs') | gymnasium frames/s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+    sizes = sorted({r["num_envs"] for r in rows})
 
     def cell(backend, n, field, fmt):
         r = by.get((backend, n))
@@ -332,14 +344,22 @@ def table(rows: list[dict]) -> str:
             f"{cell(backend, n, 'startup_s', '.2f')} ({cell(backend, n, 'startup_cpu_s', '.1f')})"
         )
 
-    for n in sorted({r["num_envs"] for r in rows}):
+    def rate(backend, n):
+        r, first = by.get((backend, n)), by.get((backend, sizes[0]))
+        if not r or "frames_per_s" not in r:
+            return "-"
+        ratio = f" ({r['frames_per_s'] / first['frames_per_s']:.2f}x)" if first else ""
+        return f"{r['frames_per_s']:,.0f}" + (ratio if backend == "fastretro" else "")
+
+    for n in sizes:
         f, g = by.get(("fastretro", n)), by.get(("gymnasium", n))
         ratio = f"{f['pss_mb_per_env'] / g['pss_mb_per_env']:.2f}x" if f and g else "-"
         lines.append(
             f"| {n} | {cell('fastretro', n, 'pss_mb_per_env', '.1f')} "
             f"| {cell('gymnasium', n, 'pss_mb_per_env', '.1f')} | {ratio} "
             f"| {start('fastretro', n)} | {start('gymnasium', n)} "
-            f"| {cell('fastretro', n, 'child_uss_mb_mean', '.1f')} |"
+            f"| {cell('fastretro', n, 'child_uss_mb_mean', '.1f')} "
+            f"| {rate('fastretro', n)} | {rate('gymnasium', n)} |"
         )
     return "\n".join(lines)
 
@@ -351,6 +371,9 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, nargs="+", default=[8, 64, 256])
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     parser.add_argument("--steps", type=int, default=50, help="steps before reading memory")
+    parser.add_argument(
+        "--rate-seconds", type=float, default=5.0, help="then step this long for frames/s"
+    )
     parser.add_argument("--breakdown", action="store_true", help="also what a worker holds")
     parser.add_argument(
         "--start-method", default=None, help="multiprocessing's, for both (default: each's own)"
@@ -365,7 +388,7 @@ def main() -> None:
         elif what == "phases":
             row = phases(args.game)
         else:
-            row = measure(what, args.game, n, args.steps, args.start_method)
+            row = measure(what, args.game, n, args.steps, args.start_method, args.rate_seconds)
         print(json.dumps(row))
         return
     from tqdm import tqdm

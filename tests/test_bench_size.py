@@ -14,7 +14,10 @@ BENCH = os.path.join(os.path.dirname(__file__), "..", "bench", "bench_size.py")
 
 def test_the_size_bench_measures_both_pools_and_a_worker():
     out = subprocess.run(
-        [sys.executable, BENCH, "--game", GAME, "--num-envs", "2", "--steps", "3", "--breakdown"],
+        [
+            *(sys.executable, BENCH, "--game", GAME, "--num-envs", "2", "--steps", "3"),
+            *("--rate-seconds", "0.3", "--breakdown"),
+        ],
         capture_output=True,
         text=True,
         timeout=600,
@@ -27,9 +30,11 @@ def test_the_size_bench_measures_both_pools_and_a_worker():
         assert "error" not in row, row.get("error")
         assert row["num_envs"] == 2 and row["processes"] >= 2
         assert row["pss_mb_per_env"] > 0 and row["startup_s"] > 0 and row["startup_cpu_s"] > 0
+        assert row["frames_per_s"] > 0
     (worker,) = [r for r in rows if r["bench"] == "size-worker"]
     assert "emulator core: zero-filled state (bss)" in worker["parts"]
     (phases,) = [r for r in rows if r["bench"] == "size-phases"]
     assert [p[0] for p in phases["phases"]][:2] == ["forked", "prepare_process (gc.freeze)"]
     assert "| envs | fastretro MB/env |" in out.stdout
+    assert "| 2 |" in out.stdout and "(1.00x) |" in out.stdout  # the smallest size's own rate
     assert "| part | PSS | private |" in out.stdout
