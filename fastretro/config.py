@@ -33,7 +33,7 @@ from fastretro.errors import InvalidArgumentError
 #: stable-retro's one game whose ROM it ships: every default runs without importing a ROM.
 DEFAULT_GAME = "Airstriker-Genesis-v0"
 SCENARIO_ENGINES = ("auto", "stable-retro")
-BACKENDS = ("auto", "stable-retro", "ale")
+BACKENDS = ("auto", "stable-retro", "ale", "libretro")
 FAILURE_POLICIES = ("raise", "restart")
 #: Where a pool's workers run (PoolConfig.workers): fastretro/runtime/threads.py for threads.
 WORKER_KINDS = ("processes", "threads")
@@ -156,9 +156,10 @@ class EnvConfig:
     backend: str = "auto"
     """The emulator that runs the game: ``"stable-retro"``, ``"ale"`` (ALE's Atari 2600
     emulator, for the Atari games whose ROM ale-py ships; ``pip install "fastretro[atari]"``),
-    or ``"auto"``: ALE where it can run every env with the same meaning (not while recording
-    ``.bk2`` movies, which replay on stable-retro's core), else stable-retro. The pool's
-    ``backends`` says which ran."""
+    ``"libretro"`` (stable-retro's Genesis core on fastretro's own frontend, several emulators
+    per process; Mega Drive games only, only when named), or ``"auto"``: ALE where it can run
+    every env with the same meaning (not while recording ``.bk2`` movies, which replay on
+    stable-retro's core), else stable-retro. The pool's ``backends`` says which ran."""
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise once, here

@@ -63,7 +63,10 @@ def test_replace_checks_again_and_as_options_round_trips():
         ({"reward_scale": float("nan")}, "Expected reward_scale to be a finite number, got nan"),
         ({"clip_reward": 0}, "Expected clip_reward to be None or a number > 0, got 0"),
         ({"noop_max": -1}, "Expected noop_max >= 0, got -1"),
-        ({"backend": "mame"}, "Expected backend to be one of ['auto', 'stable-retro', 'ale']"),
+        (
+            {"backend": "mame"},
+            "Expected backend to be one of ['auto', 'stable-retro', 'ale', 'libretro']",
+        ),
         ({"scenario_engine": "lua"}, "Expected scenario_engine to be 'auto' or 'stable-retro'"),
         ({"sequence_length": 4}, "sequence_length=4 needs observe=False"),
         ({"actions": "all"}, "Expected actions to be one of ['filtered', 'discrete'"),

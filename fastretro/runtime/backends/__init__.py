@@ -5,6 +5,9 @@
 - ``ale`` (:mod:`.ale`): the Atari 2600 games whose ROM ale-py ships, on ALE's emulator (about
   3.6 times faster than stable-retro's Stella core on the same ROM), several per process, with
   stable-retro's buttons (:mod:`.ale_games`), RAM variables (:mod:`.ale_ram`) and scenarios.
+- ``libretro`` (:mod:`.libretro`): stable-retro's Genesis core on fastretro's own libretro
+  frontend, a private copy of the core per emulator, so several per process; Mega Drive games
+  only, and only when named (``backend="libretro"``): ``"auto"`` never picks it.
 
 :mod:`.ale_games` also holds the Atari data both backends use without ALE running (its game
 table and action sets).
@@ -16,7 +19,7 @@ from fastretro.errors import InvalidArgumentError
 from fastretro.runtime.backends.base import Emulator
 
 #: backend name -> how many of its emulators one process may hold (None: any number)
-PER_PROCESS = {"stable-retro": 1, "ale": None}
+PER_PROCESS = {"stable-retro": 1, "ale": None, "libretro": None}
 
 
 def choose_backend(config, setups) -> tuple[str, str]:
@@ -26,10 +29,19 @@ def choose_backend(config, setups) -> tuple[str, str]:
     stable-retro; a backend named explicitly must be able to run them.
 
     Raises:
-        InvalidArgumentError: ``backend="ale"`` for envs ALE cannot run (the reason says why),
-            or ``"stable-retro"`` for a game whose ROM stable-retro lacks.
+        InvalidArgumentError: ``backend="ale"`` or ``"libretro"`` for envs that backend cannot
+            run (the reason says why), or ``"stable-retro"`` for a game whose ROM stable-retro
+            lacks.
     """
     from fastretro.runtime.games import ATARI_HINT, IMPORT_HINT, ale_runs
+
+    if config.backend == "libretro":
+        from fastretro.runtime.backends.libretro import refusal
+
+        why = refusal(config, setups)
+        if why is not None:
+            raise InvalidArgumentError(f"Cannot run on the libretro backend: {why}")
+        return "libretro", "backend='libretro'"
 
     if config.backend == "stable-retro":
         missing = sorted({s.game for s in setups if not s.rom_imported})
@@ -81,6 +93,10 @@ def make_emulator(backend: str, setup, config, env: int) -> Emulator:
         from fastretro.runtime.backends.ale import AleEmulator
 
         return AleEmulator(setup.game)
+    if backend == "libretro":
+        from fastretro.runtime.backends.libretro import LibretroEmulator
+
+        return LibretroEmulator(setup, config.skip_rendering, config.skip_audio)
     raise ValueError(f"unknown emulator backend {backend!r}")
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from fastretro.errors import GameNotFoundError, InvalidArgumentError
+from fastretro.runtime.backends.base import ConsoleActions
 
 #: stable-retro's Atari2600 buttons (``cores/stella.json``), ``""`` for its unnamed one; bit ``b``
 #: of a button mask is ``BUTTONS[b]``.
@@ -262,36 +263,14 @@ def mask_to_ale_table(game: str | None = None) -> np.ndarray:
 # Button filtering without stable-retro's emulator
 
 
-class AtariActions:
+class AtariActions(ConsoleActions):
     """What stable-retro's ``GameData`` tells action sets, for the Atari2600 core, without it.
 
-    ``filter_action`` and ``valid_actions`` follow stable-retro's filtered actions over the
-    core's button groups (``cores/stella.json``: ``[], UP, DOWN`` / ``[], LEFT, RIGHT`` /
-    ``[], BUTTON``): in each group at most one combo stays pressed, and a mask that presses two
-    of a group's combos (UP with DOWN) keeps neither; buttons in no group (SELECT, RESET) are
-    dropped. ``tests/runtime/test_ale_backend.py`` compares both with stable-retro's own.
+    :class:`~fastretro.runtime.backends.base.ConsoleActions` over the core's button groups
+    (``cores/stella.json``: ``[], UP, DOWN`` / ``[], LEFT, RIGHT`` / ``[], BUTTON``); buttons in
+    no group (SELECT, RESET) are dropped. ``tests/runtime/test_ale_backend.py`` compares both
+    with stable-retro's own.
     """
 
     def __init__(self) -> None:
-        import stable_retro
-
-        groups = stable_retro.get_system_info("Atari2600")["actions"]
-        # In the order stable-retro's valid_actions() gives them (sorted), which the discrete
-        # action sets' decoding follows.
-        self._groups = sorted([combo_mask(c) for c in group] for group in groups)
-
-    def valid_actions(self) -> list[list[int]]:
-        """The button masks of each group's combos (stable-retro's ``valid_actions()``)."""
-        return [list(group) for group in self._groups]
-
-    def filter_action(self, mask: int) -> int:
-        """``mask`` as stable-retro's FILTERED action mode applies it."""
-        out = 0
-        for group in self._groups:
-            bits = 0
-            for combo in group:
-                bits |= combo
-            pressed = mask & bits
-            if pressed in group:
-                out |= pressed
-        return out
+        super().__init__("Atari2600", BUTTONS)

@@ -1,7 +1,8 @@
-"""The RAM variables of stable-retro's Atari integrations, decoded from ALE's 128 bytes of RAM.
+"""The RAM variables of stable-retro's integrations, decoded from a copy of the console's RAM.
 
-``data.json``'s "info" variables, decoded from ``ALEInterface.getRAM()`` exactly as
-stable-retro's ``GameData.lookup_all()`` decodes them from its own copy of that RAM: what
+``data.json``'s "info" variables, decoded from ``ALEInterface.getRAM()`` (or the Genesis core's
+RAM, fastretro/runtime/backends/libretro.py) exactly as stable-retro's ``GameData.lookup_all()``
+decodes them from its own view of that RAM: what
 :class:`~fastretro.runtime.backends.ale.AleEmulator` reports as ``variables()``, and what the
 scenarios read.
 """
@@ -85,7 +86,7 @@ def _byte_weights(type_: str, width: int) -> list[int]:
 
 
 class RamDecoder:
-    """``data.json``'s RAM variables, decoded from the 2600's 128 bytes as stable-retro does.
+    """``data.json``'s RAM variables, decoded from a console's RAM as stable-retro does.
 
     The variables are compiled once into a plan (one uint64 row per variable: the RAM index and
     the weight of each byte, the digit table, the sign extension and the mask, as stable-retro's
@@ -104,6 +105,11 @@ class RamDecoder:
     past its end (stable-retro would read past the RAM block) is left out too. Both are listed in
     :attr:`skipped` (no stable-retro Atari integration has either).
 
+    Some cores keep their RAM in words of the host's byte order that stable-retro reads through
+    an overlay (``cores/*.json``'s "overlay"): Genesis Plus GX's 68000 RAM is little-endian
+    16-bit words that stable-retro reads as big-endian ones, so byte ``i`` of the console's RAM
+    is byte ``i ^ 1`` of the core's. ``swap`` is that XOR, applied to every byte's index.
+
     Attributes:
         names: the decoded variables, in ``data.json`` order.
         plan: uint64 ``(len(names), 20)``, the compiled plan.
@@ -111,8 +117,18 @@ class RamDecoder:
         skipped: ``{name: why}`` for the variables left out.
     """
 
-    def __init__(self, info: Mapping, base: int = RAM_BASE, size: int = RAM_SIZE) -> None:
-        """Compile ``info`` (``data.json``'s "info") for a RAM of ``size`` bytes at ``base``."""
+    def __init__(
+        self, info: Mapping, base: int = RAM_BASE, size: int = RAM_SIZE, swap: int = 0
+    ) -> None:
+        """Compile ``info`` (``data.json``'s "info") for a RAM of ``size`` bytes at ``base``.
+
+        ``swap``: the XOR that turns the console's byte index into the core's (0: none; 1 for
+        a 16-bit overlay on a little-endian host). ``size`` must be a multiple of ``swap + 1``.
+        """
+        if swap < 0 or size % (swap + 1):
+            raise InvalidArgumentError(
+                f"Expected swap >= 0 and size a multiple of swap + 1, got {swap} and {size}"
+            )
         names: list[str] = []
         rows: list[np.ndarray] = []
         self.skipped: dict[str, str] = {}
@@ -125,7 +141,7 @@ class RamDecoder:
             self.skipped = dict.fromkeys(info, why)
             info = {}
         for name, var in info.items():
-            row, why = _plan_row(var, base, size)
+            row, why = _plan_row(var, base, size, swap)
             if row is None:
                 self.skipped[name] = why
             else:
@@ -159,7 +175,7 @@ class RamDecoder:
         return dict(zip(self.names, self._out.tolist()))
 
 
-def _plan_row(var: Mapping, base: int, size: int) -> tuple[np.ndarray | None, str]:
+def _plan_row(var: Mapping, base: int, size: int, swap: int) -> tuple[np.ndarray | None, str]:
     type_ = var["type"]
     address = var["address"]
     if not isinstance(type_, str) or len(type_) < 3:
@@ -180,7 +196,7 @@ def _plan_row(var: Mapping, base: int, size: int) -> tuple[np.ndarray | None, st
     row = np.zeros(_PLAN_COLUMNS, np.uint64)
     weights = _byte_weights(type_, width)
     for k, weight in enumerate(weights):
-        row[_COL_INDEX + k] = address - base + k
+        row[_COL_INDEX + k] = (address - base + k) ^ swap
         row[_COL_SHIFT + k] = weight
     row[_COL_DIGITS] = {"d": _DIGIT_BCD, "n": _DIGIT_LN_BCD}.get(type_[-2], _DIGIT_RAW)
     if type_[-2] == "i" and 1 <= width < 8:

@@ -16,9 +16,11 @@ is, so the worker tests ``emu.screen_gray is not None`` instead of asking for a 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
+
+from fastretro.errors import InvalidArgumentError
 
 
 class Emulator(abc.ABC):
@@ -120,3 +122,57 @@ class Emulator(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - most emulators need nothing
         """Free what the emulator holds."""
+
+
+class ConsoleActions:
+    """What stable-retro's ``GameData`` tells action sets about a console, without a GameData.
+
+    The ``data`` of an emulator that runs without stable-retro's own (ALE, libretro):
+    ``filter_action`` and ``valid_actions`` as stable-retro computes them from the console's
+    button groups (``cores/*.json``'s "actions", src/data.cpp ``setActions`` and
+    ``filterAction``). Each group is keyed by the mask of all its buttons and holds the set of
+    its combos' masks, in the order of those keys; in each group at most one combo stays
+    pressed, and a mask that presses two of a group's combos (UP with DOWN) keeps neither;
+    buttons in no group are dropped.
+
+    Args:
+        system: stable-retro's system name, e.g. ``"Genesis"``.
+        buttons: the console's button names (bit ``b`` of a mask is ``buttons[b]``).
+    """
+
+    def __init__(self, system: str, buttons: Sequence[str]) -> None:
+        import stable_retro
+
+        index = {b: i for i, b in enumerate(buttons) if b}
+        groups: dict[int, list[int]] = {}
+        for group in stable_retro.get_system_info(system)["actions"]:
+            combos = set()
+            for combo in group:
+                unknown = [b for b in combo if b not in index]
+                if unknown:
+                    raise InvalidArgumentError(
+                        f"Unknown {system} button(s) {unknown}: expected names in {list(index)}"
+                    )
+                combos.add(sum(1 << index[b] for b in set(combo)))
+            key = 0
+            for combo in combos:
+                key |= combo
+            # std::map::emplace keeps the first group of a key.
+            groups.setdefault(key, sorted(combos))
+        self._groups = [groups[key] for key in sorted(groups)]
+
+    def valid_actions(self) -> list[list[int]]:
+        """The button masks of each group's combos (stable-retro's ``valid_actions()``)."""
+        return [list(group) for group in self._groups]
+
+    def filter_action(self, mask: int) -> int:
+        """``mask`` as stable-retro's FILTERED action mode applies it."""
+        out = 0
+        for group in self._groups:
+            bits = 0
+            for combo in group:
+                bits |= combo
+            pressed = mask & bits
+            if pressed in group:
+                out |= pressed
+        return out

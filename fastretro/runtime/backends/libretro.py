@@ -1,0 +1,245 @@
+"""stable-retro's Genesis core on fastretro's own libretro frontend: several per process.
+
+stable-retro allows one emulator per process: its frontend loads a core's shared library once,
+and a core keeps its state in that library's globals. :class:`LibretroEmulator` runs the same
+core file (Genesis Plus GX, ``stable_retro/cores/genesis_plus_gx_libretro.so``) through
+fastretro's frontend (ext/libretro.pyx), which gives each emulator a private copy of the
+library, so one worker process may hold several Genesis emulators, as the ALE backend does.
+
+Everything an env sees follows stable-retro: the core is given the same answers by its
+frontend, the ROM is loaded and started the same way (one frame when the ROM is loaded, one
+more when the env is made, then the integration's start state and one frame per episode), the
+screen is converted as ``em.get_screen()`` converts it, the RAM variables are decoded as
+``GameData.lookup_all()`` decodes them (:class:`~fastretro.runtime.backends.ale_ram.RamDecoder`
+over the core's RAM, through stable-retro's byte-swapping overlay), and the buttons are
+filtered as its ``GameData`` filters them. ``tests/runtime/test_libretro.py`` compares screens,
+variables and rewards with plain stable-retro frame by frame.
+
+Only Mega Drive games run here (other systems' cores have not been checked), without ``.bk2``
+movies (stable-retro's own) and without Lua scenarios (stable-retro's own engine):
+:func:`refusal` says why a pool cannot run on this backend.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from fastretro.errors import InvalidArgumentError
+from fastretro.runtime.backends.ale_ram import RamDecoder
+from fastretro.runtime.backends.base import ConsoleActions, Emulator
+from fastretro.runtime.games import GameSetup, integrations
+
+#: The one system this backend runs, and the picture stable-retro takes of it (``width,
+#: height``: its ``Emulator::fixScreenSize`` for a Mega Drive ROM).
+SYSTEM = "Genesis"
+SCREEN_SIZE = (320, 224)
+
+#: stable-retro's RAM overlays (``cores/*.json``'s "overlay") this backend reads, as the XOR
+#: they apply to a byte's index on a little-endian host.
+_OVERLAY_SWAP = {None: 0, ("=", ">", 2): 1}
+
+
+def refusal(config, setups: Sequence[GameSetup]) -> str | None:
+    """Why the libretro backend cannot run these envs as ``config`` asks, or ``None``."""
+    from fastretro.runtime.games import IMPORT_HINT
+
+    missing = sorted({s.game for s in setups if not s.rom_imported})
+    if missing:
+        return f"the ROM of {missing[0]} is not imported into stable-retro: {IMPORT_HINT}"
+    others = sorted({s.game for s in setups if game_system(s.game) != SYSTEM})
+    if others:
+        return (
+            f"{others[0]} is a {game_system(others[0])} game; the libretro backend runs Genesis "
+            "(Mega Drive) games only"
+        )
+    if config.record is not None:
+        return "the pool records .bk2 movies, which are stable-retro's own"
+    unplanned = [s for s in setups if s.scenario_plan is None]
+    if config.scenario_engine == "stable-retro" or unplanned:
+        why = unplanned[0].scenario_plan_why_not if unplanned else "scenario_engine=stable-retro"
+        return f"the scenario needs stable-retro's own engine ({why})"
+    return None
+
+
+def game_system(game: str) -> str:
+    """stable-retro's system of ``game``'s imported ROM (``"Genesis"``, ``"Snes"``, ...)."""
+    import stable_retro
+
+    return stable_retro.get_romfile_system(stable_retro.data.get_romfile_path(game, integrations()))
+
+
+def start_state(setup: GameSetup) -> bytes | None:
+    """The save state an episode starts from, as ``RetroEnv`` finds it; ``None``: the ROM's own.
+
+    A path or a state of the integration named by ``setup.state``, else the integration's
+    ``metadata.json`` ``default_player_state[0]`` or ``default_state``. States are stored
+    gzip'd.
+    """
+    import stable_retro.data as retro_data
+
+    inttype = integrations()
+    name = setup.state
+    if name is None:
+        try:
+            with open(retro_data.get_file_path(setup.game, "metadata.json", inttype)) as f:
+                metadata = json.load(f)
+        except (OSError, TypeError, json.JSONDecodeError):
+            metadata = {}
+        players = metadata.get("default_player_state") or []
+        name = players[0] if players else metadata.get("default_state")
+        if name is None:
+            return None
+    path = name if os.path.isfile(name) else None
+    if path is None:
+        path = retro_data.get_file_path(
+            setup.game, name if name.endswith(".state") else name + ".state", inttype
+        )
+    with gzip.open(path, "rb") as f:
+        return f.read()
+
+
+def scenario_crop(setup: GameSetup) -> tuple[int, int, int, int]:
+    """The scenario's ``crop`` (``x, y, w, h``; zeros: none), as ``GameData.crop_info(0)``."""
+    from fastretro.runtime.games import _scenario_path
+
+    with open(_scenario_path(setup.game, setup.scenario)) as f:
+        scenario = json.load(f)
+    if "crops" in scenario:
+        raise InvalidArgumentError(
+            f"Cannot run {setup.game} on the libretro backend: its scenario has per-player "
+            "'crops', which only stable-retro reads"
+        )
+    crop = scenario.get("crop")
+    return (0, 0, 0, 0) if crop is None else tuple(int(v) for v in crop[:4])
+
+
+class LibretroEmulator(Emulator):
+    """A Genesis game on a private copy of stable-retro's Genesis Plus GX core.
+
+    Args:
+        setup: the env's game, state and scenario (a Mega Drive game; see :func:`refusal`).
+        skip_rendering: run undrawn frames without their picture (part 4 of issue 37; not yet
+            here: every frame is drawn).
+        skip_audio: silence the FM chip while its timers are stopped (not yet here).
+
+    Attributes:
+        core: the emulator (:class:`fastretro.runtime._ext.libretro.Core`).
+        decoder: the game's RAM variables (:class:`RamDecoder` over the core's RAM).
+
+    Raises:
+        InvalidArgumentError: the game is not a Mega Drive game, or its scenario has per-player
+            crops.
+    """
+
+    backend = "libretro"
+
+    def __init__(
+        self, setup: GameSetup, skip_rendering: bool = True, skip_audio: bool = True
+    ) -> None:
+        import stable_retro
+
+        from fastretro.runtime._ext.libretro import Core
+
+        system = game_system(setup.game)
+        if system != SYSTEM:
+            raise InvalidArgumentError(
+                f"Cannot run {setup.game} on the libretro backend: it is a {system} game, and "
+                "the libretro backend runs Genesis (Mega Drive) games only"
+            )
+        info = stable_retro.get_system_info(system)
+        self.game, self.buttons = setup.game, setup.buttons
+        self._crop = scenario_crop(setup)
+        self._initial = start_state(setup)
+        rom = stable_retro.data.get_original_romfile_path(setup.game, integrations())
+        self.core = Core(stable_retro.get_core_path(system), stable_retro.core_path())
+        try:
+            self.core.load_game(rom, *SCREEN_SIZE)
+            # RetroEnv runs one more frame once its data is configured.
+            self.core.run()
+        except BaseException:
+            self.core.close()
+            raise
+        self._ram = self.core.system_ram()
+        overlay = info.get("overlay")
+        swap = _OVERLAY_SWAP[None if overlay is None else tuple(overlay)]
+        data_json = stable_retro.data.get_file_path(setup.game, "data.json", integrations())
+        variables = {}
+        if data_json:
+            with open(data_json) as f:
+                variables = json.load(f).get("info", {})
+        self.decoder = RamDecoder(variables, info["rambase"], len(self._ram), swap)
+        #: Button filtering and combos for action sets (stable-retro's GameData's, without it).
+        self.data = ConsoleActions(system, self.buttons)
+        # Two pictures used in turn: the worker keeps one while it takes the next (max-pooling).
+        shape = (self.core.height, self.core.width, 3)
+        self._pictures = (np.zeros(shape, np.uint8), np.zeros(shape, np.uint8))
+        self._turn = 0
+
+    def start(self) -> None:
+        """Begin an episode as ``RetroEnv.reset``: the start state, nothing pressed, a frame."""
+        if self._initial is not None and not self.core.unserialize(self._initial):
+            raise InvalidArgumentError(f"Genesis Plus GX refused the start state of {self.game}")
+        self.core.press(0)
+        self.core.run()
+
+    def press(self, mask: int) -> None:  # noqa: D102
+        self.core.press(mask)
+
+    def frame(self, draw: bool = True) -> None:
+        """Run one frame (every frame is drawn)."""
+        self.core.run()
+
+    def screen(self) -> np.ndarray:
+        """The last picture, RGB uint8 ``(224, 320, 3)``; a buffer reused by the call after next."""
+        self._turn ^= 1
+        return self.core.screen_into(self._pictures[self._turn])
+
+    def screen_into(self, out: np.ndarray) -> np.ndarray:
+        """Write the last picture into ``out`` (uint8 ``(224, 320, 3)``, C-contiguous)."""
+        return self.core.screen_into(out)
+
+    def ram(self) -> np.ndarray:
+        """The core's 64 KB of 68000 RAM, uint8, aliasing the core's memory.
+
+        Its 16-bit words are byte-swapped: data.json address ``A`` is
+        ``ram()[(A - 0xFF0000) ^ 1]``.
+        """
+        return self._ram
+
+    def variables(self) -> dict[str, int]:
+        """The integration's RAM variables, decoded as stable-retro's ``lookup_all()``."""
+        return self.decoder(self._ram)
+
+    def window(self) -> tuple[int, int, int, int]:
+        """The scenario's crop of the screen, ``(top, left, height, width)``, as stable-retro."""
+        w, h = self.core.width, self.core.height
+        x, y, cw, ch = self._crop
+        x1 = w if (not cw or x + cw > w) else x + cw
+        y1 = h if (not ch or y + ch > h) else y + ch
+        return y, x, y1 - y, x1 - x
+
+    def save_state(self) -> bytes:
+        """The core's whole state (``retro_serialize``), as stable-retro's ``em.get_state()``."""
+        return self.core.serialize()
+
+    def load_state(self, state: bytes) -> None:
+        """Go back to a state from :meth:`save_state` (of the same game).
+
+        Raises:
+            InvalidArgumentError: the core does not accept ``state``.
+        """
+        if not self.core.unserialize(state):
+            raise InvalidArgumentError(
+                f"Expected a save state of {self.game} from save_state(), got {len(state)} bytes "
+                "that Genesis Plus GX does not accept"
+            )
+
+    def close(self) -> None:
+        """Unload the core's copy (the RAM view dies with it)."""
+        self._ram = None
+        self.core.close()
