@@ -1,0 +1,287 @@
+"""The libretro backend: several Genesis emulators per process, each matching plain stable-retro.
+
+stable-retro runs in a spawned process (one emulator per process, never one in the test
+process); the libretro emulators run here, several at once, each on its own copy of the core.
+Pictures are compared by digest, frame by frame.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing as mp
+import os
+import re
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+import pytest
+
+from fastretro import VecRetroEnv
+from fastretro.errors import InvalidArgumentError
+from fastretro.runtime._ext.worker_loop import VariableScenario
+from fastretro.runtime.backends import libretro
+from fastretro.runtime.backends.libretro import LibretroEmulator
+from fastretro.runtime.games import resolve
+
+GAME = "Airstriker-Genesis-v0"
+DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data")
+FRAMES = 300
+
+
+def _masks(seed: int) -> list[int]:
+    """Seeded random button masks, one a frame, over the Genesis's 12 buttons."""
+    return np.random.default_rng(seed).integers(0, 1 << 12, FRAMES).tolist()
+
+
+def _digest(picture: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(picture).tobytes()).hexdigest()
+
+
+def _retro_runs(sequences: list[list[int]]) -> tuple[list[dict], dict]:
+    """Plain stable-retro (``RetroEnv.step``, filtered actions): one episode per sequence.
+
+    Also the button groups and the filter of every mask, as its ``GameData`` gives them.
+    """
+    import stable_retro
+
+    runs, actions = [], {}
+    for masks in sequences:
+        env = stable_retro.make(GAME, render_mode=None)
+        actions["valid"] = env.data.valid_actions()
+        actions["filtered"] = [env.data.filter_action(m) for m in range(1 << 12)]
+        env.reset()
+        run = {"screens": [], "variables": [], "rewards": [], "dones": []}
+        for mask in masks:
+            buttons = ((mask >> np.arange(12)) & 1).astype(np.uint8)
+            obs, reward, done, _, info = env.step(buttons)
+            run["screens"].append(_digest(obs))
+            run["variables"].append(dict(info))
+            run["rewards"].append(float(reward))
+            run["dones"].append(bool(done))
+        env.close()
+        del env
+        runs.append(run)
+    return runs, actions
+
+
+@pytest.fixture(scope="module")
+def retro() -> tuple[list[dict], dict]:
+    """stable-retro's runs of the sequences seeded 0, 1 and 2, and its action filtering."""
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as ex:
+        return ex.submit(_retro_runs, [_masks(seed) for seed in range(3)]).result(timeout=300)
+
+
+@pytest.fixture(scope="module")
+def reference(retro) -> list[dict]:
+    """stable-retro's run of each of the sequences seeded 0, 1 and 2."""
+    return retro[0]
+
+
+def _libretro_runs(count: int) -> list[dict]:
+    """``count`` libretro emulators in this process, stepped in turn, frame by frame."""
+    setup = resolve(GAME)
+    emulators = [LibretroEmulator(setup) for _ in range(count)]
+    try:
+        runs, scenarios = [], []
+        for emu in emulators:
+            emu.start()
+            scenario = VariableScenario(setup.scenario_plan)
+            scenario.start(emu.variables())
+            scenarios.append(scenario)
+            runs.append({"screens": [], "variables": [], "rewards": [], "dones": []})
+        sequences = [_masks(seed) for seed in range(count)]
+        for frame in range(FRAMES):
+            for emu, scenario, run, masks in zip(emulators, scenarios, runs, sequences):
+                emu.press(emu.data.filter_action(masks[frame]))
+                emu.frame()
+                values = emu.variables()
+                reward, done = scenario.evaluate(values)
+                run["screens"].append(_digest(emu.screen()))
+                run["variables"].append(values)
+                run["rewards"].append(float(reward))
+                run["dones"].append(bool(done))
+        return runs
+    finally:
+        for emu in emulators:
+            emu.close()
+
+
+def _assert_same_run(got: dict, want: dict, which: str) -> None:
+    for key in ("screens", "variables", "rewards", "dones"):
+        mismatch = next((f for f, (g, w) in enumerate(zip(got[key], want[key])) if g != w), None)
+        assert mismatch is None, f"{which}: {key} differ from stable-retro's at frame {mismatch}"
+
+
+def test_one_emulator_matches_plain_stable_retro_frame_by_frame(reference):
+    (run,) = _libretro_runs(1)
+    assert sum(run["rewards"]) > 0, "the sequence should score, or rewards prove nothing"
+    assert len(set(run["screens"])) > FRAMES // 2
+    _assert_same_run(run, reference[0], "emulator 0")
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_several_emulators_in_one_process_each_match_their_own_reference(reference, count):
+    # Different buttons per emulator: a global shared between copies would show as a mismatch.
+    runs = _libretro_runs(count)
+    assert len({tuple(r["screens"]) for r in runs}) == count
+    for k, run in enumerate(runs):
+        _assert_same_run(run, reference[k], f"emulator {k} of {count}")
+
+
+def test_buttons_are_filtered_and_grouped_as_stable_retros_game_data(retro):
+    emu = LibretroEmulator(resolve(GAME))
+    try:
+        assert emu.data.valid_actions() == retro[1]["valid"]
+        assert [emu.data.filter_action(m) for m in range(1 << 12)] == retro[1]["filtered"]
+    finally:
+        emu.close()
+
+
+def test_each_emulator_has_its_own_copy_of_the_core():
+    setup = resolve(GAME)
+    one, two = LibretroEmulator(setup), LibretroEmulator(setup)
+    try:
+        assert one.core.base_address != two.core.base_address
+        assert one.ram().ctypes.data != two.ram().ctypes.data
+    finally:
+        one.close()
+        two.close()
+
+
+def test_the_ram_reads_as_stable_retros_memory_map():
+    # data.json's "score" (>u4 at 16712270, 0xFF024E) through the core's byte-swapped words.
+    emu = LibretroEmulator(resolve(GAME))
+    try:
+        emu.start()
+        for mask in _masks(0):
+            emu.press(emu.data.filter_action(mask))
+            emu.frame()
+        ram, score = emu.ram(), emu.variables()["score"]
+        at = 16712270 - 0xFF0000
+        big_endian = bytes(ram[(at + k) ^ 1] for k in range(4))
+        assert score > 0 and int.from_bytes(big_endian, "big") == score
+    finally:
+        emu.close()
+
+
+def test_save_state_and_load_state_go_back_to_the_same_frames():
+    emu = LibretroEmulator(resolve(GAME))
+    masks = _masks(5)
+    try:
+        emu.start()
+        for mask in masks[:50]:
+            emu.press(emu.data.filter_action(mask))
+            emu.frame()
+        state = emu.save_state()
+
+        def play() -> list:
+            seen = []
+            for mask in masks[50:150]:
+                emu.press(emu.data.filter_action(mask))
+                emu.frame()
+                seen.append((_digest(emu.screen()), emu.variables()))
+            return seen
+
+        first = play()
+        emu.load_state(state)
+        assert play() == first
+        assert emu.save_state() != state
+        with pytest.raises(
+            InvalidArgumentError,
+            match=re.escape(
+                f"Expected a save state of {GAME} from save_state(), got 3 bytes that Genesis "
+                "Plus GX does not accept"
+            ),
+        ):
+            emu.load_state(b"bad")
+    finally:
+        emu.close()
+
+
+def test_pools_of_two_emulators_per_worker_or_of_threads_match_the_stable_retro_backend():
+    # And thread workers, which drive their emulators at once (the GIL is released while a
+    # frame runs): each thread's callbacks reach its own emulators.
+    actions = np.random.default_rng(3).integers(0, 2, (60, 4, 12)).astype(np.uint8)
+    got = {}
+    for backend, per_worker, workers in (
+        ("stable-retro", 1, "processes"),
+        ("libretro", 2, "processes"),
+        ("libretro", 1, "threads"),
+    ):
+        with VecRetroEnv(
+            GAME, 4, backend=backend, envs_per_worker=per_worker, frameskip=4, workers=workers
+        ) as env:
+            assert env.backends == (backend,) * 4
+            assert env.pool_config.envs_per_worker == per_worker
+            obs, _ = env.reset(seed=5)
+            observations, rewards = [obs.copy()], []
+            for a in actions:
+                obs, reward, _, _, _ = env.step(a)
+                observations.append(obs.copy())
+                rewards.append(reward.copy())
+        got[backend, workers] = np.array(observations), np.array(rewards)
+    want = got["stable-retro", "processes"]
+    assert want[1].sum() > 0
+    for workers in ("processes", "threads"):
+        np.testing.assert_array_equal(got["libretro", workers][0], want[0])
+        np.testing.assert_array_equal(got["libretro", workers][1], want[1])
+
+
+def test_auto_never_picks_libretro():
+    with VecRetroEnv(GAME, 1, observe=False) as env:
+        assert env.backends == ("stable-retro",)
+
+
+@pytest.mark.parametrize(
+    ("options", "why"),
+    [
+        ({"record": "RECORD"}, "the pool records .bk2 movies, which are stable-retro's own"),
+        (
+            {"scenario": os.path.join(DATA, "zigzag.json")},
+            "the scenario needs stable-retro's own engine (the reward is computed by a Lua script)",
+        ),
+        (
+            {"scenario_engine": "stable-retro"},
+            "the scenario needs stable-retro's own engine (scenario_engine=stable-retro)",
+        ),
+    ],
+)
+def test_what_libretro_cannot_do_is_refused_with_the_reason(options, why, tmp_path):
+    if options.get("record") == "RECORD":
+        options = {**options, "record": str(tmp_path)}
+    with pytest.raises(
+        InvalidArgumentError, match=re.escape(f"Cannot run on the libretro backend: {why}")
+    ):
+        VecRetroEnv(GAME, 1, backend="libretro", **options)
+
+
+def test_a_game_of_another_system_is_refused(monkeypatch):
+    # Only the Genesis game ships with stable-retro: pretend it were a Super Nintendo game.
+    monkeypatch.setattr(libretro, "game_system", lambda game: "Snes")
+    why = (
+        f"Cannot run on the libretro backend: {GAME} runs on Snes, and the libretro backend runs "
+        "only Genesis (Mega Drive) games"
+    )
+    with pytest.raises(InvalidArgumentError, match=re.escape(why)):
+        VecRetroEnv(GAME, 1, backend="libretro")
+    with pytest.raises(
+        InvalidArgumentError,
+        match=re.escape(f"Cannot run {GAME} on the libretro backend: it runs on Snes, and the"),
+    ):
+        LibretroEmulator(resolve(GAME))
+
+
+def test_a_game_whose_rom_stable_retro_lacks_is_refused():
+    pytest.importorskip("ale_py", reason="ale-py ships the Atari ROMs stable-retro lacks")
+    from fastretro.runtime.games import rom_imported
+
+    if rom_imported("Pong-Atari2600-v0"):
+        pytest.skip("Pong's ROM is imported into this stable-retro")
+    with pytest.raises(
+        InvalidArgumentError,
+        match=re.escape(
+            "Cannot run on the libretro backend: the ROM of Pong-Atari2600-v0 is not imported "
+            "into stable-retro"
+        ),
+    ):
+        VecRetroEnv("Pong-Atari2600-v0", 1, backend="libretro")
