@@ -166,6 +166,13 @@ cdef class Core:
         self.core.api.get_system_info(&info)
         self.library_name = info.library_name.decode(errors="replace")
 
+    def symbol(self, str name):
+        """The address of the exported symbol ``name`` in this copy, or ``None``."""
+        if self.handle == NULL:
+            return None
+        cdef void *address = dlsym(self.handle, os.fsencode(name))
+        return None if address == NULL else <uintptr_t>address
+
     def load_game(self, str rom_path, int width, int height):
         """Load the ROM at ``rom_path`` and run one frame, as stable-retro's ``RetroEmulator``.
 

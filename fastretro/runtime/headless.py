@@ -16,6 +16,10 @@ picture: ``system_frame_gen(1)`` and ``audio_update`` (which advances the sound 
 the samples go to a scratch buffer, as nobody reads them either). The worker
 (ext/worker_loop.pyx) decides which frames need their picture.
 
+The libretro backend (fastretro/runtime/backends/libretro.py) loads a private copy of the core
+per emulator, each at its own address: :func:`headless_frame_of` and :func:`silent_fm_of` find
+the same entry points in one copy, and ext/libretro.pyx calls them with that copy's state.
+
 Everything is checked before it is used: the core must be Genesis Plus GX in Mega Drive mode
 (Sega CD, Master System and Game Gear games take other paths through ``retro_run``), the
 symbols must be functions of this exact file, and ``retro_run``'s address found through the
@@ -116,9 +120,21 @@ def find_silent_fm() -> SilentFM | None:
     if loaded is None:
         return None
     path, base = loaded
+    return silent_fm_of(path, base, _loaded_retro_run(path))
+
+
+def silent_fm_of(path: str, base: int, retro_run: int | None) -> SilentFM | None:
+    """:func:`find_silent_fm` for one loaded copy of the core file ``path``.
+
+    Args:
+        path: the core's file (its symbol table and hash are read from it).
+        base: where the copy is loaded.
+        retro_run: the loader's address of the copy's ``retro_run`` (``None``: unknown), which
+            must be ``base`` plus the symbol's value for the file to be the copy's.
+    """
     offset = YM2612_MODE_OFFSET.get(_file_sha256(path))
     symbols = _symbol_addresses(path, _FM_SYMBOLS)
-    if offset is None or symbols is None or not _is_mega_drive(path, base, symbols):
+    if offset is None or symbols is None or not _is_mega_drive(base, symbols, retro_run):
         return None
     slot = base + symbols["YM_Update"]
     update = base + symbols["YM2612Update"]
@@ -160,8 +176,20 @@ def find_headless_frame() -> HeadlessFrame | None:
     if loaded is None:
         return None
     path, base = loaded
+    return headless_frame_of(path, base, _loaded_retro_run(path))
+
+
+def headless_frame_of(path: str, base: int, retro_run: int | None) -> HeadlessFrame | None:
+    """:func:`find_headless_frame` for one loaded copy of the core file ``path``.
+
+    Args:
+        path: the core's file (its symbol table is read from it).
+        base: where the copy is loaded.
+        retro_run: the loader's address of the copy's ``retro_run`` (``None``: unknown), which
+            must be ``base`` plus the symbol's value for the file to be the copy's.
+    """
     symbols = _symbol_addresses(path, _SYMBOLS)
-    if symbols is None or not _is_mega_drive(path, base, symbols):
+    if symbols is None or not _is_mega_drive(base, symbols, retro_run):
         return None
     return HeadlessFrame(
         frame_gen=base + symbols["system_frame_gen"],
@@ -169,15 +197,20 @@ def find_headless_frame() -> HeadlessFrame | None:
     )
 
 
-def _is_mega_drive(path: str, base: int, symbols: dict[str, int]) -> bool:
-    """Whether the symbols are the loaded library's and it runs a Mega Drive game."""
+def _loaded_retro_run(path: str) -> int | None:
+    """The dynamic loader's address of ``retro_run`` in the library ``path`` loaded here."""
     try:
         lib = ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
     except OSError:
-        return False
+        return None
+    return ctypes.cast(lib.retro_run, ctypes.c_void_p).value
+
+
+def _is_mega_drive(base: int, symbols: dict[str, int], retro_run: int | None) -> bool:
+    """Whether the symbols are the loaded library's and it runs a Mega Drive game."""
     # The loader's address of retro_run, less its symbol's value, must be where the file is
     # mapped: otherwise the symbol table on disk is not the library in memory.
-    if ctypes.cast(lib.retro_run, ctypes.c_void_p).value - symbols["retro_run"] != base:
+    if retro_run is None or retro_run - symbols["retro_run"] != base:
         return False
     system_hw = ctypes.c_uint8.from_address(base + symbols["system_hw"]).value
     return system_hw != SYSTEM_MCD and (system_hw & SYSTEM_PBC) == SYSTEM_MD

@@ -18,6 +18,7 @@ import pytest
 
 from fastretro import VecRetroEnv
 from fastretro.errors import InvalidArgumentError
+from fastretro.runtime import headless
 from fastretro.runtime._ext.worker_loop import VariableScenario
 from fastretro.runtime.backends import libretro
 from fastretro.runtime.backends.libretro import LibretroEmulator
@@ -26,6 +27,13 @@ from fastretro.runtime.games import resolve
 GAME = "Airstriker-Genesis-v0"
 DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data")
 FRAMES = 300
+
+
+def stable_retro_core_path() -> str:
+    """The Genesis core stable-retro ships (imported here without making an emulator)."""
+    import stable_retro
+
+    return stable_retro.get_core_path("Genesis")
 
 
 def _masks(seed: int) -> list[int]:
@@ -77,10 +85,14 @@ def reference(retro) -> list[dict]:
     return retro[0]
 
 
-def _libretro_runs(count: int) -> list[dict]:
-    """``count`` libretro emulators in this process, stepped in turn, frame by frame."""
+def _libretro_runs(count: int, draw_every: int = 1, shortcuts: bool = False) -> list[dict]:
+    """``count`` libretro emulators in this process, stepped in turn, frame by frame.
+
+    Only every ``draw_every``-th frame is drawn and looked at (``None`` for the others);
+    ``shortcuts``: with the headless frame and the silent FM chip, where the core allows them.
+    """
     setup = resolve(GAME)
-    emulators = [LibretroEmulator(setup) for _ in range(count)]
+    emulators = [LibretroEmulator(setup, shortcuts, shortcuts) for _ in range(count)]
     try:
         runs, scenarios = [], []
         for emu in emulators:
@@ -92,11 +104,12 @@ def _libretro_runs(count: int) -> list[dict]:
         sequences = [_masks(seed) for seed in range(count)]
         for frame in range(FRAMES):
             for emu, scenario, run, masks in zip(emulators, scenarios, runs, sequences):
+                draw = frame % draw_every == draw_every - 1
                 emu.press(emu.data.filter_action(masks[frame]))
-                emu.frame()
+                emu.frame(draw)
                 values = emu.variables()
                 reward, done = scenario.evaluate(values)
-                run["screens"].append(_digest(emu.screen()))
+                run["screens"].append(_digest(emu.screen()) if draw else None)
                 run["variables"].append(values)
                 run["rewards"].append(float(reward))
                 run["dones"].append(bool(done))
@@ -108,7 +121,8 @@ def _libretro_runs(count: int) -> list[dict]:
 
 def _assert_same_run(got: dict, want: dict, which: str) -> None:
     for key in ("screens", "variables", "rewards", "dones"):
-        mismatch = next((f for f, (g, w) in enumerate(zip(got[key], want[key])) if g != w), None)
+        pairs = enumerate(zip(got[key], want[key]))
+        mismatch = next((f for f, (g, w) in pairs if g is not None and g != w), None)
         assert mismatch is None, f"{which}: {key} differ from stable-retro's at frame {mismatch}"
 
 
@@ -126,6 +140,43 @@ def test_several_emulators_in_one_process_each_match_their_own_reference(referen
     assert len({tuple(r["screens"]) for r in runs}) == count
     for k, run in enumerate(runs):
         _assert_same_run(run, reference[k], f"emulator {k} of {count}")
+
+
+def test_undrawn_frames_and_the_silent_fm_chip_per_copy_change_nothing(reference):
+    # Each copy finds its own entry points (its own load address) and polls its own buttons
+    # while it runs a frame without its picture.
+    runs = _libretro_runs(3, draw_every=4, shortcuts=True)
+    for k, run in enumerate(runs):
+        assert sum(s is not None for s in run["screens"]) == FRAMES // 4
+        _assert_same_run(run, reference[k], f"emulator {k} of 3, drawing every 4th frame")
+
+
+def test_each_copy_takes_the_genesis_shortcuts_of_its_own():
+    setup = resolve(GAME)
+    known_build = (
+        headless._file_sha256(os.path.realpath(stable_retro_core_path()))
+        in headless.YM2612_MODE_OFFSET
+    )
+    emulators = [LibretroEmulator(setup) for _ in range(2)]
+    try:
+        for emu in emulators:
+            assert emu.skips_drawing
+            assert emu.skips_audio == known_build
+            emu.start()
+        for _ in range(30):
+            for emu in emulators:
+                emu.frame(draw=False)
+        if known_build:
+            # Each copy counts the updates of its own chip that it silenced.
+            assert [emu.core.fm_calls()[0] > 0 for emu in emulators] == [True, True]
+    finally:
+        for emu in emulators:
+            emu.close()
+    off = LibretroEmulator(setup, skip_rendering=False, skip_audio=False)
+    try:
+        assert not off.skips_drawing and not off.skips_audio
+    finally:
+        off.close()
 
 
 def test_buttons_are_filtered_and_grouped_as_stable_retros_game_data(retro):

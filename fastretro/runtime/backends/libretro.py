@@ -33,6 +33,7 @@ from fastretro.errors import InvalidArgumentError
 from fastretro.runtime.backends.ale_ram import RamDecoder
 from fastretro.runtime.backends.base import ConsoleActions, Emulator
 from fastretro.runtime.games import GameSetup, integrations
+from fastretro.runtime.headless import AUDIO_SCRATCH_VALUES, headless_frame_of, silent_fm_of
 
 #: The one system this backend runs, and the picture stable-retro takes of it (``width,
 #: height``: its ``Emulator::fixScreenSize`` for a Mega Drive ROM).
@@ -54,8 +55,8 @@ def refusal(config, setups: Sequence[GameSetup]) -> str | None:
     others = sorted({s.game for s in setups if game_system(s.game) != SYSTEM})
     if others:
         return (
-            f"{others[0]} is a {game_system(others[0])} game; the libretro backend runs Genesis "
-            "(Mega Drive) games only"
+            f"{others[0]} runs on {game_system(others[0])}, and the libretro backend runs only "
+            "Genesis (Mega Drive) games"
         )
     if config.record is not None:
         return "the pool records .bk2 movies, which are stable-retro's own"
@@ -121,11 +122,14 @@ def scenario_crop(setup: GameSetup) -> tuple[int, int, int, int]:
 class LibretroEmulator(Emulator):
     """A Genesis game on a private copy of stable-retro's Genesis Plus GX core.
 
+    The two shortcuts of fastretro/runtime/headless.py are taken per copy, where the config
+    allows them and the core checks out: frames whose picture nobody uses run without drawing
+    it, and the FM chip runs without its sound while its timers are stopped.
+
     Args:
         setup: the env's game, state and scenario (a Mega Drive game; see :func:`refusal`).
-        skip_rendering: run undrawn frames without their picture (part 4 of issue 37; not yet
-            here: every frame is drawn).
-        skip_audio: silence the FM chip while its timers are stopped (not yet here).
+        skip_rendering: run undrawn frames without their picture.
+        skip_audio: silence the FM chip while its timers are stopped, where the build allows it.
 
     Attributes:
         core: the emulator (:class:`fastretro.runtime._ext.libretro.Core`).
@@ -148,19 +152,21 @@ class LibretroEmulator(Emulator):
         system = game_system(setup.game)
         if system != SYSTEM:
             raise InvalidArgumentError(
-                f"Cannot run {setup.game} on the libretro backend: it is a {system} game, and "
-                "the libretro backend runs Genesis (Mega Drive) games only"
+                f"Cannot run {setup.game} on the libretro backend: it runs on {system}, and the "
+                "libretro backend runs only Genesis (Mega Drive) games"
             )
         info = stable_retro.get_system_info(system)
         self.game, self.buttons = setup.game, setup.buttons
         self._crop = scenario_crop(setup)
         self._initial = start_state(setup)
         rom = stable_retro.data.get_original_romfile_path(setup.game, integrations())
-        self.core = Core(stable_retro.get_core_path(system), stable_retro.core_path())
+        core_path = os.path.realpath(stable_retro.get_core_path(system))
+        self.core = Core(core_path, stable_retro.core_path())
         try:
             self.core.load_game(rom, *SCREEN_SIZE)
             # RetroEnv runs one more frame once its data is configured.
             self.core.run()
+            self._take_shortcuts(core_path, skip_rendering, skip_audio)
         except BaseException:
             self.core.close()
             raise
@@ -180,6 +186,22 @@ class LibretroEmulator(Emulator):
         self._pictures = (np.zeros(shape, np.uint8), np.zeros(shape, np.uint8))
         self._turn = 0
 
+    def _take_shortcuts(self, core_path: str, skip_rendering: bool, skip_audio: bool) -> None:
+        # The headless entry points of this copy: its own load address, checked against where
+        # the loader found its retro_run, and its own system_hw (a Mega Drive game).
+        base, retro_run = self.core.base_address, self.core.symbol("retro_run")
+        headless = headless_frame_of(core_path, base, retro_run) if skip_rendering else None
+        if headless is not None:
+            self.core.use_undrawn_frame(
+                headless.frame_gen, headless.audio_update, AUDIO_SCRATCH_VALUES
+            )
+        self.skips_drawing = headless is not None
+        silent_fm = silent_fm_of(core_path, base, retro_run) if skip_audio else None
+        if silent_fm is not None:
+            self.core.silence_fm(silent_fm.slot, silent_fm.update, silent_fm.mode)
+        self.skips_audio = silent_fm is not None
+        self._run, self._run_undrawn = self.core.run, self.core.run_undrawn
+
     def start(self) -> None:
         """Begin an episode as ``RetroEnv.reset``: the start state, nothing pressed, a frame."""
         if self._initial is not None and not self.core.unserialize(self._initial):
@@ -191,8 +213,11 @@ class LibretroEmulator(Emulator):
         self.core.press(mask)
 
     def frame(self, draw: bool = True) -> None:
-        """Run one frame (every frame is drawn)."""
-        self.core.run()
+        """Run one frame; without its picture where ``draw`` is False and the core allows it."""
+        if draw or not self.skips_drawing:
+            self._run()
+        else:
+            self._run_undrawn()
 
     def screen(self) -> np.ndarray:
         """The last picture, RGB uint8 ``(224, 320, 3)``; a buffer reused by the call after next."""
