@@ -19,8 +19,7 @@ import os
 
 import numpy as np
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from libc.stdint cimport int16_t, uint8_t, uintptr_t
-from libc.stdlib cimport free, malloc
+from libc.stdint cimport uint8_t, uint16_t, uintptr_t
 from libc.string cimport memset
 
 cdef extern from "<dlfcn.h>" nogil:
@@ -96,6 +95,8 @@ cdef extern from "libretro_frontend.h" nogil:
     void fr_connect(fr_core *core)
     void fr_enter(fr_core *core)
     int fr_screen_rgb_into(const fr_core *core, uint8_t *out, size_t width, size_t height)
+    void fr_rgb565_rows_into(const void *pixels, size_t pitch, uint8_t *out, size_t width,
+                             size_t height, int simd)
     void fr_fm_update(int *buffer, int length)
 
 # Genesis Plus GX's frame without its picture (fastretro/runtime/headless.py's HeadlessFrame).
@@ -327,6 +328,24 @@ cdef class Core:
 
     def __dealloc__(self):
         self._close()
+
+
+def rgb565_to_rgb_into(const uint16_t[:, ::1] pixels, out, bint simd=True):
+    """Convert RGB565 ``pixels`` (uint16 ``(H, W)``) into ``out`` (uint8 ``(H, W, 3)``).
+
+    The conversion :meth:`Core.screen_into` applies, as stable-retro's ``get_screen`` does:
+    ``R = (p & 0xF800) >> 8``, ``G = (p & 0x07E0) >> 3``, ``B = (p & 0x1F) << 3``. ``simd``:
+    the SSSE3 loop where the CPU has one (else the scalar loop). Returns ``out``.
+    """
+    cdef uint8_t[:, :, ::1] rgb = out
+    cdef Py_ssize_t h = pixels.shape[0], w = pixels.shape[1]
+    if rgb.shape[0] != h or rgb.shape[1] != w or rgb.shape[2] != 3:
+        raise ValueError(
+            f"Expected out of shape ({h}, {w}, 3), got {(rgb.shape[0], rgb.shape[1], rgb.shape[2])}"
+        )
+    if h and w:
+        fr_rgb565_rows_into(&pixels[0, 0], pixels.strides[0], &rgb[0, 0, 0], w, h, simd)
+    return out
 
 
 cdef void *_load_private_copy(str core_path, int fd) except NULL:

@@ -242,28 +242,82 @@ static void fr_connect(fr_core *core) {
 
 static inline void fr_enter(fr_core *core) { fr_current = core; }
 
-/* The last picture as RGB888, as stable-retro's get_screen converts RGB565 (src/imageops.cpp
- * image565To888): no bit replication, the low bits stay zero. Other pixel formats are refused
- * (-2): stable-retro's XRGB8888 conversion orders the channels differently in its SSSE3 and
- * scalar paths, so there is no one answer to match. */
+/* RGB565 to RGB888 as stable-retro's get_screen converts it (src/imageops.cpp image565To888):
+ * no bit replication, the low bits stay zero. */
+static inline void fr_rgb565_to_888(const uint16_t *in, uint8_t *out, size_t count) {
+    size_t x;
+    for (x = 0; x < count; x++) {
+        uint16_t rgb = in[x];
+        out[0] = (uint8_t)((rgb & 0xF800) >> 8);
+        out[1] = (uint8_t)((rgb & 0x07E0) >> 3);
+        out[2] = (uint8_t)((rgb & 0x001F) << 3);
+        out += 3;
+    }
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <tmmintrin.h>
+#define FR_HAVE_SSSE3_PATH 1
+
+/* The same conversion, 8 pixels at a time: the scalar loop took ~117 us a Genesis picture,
+ * stable-retro's SSSE3 one ~19 us (both measured through the emulators' screen()). Each pixel
+ * becomes R, G, B, 0 in 32 bits, and a shuffle packs 4 of them into 12 bytes; the 16-byte
+ * stores overlap by 4, so each row's last 8 to 15 pixels go through the scalar loop, which
+ * keeps every store inside the row. */
+__attribute__((target("ssse3"))) static void fr_rgb565_to_888_ssse3(
+    const uint16_t *in, uint8_t *out, size_t count) {
+    const __m128i red = _mm_set1_epi16((short)0xF800), green = _mm_set1_epi16(0x07E0);
+    const __m128i blue = _mm_set1_epi16(0x001F);
+    const __m128i pack = _mm_setr_epi8(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1);
+    size_t x = 0;
+    for (; x + 16 <= count; x += 8) {
+        __m128i p = _mm_loadu_si128((const __m128i *)(in + x));
+        __m128i r = _mm_srli_epi16(_mm_and_si128(p, red), 8);
+        __m128i g = _mm_srli_epi16(_mm_and_si128(p, green), 3);
+        __m128i b = _mm_slli_epi16(_mm_and_si128(p, blue), 3);
+        __m128i rg = _mm_or_si128(r, _mm_slli_epi16(g, 8));
+        _mm_storeu_si128((__m128i *)out, _mm_shuffle_epi8(_mm_unpacklo_epi16(rg, b), pack));
+        _mm_storeu_si128((__m128i *)(out + 12),
+                         _mm_shuffle_epi8(_mm_unpackhi_epi16(rg, b), pack));
+        out += 24;
+    }
+    fr_rgb565_to_888(in + x, out, count - x);
+}
+#endif
+
+/* Rows of RGB565 pixels (pitch bytes apart) into RGB888 (height x width x 3, packed); simd: the
+ * SSSE3 loop where the CPU has it, else the scalar one. */
+static void fr_rgb565_rows_into(const void *pixels, size_t pitch, uint8_t *out, size_t width,
+                                size_t height, int simd) {
+    size_t y;
+#ifdef FR_HAVE_SSSE3_PATH
+    simd = simd && __builtin_cpu_supports("ssse3");
+#else
+    simd = 0;
+#endif
+    for (y = 0; y < height; y++) {
+        const uint16_t *row = (const uint16_t *)((const uint8_t *)pixels + y * pitch);
+#ifdef FR_HAVE_SSSE3_PATH
+        if (simd) {
+            fr_rgb565_to_888_ssse3(row, out + y * width * 3, width);
+            continue;
+        }
+#endif
+        fr_rgb565_to_888(row, out + y * width * 3, width);
+    }
+}
+
+/* The last picture as RGB888 into out (height rows of width pixels). Other pixel formats than
+ * RGB565 are refused (-2): stable-retro's XRGB8888 conversion orders the channels differently
+ * in its SSSE3 and scalar paths, so there is no one answer to match. */
 static int fr_screen_rgb_into(const fr_core *core, uint8_t *out, size_t width, size_t height) {
-    size_t x, y;
     if (core->frame == NULL) {
         return -1;
     }
     if (core->depth != 16) {
         return -2;
     }
-    for (y = 0; y < height; y++) {
-        const uint16_t *row = (const uint16_t *)((const uint8_t *)core->frame + y * core->pitch);
-        for (x = 0; x < width; x++) {
-            uint16_t rgb = row[x];
-            out[0] = (uint8_t)((rgb & 0xF800) >> 8);
-            out[1] = (uint8_t)((rgb & 0x07E0) >> 3);
-            out[2] = (uint8_t)((rgb & 0x001F) << 3);
-            out += 3;
-        }
-    }
+    fr_rgb565_rows_into(core->frame, core->pitch, out, width, height, 1);
     return 0;
 }
 

@@ -19,6 +19,7 @@ import pytest
 from fastretro import VecRetroEnv
 from fastretro.errors import InvalidArgumentError
 from fastretro.runtime import headless
+from fastretro.runtime._ext.libretro import rgb565_to_rgb_into
 from fastretro.runtime._ext.worker_loop import VariableScenario
 from fastretro.runtime.backends import libretro
 from fastretro.runtime.backends.libretro import LibretroEmulator
@@ -177,6 +178,19 @@ def test_each_copy_takes_the_genesis_shortcuts_of_its_own():
         assert not off.skips_drawing and not off.skips_audio
     finally:
         off.close()
+
+
+@pytest.mark.parametrize("simd", [True, False])
+@pytest.mark.parametrize("width", [1, 7, 15, 16, 17, 23, 24, 320])
+def test_rgb565_converts_as_stable_retros_get_screen(width, simd):
+    pixels = np.random.default_rng(width).integers(0, 1 << 16, (5, width), dtype=np.uint16)
+    # src/imageops.cpp image565To888: the high bits of each channel, the low bits zero.
+    want = np.stack(
+        [(pixels & 0xF800) >> 8, (pixels & 0x07E0) >> 3, (pixels & 0x001F) << 3], axis=-1
+    ).astype(np.uint8)
+    out = np.full((5, width, 3), 7, np.uint8)
+    assert rgb565_to_rgb_into(pixels, out, simd) is out
+    np.testing.assert_array_equal(out, want)
 
 
 def test_buttons_are_filtered_and_grouped_as_stable_retros_game_data(retro):

@@ -2,6 +2,8 @@
 
 import numpy as np
 
+def rgb565_to_rgb_into(pixels: np.ndarray, out: np.ndarray, simd: bool = True) -> np.ndarray: ...
+
 class CoreError(RuntimeError):
     """A core that could not be loaded, or that refused a game or a state."""
 
