@@ -32,6 +32,13 @@ cdef extern from "<dlfcn.h>" nogil:
     int RTLD_LOCAL
     int RTLD_DI_LINKMAP
 
+cdef extern from "<fcntl.h>" nogil:
+    int fallocate(int fd, int mode, long offset, long length)
+
+cdef extern from "<linux/falloc.h>" nogil:
+    int FALLOC_FL_PUNCH_HOLE
+    int FALLOC_FL_KEEP_SIZE
+
 cdef extern from "<link.h>" nogil:
     struct link_map:
         uintptr_t l_addr
@@ -173,6 +180,29 @@ cdef class Core:
             return None
         cdef void *address = dlsym(self.handle, os.fsencode(name))
         return None if address == NULL else <uintptr_t>address
+
+    def release_file_ranges(self, ranges):
+        """Free the pages of the copy's memory file in ``ranges`` (``(start, end)`` offsets).
+
+        For what only the loader read (the relocations) or what no mapping reads any more (a
+        section every page of which was copied on write, the symbol table): the memory file
+        holds the whole core while the copy is loaded, and freed ranges read as zeros after.
+        Offsets are rounded inwards to whole pages. Returns the bytes freed (0 where the kernel
+        does not punch holes).
+        """
+        cdef long page = os.sysconf("SC_PAGE_SIZE"), start, end, freed = 0
+        for lo, hi in ranges:
+            start = -(-lo // page) * page
+            end = hi // page * page
+            if end > start and self.fd >= 0:
+                if fallocate(self.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, start,
+                             end - start) == 0:
+                    freed += end - start
+        return freed
+
+    def file_bytes(self):
+        """Bytes the copy's memory file holds now (its allocated blocks)."""
+        return os.fstat(self.fd).st_blocks * 512 if self.fd >= 0 else 0
 
     def load_game(self, str rom_path, int width, int height):
         """Load the ROM at ``rom_path`` and run one frame, as stable-retro's ``RetroEmulator``.

@@ -288,6 +288,54 @@ def elf_symbols(f, wanted: dict[str, str]) -> dict[str, tuple[str, int]] | None:
     Raises:
         ValueError: ``f`` is not an ELF file, or a table lies outside it.
     """
+    sections, section_names, symbol = _section_headers(f)
+    symtab = next(
+        (s for s in sections if _string_at(section_names, int(s["name"])) == b".symtab"), None
+    )
+    if symtab is None:
+        return None
+    if int(symtab["link"]) >= len(sections):
+        raise ValueError("the symbol table's string table is missing")
+    strings = _read_section(f, sections[int(symtab["link"])])
+    table = np.frombuffer(_read_section(f, symtab), symbol)
+    found = {}
+    for name, kind in wanted.items():
+        key = name.encode() + b"\0"
+        # Every offset of the string table where this name starts: the linker may store it as
+        # the tail of a longer one.
+        offsets, at = [], strings.find(key)
+        while at >= 0:
+            offsets.append(at)
+            at = strings.find(key, at + 1)
+        for i in np.flatnonzero(np.isin(table["name"], offsets)):
+            entry = table[i]
+            if _SYMBOL_TYPES.get(int(entry["info"]) & 0xF) == kind and int(entry["value"]):
+                found[int(i)] = (name, (kind, int(entry["value"])))
+    return dict(pair for _, pair in sorted(found.items()))
+
+
+def elf_sections(f) -> dict[str, tuple[int, int, int, int, int]]:
+    """An ELF file's sections: name -> ``(file offset, size, address, flags, type)``.
+
+    Raises:
+        ValueError: ``f`` (opened in binary mode) is not an ELF file, or a table lies outside it.
+    """
+    sections, names, _ = _section_headers(f)
+    return {
+        _string_at(names, int(s["name"])).decode(errors="replace"): (
+            int(s["offset"]),
+            int(s["size"]),
+            int(s["addr"]),
+            int(s["flags"]),
+            int(s["type"]),
+        )
+        for s in sections
+    }
+
+
+def _section_headers(f) -> tuple[np.ndarray, bytes, np.dtype]:
+    """The section header table, the section names' string table and the symbol record."""
+    f.seek(0)
     ident = f.read(16)
     if (
         len(ident) < 16
@@ -306,30 +354,7 @@ def elf_symbols(f, wanted: dict[str, str]) -> dict[str, tuple[str, int]] | None:
     if entsize != section.itemsize or not 0 <= names_at < count:
         raise ValueError("unexpected ELF section headers")
     sections = np.frombuffer(_read_at(f, shoff, count * entsize), section)
-    section_names = _read_section(f, sections[names_at])
-    symtab = next(
-        (s for s in sections if _string_at(section_names, int(s["name"])) == b".symtab"), None
-    )
-    if symtab is None:
-        return None
-    if int(symtab["link"]) >= count:
-        raise ValueError("the symbol table's string table is missing")
-    strings = _read_section(f, sections[int(symtab["link"])])
-    table = np.frombuffer(_read_section(f, symtab), symbol)
-    found = {}
-    for name, kind in wanted.items():
-        key = name.encode() + b"\0"
-        # Every offset of the string table where this name starts: the linker may store it as
-        # the tail of a longer one.
-        offsets, at = [], strings.find(key)
-        while at >= 0:
-            offsets.append(at)
-            at = strings.find(key, at + 1)
-        for i in np.flatnonzero(np.isin(table["name"], offsets)):
-            entry = table[i]
-            if _SYMBOL_TYPES.get(int(entry["info"]) & 0xF) == kind and int(entry["value"]):
-                found[int(i)] = (name, (kind, int(entry["value"])))
-    return dict(pair for _, pair in sorted(found.items()))
+    return sections, _read_section(f, sections[names_at]), symbol
 
 
 def _read_at(f, offset: int, size: int) -> bytes:

@@ -33,7 +33,12 @@ from fastretro.errors import InvalidArgumentError
 from fastretro.runtime.backends.ale_ram import RamDecoder
 from fastretro.runtime.backends.base import ConsoleActions, Emulator
 from fastretro.runtime.games import GameSetup, integrations
-from fastretro.runtime.headless import AUDIO_SCRATCH_VALUES, headless_frame_of, silent_fm_of
+from fastretro.runtime.headless import (
+    AUDIO_SCRATCH_VALUES,
+    elf_sections,
+    headless_frame_of,
+    silent_fm_of,
+)
 
 #: The one system this backend runs, and the picture stable-retro takes of it (``width,
 #: height``: its ``Emulator::fixScreenSize`` for a Mega Drive ROM).
@@ -43,6 +48,67 @@ SCREEN_SIZE = (320, 224)
 #: stable-retro's RAM overlays (``cores/*.json``'s "overlay") this backend reads, as the XOR
 #: they apply to a byte's index on a little-endian host.
 _OVERLAY_SWAP = {None: 0, ("=", ">", 2): 1}
+
+# ELF: a section that takes memory when loaded, a section with no bytes in the file (.bss).
+_SHF_ALLOC, _SHT_NOBITS = 0x2, 8
+
+
+def unread_file_ranges(core_path: str, base: int) -> list[tuple[int, int]]:
+    """The byte ranges of a loaded copy of ``core_path`` (at ``base``) that nothing reads now.
+
+    Each copy of the core is a memory file that holds the whole library while it is loaded
+    (5.6 MB for Genesis Plus GX), and each copy's pages are its own. Once the loader is done,
+    three parts of it are read by no one: the relocations (``.rela.dyn``, 3 MB, read once
+    while loading, ``RTLD_NOW``), the pointer tables of ``.data.rel.ro`` where the relocations
+    wrote every one of its pages (each is then a private copy in anonymous memory, 1 MB: the
+    page map says so, page by page), and the sections the loader maps nowhere (the symbol
+    table). ``[]`` where the file cannot be read.
+    """
+    try:
+        with open(core_path, "rb") as f:
+            sections = elf_sections(f)
+            size = os.fstat(f.fileno()).st_size
+    except (OSError, ValueError):
+        return []
+    ranges = []
+    if ".rela.dyn" in sections:
+        offset, length = sections[".rela.dyn"][:2]
+        ranges.append((offset, offset + length))
+    if ".data.rel.ro" in sections:
+        offset, length, address = sections[".data.rel.ro"][:3]
+        if _copied_on_write(base + address, length):
+            ranges.append((offset, offset + length))
+    loaded = [
+        offset + length
+        for offset, length, _, flags, kind in sections.values()
+        if flags & _SHF_ALLOC and kind != _SHT_NOBITS
+    ]
+    if loaded:
+        ranges.append((max(loaded), size))
+    return ranges
+
+
+def _copied_on_write(address: int, length: int) -> bool:
+    """Whether every whole page of ``[address, address + length)`` is a private anonymous copy.
+
+    ``/proc/self/pagemap``: one 64-bit entry a page; bit 63 present, 62 swapped, 61 a page of a
+    file (or shared memory). A page still read from the file would read zeros once freed.
+    """
+    page = os.sysconf("SC_PAGE_SIZE")
+    first, end = -(-address // page), (address + length) // page
+    if end <= first:
+        return False
+    try:
+        with open("/proc/self/pagemap", "rb") as f:
+            f.seek(first * 8)
+            entries = np.frombuffer(f.read((end - first) * 8), np.uint64)
+    except OSError:
+        return False
+    if len(entries) != end - first:
+        return False
+    in_memory = (entries >> np.uint64(62)) != 0  # present or swapped
+    file_page = ((entries >> np.uint64(61)) & np.uint64(1)) != 0
+    return bool(np.all(in_memory & ~file_page))
 
 
 def refusal(config, setups: Sequence[GameSetup]) -> str | None:
@@ -167,6 +233,7 @@ class LibretroEmulator(Emulator):
             # RetroEnv runs one more frame once its data is configured.
             self.core.run()
             self._take_shortcuts(core_path, skip_rendering, skip_audio)
+            self.core.release_file_ranges(unread_file_ranges(core_path, self.core.base_address))
         except BaseException:
             self.core.close()
             raise
