@@ -166,9 +166,12 @@ cdef class Core:
                 raise CoreError(f"{core_path} has no {name}: not a libretro core")
             slots[i] = symbol
         cdef link_map *lm = NULL
-        dlinfo(self.handle, RTLD_DI_LINKMAP, &lm)
-        #: Where this copy is loaded: a symbol's address is its value in the file plus this.
-        self.base_address = lm.l_addr
+        # Where this copy is loaded: a symbol's address is its value in the file plus this
+        # (0 where the loader does not say; nothing then checks out against it).
+        if dlinfo(self.handle, RTLD_DI_LINKMAP, &lm) == 0 and lm != NULL:
+            self.base_address = lm.l_addr
+        else:
+            self.base_address = 0
         cdef retro_system_info info
         fr_connect(&self.core)
         self.core.api.get_system_info(&info)
@@ -387,11 +390,15 @@ cdef void *_load_private_copy(str core_path, int fd) except NULL:
     """
     cdef void *handle
     cdef char *error
+    # The kernel copies the file (no copy of it in this process's heap).
     with open(core_path, "rb") as f:
-        image = f.read()
-    view = memoryview(image)
-    while view:
-        view = view[os.write(fd, view):]
+        size = os.fstat(f.fileno()).st_size
+        offset = 0
+        while offset < size:
+            sent = os.sendfile(fd, f.fileno(), offset, size - offset)
+            if sent == 0:
+                raise CoreError(f"{core_path} ended before its {size} bytes")
+            offset += sent
     handle = dlopen(os.fsencode(f"/proc/self/fd/{fd}"), RTLD_NOW | RTLD_LOCAL)
     if handle == NULL:
         error = dlerror()

@@ -8,6 +8,7 @@ Pictures are compared by digest, frame by frame.
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing as mp
 import os
 import re
@@ -317,6 +318,10 @@ def test_auto_never_picks_libretro():
             "the scenario needs stable-retro's own engine (the reward is computed by a Lua script)",
         ),
         (
+            {"scenario": "CROPS"},
+            f"the scenario of {GAME} has per-player 'crops', which only stable-retro reads",
+        ),
+        (
             {"scenario_engine": "stable-retro"},
             "the scenario needs stable-retro's own engine (scenario_engine=stable-retro)",
         ),
@@ -325,6 +330,10 @@ def test_auto_never_picks_libretro():
 def test_what_libretro_cannot_do_is_refused_with_the_reason(options, why, tmp_path):
     if options.get("record") == "RECORD":
         options = {**options, "record": str(tmp_path)}
+    if options.get("scenario") == "CROPS":
+        scenario = tmp_path / "crops.json"
+        scenario.write_text(json.dumps({"crops": [[0, 0, 0, 0]], "reward": {}}))
+        options = {**options, "scenario": str(scenario)}
     with pytest.raises(
         InvalidArgumentError, match=re.escape(f"Cannot run on the libretro backend: {why}")
     ):

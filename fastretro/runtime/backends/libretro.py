@@ -56,13 +56,13 @@ _SHF_ALLOC, _SHT_NOBITS = 0x2, 8
 def unread_file_ranges(core_path: str, base: int) -> list[tuple[int, int]]:
     """The byte ranges of a loaded copy of ``core_path`` (at ``base``) that nothing reads now.
 
-    Each copy of the core is a memory file that holds the whole library while it is loaded
-    (5.6 MB for Genesis Plus GX), and each copy's pages are its own. Once the loader is done,
-    three parts of it are read by no one: the relocations (``.rela.dyn``, 3 MB, read once
+    Each copy of the core is a memory file that holds the whole library while it is loaded,
+    and each copy's pages are its own. Once the loader is done, three parts of it are read by
+    no one: the relocations (``.rela.dyn``, over half of Genesis Plus GX's file, read once
     while loading, ``RTLD_NOW``), the pointer tables of ``.data.rel.ro`` where the relocations
-    wrote every one of its pages (each is then a private copy in anonymous memory, 1 MB: the
-    page map says so, page by page), and the sections the loader maps nowhere (the symbol
-    table). ``[]`` where the file cannot be read.
+    wrote every one of its pages (each is then a private copy in anonymous memory: the page
+    map says so, page by page), and the sections the loader maps nowhere (the symbol table).
+    ``[]`` where the file cannot be read.
     """
     try:
         with open(core_path, "rb") as f:
@@ -126,6 +126,9 @@ def refusal(config, setups: Sequence[GameSetup]) -> str | None:
         )
     if config.record is not None:
         return "the pool records .bk2 movies, which are stable-retro's own"
+    crops = sorted({s.game for s in setups if "crops" in scenario_json(s)})
+    if crops:
+        return f"the scenario of {crops[0]} has per-player 'crops', which only stable-retro reads"
     unplanned = [s for s in setups if s.scenario_plan is None]
     if config.scenario_engine == "stable-retro" or unplanned:
         why = unplanned[0].scenario_plan_why_not if unplanned else "scenario_engine=stable-retro"
@@ -170,19 +173,12 @@ def start_state(setup: GameSetup) -> bytes | None:
         return f.read()
 
 
-def scenario_crop(setup: GameSetup) -> tuple[int, int, int, int]:
-    """The scenario's ``crop`` (``x, y, w, h``; zeros: none), as ``GameData.crop_info(0)``."""
+def scenario_json(setup: GameSetup) -> dict:
+    """The env's scenario file, as stable-retro reads it (its ``crop`` among the rest)."""
     from fastretro.runtime.games import _scenario_path
 
     with open(_scenario_path(setup.game, setup.scenario)) as f:
-        scenario = json.load(f)
-    if "crops" in scenario:
-        raise InvalidArgumentError(
-            f"Cannot run {setup.game} on the libretro backend: its scenario has per-player "
-            "'crops', which only stable-retro reads"
-        )
-    crop = scenario.get("crop")
-    return (0, 0, 0, 0) if crop is None else tuple(int(v) for v in crop[:4])
+        return json.load(f)
 
 
 class LibretroEmulator(Emulator):
@@ -202,8 +198,7 @@ class LibretroEmulator(Emulator):
         decoder: the game's RAM variables (:class:`RamDecoder` over the core's RAM).
 
     Raises:
-        InvalidArgumentError: the game is not a Mega Drive game, or its scenario has per-player
-            crops.
+        InvalidArgumentError: the game is not a Mega Drive game.
     """
 
     backend = "libretro"
@@ -223,7 +218,9 @@ class LibretroEmulator(Emulator):
             )
         info = stable_retro.get_system_info(system)
         self.game, self.buttons = setup.game, setup.buttons
-        self._crop = scenario_crop(setup)
+        crop = scenario_json(setup).get("crop")
+        #: The scenario's crop (``x, y, w, h``; zeros: none), as ``GameData.crop_info(0)``.
+        self._crop = (0, 0, 0, 0) if crop is None else tuple(int(v) for v in crop[:4])
         self._initial = start_state(setup)
         rom = stable_retro.data.get_original_romfile_path(setup.game, integrations())
         core_path = os.path.realpath(stable_retro.get_core_path(system))
