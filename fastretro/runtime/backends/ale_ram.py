@@ -101,9 +101,9 @@ class RamDecoder:
     half first with each half little-endian, ``<>`` the low half first with each half big-endian
     (as on a little-endian host). The value is then AND-ed with ``mask`` (default all ones; a
     negative JSON mask is its 64-bit two's complement). A variable whose address is outside RAM
-    (0x80-0xFF) is left out, as ``lookup_all()`` leaves it out; one that starts in RAM but runs
-    past its end (stable-retro would read past the RAM block) is left out too. Both are listed in
-    :attr:`skipped` (no stable-retro Atari integration has either).
+    (0x80-0xFF on the 2600) is left out, as ``lookup_all()`` leaves it out; one that starts in
+    RAM but runs past its end (stable-retro would read past the RAM block) is left out too. Both
+    are listed in :attr:`skipped` (no stable-retro Atari integration has either).
 
     Some cores keep their RAM in words of the host's byte order that stable-retro reads through
     an overlay (``cores/*.json``'s "overlay"): Genesis Plus GX's 68000 RAM is little-endian
