@@ -296,9 +296,11 @@ def measure_lean(game, config, num_envs, seconds, warmup, skip_work=True):
 
     A minimal loop over stable-retro's API, as a worker's work would be with nothing of fastretro
     around it: set the buttons, run the step's frames, read the picture of each frame an
-    observation uses (the last; the last two with max-pooling) and the RAM variables, and
-    start over at the scenario's end. No preprocessing, action table or sticky draws: whatever
-    the worker does beyond the core counts against the pool. With ``skip_work`` the frames
+    observation uses (the last; the last two with max-pooling) and the RAM variables
+    (``lookup_all``, which reads the core's memory; not ``update_ram``, stable-retro's own
+    scenario step, which costs a fifth of a frame and which a worker does not run). No
+    preprocessing, action table, sticky draws or episode ends (the game plays on past its end):
+    whatever the worker does beyond the core counts against the pool. With ``skip_work`` the frames
     nobody looks at run undrawn and the FM chip silent, as a worker's do
     (fastretro/runtime/headless.py), so that the pool and its reference run the same core work.
     """
@@ -330,10 +332,7 @@ def measure_lean(game, config, num_envs, seconds, warmup, skip_work=True):
                 em.get_screen()
             else:
                 undrawn()
-        data.update_ram()
         data.lookup_all()
-        if data.is_done():
-            env.reset()
 
     try:
         return _timed_loop(step, random_actions(None), seconds, warmup)
