@@ -8,9 +8,11 @@ parent's staging, wake-up, collection, the workers' wake-up latency and the sche
 measurement runs in a fresh process. Prints a markdown table and one JSON line at the end.
 
 Run: ``python bench/bench_overhead.py [--game GAME] [--configs ...] [--num-envs 1 4 16]
-[--busy 1] [--spin off auto on] [--repeat 3]`` (``--busy K``: K processes spin beside the pool,
-as another job would; ``--spin``: ``PoolConfig.spin`` False, None and True, each cell measured
-with each, interleaved; ``--repeat K``: the plan K times over, each cell the median run).
+[--busy 1] [--spin off auto on] [--envs-per-worker auto 4] [--repeat 3]`` (``--busy K``: K
+processes spin beside the pool, as another job would; ``--spin``: ``PoolConfig.spin`` False,
+None and True, each cell measured with each, interleaved; ``--envs-per-worker``: the same with
+``PoolConfig.envs_per_worker``; ``--repeat K``: the plan K times over, each cell the median
+run). The last column is the workers' time starting episodes, summed, per batch.
 """
 
 from __future__ import annotations
@@ -39,13 +41,14 @@ def _inprocess(game, config_name, seconds, queue) -> None:
 SPIN = {"off": False, "auto": None, "on": True}
 
 
-def _pool(game, config_name, n, seconds, spin, queue) -> None:
+def _pool(game, config_name, n, seconds, spin, per_worker, queue) -> None:
     from fastretro import VecRetroEnv
     from fastretro.tools.peers import action_choices, random_actions
 
     config = CONFIGS[config_name].replace(game=game)
     actions = random_actions(n, choices=action_choices(config))
-    with VecRetroEnv(config, n, spin=SPIN[spin]) as env:
+    epw = None if per_worker == "auto" else int(per_worker)
+    with VecRetroEnv(config, n, spin=SPIN[spin], envs_per_worker=epw) as env:
         env.reset(seed=0)
         end = time.perf_counter() + 0.5
         k = 0
@@ -67,6 +70,8 @@ def _pool(game, config_name, n, seconds, spin, queue) -> None:
             "frames_per_s": steps * n * config.frameskip / wall,
             "overhead_us": st.overhead(),
             "busy_us_per_env_step": 1e6 * float(st.busy_s.sum()) / max(1, int(st.steps.sum())),
+            # The workers' time starting episodes (ALE's reset_game runs ~80 frames in one go).
+            "reset_us_per_batch": 1e6 * float(st.reset_s.sum()) / max(1, st.batches),
             "spin_misses": misses,
             "spins": env.spins,
             "workers_spin": env.workers_spin,
@@ -110,6 +115,12 @@ def main() -> None:
     )
     parser.add_argument("--spin", nargs="+", choices=sorted(SPIN), default=["auto"])
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument(
+        "--envs-per-worker",
+        nargs="+",
+        default=["auto"],
+        help="PoolConfig.envs_per_worker values to compare (ALE), or auto",
+    )
     args = parser.parse_args()
     hogs = [
         mp.get_context("spawn").Process(target=_busy_loop, daemon=True) for _ in range(args.busy)
@@ -123,15 +134,17 @@ def main() -> None:
             same.setdefault(config, []).append(_fresh(_inprocess, args.game, config, args.seconds))
             for n in args.num_envs:
                 for spin in args.spin:
-                    got = _fresh(_pool, args.game, config, n, args.seconds, spin)
-                    runs.setdefault((config, n, spin), []).append(got)
+                    for epw in args.envs_per_worker:
+                        got = _fresh(_pool, args.game, config, n, args.seconds, spin, epw)
+                        runs.setdefault((config, n, spin, epw), []).append(got)
     rows = []
-    for (config, n, spin), got in runs.items():
+    for (config, n, spin, epw), got in runs.items():
         median = sorted(got, key=lambda r: r["frames_per_s"])[len(got) // 2]
         inprocess = statistics.median(same[config])
         e = median["frames_per_s"] / (min(n, cores()) * inprocess)
         rows.append(
-            {"config": config, "num_envs": n, "spin": spin, "inprocess_fps": inprocess, "E": e,
+            {"config": config, "num_envs": n, "spin": spin, "envs_per_worker": epw,
+             "inprocess_fps": inprocess, "E": e,
              "readings_fps": [r["frames_per_s"] for r in got], **median}
         )  # fmt: skip
     for hog in hogs:
@@ -142,19 +155,20 @@ def main() -> None:
         f"{args.seconds:g} s per cell, median of {args.repeat}{busy}"
     )
     print(
-        "| config | envs | spin | frames/s | E | stage | wake | collect | wake latency "
-        "| scheduling |"
+        "| config | envs | per worker | spin | frames/s | E | stage | wake | collect "
+        "| wake latency | scheduling | resets |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         o = r["overhead_us"]
         print(
-            f"| {r['config']} | {r['num_envs']} | {r['spin']} | {r['frames_per_s']:,.0f} | "
+            f"| {r['config']} | {r['num_envs']} | {r['envs_per_worker']} | {r['spin']} "
+            f"| {r['frames_per_s']:,.0f} | "
             f"{r['E']:.2f} | "
             f"{o['stage']:.0f} | {o['wake']:.0f} | {o['collect']:.0f} | "
-            f"{o['wake_latency']:.0f} | {o['scheduling']:.0f} |"
+            f"{o['wake_latency']:.0f} | {o['scheduling']:.0f} | {r['reset_us_per_batch']:.0f} |"
         )
-    print("(overhead columns: microseconds per batch)")
+    print("(overhead columns and resets: microseconds per batch; resets: the workers' summed)")
     print(json.dumps({"bench": "overhead", "game": args.game, "rows": rows}, default=float))
 
 
