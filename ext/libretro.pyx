@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from libc.stdint cimport uint8_t, uint16_t, uintptr_t
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint64_t, uintptr_t
 from libc.string cimport memset
 
 cdef extern from "<dlfcn.h>" nogil:
@@ -378,6 +378,34 @@ def rgb565_to_rgb_into(const uint16_t[:, ::1] pixels, out, bint simd=True):
         )
     if h and w:
         fr_rgb565_rows_into(&pixels[0, 0], pixels.strides[0], &rgb[0, 0, 0], w, h, simd)
+    return out
+
+
+def decode_plan_into(
+    const uint8_t[::1] ram, const uint64_t[:, ::1] plan, const uint64_t[:, ::1] digits,
+    int64_t[::1] out
+):
+    """Decode a :class:`~fastretro.runtime.backends.ale_ram.RamDecoder` plan from ``ram``.
+
+    ``decode_ram_into``'s loop, compiled ahead of time: a worker that runs no other numba
+    kernel (RGB observations) would otherwise start LLVM to load that one, and hold its memory
+    (bench/bench_libretro.py's rgb-fs1 pools). ``digits`` is ``RamDecoder.digits``; the plan's
+    columns are ale_ram's (tests/runtime/test_libretro.py checks both loops agree). No checks
+    beyond the shapes: every index in the plan must lie in ``ram``.
+    """
+    cdef Py_ssize_t v, k, n = plan.shape[0]
+    cdef uint64_t datum, table
+    if plan.shape[1] != 20 or out.shape[0] != n or digits.shape[1] != 256:
+        raise ValueError("Expected a plan of 20 columns, one output a variable, 256-byte tables")
+    with nogil:
+        for v in range(n):
+            table = plan[v, 16]
+            datum = 0
+            for k in range(8):
+                datum += digits[table, ram[plan[v, k]]] * plan[v, 8 + k]
+            if datum & plan[v, 17]:
+                datum |= plan[v, 18]
+            out[v] = <int64_t>(datum & plan[v, 19])
     return out
 
 

@@ -20,9 +20,10 @@ import pytest
 from fastretro import VecRetroEnv
 from fastretro.errors import InvalidArgumentError
 from fastretro.runtime import headless
-from fastretro.runtime._ext.libretro import rgb565_to_rgb_into
+from fastretro.runtime._ext.libretro import decode_plan_into, rgb565_to_rgb_into
 from fastretro.runtime._ext.worker_loop import VariableScenario
 from fastretro.runtime.backends import libretro
+from fastretro.runtime.backends.ale_ram import RamDecoder
 from fastretro.runtime.backends.libretro import LibretroEmulator
 from fastretro.runtime.games import resolve
 
@@ -192,6 +193,23 @@ def test_rgb565_converts_as_stable_retros_get_screen(width, simd):
     out = np.full((5, width, 3), 7, np.uint8)
     assert rgb565_to_rgb_into(pixels, out, simd) is out
     np.testing.assert_array_equal(out, want)
+
+
+def test_the_compiled_decoder_decodes_as_the_numba_one():
+    # Every type stable-retro's Genesis and Atari integrations use, at even and odd addresses,
+    # through the Genesis overlay; masks, signs, BCD.
+    types = ["|u1", ">u2", ">u4", "|i1", ">i2", ">i4", "|d1", ">d2", ">d4", "<d4", ">d6"]
+    types += [">d8", ">n4", ">n6", ">n8", "<u2", "<i4", "=u2", "><u4", "<>u4", ">=i4"]
+    info = {f"v{k}": {"address": 0xFF0000 + 37 * k + k % 2, "type": t} for k, t in enumerate(types)}
+    info["masked"] = {"address": 0xFF0010, "type": ">u4", "mask": 0x0F0F0F0F}
+    info["negative_mask"] = {"address": 0xFF0011, "type": ">i2", "mask": -2}
+    decoder = RamDecoder(info, 0xFF0000, 1 << 16, swap=1)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        ram = rng.integers(0, 256, 1 << 16, dtype=np.uint8)
+        want = decoder.values_into(ram, np.zeros(len(decoder.names), np.int64))
+        got = decode_plan_into(ram, decoder.plan, decoder.digits, np.zeros_like(want))
+        np.testing.assert_array_equal(got, want)
 
 
 def test_buttons_are_filtered_and_grouped_as_stable_retros_game_data(retro):

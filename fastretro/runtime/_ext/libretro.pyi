@@ -3,6 +3,9 @@
 import numpy as np
 
 def rgb565_to_rgb_into(pixels: np.ndarray, out: np.ndarray, simd: bool = True) -> np.ndarray: ...
+def decode_plan_into(
+    ram: np.ndarray, plan: np.ndarray, digits: np.ndarray, out: np.ndarray
+) -> np.ndarray: ...
 
 class CoreError(RuntimeError):
     """A core that could not be loaded, or that refused a game or a state."""

@@ -113,6 +113,8 @@ class RamDecoder:
     Attributes:
         names: the decoded variables, in ``data.json`` order.
         plan: uint64 ``(len(names), 20)``, the compiled plan.
+        digits: uint64 ``(3, 256)``, the value of each byte in binary, BCD and one-digit BCD
+            (the table column 16 of a plan row selects).
         size: the RAM's length in bytes.
         skipped: ``{name: why}`` for the variables left out.
     """
@@ -152,6 +154,7 @@ class RamDecoder:
             np.uint64
         )
         self.size = size
+        self.digits = _DIGITS
         self._out = np.zeros(len(names), np.int64)
 
     def values_into(self, ram: np.ndarray, out: np.ndarray) -> np.ndarray:

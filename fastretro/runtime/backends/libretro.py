@@ -208,7 +208,7 @@ class LibretroEmulator(Emulator):
     ) -> None:
         import stable_retro
 
-        from fastretro.runtime._ext.libretro import Core
+        from fastretro.runtime._ext.libretro import Core, decode_plan_into
 
         system = game_system(setup.game)
         if system != SYSTEM:
@@ -243,6 +243,8 @@ class LibretroEmulator(Emulator):
             with open(data_json) as f:
                 variables = json.load(f).get("info", {})
         self.decoder = RamDecoder(variables, info["rambase"], len(self._ram), swap)
+        self._values = np.zeros(len(self.decoder.names), np.int64)
+        self._decode = decode_plan_into
         #: Button filtering and combos for action sets (stable-retro's GameData's, without it).
         self.data = ConsoleActions(system, self.buttons)
         # Two pictures used in turn: the worker keeps one while it takes the next (max-pooling).
@@ -302,7 +304,9 @@ class LibretroEmulator(Emulator):
 
     def variables(self) -> dict[str, int]:
         """The integration's RAM variables, decoded as stable-retro's ``lookup_all()``."""
-        return self.decoder(self._ram)
+        decoder = self.decoder
+        self._decode(self._ram, decoder.plan, decoder.digits, self._values)
+        return dict(zip(decoder.names, self._values.tolist()))
 
     def window(self) -> tuple[int, int, int, int]:
         """The scenario's crop of the screen, ``(top, left, height, width)``, as stable-retro."""
