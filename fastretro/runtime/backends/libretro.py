@@ -22,6 +22,7 @@ movies (stable-retro's own) and without Lua scenarios (stable-retro's own engine
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import os
@@ -148,15 +149,21 @@ def start_state(setup: GameSetup) -> bytes | None:
 
     A path or a state of the integration named by ``setup.state``, else the integration's
     ``metadata.json`` ``default_player_state[0]`` or ``default_state``. States are stored
-    gzip'd.
+    gzip'd. The emulators of one process that start from the same state share its bytes (a
+    Genesis state is about a megabyte, and a worker may hold many emulators).
     """
+    return _start_state(setup.game, setup.state)
+
+
+@functools.lru_cache(maxsize=16)
+def _start_state(game: str, state: str | None) -> bytes | None:
     import stable_retro.data as retro_data
 
     inttype = integrations()
-    name = setup.state
+    name = state
     if name is None:
         try:
-            with open(retro_data.get_file_path(setup.game, "metadata.json", inttype)) as f:
+            with open(retro_data.get_file_path(game, "metadata.json", inttype)) as f:
                 metadata = json.load(f)
         except (OSError, TypeError, json.JSONDecodeError):
             metadata = {}
@@ -167,7 +174,7 @@ def start_state(setup: GameSetup) -> bytes | None:
     path = name if os.path.isfile(name) else None
     if path is None:
         path = retro_data.get_file_path(
-            setup.game, name if name.endswith(".state") else name + ".state", inttype
+            game, name if name.endswith(".state") else name + ".state", inttype
         )
     with gzip.open(path, "rb") as f:
         return f.read()
