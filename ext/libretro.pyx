@@ -242,7 +242,13 @@ cdef class Core:
         self.core.buttons = buttons
 
     def run(self):
-        """Run one frame (``retro_run``)."""
+        """Run one frame (``retro_run``).
+
+        Raises:
+            CoreError: no game is loaded (or the core was closed).
+        """
+        if not self.loaded:
+            raise CoreError("no game is loaded")
         with nogil:
             fr_enter(&self.core)
             self.core.api.run()
@@ -261,8 +267,8 @@ cdef class Core:
 
     def run_undrawn(self):
         """Run one frame without its picture (:meth:`use_undrawn_frame` said how)."""
-        if self.frame_gen == NULL:
-            raise CoreError("use_undrawn_frame was not called")
+        if self.frame_gen == NULL or not self.loaded:
+            raise CoreError("no game is loaded, or use_undrawn_frame was not called")
         with nogil:
             # The frame polls the buttons, so the callbacks need this copy's state.
             fr_enter(&self.core)
@@ -314,6 +320,8 @@ cdef class Core:
 
         Valid until :meth:`close`; ``None`` where the core has none.
         """
+        if not self.loaded:
+            raise CoreError("no game is loaded")
         fr_enter(&self.core)
         cdef size_t size = self.core.api.get_memory_size(RETRO_MEMORY_SYSTEM_RAM)
         cdef uint8_t *data = <uint8_t *>self.core.api.get_memory_data(RETRO_MEMORY_SYSTEM_RAM)
@@ -325,8 +333,10 @@ cdef class Core:
         """The core's whole state (``retro_serialize``), as bytes.
 
         Raises:
-            CoreError: the core failed to serialize.
+            CoreError: no game is loaded, or the core failed to serialize.
         """
+        if not self.loaded:
+            raise CoreError("no game is loaded")
         fr_enter(&self.core)
         cdef size_t size = self.core.api.serialize_size()
         state = PyBytes_FromStringAndSize(NULL, size)
@@ -336,6 +346,8 @@ cdef class Core:
 
     def unserialize(self, const uint8_t[::1] state):
         """Go back to ``state`` (``retro_unserialize``); whether the core accepted it."""
+        if not self.loaded:
+            raise CoreError("no game is loaded")
         fr_enter(&self.core)
         if state.shape[0] == 0:
             return False

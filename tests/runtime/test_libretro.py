@@ -20,7 +20,7 @@ import pytest
 from fastretro import VecRetroEnv
 from fastretro.errors import InvalidArgumentError
 from fastretro.runtime import headless
-from fastretro.runtime._ext.libretro import decode_plan_into, rgb565_to_rgb_into
+from fastretro.runtime._ext.libretro import CoreError, decode_plan_into, rgb565_to_rgb_into
 from fastretro.runtime._ext.worker_loop import VariableScenario
 from fastretro.runtime.backends import libretro
 from fastretro.runtime.backends.ale_ram import RamDecoder
@@ -241,6 +241,14 @@ def test_each_copy_keeps_only_the_core_file_pages_it_still_reads():
         assert emu.core.file_bytes() < size / 3
     finally:
         emu.close()
+
+
+def test_a_closed_emulator_refuses_to_run_instead_of_calling_into_freed_code():
+    emu = LibretroEmulator(resolve(GAME))
+    emu.close()
+    for call in (emu.frame, lambda: emu.frame(draw=False), emu.save_state):
+        with pytest.raises(CoreError, match="no game is loaded"):
+            call()
 
 
 def test_the_ram_reads_as_stable_retros_memory_map():
