@@ -352,6 +352,11 @@ WORKER_IMPORTS = (
 BACKEND_IMPORTS = {
     "stable-retro": ("fastretro.runtime.backends.retro", "stable_retro"),
     "ale": ("fastretro.runtime.backends.ale", "ale_py"),
+    "libretro": (
+        "fastretro.runtime.backends.libretro",
+        "fastretro.runtime._ext.libretro",
+        "stable_retro",
+    ),
 }
 
 
@@ -383,7 +388,8 @@ def prepare_parent(env_config, backend: str) -> None:
             importlib.import_module(name)
         except ImportError:
             pass  # the worker raises it, with its own message, where it matters
-    if backend == "stable-retro" and (env_config.skip_rendering or env_config.skip_audio):
+    genesis = backend in ("stable-retro", "libretro")
+    if genesis and (env_config.skip_rendering or env_config.skip_audio):
         import stable_retro
 
         headless.read_core(os.path.join(stable_retro.core_path(), headless.GENESIS_CORE))

@@ -175,3 +175,16 @@ def test_an_unknown_kernel_name_raises_attribute_error():
 
     with pytest.raises(AttributeError, match="no attribute 'nope_into'"):
         kernels.nope_into  # noqa: B018
+
+
+@pytest.mark.parametrize("backend", ["stable-retro", "libretro"])
+def test_the_pool_reads_the_genesis_core_and_imports_the_backend_before_forking(backend):
+    # Each Genesis worker would otherwise hash the core and read its symbols itself.
+    from fastretro import EnvConfig
+    from fastretro.runtime import headless
+    from fastretro.runtime.workers import BACKEND_IMPORTS, prepare_parent
+
+    headless._file_sha256.cache_clear()
+    prepare_parent(EnvConfig(game=GAME), backend)
+    assert headless._file_sha256.cache_info().currsize == 1
+    assert all(name in sys.modules for name in BACKEND_IMPORTS[backend])
