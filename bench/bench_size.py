@@ -16,7 +16,9 @@ child that takes the worker's steps one at a time).
 
 Prints one JSON line per measurement, then a markdown table.
 
-Run: ``python bench/bench_size.py [--num-envs 8 64 256] [--rate-seconds 5] [--breakdown]``
+Run: ``python bench/bench_size.py [--num-envs 8 64 256] [--rate-seconds 5] [--breakdown]
+[--backends fastretro fastretro-libretro gymnasium]`` (fastretro-libretro: the pool on the
+libretro backend, several emulators per worker)
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from fastretro import DEFAULT_GAME
 from fastretro.tools.bench import machine_info
 from fastretro.tools.peers import CONFIGS, EnvFn, random_actions
 
-BACKENDS = ("fastretro", "gymnasium")
+BACKENDS = ("fastretro", "fastretro-libretro", "gymnasium")
+DEFAULT_BACKENDS = ("fastretro", "gymnasium")
 MB = 1024.0  # smaps counts kB
 
 
@@ -93,8 +96,11 @@ def build(backend: str, game: str, n: int, start_method: str | None = None):
     ``start_method``: multiprocessing's (``None``: each pool's default, fork on Linux).
     """
     config = CONFIGS["contest"].replace(game=game)
-    if backend == "fastretro":
+    if backend.startswith("fastretro"):
         from fastretro.runtime.pool import VecRetroEnv
+
+        if backend == "fastretro-libretro":  # several emulators per worker process
+            config = config.replace(backend="libretro")
 
         # 256 workers on 2 cores may take longer than the default two minutes to start.
         return VecRetroEnv(config, n, startup_timeout=900.0, start_method=start_method)
@@ -325,15 +331,16 @@ def available_mb() -> float:
 
 
 def table(rows: list[dict]) -> str:
-    """The markdown table: one line per env count, backends side by side."""
+    """The markdown table: a line per env count and pool, each against gymnasium's."""
     by = {(r["backend"], r["num_envs"]): r for r in rows if "pss_mb_per_env" in r}
     lines = [
-        "| envs | fastretro MB/env | gymnasium MB/env | ratio | fastretro start s (CPU s) "
-        "| gymnasium start s (CPU s) | fastretro worker private MB "
-        "| fastretro frames/s (x the fewest envs') | gymnasium frames/s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| envs | pool | MB/env | gymnasium MB/env | ratio | start s (CPU s) "
+        "| gymnasium start s (CPU s) | worker private MB "
+        "| frames/s (x the fewest envs') | gymnasium frames/s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     sizes = sorted({r["num_envs"] for r in rows})
+    pools = [b for b in BACKENDS if b != "gymnasium" and any(k[0] == b for k in by)]
 
     def cell(backend, n, field, fmt):
         r = by.get((backend, n))
@@ -344,23 +351,25 @@ def table(rows: list[dict]) -> str:
             f"{cell(backend, n, 'startup_s', '.2f')} ({cell(backend, n, 'startup_cpu_s', '.1f')})"
         )
 
-    def rate(backend, n):
+    def rate(backend, n, ratio=True):
         r, first = by.get((backend, n)), by.get((backend, sizes[0]))
         if not r or "frames_per_s" not in r:
             return "-"
-        ratio = f" ({r['frames_per_s'] / first['frames_per_s']:.2f}x)" if first else ""
-        return f"{r['frames_per_s']:,.0f}" + (ratio if backend == "fastretro" else "")
+        times = f" ({r['frames_per_s'] / first['frames_per_s']:.2f}x)" if first and ratio else ""
+        return f"{r['frames_per_s']:,.0f}{times}"
 
     for n in sizes:
-        f, g = by.get(("fastretro", n)), by.get(("gymnasium", n))
-        ratio = f"{f['pss_mb_per_env'] / g['pss_mb_per_env']:.2f}x" if f and g else "-"
-        lines.append(
-            f"| {n} | {cell('fastretro', n, 'pss_mb_per_env', '.1f')} "
-            f"| {cell('gymnasium', n, 'pss_mb_per_env', '.1f')} | {ratio} "
-            f"| {start('fastretro', n)} | {start('gymnasium', n)} "
-            f"| {cell('fastretro', n, 'child_uss_mb_mean', '.1f')} "
-            f"| {rate('fastretro', n)} | {rate('gymnasium', n)} |"
-        )
+        g = by.get(("gymnasium", n))
+        for pool in pools:
+            f = by.get((pool, n))
+            ratio = f"{f['pss_mb_per_env'] / g['pss_mb_per_env']:.2f}x" if f and g else "-"
+            lines.append(
+                f"| {n} | {pool} | {cell(pool, n, 'pss_mb_per_env', '.1f')} "
+                f"| {cell('gymnasium', n, 'pss_mb_per_env', '.1f')} | {ratio} "
+                f"| {start(pool, n)} | {start('gymnasium', n)} "
+                f"| {cell(pool, n, 'child_uss_mb_mean', '.1f')} "
+                f"| {rate(pool, n)} | {rate('gymnasium', n, ratio=False)} |"
+            )
     return "\n".join(lines)
 
 
@@ -369,7 +378,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--game", default=DEFAULT_GAME)
     parser.add_argument("--num-envs", type=int, nargs="+", default=[8, 64, 256])
-    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
+    parser.add_argument("--backends", nargs="+", default=list(DEFAULT_BACKENDS), choices=BACKENDS)
     parser.add_argument("--steps", type=int, default=50, help="steps before reading memory")
     parser.add_argument(
         "--rate-seconds", type=float, default=5.0, help="then step this long for frames/s"
