@@ -279,10 +279,14 @@ def run_limit(report, game: str | None = None, backend: str = "limit") -> float 
 
 #: Each pool's same-work reference (fastretro/runtime/inprocess.py): its frames/s times the
 #: cores the pool's envs can use is L_same, and the pool's frames/s over L_same its efficiency.
-SAME_WORK = {"fastretro": "inprocess", "fastretro-drawn": "inprocess-drawn"}
+SAME_WORK = {
+    "fastretro": "inprocess",
+    "fastretro-drawn": "inprocess-drawn",
+    "fastretro-libretro": "inprocess",
+}
 #: Each pool's lean reference (peers.measure_lean): the core's own work in a minimal loop over
 #: stable-retro's API, so that E_lean also counts what a worker does beyond the core.
-LEAN_WORK = {"fastretro": "lean", "fastretro-drawn": "lean-drawn"}
+LEAN_WORK = {"fastretro": "lean", "fastretro-drawn": "lean-drawn", "fastretro-libretro": "lean"}
 #: The peers each fastretro cell is compared with, and how the table names the ratio.
 PEERS = {"gymnasium": "gym", "ale-vector": "ALE-vec", "envpool": "EnvPool"}
 
@@ -349,7 +353,7 @@ def format_table(report, markdown: bool = False) -> str:
                     e_lean = efficiency(report, config, backend, n, game, lean=True)
                     if e_lean is not None:
                         notes.append(f"E_lean {e_lean:.2f}")
-                    if backend in ("sb3", "fastretro", "fastretro-drawn"):
+                    if backend in ("sb3", *SAME_WORK):
                         for peer, name in PEERS.items():
                             other = _figure(report, config, peer, n, game)
                             if other:

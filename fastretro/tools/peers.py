@@ -413,6 +413,11 @@ def measure_fastretro_drawn(game, config, num_envs, seconds, warmup):
     return measure_fastretro(game, config, num_envs, seconds, warmup, skip_work=False)
 
 
+def measure_fastretro_libretro(game, config, num_envs, seconds, warmup):
+    """The same on the libretro backend: several Genesis emulators per worker process."""
+    return measure_fastretro(game, config.replace(backend="libretro"), num_envs, seconds, warmup)
+
+
 def measure_limit_ale(game: str, config: EnvConfig, num_envs: int, seconds: float, warmup: float):
     """Frames/s of one process calling only ALE's emulator (``act``, one frame each)."""
     from fastretro.runtime.backends.ale import AleEmulator
@@ -511,6 +516,7 @@ BACKENDS = {
     "envpool": (measure_envpool, True),
     "ale-vector": (measure_ale_vector, True),
     "fastretro": (measure_fastretro, True),
+    "fastretro-libretro": (measure_fastretro_libretro, True),
 }
 
 

@@ -66,6 +66,21 @@ def test_lean_references_run_the_core_alone_with_and_without_the_shortcuts(tmp_p
     assert "E_lean" in report["settings"]
 
 
+def test_the_pool_on_the_libretro_backend_is_benched_against_the_same_references():
+    report = bench.run_bench(
+        GAME,
+        configs=("rgb-fs1",),
+        num_envs=(2,),
+        backends=("inprocess", "fastretro-libretro"),
+        seconds=0.2,
+        warmup=0.05,
+        out_dir=None,
+        progress=False,
+    )
+    assert all(r["error"] is None and r["frames_per_s"] > 0 for r in report["results"])
+    assert bench.efficiency(report, "rgb-fs1", "fastretro-libretro", 2) > 0
+
+
 def test_efficiency_divides_by_the_same_work_on_the_cores_the_envs_can_use():
     # L_same = min(num_envs, cores) x the in-process frames/s of the same work.
     def row(backend, n, fps):
@@ -209,7 +224,7 @@ def test_a_failed_or_absent_limit_reading_gives_no_ratio():
             InvalidArgumentError,
             "Unknown backend 'nope'; expected one of ['limit', 'limit-ale', 'inprocess', "
             "'inprocess-drawn', 'lean', 'lean-drawn', 'single', 'gymnasium', 'sb3', "
-            "'fastretro-drawn', 'envpool', 'ale-vector', 'fastretro']",
+            "'fastretro-drawn', 'envpool', 'ale-vector', 'fastretro', 'fastretro-libretro']",
         ),
         ({"num_envs": (0,)}, InvalidArgumentError, "Expected every num_envs >= 1, got 0"),
         ({"seconds": 0}, InvalidArgumentError, "Expected seconds > 0, got 0"),
