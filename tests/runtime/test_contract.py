@@ -1,7 +1,8 @@
 """The pool contract (fastretro/runtime/contract.py), run against every transport.
 
-Each test takes a ``transport``: the process pool (:class:`~fastretro.VecRetroEnv`), its
-worker threads (``workers="threads"``, the in-process transport) and the Ray shards
+Each test takes a ``transport``: the process pool (:class:`~fastretro.VecRetroEnv`), the same
+on the libretro backend with both envs in one worker process, its worker threads
+(``workers="threads"``, the in-process transport) and the Ray shards
 (:class:`~fastretro.integrations.ray.RayVecRetroEnv`, two one-env shards on a local Ray, skipped
 where Ray is not installed). A transport only moves data: what a caller sees of the call
 states, the argument checks, the seeds, closing and the infos' names must not differ. Each
@@ -31,6 +32,7 @@ class ProcessPool:
 
     buttons = 12  # Airstriker's Genesis pad
     noop = np.zeros((2, buttons), np.uint8)
+    killed = [True, False]  # which envs kill_first takes down
 
     def make(self, num_envs: int = 2, *, restart: bool = False, send_recv: bool = False, **kw):
         if restart:
@@ -44,6 +46,18 @@ class ProcessPool:
         victim = env._workers.procs[0]
         os.kill(victim.pid, signal.SIGKILL)
         victim.join(5)
+
+
+class LibretroPool(ProcessPool):
+    """The process pool on the libretro backend, every env in one worker process."""
+
+    killed = [True, True]  # a killed worker's envs, each reported
+
+    def make(self, num_envs: int = 2, *, restart: bool = False, send_recv: bool = False, **kw):
+        kw.setdefault("envs_per_worker", num_envs)
+        return super().make(
+            num_envs, restart=restart, send_recv=send_recv, backend="libretro", **kw
+        )
 
 
 class WorkerThreads:
@@ -66,6 +80,7 @@ class RayShards:
 
     buttons = ProcessPool.buttons
     noop = ProcessPool.noop
+    killed = ProcessPool.killed
 
     def make(self, num_envs: int = 2, *, restart: bool = False, send_recv: bool = False, **kw):
         from fastretro.integrations.ray import RayVecRetroEnv
@@ -94,12 +109,14 @@ def local_ray():
         ray.shutdown()
 
 
-@pytest.fixture(params=["process", "threads", "ray"])
+@pytest.fixture(params=["process", "libretro", "threads", "ray"])
 def transport(request):
     if request.param == "ray":
         request.getfixturevalue("local_ray")
         return RayShards()
-    return WorkerThreads() if request.param == "threads" else ProcessPool()
+    return {"process": ProcessPool, "libretro": LibretroPool, "threads": WorkerThreads}[
+        request.param
+    ]()
 
 
 # -- the call-state machine -----------------------------------------------------------------
@@ -311,9 +328,9 @@ def test_a_replaced_worker_reports_worker_restarted(transport):
             *_, trunc, infos = env.step(transport.noop)
             if "worker_restarted" in infos or time.monotonic() > deadline:
                 break
-        assert infos["worker_restarted"].tolist() == [True, False]
-        assert infos["_worker_restarted"].tolist() == [True, False]
-        assert trunc.tolist() == [True, False]
+        assert infos["worker_restarted"].tolist() == transport.killed
+        assert infos["_worker_restarted"].tolist() == transport.killed
+        assert trunc.tolist() == transport.killed
         assert env.worker_restarts == 1
         *_, infos = env.step(transport.noop)
         assert "worker_restarted" not in infos  # reported once
