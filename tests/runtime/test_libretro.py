@@ -396,3 +396,42 @@ def test_a_game_whose_rom_stable_retro_lacks_is_refused():
         ),
     ):
         VecRetroEnv("Pong-Atari2600-v0", 1, backend="libretro")
+
+
+def _sequences_and_snapshots(backend: str) -> list:
+    """Rewards, ends and steps of sequences and of a restored best snapshot, on ``backend``."""
+    rng = np.random.default_rng(3)
+    actions = rng.integers(0, 2, (40, 2, 8, 12), dtype=np.uint8)
+    seen = []
+    with VecRetroEnv(
+        GAME,
+        2,
+        backend=backend,
+        envs_per_worker=2 if backend == "libretro" else 1,
+        observe=False,
+        sequence_length=8,
+        snapshot_best=True,
+        frameskip=4,
+        max_episode_steps=60,
+    ) as env:
+        env.reset(seed=5)
+        for batch in actions:
+            _, rewards, term, trunc, infos = env.step_sequences(batch, [8, 5])
+            seen.append((rewards.tolist(), term.tolist(), trunc.tolist()))
+            seen.append(infos["sequence_steps"].tolist())
+        best = env.best_snapshot(0)
+        seen.append((best.episode_step, best.episode_return))
+        env.restore({1: best})
+        for batch in actions[:5]:
+            _, rewards, term, trunc, _ = env.step_sequences(batch, [3, 8])
+            seen.append((rewards.tolist(), term.tolist(), trunc.tolist()))
+    return seen
+
+
+def test_sequences_and_snapshots_run_as_on_the_stable_retro_backend():
+    # Two envs in one libretro worker against one stable-retro worker each: the same seeds,
+    # actions, sequence lengths, episode caps and a best snapshot restored into the other env.
+    expected = _sequences_and_snapshots("stable-retro")
+    got = _sequences_and_snapshots("libretro")
+    assert sum(sum(r[0]) for r in expected[::2][:40]) > 0  # the episodes scored something
+    assert got == expected
