@@ -17,8 +17,10 @@ from fastretro import InvalidArgumentError, VecRetroEnv
 from fastretro.contest.movies import replay
 
 
-def test_each_episode_is_a_movie_that_replays_to_its_reward(tmp_path):
+@pytest.mark.parametrize("backend", ["stable-retro", "libretro"])
+def test_each_episode_is_a_movie_that_replays_to_its_reward(tmp_path, backend):
     # Sticky frames and 4 frames per step: the movie must hold the buttons actually applied.
+    # On libretro both envs share a worker process and stable-retro replays their movies.
     steps, episode = 125, 60
     acts = np.random.default_rng(1).integers(0, 2, (steps, 2, 12), dtype=np.uint8)
     acts[:, :, 0] = 1  # keep firing (B): Airstriker scores within an episode
@@ -32,6 +34,8 @@ def test_each_episode_is_a_movie_that_replays_to_its_reward(tmp_path):
         autoreset_mode="same_step",
         record=tmp_path,
         observe=False,
+        backend=backend,
+        envs_per_worker=2 if backend == "libretro" else None,
     ) as env:
         env.reset(seed=3)
         for a in acts:

@@ -95,7 +95,10 @@ def _libretro_runs(count: int, draw_every: int = 1, shortcuts: bool = False) -> 
     ``shortcuts``: with the headless frame and the silent FM chip, where the core allows them.
     """
     setup = resolve(GAME)
-    emulators = [LibretroEmulator(setup, shortcuts, shortcuts) for _ in range(count)]
+    emulators = [
+        LibretroEmulator(setup, skip_rendering=shortcuts, skip_audio=shortcuts)
+        for _ in range(count)
+    ]
     try:
         runs, scenarios = [], []
         for emu in emulators:
@@ -338,7 +341,6 @@ def test_auto_never_picks_libretro():
 @pytest.mark.parametrize(
     ("options", "why"),
     [
-        ({"record": "RECORD"}, "the pool records .bk2 movies, which are stable-retro's own"),
         (
             {"scenario": os.path.join(DATA, "zigzag.json")},
             "the scenario needs stable-retro's own engine (the reward is computed by a Lua script)",
@@ -354,8 +356,6 @@ def test_auto_never_picks_libretro():
     ],
 )
 def test_what_libretro_cannot_do_is_refused_with_the_reason(options, why, tmp_path):
-    if options.get("record") == "RECORD":
-        options = {**options, "record": str(tmp_path)}
     if options.get("scenario") == "CROPS":
         scenario = tmp_path / "crops.json"
         scenario.write_text(json.dumps({"crops": [[0, 0, 0, 0]], "reward": {}}))
@@ -435,3 +435,29 @@ def test_sequences_and_snapshots_run_as_on_the_stable_retro_backend():
     got = _sequences_and_snapshots("libretro")
     assert sum(sum(r[0]) for r in expected[::2][:40]) > 0  # the episodes scored something
     assert got == expected
+
+
+def _movies(backend: str, folder) -> dict[str, dict[str, bytes]]:
+    """The files inside each movie of two episodes of env 0 on ``backend``."""
+    import zipfile
+
+    actions = np.random.default_rng(4).integers(0, 2, (50, 1, 12), dtype=np.uint8)
+    with VecRetroEnv(
+        GAME, 1, backend=backend, record=str(folder), observe=False, max_episode_steps=20
+    ) as env:
+        env.reset(seed=0)
+        for a in actions:
+            env.step(a)
+    movies = {}
+    for path in sorted((folder / "env000").glob("*.bk2")):
+        with zipfile.ZipFile(path) as z:
+            movies[path.name] = {name: z.read(name) for name in sorted(z.namelist())}
+    return movies
+
+
+def test_movies_hold_the_bytes_stable_retro_writes(tmp_path):
+    # The same names and files; the start state is the integration's, byte for byte.
+    want = _movies("stable-retro", tmp_path / "stable-retro")
+    got = _movies("libretro", tmp_path / "libretro")
+    assert list(got) == [f"{GAME}-Level1-{n:06d}.bk2" for n in range(3)]
+    assert got == want

@@ -96,7 +96,9 @@ def make_emulator(backend: str, setup, config, env: int) -> Emulator:
     if backend == "libretro":
         from fastretro.runtime.backends.libretro import LibretroEmulator
 
-        return LibretroEmulator(setup, config.skip_rendering, config.skip_audio)
+        return LibretroEmulator(
+            setup, config.record_dir(env), config.skip_rendering, config.skip_audio
+        )
     raise ValueError(f"unknown emulator backend {backend!r}")
 
 

@@ -15,9 +15,9 @@ over the core's RAM, through stable-retro's byte-swapping overlay), and the butt
 filtered as its ``GameData`` filters them. ``tests/runtime/test_libretro.py`` compares screens,
 variables and rewards with plain stable-retro frame by frame.
 
-Only Mega Drive games run here (other systems' cores have not been checked), without ``.bk2``
-movies (stable-retro's own) and without Lua scenarios (stable-retro's own engine):
-:func:`refusal` says why a pool cannot run on this backend.
+Movies (``.bk2``) are written as stable-retro writes them (:mod:`.bk2`). Only Mega Drive games
+run here (other systems' cores have not been checked), and without Lua scenarios
+(stable-retro's own engine): :func:`refusal` says why a pool cannot run on this backend.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import numpy as np
 from fastretro.errors import InvalidArgumentError
 from fastretro.runtime.backends.ale_ram import RamDecoder
 from fastretro.runtime.backends.base import ConsoleActions, Emulator
+from fastretro.runtime.backends.bk2 import MovieWriter
 from fastretro.runtime.games import GameSetup, integrations
 from fastretro.runtime.headless import (
     AUDIO_SCRATCH_VALUES,
@@ -125,8 +126,6 @@ def refusal(config, setups: Sequence[GameSetup]) -> str | None:
             f"{others[0]} runs on {game_system(others[0])}, and the libretro backend runs only "
             "Genesis (Mega Drive) games"
         )
-    if config.record is not None:
-        return "the pool records .bk2 movies, which are stable-retro's own"
     crops = sorted({s.game for s in setups if "crops" in scenario_json(s)})
     if crops:
         return f"the scenario of {crops[0]} has per-player 'crops', which only stable-retro reads"
@@ -155,26 +154,32 @@ def start_state(setup: GameSetup) -> bytes | None:
     return _start_state(setup.game, setup.state)
 
 
+def start_state_name(game: str, state: str | None) -> str | None:
+    """The name (or path) of the state ``RetroEnv`` starts ``game`` from; ``None``: none."""
+    import stable_retro.data as retro_data
+
+    if state is not None:
+        return state
+    try:
+        with open(retro_data.get_file_path(game, "metadata.json", integrations())) as f:
+            metadata = json.load(f)
+    except (OSError, TypeError, json.JSONDecodeError):
+        metadata = {}
+    players = metadata.get("default_player_state") or []
+    return players[0] if players else metadata.get("default_state")
+
+
 @functools.lru_cache(maxsize=16)
 def _start_state(game: str, state: str | None) -> bytes | None:
     import stable_retro.data as retro_data
 
-    inttype = integrations()
-    name = state
+    name = start_state_name(game, state)
     if name is None:
-        try:
-            with open(retro_data.get_file_path(game, "metadata.json", inttype)) as f:
-                metadata = json.load(f)
-        except (OSError, TypeError, json.JSONDecodeError):
-            metadata = {}
-        players = metadata.get("default_player_state") or []
-        name = players[0] if players else metadata.get("default_state")
-        if name is None:
-            return None
+        return None
     path = name if os.path.isfile(name) else None
     if path is None:
         path = retro_data.get_file_path(
-            game, name if name.endswith(".state") else name + ".state", inttype
+            game, name if name.endswith(".state") else name + ".state", integrations()
         )
     with gzip.open(path, "rb") as f:
         return f.read()
@@ -197,6 +202,8 @@ class LibretroEmulator(Emulator):
 
     Args:
         setup: the env's game, state and scenario (a Mega Drive game; see :func:`refusal`).
+        record_dir: a folder for one ``.bk2`` per episode, named and written as stable-retro
+            names and writes them (:mod:`.bk2`), or ``None``.
         skip_rendering: run undrawn frames without their picture.
         skip_audio: silence the FM chip while its timers are stopped, where the build allows it.
 
@@ -211,7 +218,11 @@ class LibretroEmulator(Emulator):
     backend = "libretro"
 
     def __init__(
-        self, setup: GameSetup, skip_rendering: bool = True, skip_audio: bool = True
+        self,
+        setup: GameSetup,
+        record_dir: str | None = None,
+        skip_rendering: bool = True,
+        skip_audio: bool = True,
     ) -> None:
         import stable_retro
 
@@ -229,6 +240,10 @@ class LibretroEmulator(Emulator):
         #: The scenario's crop (``x, y, w, h``; zeros: none), as ``GameData.crop_info(0)``.
         self._crop = (0, 0, 0, 0) if crop is None else tuple(int(v) for v in crop[:4])
         self._initial = start_state(setup)
+        self._record_dir, self._movie, self._movies, self._mask = record_dir, None, 0, 0
+        state_name = start_state_name(setup.game, setup.state) or "none"
+        #: stable-retro's movie names: GAME-STATE-NNNNNN.bk2.
+        self._movie_name = f"{setup.game}-{os.path.splitext(os.path.basename(state_name))[0]}"
         rom = stable_retro.data.get_original_romfile_path(setup.game, integrations())
         core_path = os.path.realpath(stable_retro.get_core_path(system))
         self.core = Core(core_path, stable_retro.core_path())
@@ -280,13 +295,27 @@ class LibretroEmulator(Emulator):
         if self._initial is not None and not self.core.unserialize(self._initial):
             raise InvalidArgumentError(f"Genesis Plus GX refused the start state of {self.game}")
         self.core.press(0)
+        self._mask = 0
         self.core.run()
+        if self._record_dir is not None:
+            self._next_movie()
+
+    def _next_movie(self) -> None:
+        # The finished episode's movie is written now, complete, as stable-retro's is.
+        if self._movie is not None:
+            self._movie.close()
+        path = os.path.join(self._record_dir, f"{self._movie_name}-{self._movies:06d}.bk2")
+        self._movie = MovieWriter(path, self.game, SYSTEM, self.buttons, self._initial)
+        self._movies += 1
 
     def press(self, mask: int) -> None:  # noqa: D102
+        self._mask = mask
         self.core.press(mask)
 
     def frame(self, draw: bool = True) -> None:
         """Run one frame; without its picture where ``draw`` is False and the core allows it."""
+        if self._movie is not None:
+            self._movie.frame(self._mask)
         if draw or not self.skips_drawing:
             self._run()
         else:
@@ -340,6 +369,9 @@ class LibretroEmulator(Emulator):
             )
 
     def close(self) -> None:
-        """Unload the core's copy (the RAM view dies with it)."""
+        """Write the current episode's movie; unload the core's copy (the RAM view dies with it)."""
+        if self._movie is not None:
+            self._movie.close()
+            self._movie = None
         self._ram = None
         self.core.close()
