@@ -35,7 +35,8 @@ import sys
 import time
 
 import numpy as np
-from bench_size import MB, cpu_seconds, descendants, private_kb, rollup, worker_parts
+from bench_size import MB, private_kb, rollup, worker_parts
+from bench_size import measure as size_measure
 
 from fastretro import DEFAULT_GAME
 from fastretro.tools.bench import machine_info
@@ -44,74 +45,13 @@ from fastretro.tools.peers import CONFIGS, random_actions
 BACKENDS = ("stable-retro", "libretro")
 
 
-def memfd_copies(pid: int) -> tuple[int, int]:
-    """How many memory files (``memfd:``) process ``pid`` holds open, and their bytes in memory.
-
-    The bytes are the files' allocated blocks: what the copies of the core hold in shared
-    memory (shmem), counted in PSS only where a process maps and has touched them.
-    """
-    count = held = 0
-    try:
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            path = f"/proc/{pid}/fd/{fd}"
-            try:
-                if os.readlink(path).startswith("/memfd:"):
-                    count += 1
-                    held += os.stat(path).st_blocks * 512
-            except OSError:
-                continue
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        pass
-    return count, held
-
-
 def measure(backend: str, config_name: str, game: str, n: int, per_worker, steps, rate_s):
-    """Start-up, PSS and frames/s of one pool, in this process (a fresh one)."""
-    from fastretro.runtime.pool import VecRetroEnv
-
-    config = CONFIGS[config_name].replace(game=game, backend=backend)
-    start, cpu = time.perf_counter(), time.process_time()
-    env = VecRetroEnv(config, n, envs_per_worker=per_worker, startup_timeout=900.0)
-    env.reset(seed=0)
-    ready = time.perf_counter()
-    startup_cpu = time.process_time() - cpu + sum(map(cpu_seconds, descendants(os.getpid())))
-    actions = random_actions(n)
-    try:
-        for k in range(steps):
-            env.step(actions[k % len(actions)])
-        me = rollup(os.getpid())
-        pids = [p for p in descendants(os.getpid()) if rollup(p)]
-        kids = [rollup(p) for p in pids]
-        memfds = [memfd_copies(p) for p in pids]
-        copies, held = sum(c for c, _ in memfds), sum(b for _, b in memfds)
-        done, begin = 0, time.perf_counter()
-        while time.perf_counter() - begin < rate_s:
-            env.step(actions[done % len(actions)])
-            done += 1
-        rate = done * n * config.frameskip / (time.perf_counter() - begin)
-        per_worker = env.pool_config.envs_per_worker
-    finally:
-        env.close()
-    pss = me["Pss"] + sum(k["Pss"] for k in kids)
-    return {
-        "bench": "libretro-pool",
-        "backend": backend,
-        "config": config_name,
-        "game": game,
-        "num_envs": n,
-        "envs_per_worker": per_worker,
-        "startup_s": ready - start,
-        "startup_cpu_s": startup_cpu,
-        "pss_mb": pss / MB,
-        "pss_mb_per_env": pss / MB / n,
-        "parent_pss_mb": me["Pss"] / MB,
-        "processes": len(kids),
-        "child_pss_mb_mean": float(np.mean([k["Pss"] for k in kids])) / MB,
-        "child_uss_mb_mean": float(np.mean([private_kb(k) for k in kids])) / MB,
-        "memfd_copies": copies,
-        "memfd_mb": held / 2**20,
-        "frames_per_s": rate,
-    }
+    """Start-up, PSS and frames/s of one pool, in this process (a fresh one): bench_size's."""
+    pool = "fastretro-libretro" if backend == "libretro" else "fastretro"
+    row = size_measure(
+        pool, game, n, steps, rate_s=rate_s, config_name=config_name, per_worker=per_worker
+    )
+    return {**row, "bench": "libretro-pool", "backend": backend}
 
 
 def breakdown(backend: str, config_name: str, game: str, n: int, steps: int) -> dict:

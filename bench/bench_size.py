@@ -90,20 +90,33 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def build(backend: str, game: str, n: int, start_method: str | None = None):
-    """A pool of ``n`` envs of ``game`` with the contest's preprocessing.
+def build(
+    backend: str,
+    game: str,
+    n: int,
+    start_method: str | None = None,
+    config_name: str = "contest",
+    per_worker: int | None = None,
+):
+    """A pool of ``n`` envs of ``game`` in one of the bench's configs (the contest's).
 
-    ``start_method``: multiprocessing's (``None``: each pool's default, fork on Linux).
+    ``start_method``: multiprocessing's (``None``: each pool's default, fork on Linux);
+    ``per_worker``: fastretro's ``envs_per_worker`` (``None``: the pool's choice).
     """
-    config = CONFIGS["contest"].replace(game=game)
+    config = CONFIGS[config_name].replace(game=game)
     if backend.startswith("fastretro"):
         from fastretro.runtime.pool import VecRetroEnv
 
         if backend == "fastretro-libretro":  # several emulators per worker process
             config = config.replace(backend="libretro")
-
         # 256 workers on 2 cores may take longer than the default two minutes to start.
-        return VecRetroEnv(config, n, startup_timeout=900.0, start_method=start_method)
+        return VecRetroEnv(
+            config,
+            n,
+            startup_timeout=900.0,
+            start_method=start_method,
+            envs_per_worker=per_worker,
+        )
     import gymnasium
 
     return gymnasium.vector.AsyncVectorEnv(
@@ -111,12 +124,41 @@ def build(backend: str, game: str, n: int, start_method: str | None = None):
     )
 
 
+def memfd_copies(pid: int) -> tuple[int, int]:
+    """How many memory files (``memfd:``) process ``pid`` holds open, and their bytes in memory.
+
+    The bytes are the files' allocated blocks: what the libretro backend's copies of the core
+    hold in shared memory (shmem), counted in PSS only where a process maps and has touched
+    them.
+    """
+    count = held = 0
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            path = f"/proc/{pid}/fd/{fd}"
+            try:
+                if os.readlink(path).startswith("/memfd:"):
+                    count += 1
+                    held += os.stat(path).st_blocks * 512
+            except OSError:
+                continue
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        pass
+    return count, held
+
+
 def measure(
-    backend: str, game: str, n: int, steps: int, start_method: str | None = None, rate_s=5.0
+    backend: str,
+    game: str,
+    n: int,
+    steps: int,
+    start_method: str | None = None,
+    rate_s=5.0,
+    config_name: str = "contest",
+    per_worker: int | None = None,
 ) -> dict:
     """Start-up seconds, PSS and frames/s of one pool, in this process (a fresh one)."""
     start, cpu = time.perf_counter(), time.process_time()
-    env = build(backend, game, n, start_method)
+    env = build(backend, game, n, start_method, config_name, per_worker)
     built = time.perf_counter()
     env.reset(seed=0)
     ready = time.perf_counter()
@@ -128,22 +170,26 @@ def measure(
         for k in range(steps):
             env.step(actions[k % len(actions)])
         me = rollup(os.getpid())
-        kids = [rollup(p) for p in descendants(os.getpid())]
-        kids = [k for k in kids if k]
+        pids = [p for p in descendants(os.getpid()) if rollup(p)]
+        kids = [rollup(p) for p in pids]
+        memfds = [memfd_copies(p) for p in pids]
         # Then the step rate, at least rate_s seconds of whole batches.
         done, begin = 0, time.perf_counter()
         while time.perf_counter() - begin < rate_s:
             env.step(actions[done % len(actions)])
             done += 1
-        rate = done * n * CONFIGS["contest"].frameskip / (time.perf_counter() - begin)
+        rate = done * n * CONFIGS[config_name].frameskip / (time.perf_counter() - begin)
+        per_worker = getattr(getattr(env, "pool_config", None), "envs_per_worker", None)
     finally:
         env.close()
     pss = me["Pss"] + sum(k["Pss"] for k in kids)
     return {
         "bench": "size",
         "backend": backend,
+        "config": config_name,
         "game": game,
         "num_envs": n,
+        "envs_per_worker": per_worker,
         "start_method": start_method or "default",
         "startup_s": ready - start,
         "construct_s": built - start,
@@ -156,6 +202,8 @@ def measure(
         "processes": len(kids),
         "child_pss_mb_mean": float(np.mean([k["Pss"] for k in kids])) / MB,
         "child_uss_mb_mean": float(np.mean([private_kb(k) for k in kids])) / MB,
+        "memfd_copies": sum(c for c, _ in memfds),
+        "memfd_mb": sum(b for _, b in memfds) / 2**20,
         "steps": steps,
         "frames_per_s": rate,
     }
