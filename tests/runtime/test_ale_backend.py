@@ -737,6 +737,77 @@ def test_game_over_after_21_points_and_start_again(pong):
 
 
 # ---------------------------------------------------------------------------------------------
+# Reused resets: a game whose reset always reaches one state restores it
+
+
+@pytest.mark.parametrize(
+    "game, fixed",
+    [
+        (BREAKOUT, True),
+        (PONG, True),
+        ("BeamRider-Atari2600-v0", False),
+        ("Qbert-Atari2600-v0", False),
+    ],
+)
+def test_the_reset_probe_tells_fixed_resets_from_the_others(game, fixed):
+    # BeamRider's start-up reads the RAM its last game left; Qbert's cartridge does not map its
+    # banks back on a restore: the probe must see both.
+    rom = ale_games.ale_rom(game)
+    assert data_tool.reset_is_fixed(raw_ale(rom), raw_ale(rom)) is fixed
+    assert ale_games.fixed_reset(game) is fixed  # what atari.json says
+
+
+def test_state_without_clocks_refuses_what_is_not_an_ale_state():
+    with pytest.raises(ValueError, match="^Expected an ALE state with a System section$"):
+        data_tool.state_without_clocks(b"not a state")
+
+
+@pytest.mark.parametrize("game", [BREAKOUT, PONG])
+def test_a_reused_reset_plays_exactly_as_a_real_one(game):
+    # The same random buttons on two emulators, one resetting for real, one restoring, with
+    # starts at each game over and mid-game: every picture (the reset's own, before any frame,
+    # included), RAM, reward, lives and end of game agree.
+    real = ale.AleEmulator(game, reuse_reset=False)
+    reused = ale.AleEmulator(game, reuse_reset=True)
+    masks = ale_games.mask_to_ale_table(game).nonzero()[0]
+    rng = np.random.default_rng(5)
+    starts = 0
+
+    def same_pictures():
+        for kind in ("screen", "screen_gray", "screen_codes"):
+            np.testing.assert_array_equal(getattr(real, kind)(), getattr(reused, kind)())
+        h, w = real.screen_shape
+        out = [np.empty((h, w, 3), np.uint8) for _ in range(2)]
+        np.testing.assert_array_equal(real.screen_into(out[0]), reused.screen_into(out[1]))
+        gray = [np.empty((h, w), np.uint8) for _ in range(2)]
+        np.testing.assert_array_equal(
+            real.screen_gray_into(gray[0]), reused.screen_gray_into(gray[1])
+        )
+
+    for frame in range(9000):
+        if frame % 1500 == 0 or real.game_over():
+            real.start()
+            reused.start()
+            starts += 1
+            same_pictures()
+            np.testing.assert_array_equal(real.ram(), reused.ram())
+        mask = int(rng.choice(masks))
+        real.press(mask)
+        reused.press(mask)
+        real.frame()
+        reused.frame()
+        assert (real.reward, real.lives(), real.game_over()) == (
+            reused.reward,
+            reused.lives(),
+            reused.game_over(),
+        )
+        np.testing.assert_array_equal(real.ram(), reused.ram())
+        np.testing.assert_array_equal(real.screen_codes(), reused.screen_codes())
+    assert starts >= 6
+    assert reused._reset_state is not None and real._reset_state is None
+
+
+# ---------------------------------------------------------------------------------------------
 # Pong: player 1's reward
 
 

@@ -154,10 +154,24 @@ def atari_data() -> dict:
 
     Layout: ``"actions"``: ALE's 18 actions in index order, each ``[name, [buttons]]``;
     ``"games"``: ``{game ID: {"rom": ALE ROM name, "minimal": [ALE action indices]}}``, plus
-    ``"buttons"`` where stable-retro's buttons differ from ALE's (:func:`game_buttons`).
+    ``"buttons"`` where stable-retro's buttons differ from ALE's (:func:`game_buttons`) and
+    ``"fixed_reset"`` where a reset always reaches the same state (:func:`fixed_reset`).
     """
     with open(data_path()) as f:
         return json.load(f)
+
+
+def fixed_reset(game: str) -> bool:
+    """Whether ALE's ``reset_game`` of ``game`` reaches one state whatever came before it.
+
+    ``atari.json``'s ``"fixed_reset"``, found by ``reset_is_fixed``
+    (fastretro/tools/atari_data.py) on the ale-py that wrote the file; false on any other
+    version, whose emulator the probe has not seen.
+    """
+    data = atari_data()
+    if import_ale().__version__ != data["ale_py"]:
+        return False
+    return bool(data["games"].get(game, {}).get("fixed_reset", False))
 
 
 def ale_action_combos() -> tuple[tuple[str, ...], ...]:
