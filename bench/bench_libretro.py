@@ -47,7 +47,7 @@ BACKENDS = ("stable-retro", "libretro")
 
 def measure(backend: str, config_name: str, game: str, n: int, per_worker, steps, rate_s):
     """Start-up, PSS and frames/s of one pool, in this process (a fresh one): bench_size's."""
-    pool = "fastretro-libretro" if backend == "libretro" else "fastretro"
+    pool = f"fastretro-{backend}"
     row = size_measure(
         pool, game, n, steps, rate_s=rate_s, config_name=config_name, per_worker=per_worker
     )

@@ -17,8 +17,9 @@ child that takes the worker's steps one at a time).
 Prints one JSON line per measurement, then a markdown table.
 
 Run: ``python bench/bench_size.py [--num-envs 8 64 256] [--rate-seconds 5] [--breakdown]
-[--backends fastretro fastretro-libretro gymnasium]`` (fastretro-libretro: the pool on the
-libretro backend, several emulators per worker)
+[--backends fastretro fastretro-stable-retro gymnasium]`` (fastretro: the pool's own choice,
+for Genesis the libretro backend, several emulators per worker; fastretro-stable-retro:
+stable-retro's emulator, one per worker; fastretro-libretro: the libretro backend, named)
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from fastretro import DEFAULT_GAME
 from fastretro.tools.bench import machine_info
 from fastretro.tools.peers import CONFIGS, EnvFn, random_actions
 
-BACKENDS = ("fastretro", "fastretro-libretro", "gymnasium")
+BACKENDS = ("fastretro", "fastretro-stable-retro", "fastretro-libretro", "gymnasium")
 DEFAULT_BACKENDS = ("fastretro", "gymnasium")
 MB = 1024.0  # smaps counts kB
 
@@ -107,8 +108,8 @@ def build(
     if backend.startswith("fastretro"):
         from fastretro.runtime.pool import VecRetroEnv
 
-        if backend == "fastretro-libretro":  # several emulators per worker process
-            config = config.replace(backend="libretro")
+        if backend != "fastretro":  # a backend named: fastretro-stable-retro, -libretro
+            config = config.replace(backend=backend.removeprefix("fastretro-"))
         # 256 workers on 2 cores may take longer than the default two minutes to start.
         return VecRetroEnv(
             config,
@@ -235,8 +236,10 @@ def part_of(row: dict, previous: dict | None) -> str:
     base = os.path.basename(name)
     if "/stable_retro/cores/" in name:
         return f"emulator core ({base}): code and data"
+    if name.startswith("/memfd:"):  # the libretro backend's private copies of the core
+        return "emulator cores (private copies): code and data"
     if not name and previous is not None and previous["end"] == row["start"]:
-        if "/stable_retro/cores/" in previous["name"]:
+        if "/stable_retro/cores/" in previous["name"] or previous["name"].startswith("/memfd:"):
             return "emulator core: zero-filled state (bss)"
     if base.startswith("_retro"):
         return "stable-retro (_retro.so)"

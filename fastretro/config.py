@@ -157,9 +157,10 @@ class EnvConfig:
     """The emulator that runs the game: ``"stable-retro"``, ``"ale"`` (ALE's Atari 2600
     emulator, for the Atari games whose ROM ale-py ships; ``pip install "fastretro[atari]"``),
     ``"libretro"`` (stable-retro's Genesis core on fastretro's own frontend, several emulators
-    per process; Mega Drive games only, only when named), or ``"auto"``: ALE where it can run
-    every env with the same meaning (not while recording ``.bk2`` movies, which replay on
-    stable-retro's core), else stable-retro. The pool's ``backends`` says which ran."""
+    per process; Mega Drive games only), or ``"auto"``: ALE where it can run every env with the
+    same meaning (not while recording ``.bk2`` movies, which replay on stable-retro's core),
+    else libretro where it can (Mega Drive games without a Lua scenario), else stable-retro.
+    The pool's ``backends`` and ``backend_why`` say which ran and why."""
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise once, here

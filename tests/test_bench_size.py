@@ -17,7 +17,7 @@ def test_the_size_bench_measures_both_pools_and_a_worker():
         [
             *(sys.executable, BENCH, "--game", GAME, "--num-envs", "2", "--steps", "3"),
             *("--rate-seconds", "0.3", "--breakdown"),
-            *("--backends", "fastretro", "fastretro-libretro", "gymnasium"),
+            *("--backends", "fastretro", "fastretro-stable-retro", "gymnasium"),
         ],
         capture_output=True,
         text=True,
@@ -26,7 +26,7 @@ def test_the_size_bench_measures_both_pools_and_a_worker():
     assert out.returncode == 0, out.stderr
     rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     sizes = {r["backend"]: r for r in rows if r["bench"] == "size"}
-    assert set(sizes) == {"fastretro", "fastretro-libretro", "gymnasium"}
+    assert set(sizes) == {"fastretro", "fastretro-stable-retro", "gymnasium"}
     for row in sizes.values():
         assert "error" not in row, row.get("error")
         assert row["num_envs"] == 2 and row["processes"] >= 2
@@ -37,6 +37,6 @@ def test_the_size_bench_measures_both_pools_and_a_worker():
     (phases,) = [r for r in rows if r["bench"] == "size-phases"]
     assert [p[0] for p in phases["phases"]][:2] == ["forked", "prepare_process (gc.freeze)"]
     assert "| envs | pool | MB/env |" in out.stdout
-    assert "| 2 | fastretro |" in out.stdout and "| 2 | fastretro-libretro |" in out.stdout
+    assert "| 2 | fastretro |" in out.stdout and "| 2 | fastretro-stable-retro |" in out.stdout
     assert "(1.00x) |" in out.stdout  # the smallest size's own rate
     assert "| part | PSS | private |" in out.stdout

@@ -333,9 +333,17 @@ def test_pools_of_two_emulators_per_worker_or_of_threads_match_the_stable_retro_
         np.testing.assert_array_equal(got["libretro", workers][1], want[1])
 
 
-def test_auto_never_picks_libretro():
+def test_auto_picks_libretro_for_genesis_and_says_why_where_it_does_not(tmp_path):
     with VecRetroEnv(GAME, 1, observe=False) as env:
+        assert env.backends == ("libretro",)
+        assert env.backend_why == "the libretro backend runs every env's game (Genesis)"
+    lua = os.path.join(DATA, "zigzag.json")
+    with VecRetroEnv(GAME, 1, observe=False, scenario=lua) as env:
         assert env.backends == ("stable-retro",)
+        assert env.backend_why == (
+            "the scenario needs stable-retro's own engine (the reward is computed by a Lua "
+            f"script); ALE does not run {GAME} (not an Atari 2600 game)"
+        )
 
 
 @pytest.mark.parametrize(

@@ -240,12 +240,14 @@ def test_spinning_only_where_the_spinner_has_a_core():
     from fastretro.runtime.stats import available_cores
 
     cores = available_cores()
-    for n in (1, cores, 2 * cores):
-        with VecRetroEnv(GAME, n, observe=False) as env:
-            # stable-retro: a worker per env. The parent spins beside a core per worker; the
-            # workers wherever each has a core (they yield while they watch).
-            assert env.spins == (n + 1 <= cores), n
-            assert env.workers_spin == (n <= cores), n
+    for n, per_worker in ((1, 1), (cores, 1), (2 * cores, 1), (2 * cores, 2)):
+        with VecRetroEnv(GAME, n, observe=False, envs_per_worker=per_worker) as env:
+            # The parent spins beside a core per worker; the workers wherever each has a core
+            # (they yield while they watch).
+            workers = len(env._workers.procs)
+            assert workers == n // per_worker
+            assert env.spins == (workers + 1 <= cores), n
+            assert env.workers_spin == (workers <= cores), n
     with VecRetroEnv(GAME, 2 * cores, observe=False, spin=True) as env:
         assert env.spins and env.workers_spin  # asked for
         env.reset(seed=0)

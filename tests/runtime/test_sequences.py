@@ -238,10 +238,11 @@ def test_a_worker_killed_during_sequences_raises_even_in_restart_mode():
 
     env = pool(SETS["index"], sequence_length=8, on_worker_failure="restart")
     env.reset(seed=0)
-    victim = env._workers.procs[2]
+    worker = env._workers.worker_of(2)
+    victim = env._workers.procs[worker]
     os.kill(victim.pid, signal.SIGKILL)
     victim.join(10)
-    message = f"Worker 2 (pid {victim.pid}) was killed by SIGKILL during step_sequences"
+    message = f"Worker {worker} (pid {victim.pid}) was killed by SIGKILL during step_sequences"
     with pytest.raises(WorkerDiedError, match=re.escape(message)):
         env.step_sequences(np.ones((3, 8), np.int64), [8, 8, 8])
     assert env.closed

@@ -249,12 +249,17 @@ def test_restore_refuses_a_snapshot_the_parent_can_tell_is_broken(snap, message)
 
 
 @pytest.mark.parametrize("batch_size", [None, 1])
-def test_restore_of_a_state_the_emulator_refuses_raises_naming_the_env(batch_size):
+@pytest.mark.parametrize(
+    ("backend", "emulator"), [("stable-retro", "stable-retro"), ("libretro", "Genesis Plus GX")]
+)
+def test_restore_of_a_state_the_emulator_refuses_raises_naming_the_env(
+    batch_size, backend, emulator
+):
     garbage = Snapshot(GAME, b"not a save state", 1, 0.0)
-    with pool(num_envs=2, observe=False, batch_size=batch_size) as env:
+    with pool(num_envs=2, observe=False, batch_size=batch_size, backend=backend) as env:
         message = (
             f"Cannot restore env 1: Expected a save state of {GAME} from save_state(), got 16 "
-            "bytes that stable-retro does not accept"
+            f"bytes that {emulator} does not accept"
         )
         with pytest.raises(InvalidArgumentError, match=re.escape(message)):
             if batch_size is None:

@@ -170,8 +170,8 @@ def test_stable_retro_runs_one_env_in_one_in_process_pool():
             "backend='ale', which runs several in one process"
         ),
     ):
-        VecRetroEnv(GAME, 2, workers="threads")
-    env = VecRetroEnv(GAME, 1, workers="threads", observe=False)
+        VecRetroEnv(GAME, 2, workers="threads", backend="stable-retro")
+    env = VecRetroEnv(GAME, 1, workers="threads", observe=False, backend="stable-retro")
     try:
         env.reset()
         env.step(np.zeros((1, 12), np.uint8))
@@ -183,7 +183,7 @@ def test_stable_retro_runs_one_env_in_one_in_process_pool():
                 "in-process pool holds it. Close that pool first, or use workers='processes'"
             ),
         ):
-            VecRetroEnv(GAME, 1, workers="threads")
+            VecRetroEnv(GAME, 1, workers="threads", backend="stable-retro")
         with pytest.raises(
             InvalidArgumentError,
             match=re.escape(
@@ -191,12 +191,12 @@ def test_stable_retro_runs_one_env_in_one_in_process_pool():
                 "stable-retro emulator in this process"
             ),
         ):
-            VecRetroEnv(GAME, 1)
+            VecRetroEnv(GAME, 1, backend="stable-retro")
     finally:
         env.close()
     # Closed, its emulator is gone: another in-process pool, or forked workers, may run now.
     for workers in ("threads", "processes"):
-        with VecRetroEnv(GAME, 1, workers=workers, observe=False) as again:
+        with VecRetroEnv(GAME, 1, workers=workers, observe=False, backend="stable-retro") as again:
             again.reset()
             again.step(np.zeros((1, 12), np.uint8))
 

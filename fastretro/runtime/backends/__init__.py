@@ -7,7 +7,7 @@
   stable-retro's buttons (:mod:`.ale_games`), RAM variables (:mod:`.ale_ram`) and scenarios.
 - ``libretro`` (:mod:`.libretro`): stable-retro's Genesis core on fastretro's own libretro
   frontend, a private copy of the core per emulator, so several per process; Mega Drive games
-  only, and only when named (``backend="libretro"``): ``"auto"`` never picks it.
+  only, without Lua scenarios (:func:`.libretro.refusal` says why not).
 
 :mod:`.ale_games` also holds the Atari data both backends use without ALE running (its game
 table and action sets).
@@ -26,7 +26,9 @@ def choose_backend(config, setups) -> tuple[str, str]:
     """The backend that runs a pool's envs, and why.
 
     ``config.backend="auto"`` takes ALE where it runs every env with the same meaning, else
-    stable-retro; a backend named explicitly must be able to run them.
+    libretro where it runs them all (Mega Drive games: a worker then holds several, 0.23x
+    gymnasium's memory per env at 256 envs, bench/bench_size.py), else stable-retro; a backend
+    named explicitly must be able to run them.
 
     Raises:
         InvalidArgumentError: ``backend="ale"`` or ``"libretro"`` for envs that backend cannot
@@ -71,7 +73,12 @@ def choose_backend(config, setups) -> tuple[str, str]:
         return "ale", "ALE runs every env's game"
     if config.backend == "ale":
         raise InvalidArgumentError(f"Cannot run on ALE: {reasons[0]}")
-    return "stable-retro", reasons[0]
+    from fastretro.runtime.backends.libretro import refusal
+
+    why_not_libretro = refusal(config, setups)
+    if why_not_libretro is None:
+        return "libretro", "the libretro backend runs every env's game (Genesis)"
+    return "stable-retro", f"{why_not_libretro}; {reasons[0]}"
 
 
 def make_emulator(backend: str, setup, config, env: int) -> Emulator:
