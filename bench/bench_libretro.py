@@ -35,12 +35,12 @@ import sys
 import time
 
 import numpy as np
-from bench_size import MB, private_kb, rollup, worker_parts
+from bench_size import breakdown as size_breakdown
 from bench_size import measure as size_measure
 
 from fastretro import DEFAULT_GAME
 from fastretro.tools.bench import machine_info
-from fastretro.tools.peers import CONFIGS, random_actions
+from fastretro.tools.peers import CONFIGS
 
 BACKENDS = ("stable-retro", "libretro")
 
@@ -56,28 +56,8 @@ def measure(backend: str, config_name: str, game: str, n: int, per_worker, steps
 
 def breakdown(backend: str, config_name: str, game: str, n: int, steps: int) -> dict:
     """What worker 0 of a pool of ``n`` holds after ``steps`` steps, by part (bench_size's)."""
-    from fastretro.runtime.pool import VecRetroEnv
-
-    config = CONFIGS[config_name].replace(game=game, backend=backend)
-    with VecRetroEnv(config, n) as env:
-        env.reset(seed=0)
-        actions = random_actions(n)
-        for k in range(steps):
-            env.step(actions[k % len(actions)])
-        pid = env.worker_pids[0]
-        per_worker = env.pool_config.envs_per_worker
-        parts = worker_parts(pid)
-        total = rollup(pid)
-    return {
-        "bench": "libretro-worker",
-        "backend": backend,
-        "config": config_name,
-        "num_envs": n,
-        "envs_per_worker": per_worker,
-        "pss_mb": total["Pss"] / MB,
-        "private_mb": private_kb(total) / MB,
-        "parts": {k: {"pss_mb": v[0], "private_mb": v[1]} for k, v in parts.items()},
-    }
+    row = size_breakdown(game, n, steps, config_name, backend)
+    return {**row, "bench": "libretro-worker", "backend": backend, "config": config_name}
 
 
 def emulator_rates(backend: str, game: str, frames: int) -> dict:

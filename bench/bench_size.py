@@ -272,23 +272,27 @@ def worker_parts(pid: int) -> dict[str, tuple[float, float]]:
     return dict(sorted(((k, tuple(v)) for k, v in parts.items()), key=lambda kv: -kv[1][1]))
 
 
-def breakdown(game: str, n: int, steps: int) -> dict:
-    """What one worker of a pool of ``n`` holds after ``steps`` steps, by part."""
+def breakdown(
+    game: str, n: int, steps: int, config_name: str = "contest", backend: str = "auto"
+) -> dict:
+    """What worker 0 of a pool of ``n`` holds after ``steps`` steps, by part."""
     from fastretro.runtime.pool import VecRetroEnv
 
-    config = CONFIGS["contest"].replace(game=game)
+    config = CONFIGS[config_name].replace(game=game, backend=backend)
     with VecRetroEnv(config, n) as env:
         env.reset(seed=0)
         actions = random_actions(n)
         for k in range(steps):
             env.step(actions[k % len(actions)])
         pid = env.worker_pids[0]
+        per_worker = env.pool_config.envs_per_worker
         parts = worker_parts(pid)
         total = rollup(pid)
     return {
         "bench": "size-worker",
         "game": game,
         "num_envs": n,
+        "envs_per_worker": per_worker,
         "pss_mb": total["Pss"] / MB,
         "private_mb": private_kb(total) / MB,
         "parts": {k: {"pss_mb": v[0], "private_mb": v[1]} for k, v in parts.items()},
