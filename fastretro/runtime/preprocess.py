@@ -233,12 +233,34 @@ class FrameWriter:
             kernels.gray_crop_into(src, other, pool, top, left, out)
         elif self.prep.resize is not None:
             kernels.area_resize_into(src, other, pool, top, left, self.ty, self.tx, out)
-        else:
+        elif pool:
             window = (slice(top, top + self.height), slice(left, left + self.width))
-            if pool:
-                np.maximum(src[window], other[window], out=out)
-            else:
-                np.copyto(out, src[window])
+            np.maximum(src[window], other[window], out=out)
+        elif screen is not out:  # else the emulator wrote it there (direct_frame)
+            np.copyto(out, src[(slice(top, top + self.height), slice(left, left + self.width))])
+
+    def direct_frame(self, screen_shape: tuple[int, ...]) -> np.ndarray | None:
+        """The observation row an emulator may write its RGB picture into itself, or ``None``.
+
+        Only where the observation is the whole picture as it is (RGB, no crop, rotation,
+        resize or max-pooling, one frame, channels last): the worker then has the emulator
+        write each picture there (``screen_into``) instead of copying it, which saves a
+        picture's copy per step and keeps one buffer per env out of the cache
+        (bench/bench_libretro.py --emulator measures both).
+        """
+        prep, out = self.prep, self._frames[0]
+        if (
+            self.rotate is not None
+            or prep.grayscale
+            or prep.resize is not None
+            or prep.max_pool
+            or self.k != 1
+            or (self.top, self.left) != (0, 0)
+            or out.shape != tuple(screen_shape)
+            or not out.flags.c_contiguous
+        ):
+            return None
+        return out
 
     def __call__(self, screen: np.ndarray, prev: np.ndarray | None, fill: bool) -> None:
         """Write the newest frame; ``fill`` (after a reset) repeats it through the whole stack."""

@@ -12,6 +12,7 @@ thread, fastretro/runtime/threads.py, calls :func:`serve` as it is).
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import logging.handlers
@@ -267,6 +268,9 @@ def make_stepper(worker_loop, env, config, emu, table, setup, autoreset, info_na
         # (workers.prepare_parent); a spawned one loads them from numba's cache, which the pool
         # filled.
         write_obs.warm_up(emu.screen(), picture() if picture != emu.screen else None)
+        direct = write_obs.direct_frame(emu.screen().shape) if picture == emu.screen else None
+        if direct is not None and emu.screen_into is not None:
+            write_obs.picture = functools.partial(emu.screen_into, direct)
 
         def write_final_obs():
             np.copyto(a["final_obs"][env], write_obs.stack())

@@ -333,6 +333,34 @@ def test_pools_of_two_emulators_per_worker_or_of_threads_match_the_stable_retro_
         np.testing.assert_array_equal(got["libretro", workers][1], want[1])
 
 
+def test_pictures_written_in_place_are_the_copied_ones_across_episode_ends():
+    # Unprocessed RGB observations: the libretro backend writes each picture straight into
+    # shared memory (FrameWriter.direct_frame), stable-retro's worker copies it there. The
+    # final observation of an episode and the reset's first must still be the right pictures.
+    actions = np.random.default_rng(4).integers(0, 2, (12, 2, 12)).astype(np.uint8)
+    got = {}
+    for backend in ("stable-retro", "libretro"):
+        with VecRetroEnv(
+            GAME, 2, backend=backend, max_episode_steps=5, autoreset_mode="same_step"
+        ) as env:
+            obs, _ = env.reset(seed=1)
+            seen, finals = [obs.copy()], []
+            for a in actions:
+                obs, _, _, truncated, infos = env.step(a)
+                seen.append(obs.copy())
+                if truncated.any():
+                    finals.extend(
+                        np.array(infos["final_obs"][i]) for i in np.flatnonzero(truncated)
+                    )
+        got[backend] = np.array(seen), np.array(finals)
+    want = got["stable-retro"]
+    assert len(want[1]) == 4  # two envs, two episode ends each
+    np.testing.assert_array_equal(got["libretro"][0], want[0])
+    np.testing.assert_array_equal(got["libretro"][1], want[1])
+    # The pictures differ from step to step: the test compares frames, not a constant.
+    assert len({a.tobytes() for a in want[0][:, 0]}) > 6
+
+
 def test_auto_picks_libretro_for_genesis_and_says_why_where_it_does_not(tmp_path):
     with VecRetroEnv(GAME, 1, observe=False) as env:
         assert env.backends == ("libretro",)

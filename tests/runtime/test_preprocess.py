@@ -297,3 +297,39 @@ def test_channels_first_is_the_channels_last_observation_transposed(options):
             # A channels-first stack is contiguous per env (what PyTorch wants).
             assert first[0].flags.c_contiguous
             np.testing.assert_array_equal(first, np.moveaxis(last, -1, 1))
+
+
+@pytest.mark.parametrize(
+    "options, direct",
+    [
+        ({}, True),
+        ({"grayscale": True}, False),
+        ({"resize": (112, 160)}, False),
+        ({"crop": (8, 0, 0, 0)}, False),
+        ({"crop": (0, 8, 0, 0)}, False),
+        ({"max_pool": True, "frameskip": 2}, False),
+        ({"frame_stack": 2}, False),
+        ({"channels_first": True}, False),
+    ],
+)
+def test_only_the_unprocessed_picture_is_written_in_place(options, direct):
+    from fastretro.config import EnvConfig
+    from fastretro.runtime.preprocess import FrameWriter
+
+    prep = EnvConfig(game=GAME, **options).preprocessing
+    screen = (224, 320, 3)
+    row = np.zeros(prep.buffer_shape(screen), np.uint8)
+    writer = FrameWriter(prep, screen, (0, 0, 224, 320), None, row, np.zeros(1, np.int64))
+    frame = writer.direct_frame(screen)
+    assert (frame is not None) == direct
+    if direct:
+        assert np.shares_memory(frame, row) and frame.shape == screen
+        # The writer then leaves a picture already in its row as it is.
+        frame[...] = 7
+        writer(frame, None, True)
+        assert (row == 7).all()
+    # A rotated or windowed picture is never written in place.
+    rotated = FrameWriter(prep, screen, (0, 0, 224, 320), np.rot90, row, np.zeros(1, np.int64))
+    assert rotated.direct_frame(screen) is None
+    windowed = FrameWriter(prep, screen, (4, 0, 220, 320), None, row, np.zeros(1, np.int64))
+    assert windowed.direct_frame(screen) is None

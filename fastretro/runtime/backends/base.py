@@ -42,6 +42,9 @@ class Emulator(abc.ABC):
         screen_gray: ``screen_gray() -> uint8 (H, W)``, the last picture in the emulator's own
             gray (the luma of :meth:`screen`, a third of its bytes), with :meth:`screen`'s
             buffer rule. Default ``None``: the worker converts RGB itself.
+        screen_into: ``screen_into(out) -> out``, :meth:`screen` written into ``out`` (uint8
+            ``(H, W, 3)``, C-contiguous), for a worker that writes an unprocessed RGB
+            observation straight into shared memory. Default ``None``: it copies :meth:`screen`.
         screen_codes: ``screen_codes() -> uint8 (H, W)``, the last picture as colour codes,
             with :meth:`screen`'s buffer rule; ``gray_palette[screen_codes()]`` is the gray
             picture. Default ``None``.
@@ -63,6 +66,7 @@ class Emulator(abc.ABC):
     rotate: Callable[[np.ndarray], np.ndarray] | None = None
     screen_gray: Callable[[], np.ndarray] | None = None
     screen_codes: Callable[[], np.ndarray] | None = None
+    screen_into: Callable[[np.ndarray], np.ndarray] | None = None
     gray_palette: np.ndarray | None = None
     game_over: Callable[[], bool] | None = None
     lives: Callable[[], int] | None = None
