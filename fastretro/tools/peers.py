@@ -291,17 +291,36 @@ def measure_inprocess(game, config, num_envs, seconds, warmup, skip_work=True):
         env.close()
 
 
+def pressed_buttons(config: EnvConfig, game: str, data, buttons) -> list[np.ndarray]:
+    """The buttons a pool of ``config`` holds for the bench's random actions, as 0/1 rows.
+
+    Looked up in the pool's own action table (fastretro/runtime/actions.py), so that a
+    reference loop over stable-retro's API plays the game the pool plays; ``data`` is the
+    game's stable-retro ``GameData``, ``buttons`` the console's button names.
+    """
+    from fastretro.runtime.actions import build_table, choose
+
+    table = build_table(choose(config.actions, buttons, game), data, buttons)
+    rows = random_actions(None, choices=action_choices(config, game))
+    if rows.ndim == 2:  # one 0/1 per button: the table is indexed by the pressed mask
+        rows = rows[:, : len(buttons)] @ (1 << np.arange(len(buttons)))
+    return [((int(m) >> np.arange(len(buttons))) & 1).astype(np.uint8) for m in table.masks[rows]]
+
+
 def measure_lean(game, config, num_envs, seconds, warmup, skip_work=True):
     """Agent steps/s of the core's own work alone: the lean reference of a pool's efficiency.
 
     A minimal loop over stable-retro's API, as a worker's work would be with nothing of fastretro
-    around it: set the buttons, run the step's frames, read the picture of each frame an
-    observation uses (the last; the last two with max-pooling) and the RAM variables
-    (``lookup_all``, which reads the core's memory; not ``update_ram``, stable-retro's own
-    scenario step, which costs a fifth of a frame and which a worker does not run). No
-    preprocessing, action table, sticky draws or episode ends (the game plays on past its end):
-    whatever the worker does beyond the core counts against the pool. With ``skip_work`` the frames
-    nobody looks at run undrawn and the FM chip silent, as a worker's do
+    around it: hold the buttons the pool would hold (:func:`pressed_buttons`, looked up before
+    the clock starts: where the pool's actions are "filtered", random buttons through
+    stable-retro's ``filter_action``, as RetroEnv's default action set presses them; unfiltered,
+    START pauses the game and the work is not the pool's), run the step's frames, read the
+    picture of each frame an observation uses (the last; the last two with max-pooling) and the
+    RAM variables (``lookup_all``, which reads the core's memory; not ``update_ram``,
+    stable-retro's own scenario step, which costs a fifth of a frame and which a worker does not
+    run). No preprocessing, sticky draws or episode ends (the game plays on past its end):
+    whatever the worker does beyond the core counts against the pool. With ``skip_work`` the
+    frames nobody looks at run undrawn and the FM chip silent, as a worker's do
     (fastretro/runtime/headless.py), so that the pool and its reference run the same core work.
     """
     import stable_retro
@@ -335,7 +354,7 @@ def measure_lean(game, config, num_envs, seconds, warmup, skip_work=True):
         data.lookup_all()
 
     try:
-        return _timed_loop(step, random_actions(None), seconds, warmup)
+        return _timed_loop(step, pressed_buttons(config, game, data, env.buttons), seconds, warmup)
     finally:
         env.close()
 

@@ -66,6 +66,26 @@ def test_lean_references_run_the_core_alone_with_and_without_the_shortcuts(tmp_p
     assert "E_lean" in report["settings"]
 
 
+def test_the_lean_reference_holds_the_buttons_the_pool_holds():
+    # Through stable-retro's filter_action, as RetroEnv's default action set and the pool's
+    # "filtered" table press them: raw random buttons press START, which pauses Airstriker.
+    import stable_retro
+
+    from fastretro.tools.peers import CONFIGS, pressed_buttons, random_actions
+
+    env = stable_retro.make(GAME, render_mode=None)
+    try:
+        rows = pressed_buttons(CONFIGS["contest"], GAME, env.data, env.buttons)
+        bits = 1 << np.arange(len(env.buttons))
+        want = [env.data.filter_action(int(r @ bits)) for r in random_actions(None)]
+        assert [int(r @ bits) for r in rows] == want
+        start = env.buttons.index("START")
+        assert not any(r[start] for r in rows)
+        assert random_actions(None)[:, start].sum() > 400  # the raw ones press it
+    finally:
+        env.close()
+
+
 def test_the_pool_on_the_libretro_backend_is_benched_against_the_same_references():
     report = bench.run_bench(
         GAME,
