@@ -13,8 +13,9 @@ are memory files (shmem), so what the workers' ``memfd`` copies hold is also rep
 (``memfd_mb``: their allocated blocks, PSS or not).
 
 ``--emulator`` also times the bare emulators in one process, without a pool: frames/s of one
-emulator drawing every frame, drawing every 4th (the headless frame), and, for libretro, of 8
-emulators in one process stepped in turn.
+emulator drawing every frame, drawing every 4th (the headless frame), and, for libretro, the
+microseconds a frame of 1, 2, 4, 8 and 16 emulators in one process stepped in turn: what a
+worker's share of the envs costs it beyond one env's work.
 
 Prints one JSON line per measurement, then a markdown table.
 
@@ -101,12 +102,41 @@ def emulator_rates(backend: str, game: str, frames: int) -> dict:
         "skips_audio": one.skips_audio,
     }
     if backend == "libretro":
-        many = [one] + [make() for _ in range(7)]
-        row["eight_in_one_process_every4th_fps"] = rate(many, 4)
+        many = [one] + [make() for _ in range(IN_TURN[-1] - 1)]
+        row["in_turn_us_per_frame"] = {k: in_turn(many[:k], frames) for k in IN_TURN}
         for emu in many[1:]:
             emu.close()
     one.close()
     return row
+
+
+#: How many emulators one process steps in turn (bench_libretro --emulator): 16 is a worker's
+#: share of 32 envs on 2 cores.
+IN_TURN = (1, 2, 4, 8, 16)
+
+
+def in_turn(emulators, frames: int) -> float:
+    """Microseconds a frame of ``emulators`` stepped in turn, as a worker steps its envs.
+
+    One frame each per round, drawn and written into a picture of each one's own (rgb-fs1's
+    work), the same filtered random buttons for all; ``frames`` frames in all, after a round
+    of warm-up.
+    """
+    for emu in emulators:
+        emu.start()
+    pictures = [np.zeros_like(emu.screen()) for emu in emulators]
+    masks = np.random.default_rng(0).integers(0, 1 << 12, frames).tolist()
+    rounds = max(frames // len(emulators), 2)
+    begin = 0.0
+    for k in range(rounds):
+        if k == 1:
+            begin = time.perf_counter()
+        mask = emulators[0].data.filter_action(masks[k])
+        for emu, picture in zip(emulators, pictures):
+            emu.press(mask)
+            emu.frame(True)
+            emu.screen_into(picture)
+    return (time.perf_counter() - begin) / ((rounds - 1) * len(emulators)) * 1e6
 
 
 def run_one(args, *what) -> dict:
@@ -206,6 +236,14 @@ def main() -> None:
         "reset's return; MB = PSS of every process; memfd MB = what the libretro copies hold"
     )
     print(table(rows))
+    for row in rows:
+        if "in_turn_us_per_frame" in row:
+            turns = row["in_turn_us_per_frame"]  # JSON: its keys are strings
+            one = turns["1"]
+            print(
+                "\nlibretro emulators stepped in turn in one process, us a frame (x one's): "
+                + ", ".join(f"{k}: {us:.0f} ({us / one:.2f}x)" for k, us in turns.items())
+            )
     for row in rows:
         if row.get("bench") == "libretro-worker":
             print(
