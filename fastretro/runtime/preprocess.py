@@ -245,8 +245,8 @@ class FrameWriter:
         Only where the observation is the whole picture as it is (RGB, no crop, rotation,
         resize or max-pooling, one frame, channels last): the worker then has the emulator
         write each picture there (``screen_into``) instead of copying it, which saves a
-        picture's copy per step and keeps one buffer per env out of the cache
-        (bench/bench_libretro.py --emulator measures both).
+        picture's copy per step and keeps one buffer per env out of the cache (``fastretro
+        bench``'s rgb-fs1 rows measure it).
         """
         prep, out = self.prep, self._frames[0]
         if (

@@ -313,8 +313,8 @@ def measure_lean(game, config, num_envs, seconds, warmup, skip_work=True):
     A minimal loop over stable-retro's API, as a worker's work would be with nothing of fastretro
     around it: hold the buttons the pool would hold (:func:`pressed_buttons`, looked up before
     the clock starts: where the pool's actions are "filtered", random buttons through
-    stable-retro's ``filter_action``, as RetroEnv's default action set presses them; unfiltered,
-    START pauses the game and the work is not the pool's), run the step's frames, read the
+    stable-retro's ``filter_action``, as RetroEnv's default action set presses them; raw ones
+    press START and MODE, which the pool never does), run the step's frames, read the
     picture of each frame an observation uses (the last; the last two with max-pooling) and the
     RAM variables (``lookup_all``, which reads the core's memory; not ``update_ram``,
     stable-retro's own scenario step, which costs a fifth of a frame and which a worker does not

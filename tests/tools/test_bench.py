@@ -68,7 +68,7 @@ def test_lean_references_run_the_core_alone_with_and_without_the_shortcuts(tmp_p
 
 def test_the_lean_reference_holds_the_buttons_the_pool_holds():
     # Through stable-retro's filter_action, as RetroEnv's default action set and the pool's
-    # "filtered" table press them: raw random buttons press START, which pauses Airstriker.
+    # "filtered" table press them: raw random buttons press START, which the pool never does.
     import stable_retro
 
     from fastretro.tools.peers import CONFIGS, pressed_buttons, random_actions
