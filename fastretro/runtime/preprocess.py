@@ -168,6 +168,7 @@ class FrameWriter:
         self, prep, screen_shape, window, rotate, row: np.ndarray, slot, palette=None, picture=None
     ) -> None:
         self.prep = prep
+        self.screen_shape = tuple(screen_shape)
         self.rotate = rotate
         self.palette = palette
         self.picture = picture
@@ -239,7 +240,7 @@ class FrameWriter:
         elif screen is not out:  # else the emulator wrote it there (direct_frame)
             np.copyto(out, src[(slice(top, top + self.height), slice(left, left + self.width))])
 
-    def direct_frame(self, screen_shape: tuple[int, ...]) -> np.ndarray | None:
+    def direct_frame(self) -> np.ndarray | None:
         """The observation row an emulator may write its RGB picture into itself, or ``None``.
 
         Only where the observation is the whole picture as it is (RGB, no crop, rotation,
@@ -256,7 +257,7 @@ class FrameWriter:
             or prep.max_pool
             or self.k != 1
             or (self.top, self.left) != (0, 0)
-            or out.shape != tuple(screen_shape)
+            or out.shape != self.screen_shape
             or not out.flags.c_contiguous
         ):
             return None

@@ -268,7 +268,7 @@ def make_stepper(worker_loop, env, config, emu, table, setup, autoreset, info_na
         # (workers.prepare_parent); a spawned one loads them from numba's cache, which the pool
         # filled.
         write_obs.warm_up(emu.screen(), picture() if picture != emu.screen else None)
-        direct = write_obs.direct_frame(emu.screen().shape) if picture == emu.screen else None
+        direct = write_obs.direct_frame() if picture == emu.screen else None
         if direct is not None and emu.screen_into is not None:
             write_obs.picture = functools.partial(emu.screen_into, direct)
 

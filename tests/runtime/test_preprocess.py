@@ -320,7 +320,7 @@ def test_only_the_unprocessed_picture_is_written_in_place(options, direct):
     screen = (224, 320, 3)
     row = np.zeros(prep.buffer_shape(screen), np.uint8)
     writer = FrameWriter(prep, screen, (0, 0, 224, 320), None, row, np.zeros(1, np.int64))
-    frame = writer.direct_frame(screen)
+    frame = writer.direct_frame()
     assert (frame is not None) == direct
     if direct:
         assert np.shares_memory(frame, row) and frame.shape == screen
@@ -330,6 +330,6 @@ def test_only_the_unprocessed_picture_is_written_in_place(options, direct):
         assert (row == 7).all()
     # A rotated or windowed picture is never written in place.
     rotated = FrameWriter(prep, screen, (0, 0, 224, 320), np.rot90, row, np.zeros(1, np.int64))
-    assert rotated.direct_frame(screen) is None
+    assert rotated.direct_frame() is None
     windowed = FrameWriter(prep, screen, (4, 0, 220, 320), None, row, np.zeros(1, np.int64))
-    assert windowed.direct_frame(screen) is None
+    assert windowed.direct_frame() is None

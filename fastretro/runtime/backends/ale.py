@@ -201,11 +201,7 @@ class AleEmulator(Emulator):
 
         For a caller that keeps two frames (max-pooling) or writes into shared memory.
         """
-        if self._show_reset:
-            np.copyto(out, self._reset_pictures["rgb"])
-        else:
-            self._ale.getScreenRGB(out)
-        return out
+        return self._picture_into("rgb", self._ale.getScreenRGB, out)
 
     def screen_gray(self) -> np.ndarray:
         """The last frame in ALE's grayscale, uint8 ``(H, W)``; reused by the call after next.
@@ -219,12 +215,15 @@ class AleEmulator(Emulator):
 
     def _next(self, kind: str, grab) -> np.ndarray:
         turn = self._turns[kind] = self._turns[kind] ^ 1
-        buffer = self._pictures[kind][turn]
+        return self._picture_into(kind, grab, self._pictures[kind][turn])
+
+    def _picture_into(self, kind: str, grab, out: np.ndarray) -> np.ndarray:
+        # A restored reset shows the reset's pictures until the next frame (see start).
         if self._show_reset:
-            np.copyto(buffer, self._reset_pictures[kind])
+            np.copyto(out, self._reset_pictures[kind])
         else:
-            grab(buffer)
-        return buffer
+            grab(out)
+        return out
 
     def screen_codes(self) -> np.ndarray:
         """The last frame as TIA colour codes, uint8 ``(H, W)``; reused by the call after next.
@@ -237,11 +236,7 @@ class AleEmulator(Emulator):
 
     def screen_gray_into(self, out: np.ndarray) -> np.ndarray:
         """Write the last frame in ALE's gray into ``out`` (uint8 ``(H, W)``); return it."""
-        if self._show_reset:
-            np.copyto(out, self._reset_pictures["gray"])
-        else:
-            self._ale.getScreenGrayscale(out)
-        return out
+        return self._picture_into("gray", self._ale.getScreenGrayscale, out)
 
     def ram(self) -> np.ndarray:
         """The 128 bytes of RAM (data.json address ``A`` is index ``A - 0x80``); reused buffer."""
