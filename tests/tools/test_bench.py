@@ -86,6 +86,27 @@ def test_the_lean_reference_holds_the_buttons_the_pool_holds():
         env.close()
 
 
+def test_the_lean_reference_starts_again_where_the_pools_episode_ends():
+    # Played on past its end the game runs cheaper frames than the pool plays: the loop loads
+    # the start state where the scenario says the episode ended, as the pool's reset does (an
+    # episode that did not start again would end again at the next step).
+    from fastretro.tools.peers import CONFIGS, lean_loop
+
+    step, buttons, close = lean_loop(GAME, CONFIGS["contest"])
+    try:
+        ends = [k for k in range(2000) if step(buttons[k % len(buttons)])]
+    finally:
+        close()
+        del step  # it holds the emulator, and stable-retro allows one per process
+    assert len(ends) >= 2, "random buttons end Airstriker episodes within hundreds of steps"
+    assert min(np.diff(ends)) > 50
+    step, buttons, close = lean_loop(GAME, CONFIGS["contest"].replace(max_episode_steps=7))
+    try:
+        assert [k for k in range(21) if step(buttons[k])] == [6, 13, 20]
+    finally:
+        close()
+
+
 def test_the_pool_on_the_libretro_backend_is_benched_against_the_same_references():
     report = bench.run_bench(
         GAME,
