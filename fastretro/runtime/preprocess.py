@@ -197,6 +197,13 @@ class FrameWriter:
             ]
         else:
             self._frames = [row[..., j * c : (j + 1) * c] for j in range(row.shape[-1] // c)]
+        # Channels last, a gray frame's two ring slots, s and s + k, as one (h, w, 2) view: the
+        # gray kernels write every channel of their output, so a step writes both in one pass
+        # instead of copying one slot into the other afterwards, a strided copy of h x w single
+        # bytes (~5 us at 84x84). Channels first, each slot is contiguous and its copy cheap.
+        self._slot_pairs = None
+        if c == 1 and self.k > 1 and not prep.channels_first:
+            self._slot_pairs = [row[..., s :: self.k] for s in range(self.k)]
 
     def _source(self, screen: np.ndarray) -> np.ndarray:
         if self.rotate is None:
@@ -269,6 +276,9 @@ class FrameWriter:
             self.write_frame(screen, prev, self._frames[0])
             return
         s = int(self.slot[0])
+        if self._slot_pairs is not None and not fill:
+            self.write_frame(screen, prev, self._slot_pairs[s])
+            return
         first = self._frames[s]
         self.write_frame(screen, prev, first)
         if fill:

@@ -209,6 +209,40 @@ def test_kernels_write_into_strided_outputs():
     assert not ring[:, :, [0, 1, 2, 3, 4, 6, 7]].any()
 
 
+def test_gray_kernels_write_a_rings_two_slots_at_once():
+    # Every channel of the output gets the gray: the frame stack hands its slots s and s + k as
+    # one (h, w, 2) view of the ring, and nothing else of the ring is written.
+    rgb = frames((30, 40, 3), seed=7)["random"]
+    plane = np.ascontiguousarray(rgb[..., 1])
+    palette = np.arange(256, dtype=np.uint8)[::-1].copy()
+    ty, tx = kernels.area_table(28, 10), kernels.area_table(37, 12)
+    calls = {
+        "gray_area_resize_into": lambda o: kernels.gray_area_resize_into(
+            rgb, rgb, True, 1, 2, ty, tx, o
+        ),
+        "gray_crop_into": lambda o: kernels.gray_crop_into(rgb, rgb, True, 1, 2, o),
+        "plane_area_resize_into": lambda o: kernels.plane_area_resize_into(
+            plane, plane, False, 1, 2, ty, tx, o
+        ),
+        "plane_crop_into": lambda o: kernels.plane_crop_into(plane, plane, False, 1, 2, o),
+        "palette_area_resize_into": lambda o: kernels.palette_area_resize_into(
+            plane, plane, True, palette, 1, 2, ty, tx, o
+        ),
+        "palette_crop_into": lambda o: kernels.palette_crop_into(
+            plane, plane, True, palette, 1, 2, o
+        ),
+    }
+    for name, call in calls.items():
+        h, w = (10, 12) if "resize" in name else (28, 37)
+        one = np.empty((h, w, 1), np.uint8)
+        call(one)
+        ring = np.zeros((h, w, 8), np.uint8)
+        call(ring[:, :, 1::4])
+        np.testing.assert_array_equal(ring[:, :, 1], one[..., 0], err_msg=name)
+        np.testing.assert_array_equal(ring[:, :, 5], one[..., 0], err_msg=name)
+        assert not ring[:, :, [0, 2, 3, 4, 6, 7]].any(), name
+
+
 def test_max_into_and_crop_into_match_numpy():
     a, b = frames((9, 11, 3), seed=5)["random"], frames((9, 11, 3), seed=6)["random"]
     out = np.empty_like(a)

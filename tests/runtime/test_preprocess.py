@@ -277,6 +277,7 @@ def test_copy_into_copies_stack_views_and_plain_arrays():
     "options",
     [
         {"grayscale": True, "resize": (42, 42), "frame_stack": 4, "max_pool": True},
+        {"grayscale": True, "frame_stack": 3},
         {"resize": (56, 80), "frame_stack": 2},
         {"grayscale": True},
         {},

@@ -145,15 +145,21 @@ def crop_into(src, top, left, out):
 
 # The fused kernels take whole C-contiguous frames plus the crop's (top, left) rather than crop
 # views: a row of a C-contiguous frame is a flat run of bytes that LLVM vectorizes (a strided
-# view made the gray loop 4x slower when measured).
+# view made the gray loop 4x slower when measured). They view each frame as (H, W * C) once
+# per call and hand the row loops 1-D rows of it: a reshape per row cost more than the rest of
+# the vertical pass (bench/bench_kernels.py).
 
 
 @numba.njit(**_JIT)
-def _rgb_line(src, prev, pool, y, left, line):
-    # One source row's RGB values (max-pooled with prev's if pool) into the float32 line.
-    a = src.reshape(src.shape[0], src.shape[1] * 3)[y, 3 * left :]
+def _flat(frame):
+    # (H, W, C) as (H, W * C): a view of the C-contiguous frame.
+    return frame.reshape(frame.shape[0], frame.shape[1] * frame.shape[2])
+
+
+@numba.njit(**_JIT)
+def _rgb_line(a, b, pool, line):
+    # One source row's RGB values (max-pooled with b's if pool) into the float32 line.
     if pool:
-        b = prev.reshape(prev.shape[0], prev.shape[1] * 3)[y, 3 * left :]
         for i in range(line.shape[0]):
             line[i] = max(a[i], b[i])
     else:
@@ -189,16 +195,13 @@ def _reduce_rows_into(rows, tx, channels, out):
 
 
 @numba.njit(**_JIT)
-def _gray_row_into(src, prev, pool, palette, y, left, gray):
-    # Integer gray of source row y (max-pooled with prev's if pool) into the int32 line; a
-    # one-channel source is gray already (an emulator's own gray picture), or colour codes to
-    # look up in ``palette`` when it is not empty. Slicing the row at the window, rather than
-    # adding `left` to every index, and keeping the stride-3 gather in a loop of its own (the
-    # float adds follow in another) are what let LLVM vectorize it (bench/bench_kernels.py
-    # measures it).
-    c = src.shape[2]
-    a = src.reshape(src.shape[0], src.shape[1] * c)[y, c * left :]
-    b = prev.reshape(prev.shape[0], prev.shape[1] * c)[y, c * left :]
+def _gray_row_into(a, b, c, pool, palette, gray):
+    # Integer gray of the source row a (max-pooled with b if pool), c channels a pixel, from
+    # the window's first pixel on, into the int32 line; a one-channel source is gray already
+    # (an emulator's own gray picture), or colour codes to look up in ``palette`` when it is
+    # not empty. Rows sliced at the window, rather than `left` added to every index, and the
+    # stride-3 gather in a loop of its own (the float adds follow in another) are what let
+    # LLVM vectorize it (bench/bench_kernels.py measures it).
     if c == 1 and palette.shape[0] != 0:
         if pool:
             for x in range(gray.shape[0]):
@@ -231,15 +234,17 @@ def _add_weighted(acc, gray, weight):
 
 @numba.njit(**_JIT)
 def _reduce_line_into(line, tx, acc, out, i):
-    # Horizontal area average of one vertically-summed gray row into out[i, :, 0]. The tap
-    # loop is outside so that the sums of all destinations advance independently (summing each
-    # destination's taps in turn is one long dependency chain), over tap-major tables.
+    # Horizontal area average of one vertically-summed gray row into each channel of out[i].
+    # The tap loop is outside so that the sums of all destinations advance independently
+    # (summing each destination's taps in turn is one long dependency chain), over tap-major
+    # tables.
     acc[:] = 0
     for k in range(tx.taps.shape[0]):
         for j in range(acc.shape[0]):
             acc[j] += tx.taps[k, j] * line[tx.index[k, j]]
-    for j in range(acc.shape[0]):
-        out[i, j, 0] = _round_u8(acc[j])
+    for channel in range(out.shape[2]):  # a loop per channel keeps one-channel writes vector
+        for j in range(acc.shape[0]):
+            out[i, j, channel] = _round_u8(acc[j])
 
 
 @numba.njit(**_JIT)
@@ -264,13 +269,16 @@ def gray_area_resize_into(src, prev, pool, top, left, ty, tx, out):
         left: first column of the window.
         ty: :func:`area_table` of the window's height to ``h``.
         tx: :func:`area_table` of the window's width to ``w``.
-        out: uint8 (h, w, C), any strides; channel 0 is written.
+        out: uint8 (h, w, C), any strides; every channel gets the gray (a frame stack's ring
+            writes a frame's two slots at once: fastretro/runtime/preprocess.py).
     """
     width = tx.dst0.shape[0]
     cur = np.zeros(width, np.float32)
     nxt = np.zeros(width, np.float32)
     gray = np.empty(width, np.int32)
     acc = np.empty(out.shape[1], np.float32)
+    c = src.shape[2]
+    a, b = _flat(src), _flat(prev)
     i = 0
     for y in range(ty.dst0.shape[0]):
         while ty.dst0[y] > i:  # destination row i is complete
@@ -278,7 +286,7 @@ def gray_area_resize_into(src, prev, pool, top, left, ty, tx, out):
             cur, nxt = nxt, cur
             nxt[:] = 0
             i += 1
-        _gray_row_into(src, prev, pool, _NO_PALETTE, top + y, left, gray)
+        _gray_row_into(a[top + y, c * left :], b[top + y, c * left :], c, pool, _NO_PALETTE, gray)
         _add_weighted(cur, gray, ty.weight0[y])
         if ty.weight1[y] != 0:
             _add_weighted(nxt, gray, ty.weight1[y])
@@ -294,25 +302,29 @@ def area_resize_into(src, prev, pool, top, left, ty, tx, out):
     """
     line = np.empty(tx.dst0.shape[0] * 3, np.float32)
     rows = np.zeros((out.shape[0], line.shape[0]), np.float32)
+    a, b = _flat(src), _flat(prev)
     for y in range(ty.dst0.shape[0]):
-        _rgb_line(src, prev, pool, top + y, left, line)
+        _rgb_line(a[top + y, 3 * left :], b[top + y, 3 * left :], pool, line)
         _accumulate(rows, line, ty, y)
     _reduce_rows_into(rows, tx, 3, out)
 
 
 @numba.njit(**_JIT)
 def gray_crop_into(src, prev, pool, top, left, out):
-    """Crop + gray (+ max-pool), no resize: ``out[:, :, 0]`` (uint8 (h, w, C), any strides)."""
+    """Crop + gray (+ max-pool), no resize, into each channel of ``out`` (uint8 (h, w, C))."""
     _gray_crop_into(src, prev, pool, _NO_PALETTE, top, left, out)
 
 
 @numba.njit(**_JIT)
 def _gray_crop_into(src, prev, pool, palette, top, left, out):
     gray = np.empty(out.shape[1], np.int32)
+    c = src.shape[2]
+    a, b = _flat(src), _flat(prev)
     for y in range(out.shape[0]):
-        _gray_row_into(src, prev, pool, palette, top + y, left, gray)
-        for x in range(out.shape[1]):
-            out[y, x, 0] = np.uint8(gray[x])
+        _gray_row_into(a[top + y, c * left :], b[top + y, c * left :], c, pool, palette, gray)
+        for channel in range(out.shape[2]):
+            for x in range(out.shape[1]):
+                out[y, x, channel] = np.uint8(gray[x])
 
 
 # -- gray planes: emulators that hand over a gray picture (ALE's getScreenGrayscale) ----------
@@ -333,7 +345,7 @@ def plane_area_resize_into(src, prev, pool, top, left, ty, tx, out):
 
 @numba.njit(**_JIT)
 def plane_crop_into(src, prev, pool, top, left, out):
-    """Crop (+ max-pool) of a gray plane, no resize: ``out[:, :, 0]`` (uint8 (h, w, C))."""
+    """Crop (+ max-pool) of a gray plane, no resize, into each channel of ``out``."""
     shape = (src.shape[0], src.shape[1], 1)
     gray_crop_into(src.reshape(shape), prev.reshape(shape), pool, top, left, out)
 
@@ -361,7 +373,8 @@ def palette_area_resize_into(src, prev, pool, palette, top, left, ty, tx, out):
         left: first column of the window.
         ty: :func:`area_table` of the window's height to ``h``.
         tx: :func:`area_table` of the window's width to ``w``.
-        out: uint8 (h, w, C), any strides; channel 0 is written.
+        out: uint8 (h, w, C), any strides; every channel gets the gray (a frame stack's ring
+            writes a frame's two slots at once: fastretro/runtime/preprocess.py).
     """
     width = tx.dst0.shape[0]
     grays = np.empty(256, np.float32)
@@ -391,6 +404,6 @@ def palette_area_resize_into(src, prev, pool, palette, top, left, ty, tx, out):
 
 @numba.njit(**_JIT)
 def palette_crop_into(src, prev, pool, palette, top, left, out):
-    """Crop (+ max-pool) of colour codes looked up in ``palette``, no resize: ``out[:, :, 0]``."""
+    """Crop (+ max-pool) of colour codes looked up in ``palette``, no resize, as the plane's."""
     shape = (src.shape[0], src.shape[1], 1)
     _gray_crop_into(src.reshape(shape), prev.reshape(shape), pool, palette, top, left, out)
