@@ -240,7 +240,9 @@ def _start_emulators(envs, setups, config, backend, emulators: list):
                 skips_audio=emu.skips_audio,
                 backend=emu.backend,
                 observes_from=(
-                    observation_picture(emu, config.grayscale)[0].__name__ if config.observe else ""
+                    picture_name(emu, observation_picture(emu, config.grayscale)[0])
+                    if config.observe
+                    else ""
                 ),
             )
         )
@@ -324,6 +326,18 @@ def observation_picture(emu: Emulator, grayscale: bool):
         if emu.screen_gray is not None:
             return emu.screen_gray, None
     return emu.screen, None
+
+
+def picture_name(emu: Emulator, picture) -> str:
+    """The seam's name of ``picture``, one of :func:`observation_picture`'s pictures.
+
+    ``"screen"`` (RGB), ``"screen_codes"`` or ``"screen_gray"``, as ``VecRetroEnv.observes_from``
+    reports it (stable-retro's emulator hands over its ``get_screen``).
+    """
+    for name in ("screen_codes", "screen_gray"):
+        if picture == getattr(emu, name):
+            return name
+    return "screen"
 
 
 def observed_shape(emu: Emulator) -> tuple[int, ...]:

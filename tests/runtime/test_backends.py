@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fastretro import VecRetroEnv
 from fastretro.runtime.backends.ale import AleEmulator
 from fastretro.runtime.backends.base import Emulator
 from fastretro.runtime.backends.retro import RetroEmulator
-from fastretro.runtime.worker import observation_picture, observed_shape
+from fastretro.runtime.worker import observation_picture, observed_shape, picture_name
 
 ROOT = Path(__file__).resolve().parents[2]
 # Each capability that only some emulators have, and its default on the seam.
@@ -103,6 +104,16 @@ def test_gray_observations_take_the_emulators_own_gray_then_its_codes():
     picture, palette = observation_picture(em, grayscale=True)
     assert picture == em.screen_codes and palette is em.gray_palette
     assert observation_picture(em, grayscale=False) == (em.screen, None)
+
+
+def test_the_pool_names_the_picture_by_the_seams_name_whatever_the_method_is_called():
+    # stable-retro's emulator hands over its get_screen as its screen.
+    with VecRetroEnv("Airstriker-Genesis-v0", 1, backend="stable-retro", grayscale=True) as env:
+        assert env.observes_from == ("screen",)
+    em = Bare()
+    em.screen_gray = lambda: em.picture[..., 0]
+    assert picture_name(em, em.screen_gray) == "screen_gray"
+    assert picture_name(em, em.screen) == "screen"
 
 
 def test_a_rotating_emulator_shows_its_rotated_shape():
