@@ -333,8 +333,9 @@ def lean_loop(game: str, config: EnvConfig, skip_work: bool = True):
     - it starts the game again where the pool's episode ends: the scenario's end, tested on the
       RAM variables it reads (the worker's own test of a declarative scenario, under a
       microsecond; stable-retro's ``is_done`` needs ``update_ram``, a fifth of a frame, which
-      a worker does not run), or the config's step cap. Played on past its end, Airstriker's
-      frames cost 4-6% less than in play, and that read E_lean low.
+      a worker does not run), or the config's step cap. Played on past its end, Airstriker
+      runs frames 4-6% cheaper than in play (bench/README.md's lean grid), which read E_lean
+      low.
 
     A step runs the step's frames, reads the picture of each frame an observation uses (the
     last; the last two with max-pooling) and the RAM variables (``lookup_all``). No
@@ -398,7 +399,12 @@ def lean_loop(game: str, config: EnvConfig, skip_work: bool = True):
             return True
         return False
 
-    return step, pressed_buttons(config, game, data, env.buttons), env.close
+    try:
+        buttons = pressed_buttons(config, game, data, env.buttons)
+    except BaseException:
+        env.close()
+        raise
+    return step, buttons, env.close
 
 
 def measure_lean_drawn(game, config, num_envs, seconds, warmup):
