@@ -378,9 +378,8 @@ def palette_area_resize_into(src, prev, pool, palette, top, left, ty, tx, out):
     Equivalent to :func:`plane_area_resize_into` of ``palette[src]`` and ``palette[prev]``,
     bit for bit, in one pass over the codes. The lookups are scalar loads, about half of the
     kernel's time: a pixel whose code did not change between the two frames (most of them) is
-    looked up once. The destination rows are summed in one (h, width) float32 block, which
-    keeps the row loops free of the gray kernels' line swaps (bench/bench_ale_worker.py times
-    it against ALE's own gray).
+    looked up once. The destination rows are summed in one (h, width) float32 block, as in
+    :func:`gray_area_resize_into` (bench/bench_ale_worker.py times it against ALE's own gray).
 
     Args:
         src: uint8 (H, W) colour codes, C-contiguous, the newest frame.
