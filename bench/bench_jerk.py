@@ -109,7 +109,7 @@ def main() -> None:
     parser.add_argument(
         "--async-batches",
         action="store_true",
-        help="the same as --driver async-halves (kept for the commands in bench/README.md)",
+        help="the same as --driver async-halves (kept for the commands in bench/results/)",
     )
     args = parser.parse_args()
     if args.async_batches:

@@ -316,7 +316,7 @@ def main() -> None:
     parser.add_argument("--random-episodes", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=2.5e-4, help="learn: learning rate")
-    # learn's defaults are the run in bench/README.md (the first run, 3 epochs and an annealed
+    # learn's defaults are the run in bench/agents.md (the first run, 3 epochs and an annealed
     # lr, reached 1.77x random): --anneal-lr --epochs 3 --no-overlap give it back.
     parser.add_argument("--epochs", type=int, default=4, help="learn: epochs per rollout")
     parser.add_argument(

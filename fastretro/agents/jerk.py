@@ -29,7 +29,7 @@ the prefix's reward, as a replay would. That needs a scenario whose reward and d
 on emulator memory (the pool's workers evaluate it: ``scenario_engines == "fastretro"``); where
 the scenario keeps state outside the emulator (the contest's Lua reward script; stable-retro's
 save states do not carry it), ``"auto"`` replays from reset. It is a change to the algorithm,
-not shown to score at least what the original scores (bench/README.md), hence not the default.
+not shown to score at least what the original scores (bench/agents.md), hence not the default.
 The run reports which path ran (``replay_path``).
 
 Open loop (the default): between two decisions JERK's actions are fixed (a move's are drawn at

@@ -85,7 +85,7 @@ class JerkConfig:
     reset, then no-op, as the original), ``"state"`` (load the state saved at the end of the
     best sequence and explore on from there) or ``"auto"`` (``"state"`` where sound, else
     ``"reset"``). Going on from a state is a change to the algorithm that has not been shown to
-    score at least what the original scores (bench/README.md), so it is not the default."""
+    score at least what the original scores (bench/agents.md), so it is not the default."""
 
     def check(self) -> None:
         """Raise InvalidArgumentError on a value the algorithm cannot use."""

@@ -334,7 +334,7 @@ def lean_loop(game: str, config: EnvConfig, skip_work: bool = True):
       RAM variables it reads (the worker's own test of a declarative scenario, under a
       microsecond; stable-retro's ``is_done`` needs ``update_ram``, a fifth of a frame, which
       a worker does not run), or the config's step cap. Played on past its end, Airstriker
-      runs frames 4-6% cheaper than in play (bench/README.md's lean grid), which read E_lean
+      runs frames 4-6% cheaper than in play (bench/scale.md's lean grid), which read E_lean
       low.
 
     A step runs the step's frames, reads the picture of each frame an observation uses (the
