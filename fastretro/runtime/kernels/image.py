@@ -251,9 +251,18 @@ def _reduce_line_into(line, tx, acc, out, i):
     for k in range(tx.taps.shape[0]):
         for j in range(acc.shape[0]):
             acc[j] += tx.taps[k, j] * line[tx.index[k, j]]
-    for channel in range(out.shape[2]):  # a loop per channel keeps one-channel writes vector
+    _write_row(acc, out, i)
+
+
+@numba.njit(**_JIT)
+def _write_row(acc, out, i):
+    # The rounded sums into channel 0 of out[i], then copied into any other channel (a ring's
+    # second slot): one loop per channel keeps the one-channel writes vector.
+    for j in range(acc.shape[0]):
+        out[i, j, 0] = _round_u8(acc[j])
+    for channel in range(1, out.shape[2]):
         for j in range(acc.shape[0]):
-            out[i, j, channel] = _round_u8(acc[j])
+            out[i, j, channel] = out[i, j, 0]
 
 
 @numba.njit(**_JIT)
@@ -276,9 +285,7 @@ def _reduce_rows_gray_into(rows, tx, out):
                 acc[2, j] += weight * r2[s]
                 acc[3, j] += weight * r3[s]
         for q in range(4):
-            for channel in range(out.shape[2]):
-                for j in range(n):
-                    out[i + q, j, channel] = _round_u8(acc[q, j])
+            _write_row(acc[q], out, i + q)
     for i in range(grouped, out.shape[0]):
         _reduce_line_into(rows[i], tx, acc[0], out, i)
 
